@@ -1,0 +1,2 @@
+def analyze_command(campaign: str) -> None:
+    """Analyse a campaign."""

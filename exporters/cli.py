@@ -1,0 +1,10 @@
+"""``mltelemetry exporter ...``: one command per exporter, each defined beside its collector."""
+
+import typer
+
+from mltelemetry.exporters.host import host_command
+from mltelemetry.exporters.pm.cli import pm_exporter_command
+
+app = typer.Typer(no_args_is_help=True)
+app.command("host")(host_command)
+app.command("pm")(pm_exporter_command)

@@ -1,0 +1,121 @@
+"""Host exporter: what collectl gave the method (CPU, memory, disk, network), plus load, swap and RAPL."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psutil
+
+from mltelemetry import schema
+from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, Interval, Listen, StorePath, one_line_errors
+from mltelemetry.schema import Sample
+
+log = logging.getLogger(__name__)
+
+# Pseudo block devices whose traffic is not the SUT's disk activity.
+_SKIPPED_DISK_PREFIXES = ("loop", "ram", "zram")
+_SKIPPED_INTERFACES = ("lo",)
+
+
+class RaplZone:
+    """One powercap zone's energy counter, made monotonic across wrap-around (``max_energy_range_uj``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = (path / "name").read_text().strip()
+        self.max_range_uj = int((path / "max_energy_range_uj").read_text())
+        self._last_uj = self._read_uj()
+        self.total_j = self._last_uj / 1e6
+
+    def _read_uj(self) -> int:
+        return int((self.path / "energy_uj").read_text())
+
+    def read_joules(self) -> float:
+        now_uj = self._read_uj()
+        delta = now_uj - self._last_uj
+        if delta < 0:  # the counter wrapped past max_energy_range_uj
+            delta += self.max_range_uj + 1
+        self._last_uj = now_uj
+        self.total_j += delta / 1e6
+        return self.total_j
+
+
+def find_rapl_zones(sysfs_root: Path = Path("/sys")) -> list[RaplZone]:
+    """Readable RAPL zones (packages and their sub-zones); empty where there are none or none is readable."""
+    powercap = sysfs_root / "class" / "powercap"
+    zones, names = [], {}
+    for path in sorted(powercap.glob("intel-rapl:*")):
+        try:
+            zone = RaplZone(path)
+        except (OSError, ValueError) as e:
+            log.info("RAPL zone %s not readable (%s); skipping it", path.name, e)
+            continue
+        # Sub-zones share names across packages ("core" under each package): qualify them.
+        key = zone.name if zone.name not in names else f"{zone.name}-{path.name}"
+        names[key] = path
+        zone.name = key
+        zones.append(zone)
+    return zones
+
+
+class HostCollector:
+    """Samples psutil's counters and gauges and RAPL where readable."""
+
+    name = "host"
+
+    def __init__(self, host: str, sysfs_root: Path = Path("/sys")) -> None:
+        self.host = host
+        self.rapl = find_rapl_zones(sysfs_root)
+        if not self.rapl:
+            log.info("no readable RAPL zones under %s/class/powercap: CPU energy will not be recorded",
+                     sysfs_root)
+        psutil.cpu_percent(percpu=True)  # primes the per-interval utilisation
+        psutil.cpu_percent()
+
+    def sample(self, ts_ns: int) -> list[Sample]:
+        host = self.host
+
+        def s(metric: str, value: float, **labels: str) -> Sample:
+            return Sample(metric, {"host": host, **labels}, float(value), ts_ns)
+
+        samples = [s(schema.HOST_CPU_UTILIZATION, psutil.cpu_percent() / 100, cpu="total")]
+        samples += [s(schema.HOST_CPU_UTILIZATION, pct / 100, cpu=str(i))
+                    for i, pct in enumerate(psutil.cpu_percent(percpu=True))]
+        memory, swap = psutil.virtual_memory(), psutil.swap_memory()
+        samples += [
+            s(schema.HOST_MEMORY_USED, memory.total - memory.available),
+            s(schema.HOST_MEMORY_AVAILABLE, memory.available),
+            s(schema.HOST_MEMORY_TOTAL, memory.total),
+            s(schema.HOST_SWAP_USED, swap.used),
+        ]
+        samples += [s(schema.HOST_LOAD, load, period=period)
+                    for period, load in zip(("1m", "5m", "15m"), psutil.getloadavg())]
+        for device, io in (psutil.disk_io_counters(perdisk=True) or {}).items():
+            if not device.startswith(_SKIPPED_DISK_PREFIXES):
+                samples += [s(schema.HOST_DISK_READ, io.read_bytes, device=device),
+                            s(schema.HOST_DISK_WRITTEN, io.write_bytes, device=device)]
+        for interface, io in psutil.net_io_counters(pernic=True).items():
+            if interface not in _SKIPPED_INTERFACES:
+                samples += [s(schema.HOST_NET_RECEIVED, io.bytes_recv, interface=interface),
+                            s(schema.HOST_NET_TRANSMITTED, io.bytes_sent, interface=interface)]
+        samples += [s(schema.HOST_RAPL_ENERGY, zone.read_joules(), zone=zone.name) for zone in self.rapl]
+        return samples
+
+    def close(self) -> None:
+        pass
+
+
+@one_line_errors
+def host_command(
+    listen: Listen = "127.0.0.1:9810",
+    store: StorePath = None,
+    interval: Interval = 1.0,
+    host_label: HostLabel = DEFAULT_HOST,
+    sysfs: Path = Path("/sys"),
+) -> None:
+    """Publish CPU, memory, disk, network, load, swap and RAPL energy of this machine."""
+    from mltelemetry.exporters.runtime import serve
+
+    serve(HostCollector(host_label, sysfs_root=sysfs), listen=listen, store=str(store) if store else None,
+          interval_s=interval, host=host_label)

@@ -1,0 +1,3 @@
+from mltelemetry.cli import main
+
+main()

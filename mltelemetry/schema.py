@@ -1,0 +1,167 @@
+"""Every metric and the event record: the one place names come from.
+
+Exporters, sinks, the store, the analysis and the dashboards all import names from here,
+so a renamed metric is a one-line change. Names follow Prometheus conventions: a
+``mltelemetry_`` prefix, base units, ``_total`` on counters.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+PREFIX = "mltelemetry_"
+
+MetricType = Literal["gauge", "counter", "info"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: full name, type, unit, a full-sentence help text and its label names."""
+
+    name: str
+    type: MetricType
+    unit: str
+    help: str
+    labels: tuple[str, ...] = ("host",)
+
+
+class Sample(NamedTuple):
+    """One reading of one series: metric name, labels, value (base units) and wall time in ns."""
+
+    metric: str
+    labels: dict[str, str]
+    value: float
+    ts_ns: int
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def _metric(name: str, type: MetricType, unit: str, help: str, labels: tuple[str, ...] = ("host",)) -> str:
+    full = PREFIX + name
+    if type == "counter" and not full.endswith("_total"):
+        raise ValueError(f"counter {full} must end in _total")
+    METRICS[full] = Metric(full, type, unit, help, labels)
+    return full
+
+
+# --- power meter -------------------------------------------------------------------------
+PM_LABELS = ("host", "meter")
+PM_POWER = _metric("pm_power_watts", "gauge", "W",
+                   "Active power measured by the power meter, averaged over its update interval.", PM_LABELS)
+PM_VOLTAGE = _metric("pm_voltage_volts", "gauge", "V", "RMS voltage measured by the power meter.", PM_LABELS)
+PM_CURRENT = _metric("pm_current_amperes", "gauge", "A", "RMS current measured by the power meter.", PM_LABELS)
+PM_ENERGY = _metric("pm_energy_joules_total", "counter", "J",
+                    "Energy integrated by the exporter from the meter's power readings.", PM_LABELS)
+PM_SAMPLES = _metric("pm_samples_total", "counter", "1", "Valid readings taken from the power meter.", PM_LABELS)
+PM_INVALID = _metric("pm_invalid_readings_total", "counter", "1",
+                     "Readings from the power meter that were garbage, partial, NAN, INF or over-range "
+                     "and were dropped.", PM_LABELS)
+PM_GAP = _metric("pm_gap_seconds_total", "counter", "s",
+                 "Seconds for which no energy could be integrated because the meter gave no valid reading.",
+                 PM_LABELS)
+PM_CONNECTED = _metric("pm_connected", "gauge", "1",
+                       "Whether the exporter currently talks to the power meter (1) or not (0).", PM_LABELS)
+
+# --- host ----------------------------------------------------------------------------------
+HOST_CPU_UTILIZATION = _metric("host_cpu_utilization_ratio", "gauge", "1",
+                               "CPU utilisation over the last sampling interval, 0 to 1; cpu=\"total\" "
+                               "for the whole machine.", ("host", "cpu"))
+HOST_MEMORY_USED = _metric("host_memory_used_bytes", "gauge", "B", "Memory in use (total minus available).")
+HOST_MEMORY_AVAILABLE = _metric("host_memory_available_bytes", "gauge", "B",
+                                "Memory available to new processes without swapping.")
+HOST_MEMORY_TOTAL = _metric("host_memory_total_bytes", "gauge", "B", "Physical memory installed.")
+HOST_SWAP_USED = _metric("host_swap_used_bytes", "gauge", "B", "Swap space in use.")
+HOST_LOAD = _metric("host_load_average", "gauge", "1",
+                    "System load average over the given period.", ("host", "period"))
+HOST_DISK_READ = _metric("host_disk_read_bytes_total", "counter", "B", "Bytes read from the disk.",
+                         ("host", "device"))
+HOST_DISK_WRITTEN = _metric("host_disk_written_bytes_total", "counter", "B", "Bytes written to the disk.",
+                            ("host", "device"))
+HOST_NET_RECEIVED = _metric("host_network_received_bytes_total", "counter", "B",
+                            "Bytes received on the network interface.", ("host", "interface"))
+HOST_NET_TRANSMITTED = _metric("host_network_transmitted_bytes_total", "counter", "B",
+                               "Bytes sent on the network interface.", ("host", "interface"))
+HOST_RAPL_ENERGY = _metric("host_rapl_energy_joules_total", "counter", "J",
+                           "Energy of one RAPL zone, made monotonic across the counter's wrap-around.",
+                           ("host", "zone"))
+
+# --- GPU -----------------------------------------------------------------------------------
+GPU_LABELS = ("host", "gpu", "uuid", "name")
+GPU_POWER = _metric("gpu_power_watts", "gauge", "W",
+                    "GPU board power from NVML; kind=\"instant\" or \"average\" (NVML's 1 s average).",
+                    GPU_LABELS + ("kind",))
+GPU_ENERGY = _metric("gpu_energy_joules_total", "counter", "J",
+                     "GPU energy from NVML's hardware counter, or integrated from power where there is none; "
+                     "method says which.", GPU_LABELS + ("method",))
+GPU_TEMPERATURE = _metric("gpu_temperature_celsius", "gauge", "Cel", "GPU core temperature.", GPU_LABELS)
+GPU_UTILIZATION = _metric("gpu_utilization_ratio", "gauge", "1",
+                          "Fraction of the last sample period in which a kernel ran on the GPU.", GPU_LABELS)
+GPU_MEMORY_UTILIZATION = _metric("gpu_memory_utilization_ratio", "gauge", "1",
+                                 "Fraction of the last sample period in which GPU memory was read or written.",
+                                 GPU_LABELS)
+GPU_MEMORY_USED = _metric("gpu_memory_used_bytes", "gauge", "B", "GPU memory allocated.", GPU_LABELS)
+GPU_PSTATE = _metric("gpu_performance_state", "gauge", "1", "GPU performance state (0 fastest, 15 slowest).",
+                     GPU_LABELS)
+GPU_PCIE_GENERATION = _metric("gpu_pcie_link_generation", "gauge", "1", "Current PCIe link generation.",
+                              GPU_LABELS)
+GPU_PCIE_WIDTH = _metric("gpu_pcie_link_width", "gauge", "1", "Current PCIe link width (lanes).", GPU_LABELS)
+GPU_CLOCK = _metric("gpu_clock_hertz", "gauge", "Hz", "Current GPU clock; clock is sm, memory or graphics.",
+                    GPU_LABELS + ("clock",))
+GPU_THROTTLE = _metric("gpu_throttle_reasons", "gauge", "1",
+                       "Bit mask of NVML's current clock throttle reasons (0 = not throttled).", GPU_LABELS)
+GPU_POWER_LIMIT = _metric("gpu_power_limit_watts", "gauge", "W", "Enforced GPU power limit.", GPU_LABELS)
+GPU_FAN = _metric("gpu_fan_speed_ratio", "gauge", "1", "GPU fan speed as a fraction of its maximum.",
+                  GPU_LABELS)
+GPU_UP = _metric("gpu_up", "gauge", "1", "Whether the GPU answers NVML (1) or fell off the bus (0).", GPU_LABELS)
+
+# --- every exporter ------------------------------------------------------------------------
+EXPORTER_LABELS = ("host", "exporter")
+EXPORTER_SAMPLE_DURATION = _metric("exporter_sample_duration_seconds", "gauge", "s",
+                                   "Time the exporter's last sampling tick took.", EXPORTER_LABELS)
+EXPORTER_SAMPLES = _metric("exporter_samples_total", "counter", "1", "Samples the exporter has produced.",
+                           EXPORTER_LABELS)
+EXPORTER_ERRORS = _metric("exporter_errors_total", "counter", "1",
+                          "Sampling ticks that failed with an error.", EXPORTER_LABELS)
+EXPORTER_MISSED_TICKS = _metric("exporter_missed_ticks_total", "counter", "1",
+                                "Ticks skipped because the previous tick ran past their deadline.",
+                                EXPORTER_LABELS)
+
+
+def metric(name: str) -> Metric:
+    """The schema entry for a full metric name; KeyError for names the schema does not know."""
+    return METRICS[name]
+
+
+# --- events --------------------------------------------------------------------------------
+ACTIONS = ("campaign", "run", "baseline", "idle", "prepare_data", "create_model", "train", "epoch",
+           "compute", "export", "cleanup", "cooldown")
+STATUSES = ("ok", "failed", "aborted")
+
+
+@dataclass
+class Event:
+    """One annotated interval of the workload: a campaign, a run, an action or an epoch.
+
+    ``start_ns``/``end_ns`` are UTC wall-clock nanoseconds, the clock the exporters use.
+    ``fields`` holds everything else (loss, accuracy, parameter counts, framework, error, ...).
+    """
+
+    campaign: str
+    scenario: str
+    run: int
+    action: str
+    start_ns: int
+    end_ns: int
+    epoch: int | None = None
+    status: str = "ok"
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    def fields_json(self) -> str:
+        return json.dumps(self.fields, sort_keys=True, default=str)

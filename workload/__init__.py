@@ -1,0 +1,1 @@
+"""mltelemetry.workload."""
