@@ -35,7 +35,7 @@ class RaplZone:
         now_uj = self._read_uj()
         delta = now_uj - self._last_uj
         if delta < 0:  # the counter wrapped past max_energy_range_uj
-            delta += self.max_range_uj + 1
+            delta += self.max_range_uj
         self._last_uj = now_uj
         self.total_j += delta / 1e6
         return self.total_j

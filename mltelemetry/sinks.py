@@ -90,9 +90,9 @@ class PrometheusSink:
         for (name, labels), value in sorted(self._latest.items()):
             spec = METRICS[name]
             family = families.get(name)
-            if family is None:
-                family = families[name] = PromMetric(name, spec.help, spec.type)
-            family.add_sample(family.name + ("_total" if spec.type == "counter" else ""), dict(labels), value)
+            if family is None:  # a counter family is named without _total; its sample carries the suffix
+                family = families[name] = PromMetric(name.removesuffix("_total"), spec.help, spec.type)
+            family.add_sample(name, dict(labels), value)
         yield from families.values()
 
     def describe(self) -> Iterable[PromMetric]:

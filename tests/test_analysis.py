@@ -1,0 +1,132 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mltelemetry import schema
+from mltelemetry.analysis.campaign import analyze_campaign
+from mltelemetry.analysis.energy import counter_at, increase, monotonic
+from mltelemetry.cli import app
+from mltelemetry.errors import MltelemetryError
+from mltelemetry.schema import Event, Sample
+from mltelemetry.store import Store
+
+S = 10**9
+
+
+def test_counter_interpolated_inside_a_sampling_interval():
+    ts = np.array([0, 1, 2, 3]) * S
+    counter = np.array([0.0, 100.0, 350.0, 450.0])
+    assert counter_at(ts, counter, int(1.2 * S)) == pytest.approx(150.0)  # 100 + 0.2 × 250
+    assert increase(ts, counter, int(0.5 * S), int(2.5 * S)) == pytest.approx(400 - 50)
+    assert increase(ts, counter, -1, 2 * S) is None  # the window starts before the first sample
+    assert increase(ts, counter, 0, int(3.1 * S)) is None
+
+
+def test_counter_reset_is_undone():
+    values = np.array([0.0, 100.0, 200.0, 50.0, 150.0])  # the exporter restarted between 2 and 3
+    assert monotonic(values).tolist() == [0.0, 100.0, 200.0, 250.0, 350.0]
+    assert increase(np.arange(5) * S, values, int(0.5 * S), int(3.5 * S)) == pytest.approx(300 - 50)
+
+
+def power_at(t):
+    """The crafted SUT: 100 W, except 250 W from t=30 s to t=50 s and 160 W from t=70 s to t=80 s."""
+    return 250.0 if 30 <= t < 50 else 160.0 if 70 <= t < 80 else 100.0
+
+
+def crafted_store(path, meters=("wt310",)):
+    """1 Hz meter counters and CPU ratios for 0..120 s, and a campaign of two baseline and two cpu runs."""
+    energy, samples = 0.0, []
+    for t in range(121):
+        for meter in meters:
+            samples.append(Sample(schema.PM_ENERGY, {"host": "sut", "meter": meter}, energy, t * S))
+        samples.append(Sample(schema.HOST_CPU_UTILIZATION, {"host": "sut", "cpu": "total"},
+                              0.9 if power_at(t) > 100 else 0.1, t * S))
+        energy += power_at(t)  # energy over [t, t+1]
+    events = [
+        Event("c", "baseline", 1, "run", 2 * S, 12 * S), Event("c", "baseline", 1, "baseline", 2 * S, 12 * S),
+        Event("c", "baseline", 2, "run", int(14.5 * S), int(24.5 * S)),
+        Event("c", "cpu", 1, "run", 30 * S, 50 * S),
+        Event("c", "cpu", 1, "compute", int(35.5 * S), int(45.5 * S)),
+        Event("c", "cpu", 2, "run", int(65.5 * S), int(85.5 * S)),
+        Event("c", "*", 0, "campaign", 0, 90 * S),
+    ]
+    with Store(path) as store:
+        store.write(samples)
+        store.write_events(events)
+
+
+def test_figures_against_hand_computed_values(tmp_path):
+    crafted_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        result = analyze_campaign(store, "c")
+    assert result.baseline_power_w == pytest.approx(100.0)
+    rows = {(r["scenario"], r["run"], r["action"]): r for r in result.windows.to_dict(orient="records")}
+    assert ("*", 0, "campaign") not in rows
+    cpu1 = rows[("cpu", 1, "run")]
+    assert cpu1["duration_s"] == 20.0
+    assert cpu1["energy_wh"] == pytest.approx(20 * 250 / 3600)
+    assert cpu1["mean_power_w"] == pytest.approx(250.0)
+    assert cpu1["induced_wh"] == pytest.approx((5000 - 100 * 20) / 3600)
+    # run 2 straddles the 160 W step: 4.5 s at 100 W, 10 s at 160 W, 5.5 s at 100 W
+    cpu2 = rows[("cpu", 2, "run")]
+    assert cpu2["energy_wh"] == pytest.approx((4.5 * 100 + 10 * 160 + 5.5 * 100) / 3600)
+    assert cpu2["induced_wh"] == pytest.approx(10 * 60 / 3600)
+    compute = rows[("cpu", 1, "compute")]
+    assert compute["energy_wh"] == pytest.approx(10 * 250 / 3600)
+    assert compute["cpu_utilization"] == pytest.approx(0.9)
+    assert rows[("baseline", 2, "run")]["induced_wh"] == pytest.approx(0.0)
+    assert rows[("baseline", 1, "run")]["coverage"] == 1.0
+
+    summary = result.summary.set_index(["scenario", "action"])
+    runs = summary.loc[("cpu", "run")]
+    assert runs["n"] == 2
+    assert runs["energy_wh_mean"] == pytest.approx((5000 + 2600) / 2 / 3600)
+    assert runs["energy_wh_std"] == pytest.approx(np.std([5000 / 3600, 2600 / 3600], ddof=1))
+    assert summary.loc[("baseline", "run")]["mean_power_w_std"] == pytest.approx(0.0)
+
+
+def test_two_meters_on_one_sut_are_summed(tmp_path):
+    crafted_store(tmp_path / "s.db", meters=("psu1", "psu2"))
+    with Store(tmp_path / "s.db") as store:
+        result = analyze_campaign(store, "c")
+    cpu1 = result.windows[(result.windows.scenario == "cpu") & (result.windows.action == "run")].iloc[0]
+    assert cpu1.energy_wh == pytest.approx(2 * 5000 / 3600)
+
+
+def test_window_outside_the_recorded_samples_gets_no_figure(tmp_path):
+    crafted_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        store.write_events([Event("late", "cpu", 1, "run", 118 * S, 130 * S)])
+        row = analyze_campaign(store, "late").windows.iloc[0]
+    assert np.isnan(row.energy_wh) and "no meter samples" in row.note
+
+
+def test_errors_are_one_line(tmp_path):
+    crafted_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store, pytest.raises(MltelemetryError, match="no campaign 'nope'.*: c$"):
+        analyze_campaign(store, "nope")
+    runner = CliRunner()
+    result = runner.invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "missing.db")])
+    assert result.exit_code == 1 and result.output.strip() == f"error: no store at {tmp_path / 'missing.db'}"
+    Store(tmp_path / "empty.db").close()
+    result = runner.invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "empty.db")])
+    assert result.exit_code == 1 and "the store has no events" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_json_and_csv(tmp_path):
+    crafted_store(tmp_path / "s.db")
+    runner = CliRunner()
+    result = runner.invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "s.db"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["baseline_power_w"] == pytest.approx(100.0)
+    assert len(data["windows"]) == 6
+    result = runner.invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "s.db"), "--format", "csv"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 0 and lines[0].startswith("scenario,run,action")
+    assert len(lines) == 1 + 6 + 2 * 4  # windows, then mean and std rows of the four (scenario, action) groups
+    result = runner.invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "s.db")])
+    assert result.exit_code == 0 and "baseline power 100.00 W" in result.output

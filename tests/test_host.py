@@ -1,0 +1,86 @@
+import subprocess
+import sys
+
+import psutil
+import pytest
+import requests
+
+from conftest import free_port, wait_for
+from mltelemetry import schema
+from mltelemetry.exporters.host import HostCollector, find_rapl_zones
+
+
+def make_zone(root, name, zone, energy_uj, max_uj=1_000_000):
+    path = root / "class" / "powercap" / name
+    path.mkdir(parents=True)
+    (path / "name").write_text(zone + "\n")
+    (path / "energy_uj").write_text(f"{energy_uj}\n")
+    (path / "max_energy_range_uj").write_text(f"{max_uj}\n")
+    return path
+
+
+def test_rapl_counter_is_monotonic_across_a_wrap(tmp_path):
+    package = make_zone(tmp_path, "intel-rapl:0", "package-0", 900_000)
+    make_zone(tmp_path, "intel-rapl:0:0", "core", 10)
+    make_zone(tmp_path, "intel-rapl:1:0", "core", 20)
+    zones = {z.name: z for z in find_rapl_zones(tmp_path)}
+    assert set(zones) == {"package-0", "core", "core-intel-rapl:1:0"}
+    assert zones["package-0"].total_j == pytest.approx(0.9)
+    (package / "energy_uj").write_text("950000\n")
+    assert zones["package-0"].read_joules() == pytest.approx(0.95)
+    (package / "energy_uj").write_text("100000\n")  # wrapped at 1 J: 0.05 J to the top, then 0.1 J
+    assert zones["package-0"].read_joules() == pytest.approx(1.1)
+
+
+def test_unreadable_rapl_is_skipped_and_the_collector_carries_on(tmp_path, caplog):
+    broken = make_zone(tmp_path, "intel-rapl:0", "package-0", 5)
+    (broken / "energy_uj").unlink()
+    caplog.set_level("INFO")
+    collector = HostCollector("sut", sysfs_root=tmp_path)
+    assert collector.rapl == []
+    assert "no readable RAPL zones" in caplog.text
+    assert not [s for s in collector.sample(1) if s.metric == schema.HOST_RAPL_ENERGY]
+
+
+def test_host_samples_cover_the_method_indicators(tmp_path):
+    make_zone(tmp_path, "intel-rapl:0", "package-0", 2_000_000, max_uj=10_000_000)
+    samples = HostCollector("sut", sysfs_root=tmp_path).sample(123)
+    by_metric = {}
+    for s in samples:
+        assert s.labels["host"] == "sut" and s.ts_ns == 123
+        by_metric.setdefault(s.metric, []).append(s)
+    cpu = {s.labels["cpu"]: s.value for s in by_metric[schema.HOST_CPU_UTILIZATION]}
+    assert set(cpu) == {"total", *map(str, range(psutil.cpu_count()))}
+    assert all(0.0 <= v <= 1.0 for v in cpu.values())
+    assert by_metric[schema.HOST_MEMORY_TOTAL][0].value == psutil.virtual_memory().total
+    assert {s.labels["period"] for s in by_metric[schema.HOST_LOAD]} == {"1m", "5m", "15m"}
+    assert by_metric[schema.HOST_NET_RECEIVED] and by_metric[schema.HOST_DISK_READ]
+    assert by_metric[schema.HOST_RAPL_ENERGY][0].value == pytest.approx(2.0)
+    assert set(by_metric) <= set(schema.METRICS)
+
+
+def test_real_prometheus_scrapes_the_host_exporter(prometheus):
+    port = free_port()
+    exporter = subprocess.Popen([sys.executable, "-m", "mltelemetry", "exporter", "host",
+                                 "--listen", f"127.0.0.1:{port}", "--host-label", "sut-under-test"])
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok, 20, "the exporter")
+        url = prometheus([f"127.0.0.1:{port}"])
+
+        def query(expr):
+            result = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=5).json()["data"]["result"]
+            return result
+
+        memory = wait_for(lambda: query(f'{schema.HOST_MEMORY_TOTAL}{{host="sut-under-test"}}'), 30, "a scrape")
+        assert float(memory[0]["value"][1]) == psutil.virtual_memory().total
+        # five 1-second scrapes of the CPU ratio, read back through the HTTP API
+        samples = wait_for(lambda: (r := query(f'{schema.HOST_CPU_UTILIZATION}{{cpu="total"}}[30s]'))
+                           and len(r[0]["values"]) >= 5 and r[0]["values"], 30, "five scrapes")
+        assert all(0.0 <= float(v) <= 1.0 for _, v in samples)
+        counters = query(f"{schema.HOST_NET_RECEIVED}")
+        assert counters and all(float(c["value"][1]) >= 0 for c in counters)
+        health = query(f'{schema.EXPORTER_SAMPLES}{{exporter="host"}}')
+        assert float(health[0]["value"][1]) > 0
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=10)

@@ -1,0 +1,104 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from mltelemetry.errors import MltelemetryError
+from mltelemetry.schema import PM_POWER, Event, Sample
+from mltelemetry.store import CHUNK_SAMPLES, Store
+
+S = 10**9
+
+
+def power(ts_s, value, meter="m1", host="sut"):
+    return Sample(PM_POWER, {"host": host, "meter": meter}, value, int(ts_s * S))
+
+
+def test_round_trip_through_head_and_chunks(tmp_path):
+    n = CHUNK_SAMPLES * 2 + 37
+    with Store(tmp_path / "s.db") as store:
+        for first in range(0, n, 7):  # small batches, like an exporter flushing every second
+            store.write([power(t, t * 0.5) for t in range(first, min(first + 7, n))])
+        chunks = store._db.execute("SELECT count(*), sum(n) FROM chunks").fetchone()
+        head = store._db.execute("SELECT count(*) FROM samples").fetchone()[0]
+        assert chunks == (2, 2 * CHUNK_SAMPLES) and head == 37
+        window = store.query(PM_POWER, {"meter": "m1"}, 595 * S, 605 * S)
+    assert window.ts_ns.tolist() == [t * S for t in range(595, 606)]
+    assert window.value.tolist() == [t * 0.5 for t in range(595, 606)]
+    assert set(window.meter) == {"m1"} and set(window.host) == {"sut"}
+
+
+def test_label_subset_selects_series_and_newest_duplicate_wins(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        store.write([power(1, 10.0, "a"), power(1, 20.0, "b"), power(2, 11.0, "a")])
+        store.write([power(2, 12.0, "a")])  # same series, same time: replaces
+        assert store.query(PM_POWER, {"meter": "a"}).value.tolist() == [10.0, 12.0]
+        assert len(store.query(PM_POWER, {"host": "sut"})) == 3
+        assert store.query(PM_POWER, {"meter": "zzz"}).empty
+
+
+def test_events_round_trip(tmp_path):
+    event = Event("c1", "cpu", 2, "epoch", 5 * S, 7 * S, epoch=3, fields={"loss": 0.25})
+    with Store(tmp_path / "s.db") as store:
+        store.write_events([event])
+        assert store.events("c1") == [event]
+        assert store.campaigns() == ["c1"]
+        assert store.events("other") == []
+
+
+def test_not_a_store_is_a_clear_error(tmp_path):
+    (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(MltelemetryError, match="not a readable mltelemetry store"):
+        Store(tmp_path / "junk.db")
+    with pytest.raises(MltelemetryError, match="no store at"):
+        Store(tmp_path / "missing.db", create=False)
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from mltelemetry.schema import PM_POWER, Sample
+    from mltelemetry.sinks import StoreSink
+    sink = StoreSink(sys.argv[1], flush_interval_s=1.0)
+    meter, n = sys.argv[2], int(sys.argv[3])
+    for i in range(n):
+        sink.publish([Sample(PM_POWER, {"host": "sut", "meter": meter}, float(i), time.time_ns())])
+        time.sleep(0.01)
+    sink.close()
+    print("done", flush=True)
+""")
+
+
+def test_concurrent_writers_while_reading(tmp_path):
+    path = tmp_path / "s.db"
+    Store(path).close()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"w{i}", "300"]) for i in range(3)]
+    reads = 0
+    with Store(path) as reader:
+        while any(w.poll() is None for w in writers):
+            reader.query(PM_POWER)
+            reads += 1
+        assert [w.wait() for w in writers] == [0, 0, 0]
+        for i in range(3):
+            assert reader.query(PM_POWER, {"meter": f"w{i}"}).value.tolist() == [float(v) for v in range(300)]
+    assert reads > 0
+
+
+def test_sigkill_loses_at_most_the_last_second(tmp_path):
+    path = tmp_path / "s.db"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "k", "100000"])
+    time.sleep(4)
+    killed_at = time.time_ns()
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with Store(path) as store:
+        ts = store.query(PM_POWER, {"meter": "k"}).ts_ns.to_numpy()
+    assert len(ts) > 100
+    assert killed_at - ts[-1] < 1.3 * S  # flushes once a second; the rest is scheduling slack
+    assert np.all(np.diff(ts) > 0)
