@@ -5,7 +5,6 @@ A scenario registers itself in ``SCENARIOS`` by name; the ML scenarios plug in t
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import shutil
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mltelemetry.workload.cpu_burn import hash_until
 from mltelemetry.workload.events import EventRecorder
 
 
@@ -62,16 +62,6 @@ def idle(ctx: RunContext) -> None:
         subprocess.run([sys.executable, "-c", f"import time; time.sleep({ctx.seconds!r})"], check=True)
 
 
-def _hash_until(deadline: float) -> int:
-    """Keep one core busy hashing until ``deadline`` (time.time()); returns the rounds done."""
-    digest, rounds = b"mltelemetry", 0
-    while time.time() < deadline:
-        for _ in range(2000):
-            digest = hashlib.sha256(digest).digest()
-        rounds += 2000
-    return rounds
-
-
 @scenario("cpu")
 def cpu(ctx: RunContext) -> None:
     """A CPU-bound synthetic workload: prepare data, hash on every core for ``seconds``, clean up."""
@@ -82,10 +72,12 @@ def cpu(ctx: RunContext) -> None:
             data.write_bytes(os.urandom(16 * 2**20))
             fields["bytes"] = data.stat().st_size
         workers = os.cpu_count() or 1
-        with ctx.action("compute", workers=workers) as fields:
-            deadline = time.time() + ctx.seconds
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                fields["hash_rounds"] = sum(pool.map(_hash_until, [deadline] * workers))
+        # The pool starts outside the compute window, so the window holds only the work.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            pool.map(hash_until, [0.0] * workers)  # wait until every worker is up
+            with ctx.action("compute", workers=workers) as fields:
+                deadline = time.time() + ctx.seconds
+                fields["hash_rounds"] = sum(pool.map(hash_until, [deadline] * workers))
     finally:
         with ctx.action("cleanup"):
             shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,34 @@
+# The two set-up commands (README.md): `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages of the real servers the integration tests start (never mocks).
+SERVERS := prometheus
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint servers clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+servers:
+	@missing=""; for s in $(SERVERS); do command -v $$s >/dev/null || missing="$$missing $$s"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from Debian"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: $(BIN)/.installed
+	$(BIN)/mltelemetry demo
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+test: $(BIN)/.installed servers lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
