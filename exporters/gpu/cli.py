@@ -1,0 +1,60 @@
+"""``mltelemetry exporter gpu``: publish every NVML indicator of the GPUs, energy from the hardware counter."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, Interval, Listen, StorePath, one_line_errors
+
+from .nvml import NvmlUnavailable, open_nvml
+
+Gpus = Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer reads the annotation at run time)
+    "--gpus", help="Comma-separated NVML indices of the GPUs to publish (default: all).")]
+RetryLost = Annotated[float, typer.Option(
+    "--retry-lost", min=0.0, help="Seconds between attempts to reach a GPU that fell off the bus.")]
+
+
+def parse_gpus(gpus: str | None) -> list[int] | None:
+    """``"0,2"`` → ``[0, 2]``; None or ``all`` → None (every GPU)."""
+    if gpus is None or gpus.strip().lower() in ("", "all"):
+        return None
+    try:
+        indices = [int(part) for part in gpus.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"want comma-separated GPU indices such as 0,1, got {gpus!r}",
+                                 param_hint="--gpus") from None
+    if len(set(indices)) != len(indices) or min(indices) < 0:
+        raise typer.BadParameter(f"GPU indices must be distinct and non-negative, got {gpus!r}",
+                                 param_hint="--gpus")
+    return indices
+
+
+@one_line_errors
+def gpu_command(
+    listen: Listen = "127.0.0.1:9812",
+    store: StorePath = None,
+    interval: Interval = 1.0,
+    host_label: HostLabel = DEFAULT_HOST,
+    gpus: Gpus = None,
+    retry_lost: RetryLost = 30.0,
+) -> None:
+    """Publish power (instant and 1 s average), hardware energy counter, temperature, load, memory,
+    clocks, P-state, PCIe link, throttle reasons, power limit and fan of NVIDIA GPUs through NVML."""
+    from mltelemetry.exporters.runtime import serve
+
+    from .collector import GpuCollector
+
+    indices = parse_gpus(gpus)
+    try:
+        nvml = open_nvml()
+    except NvmlUnavailable as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        collector = GpuCollector(nvml, host_label, indices, retry_lost_s=retry_lost)
+    except BaseException:
+        nvml.close()
+        raise
+    serve(collector, listen=listen, store=str(store) if store else None, interval_s=interval, host=host_label)
