@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Debian packages of the real servers the integration tests start (never mocks).
-SERVERS := prometheus
+# The real servers the integration tests start (never mocks), as command:Debian-package.
+SERVERS := prometheus:prometheus victoria-metrics:victoria-metrics influxd:influxdb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint servers clean
@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 servers:
-	@missing=""; for s in $(SERVERS); do command -v $$s >/dev/null || missing="$$missing $$s"; done; \
+	@missing=""; for s in $(SERVERS); do command -v $${s%%:*} >/dev/null || missing="$$missing $${s#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \

@@ -50,6 +50,10 @@ def _series_arrays(store: Store, metric: str, labels: dict[str, str], lo: int, h
         [(frame["ts_ns"].to_numpy(), frame["value"].to_numpy())]
 
 
+def _sampling_interval_ns(ts: np.ndarray) -> float:
+    return float(np.median(np.diff(ts))) if len(ts) > 1 else 1e9
+
+
 def analyze_campaign(store: Store, campaign: str, host: str | None = None) -> CampaignAnalysis:
     events = [e for e in store.events(campaign) if e.action != "campaign"]
     if not events:
@@ -70,12 +74,14 @@ def analyze_campaign(store: Store, campaign: str, host: str | None = None) -> Ca
     for e in events:
         energies = [increase(ts, values, e.start_ns, e.end_ns) for ts, values in meters]
         energy_j = None if any(x is None for x in energies) else sum(energies)
-        covered = min(coverage(ts, e.start_ns, e.end_ns, float(np.median(np.diff(ts))) if len(ts) > 1 else 1e9)
-                      for ts, _ in meters)
+        interval_ns = max(_sampling_interval_ns(ts) for ts, _ in meters)
+        covered = min(coverage(ts, e.start_ns, e.end_ns, _sampling_interval_ns(ts)) for ts, _ in meters)
         in_window = (cpu_ts >= e.start_ns) & (cpu_ts <= e.end_ns)
         notes = []
         if energy_j is None:
             notes.append("no meter samples around the window's edges")
+        if e.end_ns - e.start_ns < interval_ns:
+            notes.append("shorter than the meter's sampling interval: mean power of that interval")
         if covered < MIN_COVERAGE:
             notes.append(f"meter coverage {covered:.0%} below {MIN_COVERAGE:.0%}")
         rows.append({

@@ -43,6 +43,8 @@ def _metric(name: str, type: MetricType, unit: str, help: str, labels: tuple[str
     full = PREFIX + name
     if type == "counter" and not full.endswith("_total"):
         raise ValueError(f"counter {full} must end in _total")
+    if type == "info" and not full.endswith("_info"):
+        raise ValueError(f"info metric {full} must end in _info")
     METRICS[full] = Metric(full, type, unit, help, labels)
     return full
 
@@ -62,6 +64,15 @@ PM_INVALID = _metric("pm_invalid_readings_total", "counter", "1",
 PM_GAP = _metric("pm_gap_seconds_total", "counter", "s",
                  "Seconds for which no energy could be integrated because the meter gave no valid reading.",
                  PM_LABELS)
+PM_METER_ENERGY = _metric("pm_meter_energy_joules_total", "counter", "J",
+                          "Energy integrated by the meter itself (its own integrator), beside ours.", PM_LABELS)
+PM_UNCERTAINTY = _metric("pm_uncertainty_ratio", "gauge", "1",
+                         "Relative uncertainty of the last power reading as the meter or PTDaemon reports it.",
+                         PM_LABELS)
+PM_SAMPLING_RATE = _metric("pm_sampling_rate_hertz", "gauge", "Hz",
+                           "Valid readings per second achieved over the last minute.", PM_LABELS)
+PM_INFO = _metric("pm_meter_info", "info", "1", "Identity of the power meter (model, serial, firmware, driver).",
+                  PM_LABELS + ("driver", "model", "serial", "firmware"))
 PM_CONNECTED = _metric("pm_connected", "gauge", "1",
                        "Whether the exporter currently talks to the power meter (1) or not (0).", PM_LABELS)
 

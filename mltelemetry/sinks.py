@@ -90,8 +90,9 @@ class PrometheusSink:
         for (name, labels), value in sorted(self._latest.items()):
             spec = METRICS[name]
             family = families.get(name)
-            if family is None:  # a counter family is named without _total; its sample carries the suffix
-                family = families[name] = PromMetric(name.removesuffix("_total"), spec.help, spec.type)
+            if family is None:  # counter and info families are named without their suffix; samples carry it
+                family = families[name] = PromMetric(name.removesuffix("_total").removesuffix("_info"), spec.help,
+                                                     spec.type)
             family.add_sample(name, dict(labels), value)
         yield from families.values()
 

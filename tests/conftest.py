@@ -65,3 +65,65 @@ def prometheus(tmp_path):
     for process in processes:
         process.terminate()
         process.wait(timeout=15)
+
+
+def _start_server(tmp_path, name: str, args: list[str], ready_url: str, what: str) -> subprocess.Popen:
+    log = (tmp_path / f"{name}.log").open("wb")
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: process.poll() is None and requests.get(ready_url, timeout=1).status_code < 300, 30, what)
+    except BaseException:
+        process.kill()
+        raise
+    return process
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path):
+    """A real VictoriaMetrics on a free loopback port; yields its base URL (Prometheus API, /api/v2/write)."""
+    binary = require_binary("victoria-metrics")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = _start_server(tmp_path, "victoria-metrics",
+                            [binary, f"-storageDataPath={tmp_path / 'vm-data'}", f"-httpListenAddr=127.0.0.1:{port}",
+                             "-search.latencyOffset=0s", "-search.disableCache"],
+                            f"{url}/health", "VictoriaMetrics to be ready")
+    yield url
+    process.terminate()
+    process.wait(timeout=15)
+
+
+def influxdb_config(tmp_path, http_port: int) -> str:
+    """An InfluxDB 1.x config whose data lives under tmp_path and which listens on loopback only."""
+    root = tmp_path / "influxdb"
+    config = tmp_path / "influxdb.conf"
+    config.write_text(f'''bind-address = "127.0.0.1:{free_port()}"
+reporting-disabled = true
+[meta]
+  dir = "{root / 'meta'}"
+[data]
+  dir = "{root / 'data'}"
+  wal-dir = "{root / 'wal'}"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{http_port}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+''')
+    return str(config)
+
+
+@pytest.fixture
+def influxdb(tmp_path):
+    """A real InfluxDB 1.x on a free loopback port; yields its base URL (v1 /write and /query)."""
+    binary = require_binary("influxd")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = _start_server(tmp_path, "influxdb", [binary, "-config", influxdb_config(tmp_path, port)],
+                            f"{url}/ping", "InfluxDB to be ready")
+    yield url
+    process.terminate()
+    process.wait(timeout=15)

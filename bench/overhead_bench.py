@@ -1,0 +1,115 @@
+"""Exporter overhead: CPU seconds per hour of the host and PM exporters at 1 s, against CodeCarbon.
+
+All processes run side by side over the same window, so the machine's noise hits them alike:
+- our host exporter and our PM exporter (reading a WT310 emulator on a pseudo-terminal), each
+  writing to the embedded store and serving /metrics, scraped every second by a real Prometheus
+  when one is installed;
+- CodeCarbon's ``OfflineEmissionsTracker(measure_power_secs=1)`` in a process of its own;
+- a bare sleeping Python process, the floor.
+The emulator and Prometheus are not measured. CPU time = user + system of each process between
+the end of a warm-up and the end of the window.
+
+    .venv/bin/python bench/overhead_bench.py --seconds 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from rich.progress import Progress
+
+CODECARBON = """
+import signal, threading, logging
+from codecarbon import OfflineEmissionsTracker
+tracker = OfflineEmissionsTracker(measure_power_secs=1, country_iso_code="DEU", save_to_file=False,
+                                  log_level="error")
+tracker.start()
+print("ready", flush=True)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+stop.wait()
+tracker.stop()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(process: subprocess.Popen) -> float:
+    times = psutil.Process(process.pid).cpu_times()
+    return times.user + times.system
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=300, help="measured window")
+    parser.add_argument("--warmup", type=float, default=15, help="seconds before the window starts")
+    args = parser.parse_args()
+    mlt = [sys.executable, "-m", "mltelemetry"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        link = tmp_path / "wt310"
+        host_port, pm_port = free_port(), free_port()
+        background = [subprocess.Popen([*mlt, "pm", "emulate", "--driver", "wt300", "--link", str(link),
+                                        "--profile", "constant:100"], stderr=subprocess.DEVNULL)]
+        while not link.exists():
+            time.sleep(0.1)
+        measured = {
+            "host exporter": subprocess.Popen([*mlt, "exporter", "host", "--store", str(tmp_path / "h.db"),
+                                               "--listen", f"127.0.0.1:{host_port}"], stderr=subprocess.DEVNULL),
+            "pm exporter": subprocess.Popen([*mlt, "exporter", "pm", "--driver", "wt300", "--port", str(link),
+                                             "--store", str(tmp_path / "p.db"), "--listen", f"127.0.0.1:{pm_port}"],
+                                            stderr=subprocess.DEVNULL),
+            "codecarbon OfflineEmissionsTracker(measure_power_secs=1)": subprocess.Popen(
+                [sys.executable, "-c", CODECARBON], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True),
+            "sleeping python (floor)": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10**6)"]),
+        }
+        scraped = shutil.which("prometheus") is not None
+        if scraped:
+            config = tmp_path / "prometheus.yml"
+            config.write_text("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: b\n    static_configs:\n"
+                              f"      - targets: ['127.0.0.1:{host_port}', '127.0.0.1:{pm_port}']\n")
+            background.append(subprocess.Popen(
+                ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                 f"--web.listen-address=127.0.0.1:{free_port()}"], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+        try:
+            codecarbon = measured["codecarbon OfflineEmissionsTracker(measure_power_secs=1)"]
+            if codecarbon.stdout.readline().strip() != "ready":
+                sys.exit("codecarbon did not start (pip install codecarbon)")
+            time.sleep(args.warmup)
+            start = {name: cpu_seconds(p) for name, p in measured.items()}
+            began = time.monotonic()
+            with Progress() as progress:
+                task = progress.add_task("measuring", total=args.seconds)
+                while (elapsed := time.monotonic() - began) < args.seconds:
+                    time.sleep(1)
+                    progress.update(task, completed=elapsed)
+            window = time.monotonic() - began
+            per_hour = {name: (cpu_seconds(p) - start[name]) / window * 3600 for name, p in measured.items()}
+        finally:
+            for p in [*measured.values(), *background]:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=20)
+    reference = per_hour["codecarbon OfflineEmissionsTracker(measure_power_secs=1)"]
+    print(f"window {window:.0f} s, 1 s interval, /metrics scraped every 1 s by Prometheus: {scraped}")
+    print("| process | CPU-s per hour | % of one core | ratio to CodeCarbon |")
+    print("|---|---|---|---|")
+    for name, value in per_hour.items():
+        print(f"| {name} | {value:.2f} | {value / 36:.3f} | {value / reference:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The demo end to end, as a user runs it: emulator, exporters as processes, campaign, analysis."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def test_demo_json_has_sane_values(tmp_path):
+    store = tmp_path / "demo.db"
+    done = subprocess.run([sys.executable, "-m", "mltelemetry", "demo", "--runs", "2", "--seconds", "4",
+                           "--store", str(store), "--format", "json"], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["campaign"] == "demo" and store.exists()
+    # the emulator draws 55 W idle + 85 W × CPU utilisation (profile cpu:55,85)
+    assert 54 <= result["baseline_power_w"] <= 80
+    windows = result["windows"]
+    assert {(w["scenario"], w["action"]) for w in windows} >= {
+        ("baseline", "run"), ("idle", "idle"), ("cpu", "prepare_data"), ("cpu", "compute"), ("cpu", "cleanup")}
+    for w in windows:
+        assert w["status"] == "ok" and w["energy_wh"] is not None, w
+        assert 54 <= w["mean_power_w"] <= 141, w
+        assert w["coverage"] >= 0.95 or w["duration_s"] < 3, w
+    summary = {(s["scenario"], s["action"]): s for s in result["summary"]}
+    compute = summary[("cpu", "compute")]
+    assert compute["n"] == 2
+    # both cores hashing: close to 55 + 85 W; the emulator's value lags its update interval by up to 1 s
+    assert compute["mean_power_w_mean"] > result["baseline_power_w"] + 50
+    assert compute["induced_wh_mean"] == pytest.approx(
+        (compute["mean_power_w_mean"] - result["baseline_power_w"]) * compute["duration_s_mean"] / 3600, rel=0.05)
+    assert abs(summary[("baseline", "run")]["induced_wh_mean"]) < 1e-9
+    assert summary[("cpu", "run")]["induced_wh_mean"] > 0
