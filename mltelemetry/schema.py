@@ -141,6 +141,28 @@ EXPORTER_MISSED_TICKS = _metric("exporter_missed_ticks_total", "counter", "1",
                                 EXPORTER_LABELS)
 
 
+# --- workload events as series (how events reach Prometheus, VictoriaMetrics and InfluxDB) ------
+EVENT_LABELS = ("campaign", "scenario", "run", "action", "epoch", "status")
+EVENT_START = _metric("event_start_seconds", "gauge", "s",
+                      "Start of a finished workload event, UTC seconds since the epoch.", EVENT_LABELS)
+EVENT_END = _metric("event_end_seconds", "gauge", "s",
+                    "End of a finished workload event, UTC seconds since the epoch.", EVENT_LABELS)
+EVENT_FIELD = _metric("event_field_value", "gauge", "1",
+                      "A numeric field of a finished workload event (loss, accuracy, ...).", EVENT_LABELS + ("field",))
+WORKLOAD_INFO = _metric("workload_info", "info", "1", "The campaign, scenario, run, action and epoch running now.",
+                        ("host", "campaign", "scenario", "run", "action", "epoch"))
+
+# Contract for push backends (InfluxDB line protocol, also VictoriaMetrics' /api/v2/write, which must run
+# with -influxSkipSingleField so the names match Prometheus'):
+# - a sample is a point of measurement <full metric name>, tags = its labels, one float field "value";
+# - an event is a point of measurement EVENT_MEASUREMENT, tags = EVENT_LABELS (epoch omitted when None),
+#   float fields start_seconds and end_seconds plus its numeric fields, timestamp = its end.
+#   In VictoriaMetrics that yields the series EVENT_START and EVENT_END above.
+# In Prometheus (pull), the workload serves EVENT_START / EVENT_END / EVENT_FIELD for every finished event.
+SAMPLE_FIELD = "value"
+EVENT_MEASUREMENT = PREFIX + "event"
+
+
 def metric(name: str) -> Metric:
     """The schema entry for a full metric name; KeyError for names the schema does not know."""
     return METRICS[name]

@@ -86,7 +86,7 @@ def victoria_metrics(tmp_path):
     url = f"http://127.0.0.1:{port}"
     process = _start_server(tmp_path, "victoria-metrics",
                             [binary, f"-storageDataPath={tmp_path / 'vm-data'}", f"-httpListenAddr=127.0.0.1:{port}",
-                             "-search.latencyOffset=0s", "-search.disableCache"],
+                             "-search.latencyOffset=0s", "-search.disableCache", "-influxSkipSingleField"],
                             f"{url}/health", "VictoriaMetrics to be ready")
     yield url
     process.terminate()

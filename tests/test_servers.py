@@ -12,7 +12,7 @@ def test_victoria_metrics_takes_influx_line_protocol(victoria_metrics):
     written = requests.post(f"{victoria_metrics}/api/v2/write", data=f"probe,host=a value=42 {now_ns}", timeout=5)
     assert written.status_code == 204
     requests.get(f"{victoria_metrics}/internal/force_flush", timeout=5)
-    result = wait_for(lambda: requests.get(f"{victoria_metrics}/api/v1/query", params={"query": "probe_value"},
+    result = wait_for(lambda: requests.get(f"{victoria_metrics}/api/v1/query", params={"query": "probe"},
                                            timeout=5).json()["data"]["result"], 20, "the point to be searchable")
     assert float(result[0]["value"][1]) == 42.0
 
