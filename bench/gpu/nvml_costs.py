@@ -35,6 +35,7 @@ def main() -> None:
         "field_values[186,185,83]": lambda: pynvml.nvmlDeviceGetFieldValues(h, [186, 185, 83]),
         "field_values[186,185]": lambda: pynvml.nvmlDeviceGetFieldValues(h, [186, 185]),
         "field_values[83]": lambda: pynvml.nvmlDeviceGetFieldValues(h, [83]),
+        "field_values[191] (NVML_FI_DEV_ENERGY)": lambda: pynvml.nvmlDeviceGetFieldValues(h, [191]),
         "GetTotalEnergyConsumption": lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(h),
         "GetPowerUsage": lambda: pynvml.nvmlDeviceGetPowerUsage(h),
         "GetTemperature": lambda: pynvml.nvmlDeviceGetTemperature(h, 0),
