@@ -316,7 +316,8 @@ class PtyEmulator:
         self._wake()
 
     def _wake(self) -> None:
-        os.write(self._wake_w, b"x")
+        if self._wake_w >= 0:  # not closed yet
+            os.write(self._wake_w, b"x")
 
     def start(self) -> PtyEmulator:
         self.plug()
@@ -366,16 +367,16 @@ class PtyEmulator:
                     log.debug("client is not reading; reply dropped")
 
     def close(self) -> None:
-        """Stop the thread (if any), unplug and release everything."""
+        """Stop the thread (if any), unplug and release everything; closing twice is harmless."""
+        if self._wake_w < 0:
+            return
         self.stop()
         if self._thread is not None:
             self._thread.join(5)
         self.unplug()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._wake_r = self._wake_w = -1
 
     def __enter__(self) -> PtyEmulator:
         return self.start()
@@ -438,6 +439,10 @@ class Wt300Emulator(PtyEmulator):
     def inject(self, kind: str, count: int = 1) -> None:
         """Spoil the next ``count`` VAL? replies with ``kind`` (garbage, partial, nan, inf, overrange)."""
         self.faults.inject(kind, count)
+
+    def seconds_to_next_update(self) -> float:
+        """Seconds until the meter completes its next update (tests use it to pick a sampling phase)."""
+        return self.update_interval_s - (self.clock() - self.origin - self._schedule_s) % self.update_interval_s
 
     def tick(self, now: float) -> float:
         t = now - self.origin

@@ -1,0 +1,219 @@
+"""Power profiles (exact integrals, spec parsing) and the WT300 emulator's protocol on a real pty."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import serial
+
+from mltelemetry.errors import MltelemetryError
+from mltelemetry.exporters.pm.emulator import (
+    CpuProfile,
+    Faults,
+    Wt300Emulator,
+    csv_profile,
+    parse_profile,
+    steps_profile,
+)
+
+
+# --- profiles ------------------------------------------------------------------------------
+def test_constant_profile():
+    profile = parse_profile("constant:120")
+    assert profile.energy(0, 10) == pytest.approx(1200)
+    assert profile.energy(3.3, 3.8) == pytest.approx(60)
+
+
+def test_steps_profile_integrates_across_cycles():
+    profile = parse_profile("steps:100/2,300/1")  # 3 s cycle, 500 J per cycle
+    assert profile.power(0.5) == 100 and profile.power(2.5) == 300 and profile.power(3.5) == 100
+    # [1,2]: 100 J, [2,3]: 300 J, [3,6]: one cycle, [6,7.5]: 150 J
+    assert profile.energy(1, 7.5) == pytest.approx(1050)
+    assert profile.energy(3000, 3003) == pytest.approx(500)
+
+
+def test_csv_profile_is_piecewise_linear_and_loops(tmp_path):
+    path = tmp_path / "ramp.csv"
+    path.write_text("seconds,watts\n# a ramp from 0 to 100 W over 10 s\n0,0\n10,100\n")
+    profile = parse_profile(f"csv:{path}")
+    assert profile.power(5) == pytest.approx(50)
+    assert profile.energy(0, 10) == pytest.approx(500)
+    assert profile.energy(2, 4) == pytest.approx(60)  # ∫ 10 t dt from 2 to 4
+    assert profile.energy(10, 12) == pytest.approx(20)  # looped: back to 0 W at t = 10
+    assert profile.energy(8, 12) == pytest.approx(180 + 20)
+
+
+def test_csv_profile_starts_at_its_first_row(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("100,50\n101,50\n102,150\n")
+    profile = csv_profile(path)
+    assert profile.period_s == 2
+    assert profile.energy(0, 2) == pytest.approx(50 + 100)
+
+
+def test_cpu_profile_integrates_the_recorded_utilisation():
+    readings = iter([0.0, 50.0, 100.0])  # the first call only starts the measuring stretch
+    profile = CpuProfile(10.0, 100.0, cpu_percent=lambda: next(readings))
+    assert profile.energy(0, 2) == pytest.approx(2 * 60)  # 50 % over [0, 2]
+    assert profile.energy(2, 3) == pytest.approx(110)  # 100 % over [2, 3]
+    assert profile.energy(1, 2.5) == pytest.approx(60 + 55)  # from the record, no new measurement
+    real = parse_profile("cpu:10,100")
+    time.sleep(0.1)
+    assert 10 * 0.1 <= real.energy(0, 0.1) <= 110 * 0.1
+
+
+@pytest.mark.parametrize("spec", [
+    "", "watts:5", "constant:abc", "constant:-5", "constant:nan", "steps:", "steps:100", "steps:100/0",
+    "steps:100/2,x/1", "csv:/nonexistent/profile.csv", "cpu:10", "cpu:a,b",
+])
+def test_bad_profile_specs(spec):
+    with pytest.raises(MltelemetryError, match="profile"):
+        parse_profile(spec)
+
+
+@pytest.mark.parametrize("content", ["0,10\n", "0,10\n0,20\n", "0,10\n1,abc\n", "0,10\n1,-5\n"])
+def test_bad_csv_profiles(tmp_path, content):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(MltelemetryError, match="bad profile"):
+        parse_profile(f"csv:{path}")
+
+
+# --- faults --------------------------------------------------------------------------------
+def test_faults_are_seeded_and_counted():
+    a = Faults(0.1, 0.1, 0.2, seed=5)
+    b = Faults(0.1, 0.1, 0.2, seed=5)
+    kinds = [a.next() for _ in range(1000)]
+    assert kinds == [b.next() for _ in range(1000)]
+    assert sum(k is not None for k in kinds) == sum(a.counts.values())
+    assert 300 < sum(a.counts.values()) < 500  # 40 % of 1000
+    assert set(a.counts) == {"garbage", "partial", "nan", "inf", "overrange"}
+
+
+def test_injected_faults_come_first():
+    faults = Faults()
+    faults.inject("nan", count=2)
+    faults.inject("partial")
+    assert [faults.next() for _ in range(4)] == ["nan", "nan", "partial", None]
+
+
+def test_bad_fault_rates():
+    with pytest.raises(MltelemetryError):
+        Faults(garbage_rate=0.7, nan_rate=0.5)
+    with pytest.raises(ValueError):
+        Faults().inject("smoke")
+
+
+# --- the WT300 protocol on a real pty --------------------------------------------------------
+@pytest.fixture
+def emulator(tmp_path):
+    profile = steps_profile([(100.0, 0.5), (350.0, 0.25), (40.0, 0.5)])
+    with Wt300Emulator(profile, tmp_path / "wt310", update_interval_s=0.25) as emu:
+        yield emu
+
+
+@pytest.fixture
+def port(emulator):
+    with serial.serial_for_url(str(emulator.port.link), 9600, timeout=0.3) as p:
+        yield p
+
+
+def ask(port, command: bytes) -> bytes:
+    port.write(command + b"\n")
+    return port.read_until(b"\n")
+
+
+def test_idn_and_rate(port):
+    assert ask(port, b"*IDN?") == b"YOKOGAWA,WT310,EMU00001,F1.03\r\n"
+    assert ask(port, b":RATE?") == b"2.5000E-01\r\n"
+    port.write(b":RATE 500MS\n")
+    assert ask(port, b":RATE?") == b"5.0000E-01\r\n"
+    port.write(b":RATE 1S\n")
+    assert ask(port, b":RATE?") == b"1.0000E+00\r\n"
+
+
+def test_set_commands_are_silent_and_units_share_a_reply(port):
+    port.write(b"\n*CLS\n:COMM:HEAD OFF\n:COMM:VERB ON\n:NUM:FORM ASCII\n")
+    assert port.read_until(b"\n") == b""  # nothing, not even an echo: the pty is raw
+    assert ask(port, b"*IDN?;:RATE?") == b"YOKOGAWA,WT310,EMU00001,F1.03;2.5000E-01\r\n"
+    assert ask(port, b":NUM:NORM:NUM 3;:NUM:NORM:NUM?") == b"3\r\n"
+    assert ask(port, b":UNKNOWN:QUERY?") == b""  # as on the meter: an error, no reply
+
+
+def test_no_data_before_the_first_update(tmp_path):
+    with Wt300Emulator(steps_profile([(10, 1)]), tmp_path / "wt", update_interval_s=1.0) as emu, \
+            serial.serial_for_url(str(emu.port.link), 9600, timeout=0.3) as p:
+        assert ask(p, b":NUM:NORM:VAL?") == b"NAN,NAN,NAN\r\n"
+
+
+def test_values_are_exact_averages_of_the_latest_update(emulator, port):
+    time.sleep(0.3)
+    # The WT310's default items are U, I, P.
+    u, i, p = (float(x) for x in ask(port, b":NUM:NORM:VAL?").decode().split(","))
+    assert u == 230.0 and p == pytest.approx(i * u, rel=1e-4)
+    for n, item in enumerate(["P,1", "U,1", "I,1"], start=1):
+        port.write(f":NUM:NORM:ITEM{n} {item}\n".encode())
+    assert ask(port, b":NUM:NORM:ITEM1?") == b"P,1\r\n"
+    seen = set()
+    for _ in range(12):
+        reply = ask(port, b":NUM:NORM:VAL?")
+        served = emulator.served
+        assert served.end_s - served.start_s == pytest.approx(0.25)
+        exact = emulator.profile.energy(served.start_s, served.end_s) / 0.25
+        p, u, i = (float(x) for x in reply.decode().rstrip("\r\n").split(","))
+        assert p == pytest.approx(exact, rel=5e-5)
+        assert (u, i) == (230.0, pytest.approx(exact / 230.0, rel=5e-5))
+        assert float(ask(port, b":NUM:NORM:VAL? 1")) == pytest.approx(exact, rel=5e-5)
+        seen.add(round(p))
+        time.sleep(0.125)
+    assert {100, 350, 40} <= seen
+
+
+def test_injected_faults_on_the_wire(emulator, port):
+    time.sleep(0.3)
+    for n, item in enumerate(["P,1", "U,1", "I,1"], start=1):
+        port.write(f":NUM:NORM:ITEM{n} {item}\n".encode())
+    emulator.inject("nan")
+    assert ask(port, b":NUM:NORM:VAL?") == b"NAN,NAN,NAN\r\n"
+    emulator.inject("inf")
+    assert ask(port, b":NUM:NORM:VAL?") == b"INF,INF,INF\r\n"
+    emulator.inject("overrange")
+    assert ask(port, b":NUM:NORM:VAL?") == b"9.91E+37,9.91E+37,9.91E+37\r\n"
+    emulator.inject("garbage")
+    garbage = ask(port, b":NUM:NORM:VAL?")
+    assert garbage.endswith(b"\r\n") and any(b == 0 or b >= 0x80 for b in garbage)
+    emulator.inject("partial")
+    partial = ask(port, b":NUM:NORM:VAL?")
+    assert partial and not partial.endswith(b"\n")
+    assert emulator.served is None
+    assert ask(port, b"*IDN?").startswith(b"YOKOGAWA")  # faults spoil only VAL? replies
+    assert dict(emulator.faults.counts) == {"nan": 1, "inf": 1, "overrange": 1, "garbage": 1, "partial": 1}
+
+
+def test_unplug_and_replug(emulator):
+    link = emulator.port.link
+    with serial.serial_for_url(str(link), 9600, timeout=0.3) as p:
+        emulator.unplug()
+        assert not os.path.lexists(link)
+        with pytest.raises(serial.SerialException):
+            ask(p, b"*IDN?")
+    with pytest.raises(serial.SerialException):
+        serial.serial_for_url(str(link), 9600)
+    emulator.plug()
+    assert os.path.islink(link)
+    with serial.serial_for_url(str(link), 9600, timeout=0.3) as p:
+        assert ask(p, b"*IDN?").startswith(b"YOKOGAWA")
+    emulator.close()
+    assert not os.path.lexists(link)
+
+
+def test_refuses_to_replace_a_regular_file(tmp_path):
+    path = tmp_path / "not-a-link"
+    path.write_text("keep me")
+    emulator = Wt300Emulator(steps_profile([(10, 1)]), path)
+    with pytest.raises(MltelemetryError, match="not a symlink"):
+        emulator.start()
+    emulator.close()
+    assert path.read_text() == "keep me"

@@ -1,0 +1,261 @@
+"""The PM exporter (collector + WT300 driver + runtime) against the emulator on a real pty.
+
+Integration tests tick the runtime's ``Exporter`` on absolute deadlines of real time. The
+meter's value is the average over its last completed update, so the energy counter lags the
+truth by the sampling phase; each test therefore compares the counter's rise between two
+ticks with the profile's exact integral between the ends of the updates those two ticks read
+(the emulator records which update each reply carried). The tests sample at the meter's rate
+in the middle of its update interval, so every update is read exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from mltelemetry import schema
+from mltelemetry.exporters.pm.collector import InvalidReading, MeterDisconnected, PmCollector, Reading
+from mltelemetry.exporters.pm.emulator import (
+    Faults,
+    Update,
+    Wt300Emulator,
+    constant_profile,
+    parse_profile,
+    steps_profile,
+)
+from mltelemetry.exporters.pm.wt300 import OVER_RANGE, Wt300
+from mltelemetry.exporters.runtime import Exporter
+
+PM_VALUES = (schema.PM_POWER, schema.PM_VOLTAGE, schema.PM_CURRENT)
+
+
+@dataclass
+class Tick:
+    values: dict[str, float]  # pm_* metric -> value
+    served: Update | None  # the update the meter's reply carried (None: spoiled, or no reply)
+
+
+def start_exporter(emu: Wt300Emulator, interval_s: float) -> tuple[Exporter, PmCollector]:
+    def open_meter() -> Wt300:
+        return Wt300(str(emu.port.link), rate_s=interval_s, timeout_s=min(0.5, interval_s * 0.8))
+
+    collector = PmCollector(open_meter, host="sut", meter="wt310")
+    return Exporter(collector, sinks=[], interval_s=interval_s, host="sut"), collector
+
+
+def run_ticks(exporter: Exporter, emu: Wt300Emulator, n: int, before_tick=None) -> list[Tick]:
+    """``n`` ticks every ``exporter.interval_s`` on absolute deadlines, half an update after the meter's."""
+    while emu.latest is None:
+        time.sleep(0.01)
+    time.sleep(emu.seconds_to_next_update() + emu.update_interval_s / 2)
+    start, ticks = time.monotonic(), []
+    for k in range(n):
+        time.sleep(max(0.0, start + k * exporter.interval_s - time.monotonic()))
+        if before_tick:
+            before_tick(k)
+        emu.served = None
+        samples = exporter.tick()
+        pm = {s.metric: s.value for s in samples if s.metric.startswith(schema.PREFIX + "pm_")}
+        assert all(s.labels == {"host": "sut", "meter": "wt310"} for s in samples if s.metric in pm)
+        ticks.append(Tick(pm, emu.served))
+    return ticks
+
+
+def energy_error(ticks: list[Tick], profile, first: int, last: int) -> float:
+    """Relative error of the counter's rise from tick ``first`` to ``last`` against the exact integral."""
+    served = [t.served for t in ticks[first:last + 1]]
+    # Every update read exactly once: the precondition of comparing with the served intervals.
+    assert all(b.start_s == pytest.approx(a.end_s) for a, b in zip(served, served[1:]))
+    measured = ticks[last].values[schema.PM_ENERGY] - ticks[first].values[schema.PM_ENERGY]
+    exact = profile.energy(served[0].end_s, served[-1].end_s)
+    print(f"energy over {served[-1].end_s - served[0].end_s:.2f} s: measured {measured:.3f} J, "
+          f"exact {exact:.3f} J, error {100 * (measured - exact) / exact:+.4f} %")
+    return (measured - exact) / exact
+
+
+def test_energy_of_a_steps_profile_at_the_real_1s_rate(tmp_path):
+    profile = steps_profile([(150.0, 3), (420.0, 2), (80.0, 4)])  # a 9 s cycle against a 20 s window
+    with Wt300Emulator(profile, tmp_path / "wt310", update_interval_s=1.0) as emu:
+        exporter, _ = start_exporter(emu, 1.0)
+        ticks = run_ticks(exporter, emu, 21)
+    assert abs(energy_error(ticks, profile, 0, 20)) < 0.005
+    assert [t.values[schema.PM_SAMPLES] for t in ticks] == list(range(1, 22))
+    assert ticks[-1].values[schema.PM_INVALID] == 0 and ticks[-1].values[schema.PM_GAP] == 0
+    assert {round(t.values[schema.PM_POWER]) for t in ticks} == {150, 420, 80}
+    assert exporter.errors_total == 0
+
+
+def test_energy_of_a_ramp_at_a_quarter_second_rate(tmp_path):
+    path = tmp_path / "ramp.csv"
+    path.write_text("seconds,watts\n0,50\n4,350\n6,120\n")
+    profile = parse_profile(f"csv:{path}")
+    with Wt300Emulator(profile, tmp_path / "wt310", update_interval_s=0.25) as emu:
+        exporter, _ = start_exporter(emu, 0.25)
+        ticks = run_ticks(exporter, emu, 25)
+    assert abs(energy_error(ticks, profile, 0, 24)) < 0.005
+    powers = [t.values[schema.PM_POWER] for t in ticks]
+    assert len(set(powers)) >= 20  # a ramp: (nearly) every update differs
+
+
+def _assert_no_invalid_value_published(ticks: list[Tick]) -> None:
+    for tick in ticks:
+        for metric in PM_VALUES:
+            if metric in tick.values:
+                value = tick.values[metric]
+                assert math.isfinite(value) and abs(value) < OVER_RANGE
+        if tick.served is None:
+            assert not any(metric in tick.values for metric in PM_VALUES)
+        else:
+            assert tick.values[schema.PM_POWER] == pytest.approx(tick.served.power_w, rel=5e-5)
+
+
+def test_injected_faults_are_counted_and_dropped(tmp_path):
+    schedule = {3: ("garbage", 1), 6: ("partial", 1), 9: ("nan", 2), 13: ("inf", 1), 16: ("overrange", 1),
+                19: ("garbage", 1)}
+    with Wt300Emulator(constant_profile(180.0), tmp_path / "wt310", update_interval_s=0.25) as emu:
+        exporter, collector = start_exporter(emu, 0.25)
+        ticks = run_ticks(exporter, emu, 24, lambda k: emu.inject(*schedule[k]) if k in schedule else None)
+    invalid = [k for k, t in enumerate(ticks) if t.served is None]
+    assert invalid == [3, 6, 9, 10, 13, 16, 19]
+    last = ticks[-1].values
+    assert last[schema.PM_INVALID] == 7 == sum(emu.faults.counts.values())
+    assert last[schema.PM_SAMPLES] == 24 - 7
+    _assert_no_invalid_value_published(ticks)
+    # Each stretch of invalid readings is short, so it is bridged: no gap, and a constant load
+    # gives exactly 180 W over all the time since the first reading.
+    assert last[schema.PM_GAP] == 0
+    assert collector.integrated_s == pytest.approx(23 * 0.25, rel=0.02)
+    assert last[schema.PM_ENERGY] == pytest.approx(180.0 * collector.integrated_s, rel=1e-4)
+    assert all(t.values[schema.PM_CONNECTED] == 1 for t in ticks)
+    assert exporter.errors_total == 0
+
+
+def test_random_faults_at_the_cli_rates(tmp_path):
+    profile = steps_profile([(100.0, 0.5), (300.0, 0.75)])
+    faults = Faults(garbage_rate=0.1, partial_rate=0.1, nan_rate=0.15, seed=7)
+    with Wt300Emulator(profile, tmp_path / "wt310", update_interval_s=0.25, faults=faults) as emu:
+        exporter, _ = start_exporter(emu, 0.25)
+        ticks = run_ticks(exporter, emu, 32)
+    last = ticks[-1].values
+    spoiled = sum(faults.counts.values())
+    print(f"faults injected: {dict(faults.counts)}; pm_invalid_readings_total {last[schema.PM_INVALID]:.0f}")
+    assert spoiled >= 5 and len(faults.counts) >= 3
+    assert last[schema.PM_INVALID] == spoiled
+    assert last[schema.PM_SAMPLES] + last[schema.PM_INVALID] == 32
+    _assert_no_invalid_value_published(ticks)
+    assert exporter.errors_total == 0
+
+
+def test_unplug_and_replug(tmp_path):
+    with Wt300Emulator(constant_profile(200.0), tmp_path / "wt310", update_interval_s=0.25) as emu:
+        exporter, collector = start_exporter(emu, 0.25)
+        actions = {8: emu.unplug, 16: emu.plug}
+        ticks = run_ticks(exporter, emu, 28, lambda k: actions[k]() if k in actions else None)
+    connected = [t.values[schema.PM_CONNECTED] for t in ticks]
+    assert connected == [1] * 8 + [0] * 8 + [1] * 12
+    samples = [t.values[schema.PM_SAMPLES] for t in ticks]
+    assert samples == list(range(1, 9)) + [8] * 8 + list(range(9, 21))
+    assert all(schema.PM_POWER not in t.values for t in ticks[8:16])
+    assert ticks[-1].values[schema.PM_POWER] == pytest.approx(200.0)
+    # Not integrated: from the last reading before the unplug (tick 7) to the first after (tick 16).
+    gap = ticks[-1].values[schema.PM_GAP]
+    print(f"gap {gap:.3f} s, integrated {collector.integrated_s:.3f} s")
+    assert gap == pytest.approx(9 * 0.25, abs=0.03)
+    assert collector.integrated_s == pytest.approx((7 + 11) * 0.25, abs=0.03)
+    assert ticks[-1].values[schema.PM_ENERGY] == pytest.approx(200.0 * collector.integrated_s, rel=1e-4)
+    assert exporter.errors_total == 0  # the collector never raised
+
+
+# --- the collector's accounting on scripted time -------------------------------------------
+class ScriptedDriver:
+    """Hands out scripted readings: a Reading, a power in W, None (invalid reply) or an exception."""
+
+    def __init__(self, script: list) -> None:
+        self.script = script
+        self.closed = False
+
+    def read(self) -> Reading:
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        if item is None:
+            raise InvalidReading("scripted garbage")
+        return item if isinstance(item, Reading) else Reading(float(item), 230.0, item / 230.0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def scripted(script: list, *, connected: list[bool] | None = None):
+    """A collector on a scripted clock (one tick per second) whose meter plays ``script``."""
+    now = [0.0]
+    driver = ScriptedDriver(script)
+    connected = list(connected) if connected else None
+
+    def factory():
+        if connected is not None and not connected.pop(0):
+            raise MeterDisconnected("scripted: port gone")
+        driver.closed = False
+        return driver
+
+    collector = PmCollector(factory, host="sut", meter="m", clock=lambda: now[0])
+
+    def tick() -> dict[str, float]:
+        values = {s.metric: s.value for s in collector.sample(int(now[0] * 1e9))}
+        now[0] += 1.0
+        return values
+
+    return collector, tick
+
+
+def test_valid_readings_integrate_power_times_time_since_the_previous_tick():
+    collector, tick = scripted([100, 100, 300, 50])
+    values = [tick() for _ in range(4)]
+    assert [v[schema.PM_ENERGY] for v in values] == [0, 100, 400, 450]
+    assert values[-1][schema.PM_SAMPLES] == 4 and values[-1][schema.PM_GAP] == 0
+
+
+def test_a_short_invalid_stretch_is_bridged_by_the_next_reading():
+    collector, tick = scripted([100, None, None, 200])
+    values = [tick() for _ in range(4)]
+    assert values[-1][schema.PM_ENERGY] == 200 * 3
+    assert values[-1][schema.PM_INVALID] == 2 and values[-1][schema.PM_GAP] == 0
+    assert schema.PM_POWER not in values[1]
+
+
+def test_a_long_invalid_stretch_is_a_gap():
+    collector, tick = scripted([100] + [None] * 7 + [200, 200])
+    values = [tick() for _ in range(10)]
+    # Waiting ends at t = 6 (more than 5 s since the last valid reading); from then on the
+    # gap grows every tick, and the reading at t = 8 only restarts integration.
+    assert [v[schema.PM_GAP] for v in values] == [0, 0, 0, 0, 0, 0, 6, 7, 8, 8]
+    assert values[-1][schema.PM_ENERGY] == 200
+    assert collector.integrated_s + collector.gap_s == 9
+
+
+def test_an_invalid_power_with_valid_voltage_publishes_the_voltage_only():
+    collector, tick = scripted([100, Reading(None, 231.0, None), 100])
+    values = [tick() for _ in range(3)]
+    assert values[1][schema.PM_VOLTAGE] == 231.0 and schema.PM_POWER not in values[1]
+    assert values[-1][schema.PM_INVALID] == 1 and values[-1][schema.PM_SAMPLES] == 2
+
+
+def test_disconnected_time_is_a_gap_and_the_collector_reconnects():
+    collector, tick = scripted([100, 100, MeterDisconnected("EIO"), 100, 100],
+                               connected=[True, False, False, True])
+    values = [tick() for _ in range(6)]
+    assert [v[schema.PM_CONNECTED] for v in values] == [1, 1, 0, 0, 0, 1]
+    # Integrated [0, 1]; disconnected from the read at t = 2 until the reading at t = 5.
+    assert values[-1][schema.PM_ENERGY] == 100
+    assert values[-1][schema.PM_GAP] == 4
+    assert values[-1][schema.PM_SAMPLES] == 3
+
+
+def test_a_meter_absent_at_start_is_retried_without_a_gap():
+    collector, tick = scripted([120, 120], connected=[False, False, True])
+    values = [tick() for _ in range(4)]
+    assert [v[schema.PM_CONNECTED] for v in values] == [0, 0, 1, 1]
+    assert values[-1][schema.PM_ENERGY] == 120 and values[-1][schema.PM_GAP] == 0

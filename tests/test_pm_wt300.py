@@ -1,0 +1,194 @@
+"""WT300 driver: the reply parser on hand-written and random lines, and the driver on a real pty."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import tty
+
+import pytest
+import serial
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mltelemetry.exporters.pm.collector import InvalidReading, MeterDisconnected, MeterError, Reading
+from mltelemetry.exporters.pm.emulator import Wt300Emulator, constant_profile, steps_profile
+from mltelemetry.exporters.pm.wt300 import OVER_RANGE, Wt300, parse_rate, parse_reply, rate_command
+
+
+# --- parser --------------------------------------------------------------------------------
+@pytest.mark.parametrize(("line", "expected"), [
+    (b"87.654E+00,229.87E+00,0.38134E+00\r\n", (87.654, 229.87, 0.38134)),
+    (b"8.7654E+01,2.2987E+02,3.8134E-01\n", (87.654, 229.87, 0.38134)),  # LF only
+    (b"-1.5E+00,230,.5\r\n", (-1.5, 230.0, 0.5)),  # NR1/NR2 and a negative power
+    (b"NAN,229.87E+00,INF\r\n", (None, 229.87, None)),
+    (b"nan,-INF,+INF\r\n", (None, None, None)),
+    (b"9.91E+37,9.9E+37,-9.91E+37\r\n", (None, None, None)),  # the meter's error markers
+    (b"1E+999,1.0E+00,2.0E+00\r\n", (None, 1.0, 2.0)),  # overflows to inf
+    (b"9.89E+37,0,0\r\n", (9.89e37, 0.0, 0.0)),  # just below the marker: a number
+])
+def test_parse_reply_values(line, expected):
+    assert parse_reply(line, 3) == expected
+
+
+@pytest.mark.parametrize("line", [
+    b"",  # silence
+    b"123.45E+00,",  # partial: no terminator
+    b"87.654E+00,229.87E+00,0.38134E+00",  # complete values, but no terminator
+    b"\r\n",
+    b"87.654E+00,229.87E+00\r\n",  # too few fields
+    b"1,2,3,4\r\n",  # too many
+    b"\x00\x8c\xcf\r\n",  # line noise
+    b"1_0,2,3\r\n",  # float() would accept it
+    b"infinity,2,3\r\n",
+    b"0x10,2,3\r\n",
+    b"1.0E+00,,3\r\n",
+    b"1.0E+00,2.0E+00,3.0E+00\r\n1.0E+00,2.0\r\n",  # two lines glued
+    b"YOKOGAWA,WT310,EMU00001\r\n",
+])
+def test_parse_reply_rejects(line):
+    with pytest.raises(InvalidReading):
+        parse_reply(line, 3)
+
+
+def _check_parsed(line: bytes) -> None:
+    try:
+        values = parse_reply(line, 3)
+    except InvalidReading:
+        return
+    assert len(values) == 3
+    for v in values:
+        assert v is None or (math.isfinite(v) and abs(v) < OVER_RANGE)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=80))
+def test_parse_reply_random_bytes(data):
+    _check_parsed(data)
+    _check_parsed(data + b"\r\n")
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789.+-EeNnAaIiFf9_ x", max_size=12), min_size=1, max_size=4))
+def test_parse_reply_random_number_like_fields(fields):
+    _check_parsed(",".join(fields).encode() + b"\r\n")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("1.0000E+00", 1.0), ("2.5000E-01", 0.25), ("250MS", 0.25), ("5S", 5.0), (":RATE 500.0E-03", 0.5)])
+def test_parse_rate(text, seconds):
+    assert parse_rate(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(("seconds", "command"), [
+    (0.1, ":RATE 100MS"), (0.25, ":RATE 250MS"), (0.5, ":RATE 500MS"), (1.0, ":RATE 1S"), (5, ":RATE 5S")])
+def test_rate_command(seconds, command):
+    assert rate_command(seconds) == command
+
+
+def test_rate_command_refuses_rates_the_meter_lacks():
+    with pytest.raises(MeterError, match="no update rate of 0.3"):
+        rate_command(0.3)
+
+
+# --- driver on a real pty ------------------------------------------------------------------
+@pytest.fixture
+def emulator(tmp_path):
+    with Wt300Emulator(steps_profile([(100.0, 0.5), (250.0, 0.5)]), tmp_path / "wt310",
+                       update_interval_s=0.25) as emu:
+        time.sleep(0.3)  # one update completed
+        yield emu
+
+
+def _open(emu, **kwargs) -> Wt300:
+    return Wt300(str(emu.port.link), rate_s=0.25, timeout_s=0.2, **kwargs)
+
+
+def test_driver_initialises_and_reads(emulator, caplog):
+    with caplog.at_level(logging.INFO), _open(emulator) as meter:
+        assert meter.rate_s == 0.25
+        for _ in range(4):
+            reading = meter.read()
+            assert emulator.items == {1: "P,1", 2: "U,1", 3: "I,1"} and emulator.item_count == 3
+            served = emulator.served
+            assert reading.power_w == pytest.approx(served.power_w, rel=5e-5)
+            assert reading.voltage_v == pytest.approx(230.0)
+            assert reading.current_a == pytest.approx(served.power_w / 230.0, rel=5e-5)
+            time.sleep(0.25)
+    assert "YOKOGAWA,WT310,EMU00001,F1.03" in caplog.text
+
+
+def test_driver_sets_the_update_rate(tmp_path):
+    with Wt300Emulator(constant_profile(50), tmp_path / "wt", update_interval_s=1.0) as emu, \
+            Wt300(str(emu.port.link), rate_s=0.5, timeout_s=0.2) as meter:
+        assert meter.rate_s == 0.5
+        assert emu.update_interval_s == 0.5
+
+
+@pytest.mark.parametrize("kind", ["garbage", "partial", "nan", "inf", "overrange"])
+def test_driver_recovers_after_each_fault(emulator, kind):
+    with _open(emulator) as meter:
+        emulator.inject(kind)
+        if kind in ("garbage", "partial"):
+            with pytest.raises(InvalidReading):
+                meter.read()
+        else:
+            assert meter.read() == Reading(None, None, None)  # every item invalid, never a number
+        reading = meter.read()
+        assert reading.power_w == pytest.approx(emulator.served.power_w, rel=5e-5)
+
+
+def test_driver_returns_none_items_for_markers(emulator):
+    with _open(emulator) as meter:
+        for kind in ("nan", "inf", "overrange"):
+            emulator.inject(kind)
+            reading = meter.read()
+            assert (reading.power_w, reading.voltage_v, reading.current_a) == (None, None, None)
+
+
+def test_driver_flushes_input_after_an_invalid_reply(emulator):
+    stale = b"1.0E+00,2.0E+00,3.0E+00\r\n"
+    with _open(emulator) as meter:
+        # Without an invalid reply, bytes arriving between queries are read as the next reply.
+        os.write(emulator.port.master, b"stale")
+        time.sleep(0.05)
+        with pytest.raises(InvalidReading):
+            meter.read()  # 'stale' + the real reply: garbage; the buffer is flushed next time
+        # After an invalid reply, a late stale line is discarded before the next query.
+        emulator.inject("nan")
+        assert meter.read().power_w is None
+        os.write(emulator.port.master, stale)
+        time.sleep(0.05)
+        reading = meter.read()
+        assert reading.power_w == pytest.approx(emulator.served.power_w, rel=5e-5)
+
+
+def test_missing_port_is_meter_disconnected(tmp_path):
+    with pytest.raises(MeterDisconnected) as info:
+        Wt300(str(tmp_path / "nothing-here"))
+    assert isinstance(info.value.__cause__, serial.SerialException)
+
+
+def test_unplugged_port_is_meter_disconnected(emulator):
+    meter = _open(emulator)
+    meter.read()
+    emulator.unplug()
+    with pytest.raises(MeterDisconnected) as info:
+        meter.read()
+    assert isinstance(info.value.__cause__, OSError)  # SerialException is an OSError
+    meter.close()
+
+
+def test_silent_port_fails_initialisation():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        started = time.monotonic()
+        with pytest.raises(MeterError, match=r"no reply to \*IDN\?"):
+            Wt300(os.ttyname(slave), timeout_s=0.1)
+        assert time.monotonic() - started < 1.0
+    finally:
+        os.close(master)
+        os.close(slave)
