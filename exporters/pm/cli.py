@@ -16,7 +16,9 @@ app = typer.Typer(no_args_is_help=True)
 DRIVERS = ("wt300",)
 
 Driver = Annotated[str, typer.Option(help=f"Meter driver: {', '.join(DRIVERS)}.")]
-Rate = Annotated[float, typer.Option(min=0, max=1, help="Probability per reply, 0 to 1.")]
+GarbageRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a VAL? reply is line noise.")]
+PartialRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a VAL? reply lacks its end.")]
+NanRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a VAL? reply is NAN, INF or 9.91E+37.")]
 
 
 def _check_driver(driver: str) -> None:
@@ -67,9 +69,9 @@ def emulate_command(
                                               "csv:PATH (seconds,watts) or cpu:IDLE_W,SLOPE_W.")] = "constant:100",
     update_interval: Annotated[float, typer.Option(min=0.01, help="Meter update interval in seconds "
                                                                   "(a client's :RATE changes it).")] = 1.0,
-    garbage_rate: Rate = 0.0,
-    partial_rate: Rate = 0.0,
-    nan_rate: Rate = 0.0,
+    garbage_rate: GarbageRate = 0.0,
+    partial_rate: PartialRate = 0.0,
+    nan_rate: NanRate = 0.0,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the fault injection.")] = None,  # noqa: UP045
 ) -> None:
     """Emulate a power meter on a pseudo-terminal until SIGINT or SIGTERM."""
