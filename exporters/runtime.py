@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mltelemetry import schema
+from mltelemetry.cliutil import SinkOptions, current_sink_options
 from mltelemetry.schema import Sample
-from mltelemetry.sinks import PrometheusSink, Sink, StoreSink, parse_listen
+from mltelemetry.sinks import PrometheusSink, Sink, StoreSink, WebSecurity, parse_listen, read_basic_auth_file
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,17 @@ class Exporter:
 
     def _self_metrics(self, ts_ns: int, duration_s: float) -> list[Sample]:
         labels = {"host": self.host, "exporter": self.collector.name}
-        return [
+        samples = [
             Sample(schema.EXPORTER_SAMPLE_DURATION, labels, duration_s, ts_ns),
             Sample(schema.EXPORTER_SAMPLES, labels, self.samples_total, ts_ns),
             Sample(schema.EXPORTER_ERRORS, labels, self.errors_total, ts_ns),
             Sample(schema.EXPORTER_MISSED_TICKS, labels, self.missed_ticks_total, ts_ns),
         ]
+        for sink in self.sinks:  # push sinks report their spool and write counts
+            health = getattr(sink, "health", None)
+            if health is not None:
+                samples += health(labels, ts_ns)
+        return samples
 
     def tick(self) -> list[Sample]:
         ts_ns = self.wall_ns()
@@ -109,23 +115,53 @@ class Exporter:
                 sink.close()
 
 
-def build_sinks(listen: str, store: str | None) -> list[Sink]:
+def web_security(options: SinkOptions) -> WebSecurity:
+    """TLS and basic auth for /metrics from the command's options."""
+    users = read_basic_auth_file(options.basic_auth_file) if options.basic_auth_file else None
+    return WebSecurity(options.tls_cert, options.tls_key, users)
+
+
+def influx_sink(options: SinkOptions, name: str) -> Sink:
+    """The InfluxDB sink the options describe (the token from --influx-token-file or $INFLUX_TOKEN)."""
+    from mltelemetry.influx import InfluxConfig, InfluxSink, read_token
+
+    assert options.influx_url
+    config = InfluxConfig(options.influx_url, options.influx_bucket, options.influx_api,  # type: ignore[arg-type]
+                          options.influx_org, read_token(options.influx_token_file), options.spool_dir,
+                          int(options.spool_max_mb * 2**20))
+    return InfluxSink.open(config, name)
+
+
+def build_sinks(listen: str, store: str | None, options: SinkOptions | None = None,
+                name: str = "exporter") -> list[Sink]:
+    """The sinks the options name; ``options`` defaults to those of the running command."""
+    options = options or current_sink_options()
     sinks: list[Sink] = []
     address = parse_listen(listen)
-    if address:
-        sinks.append(PrometheusSink(*address))
-        log.info("serving /metrics on http://%s:%d/metrics", address[0], sinks[-1].port)
-    if store:
-        sinks.append(StoreSink(store))
+    try:
+        if address:
+            prometheus = PrometheusSink(*address, security=web_security(options))
+            sinks.append(prometheus)
+            log.info("serving /metrics on %s://%s:%d/metrics", prometheus.scheme, address[0], prometheus.port)
+        if store:
+            sinks.append(StoreSink(store))
+        if options.influx_url:
+            sinks.append(influx_sink(options, name))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
     return sinks
 
 
-def serve(collector: Collector, *, listen: str, store: str | None, interval_s: float, host: str) -> None:
+def serve(collector: Collector, *, listen: str, store: str | None, interval_s: float, host: str,
+          options: SinkOptions | None = None) -> None:
     """Run ``collector`` until SIGINT or SIGTERM, publishing to the sinks the options name."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    exporter = Exporter(collector, build_sinks(listen, store), interval_s=interval_s, host=host)
+    exporter = Exporter(collector, build_sinks(listen, store, options, name=collector.name), interval_s=interval_s,
+                        host=host)
     log.info("%s exporter running every %.3g s", collector.name, interval_s)
     exporter.run(stop)
     log.info("%s exporter stopped after flushing its sinks", collector.name)

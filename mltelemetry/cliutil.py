@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import socket
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
@@ -33,4 +36,89 @@ def one_line_errors(command: F) -> F:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
 
+    return wrapper  # type: ignore[return-value]
+
+
+# --- push sinks and /metrics security: options every exporter (and the workload) shares -------------------
+
+InfluxUrl = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--influx-url", envvar="MLTELEMETRY_INFLUX_URL", rich_help_panel="InfluxDB",
+    help="Also push to this InfluxDB (http(s)://HOST:PORT). The token comes from $INFLUX_TOKEN or "
+         "--influx-token-file, never from the command line.")]
+InfluxApi = Annotated[str, typer.Option(
+    "--influx-api", envvar="MLTELEMETRY_INFLUX_API", rich_help_panel="InfluxDB",
+    help="v2 (InfluxDB 2.x/3.x, VictoriaMetrics; needs influxdb-client) or v1 (InfluxDB 1.x /write).")]
+InfluxOrg = Annotated[str, typer.Option(
+    "--influx-org", envvar="MLTELEMETRY_INFLUX_ORG", rich_help_panel="InfluxDB", help="Organisation (v2).")]
+InfluxBucket = Annotated[str, typer.Option(
+    "--influx-bucket", envvar="MLTELEMETRY_INFLUX_BUCKET", rich_help_panel="InfluxDB",
+    help="Bucket (v2) or database, optionally database/retention-policy (v1).")]
+InfluxTokenFile = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--influx-token-file", envvar="MLTELEMETRY_INFLUX_TOKEN_FILE", rich_help_panel="InfluxDB",
+    help="File holding the token (v1: user:password); default: $INFLUX_TOKEN.")]
+SpoolDir = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--spool-dir", envvar="MLTELEMETRY_SPOOL_DIR", rich_help_panel="InfluxDB",
+    help="Folder for samples waiting while InfluxDB is away (default: under $XDG_STATE_HOME/mltelemetry).")]
+SpoolMaxMb = Annotated[float, typer.Option(
+    "--spool-max-mb", min=0.001, rich_help_panel="InfluxDB",
+    help="Size limit of the spool in MiB; past it the oldest samples are dropped (and counted).")]
+TlsCert = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--tls-cert", rich_help_panel="/metrics security", help="PEM certificate: serve /metrics over HTTPS.")]
+TlsKey = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--tls-key", rich_help_panel="/metrics security", help="PEM private key of --tls-cert.")]
+BasicAuthFile = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--basic-auth-file", rich_help_panel="/metrics security",
+    help="File of user:password lines: /metrics asks for HTTP basic auth.")]
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    """The push-sink and /metrics-security options of one command, as given on its command line."""
+
+    influx_url: str | None = None
+    influx_api: str = "v2"
+    influx_org: str = ""
+    influx_bucket: str = "mltelemetry"
+    influx_token_file: Path | None = None
+    spool_dir: Path | None = None
+    spool_max_mb: float = 512.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    basic_auth_file: Path | None = None
+
+
+_OPTION_TYPES = {"influx_url": InfluxUrl, "influx_api": InfluxApi, "influx_org": InfluxOrg,
+                 "influx_bucket": InfluxBucket, "influx_token_file": InfluxTokenFile, "spool_dir": SpoolDir,
+                 "spool_max_mb": SpoolMaxMb, "tls_cert": TlsCert, "tls_key": TlsKey,
+                 "basic_auth_file": BasicAuthFile}
+_SINK_PARAMETERS = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                      annotation=_OPTION_TYPES[f.name]) for f in fields(SinkOptions)]
+_current_sink_options: ContextVar[SinkOptions | None] = ContextVar("sink_options", default=None)
+
+
+def current_sink_options() -> SinkOptions:
+    """The sink options of the command running now (defaults outside a command decorated below)."""
+    return _current_sink_options.get() or SinkOptions()
+
+
+def with_sink_options(command: F) -> F:
+    """Give an exporter command the ``--influx-*``, ``--spool-*``, ``--tls-*`` and ``--basic-auth-file`` options.
+
+    The command itself stays as it is: the options are taken off its arguments and made the
+    :func:`current_sink_options` that ``exporters.runtime.serve`` builds its sinks from.
+    """
+    signature = inspect.signature(command, eval_str=True)
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        options = SinkOptions(**{p.name: kwargs.pop(p.name) for p in _SINK_PARAMETERS if p.name in kwargs})
+        token = _current_sink_options.set(options)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            _current_sink_options.reset(token)
+
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), *_SINK_PARAMETERS])
+    wrapper.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in _SINK_PARAMETERS}}
     return wrapper  # type: ignore[return-value]

@@ -139,6 +139,23 @@ EXPORTER_ERRORS = _metric("exporter_errors_total", "counter", "1",
 EXPORTER_MISSED_TICKS = _metric("exporter_missed_ticks_total", "counter", "1",
                                 "Ticks skipped because the previous tick ran past their deadline.",
                                 EXPORTER_LABELS)
+# Push sinks (InfluxDB) report their own health beside the exporter's; sink names the sink ("influxdb").
+SINK_LABELS = EXPORTER_LABELS + ("sink",)
+EXPORTER_SPOOL_BYTES = _metric("exporter_spool_bytes", "gauge", "B",
+                               "Bytes waiting in the sink's local spool for the server to come back.", SINK_LABELS)
+EXPORTER_SPOOL_FILL = _metric("exporter_spool_fill_ratio", "gauge", "1",
+                              "Fill of the sink's local spool, 0 (empty) to 1 (full: the oldest lines get dropped).",
+                              SINK_LABELS)
+EXPORTER_SPOOL_DROPPED = _metric("exporter_spool_dropped_samples_total", "counter", "1",
+                                 "Spooled lines (samples or events) dropped because the spool was full.", SINK_LABELS)
+EXPORTER_SINK_WRITTEN = _metric("exporter_sink_written_samples_total", "counter", "1",
+                                "Lines (samples or events) the sink's server has accepted.", SINK_LABELS)
+EXPORTER_SINK_REJECTED = _metric("exporter_sink_rejected_samples_total", "counter", "1",
+                                 "Lines the sink's server refused as malformed or too large; they are dropped.",
+                                 SINK_LABELS)
+EXPORTER_SINK_ERRORS = _metric("exporter_sink_errors_total", "counter", "1",
+                               "Writes to the sink's server that failed (server down or answering an error).",
+                               SINK_LABELS)
 
 
 # --- workload events as series (how events reach Prometheus, VictoriaMetrics and InfluxDB) ------
@@ -198,3 +215,13 @@ class Event:
 
     def fields_json(self) -> str:
         return json.dumps(self.fields, sort_keys=True, default=str)
+
+
+# --- event fields the analysis reads (numbers; writers of events use these names) -------------------
+FIELD_LOSS = "loss"
+FIELD_ACCURACY = "accuracy"  # 0–1
+FIELD_VAL_LOSS = "val_loss"
+FIELD_VAL_ACCURACY = "val_accuracy"  # 0–1: the "useful work" of the paper's efficiency factor
+FIELD_CORRECT = "correct_classifications"  # count of correctly classified test samples
+FIELD_CODECARBON_ENERGY = "codecarbon_energy_joules"  # CodeCarbon's estimate for the window, J
+FIELD_CODECARBON_ENERGY_KWH = "codecarbon_energy_kwh"  # the same in CodeCarbon's own unit (energy_consumed)

@@ -1,18 +1,29 @@
 """Sinks: where an exporter's samples go. Every sink reads the same samples; no collector knows them.
 
 - ``StoreSink`` buffers and writes to the embedded store at least once per ``flush_interval_s``.
-- ``PrometheusSink`` keeps the latest value of every series and serves it on ``/metrics``.
+- ``PrometheusSink`` keeps the latest value of every series and serves it on ``/metrics``
+  (optionally over TLS and behind HTTP basic auth).
+- ``mltelemetry.influx.InfluxSink`` pushes line protocol to InfluxDB (its own module: an optional extra).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import logging
+import socket
+import ssl
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from socketserver import ThreadingMixIn
+from typing import Any, Protocol
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.metrics_core import Metric as PromMetric
 
 from mltelemetry.errors import MltelemetryError
@@ -64,30 +75,130 @@ def parse_listen(listen: str) -> tuple[str, int] | None:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+@dataclass(frozen=True)
+class WebSecurity:
+    """TLS (a PEM certificate and key) and HTTP basic auth (user → password) for ``/metrics``; both optional."""
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    basic_auth: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise MltelemetryError("TLS needs both --tls-cert and --tls-key")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+        except (OSError, ssl.SSLError) as e:
+            raise MltelemetryError(f"cannot load the TLS certificate {self.tls_cert} and key {self.tls_key}: "
+                                   f"{getattr(e, 'strerror', None) or e}") from e
+        return context
+
+
+def read_basic_auth_file(path: str | Path) -> dict[str, str]:
+    """``user:password`` lines (blank lines and ``#`` comments skipped) → {user: password}."""
+    try:
+        path = Path(path)
+        text = path.read_text()
+        if path.stat().st_mode & 0o077:
+            log.warning("%s can be read by other users; chmod 600 it", path)
+    except OSError as e:
+        raise MltelemetryError(f"cannot read the basic-auth file {path}: {e.strerror or e}") from e
+    users = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise MltelemetryError(f"{path}:{number}: want user:password")
+        users[user] = password
+    if not users:
+        raise MltelemetryError(f"the basic-auth file {path} names no user")
+    return users
+
+
+def _require_basic_auth(app: Callable, users: Mapping[str, str]) -> Callable:
+    """WSGI middleware: 401 unless the request carries one of ``users``' credentials (compared in constant time)."""
+    expected = [f"{user}:{password}".encode() for user, password in users.items()]
+
+    def guarded(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        scheme, _, encoded = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        try:
+            given = base64.b64decode(encoded, validate=True) if scheme.lower() == "basic" else b""
+        except (binascii.Error, ValueError):
+            given = b""
+        if given and any(hmac.compare_digest(given, credentials) for credentials in expected):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="mltelemetry"'),
+                                            ("Content-Type", "text/plain; charset=utf-8")])
+        return [b"401 Unauthorized\n"]
+
+    return guarded
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr for every scrape
+        pass
+
+
+def _serve_wsgi(app: Callable, host: str, port: int, context: ssl.SSLContext | None) -> WSGIServer:
+    """A threaded WSGI server on HOST:PORT (IPv4 or IPv6), TLS-wrapped when ``context`` is given."""
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    server = make_server(host, port, app, Server, handler_class=_QuietHandler)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, name=f"metrics-{port}", daemon=True).start()
+    return server
+
+
 class PrometheusSink:
-    """Serves the latest value of every series on ``http://HOST:PORT/metrics``.
+    """Serves the latest value of every series on ``http://HOST:PORT/metrics`` (``https`` with TLS).
 
     Values are exposed without timestamps: Prometheus stamps them at scrape time, and the
     ``*_joules_total`` counters make the scrape interval irrelevant to window energy.
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, security: WebSecurity | None = None) -> None:
         self._latest: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(self)
+        security = security or WebSecurity()
+        app = make_wsgi_app(self.registry)
+        if security.basic_auth:
+            app = _require_basic_auth(app, security.basic_auth)
         try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as e:
+            self._server = _serve_wsgi(app, host, port, security.ssl_context())
+        except (OSError, socket.gaierror) as e:
             raise MltelemetryError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
         self.port = self._server.server_port
+        self.scheme = "https" if security.tls_cert else "http"
 
     def publish(self, samples: Sequence[Sample]) -> None:
-        for s in samples:
-            self._latest[(s.metric, tuple(sorted(s.labels.items())))] = s.value
+        with self._lock:
+            for s in samples:
+                self._latest[(s.metric, tuple(sorted(s.labels.items())))] = s.value
+
+    def forget(self, metric: str) -> None:
+        """Stop serving every series of ``metric`` (an info gauge whose labels changed, say)."""
+        with self._lock:
+            for key in [key for key in self._latest if key[0] == metric]:
+                del self._latest[key]
 
     def collect(self) -> Iterable[PromMetric]:
         families: dict[str, PromMetric] = {}
-        for (name, labels), value in sorted(self._latest.items()):
+        with self._lock:
+            latest = sorted(self._latest.items())
+        for (name, labels), value in latest:
             spec = METRICS[name]
             family = families.get(name)
             if family is None:  # counter and info families are named without their suffix; samples carry it

@@ -127,3 +127,33 @@ def influxdb(tmp_path):
     yield url
     process.terminate()
     process.wait(timeout=15)
+
+
+class RestartableInfluxdb:
+    """An InfluxDB 1.x that a test can stop (terminate, data kept) and start again on the same port."""
+
+    def __init__(self, tmp_path) -> None:
+        self.tmp_path, self.binary = tmp_path, require_binary("influxd")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = influxdb_config(tmp_path, self.port)  # one config: same ports and data dir every start
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = _start_server(self.tmp_path, "influxdb", [self.binary, "-config", self.config],
+                                     f"{self.url}/ping", "InfluxDB to be ready")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+            self.process = None
+
+
+@pytest.fixture
+def restartable_influxdb(tmp_path):
+    """A started :class:`RestartableInfluxdb`; stopped after the test."""
+    server = RestartableInfluxdb(tmp_path)
+    server.start()
+    yield server
+    server.stop()

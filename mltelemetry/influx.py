@@ -1,0 +1,436 @@
+"""The InfluxDB sink: samples and events as line protocol, pushed in batches, spooled while the server is away.
+
+Two write paths share one encoder, so what lands in the database does not depend on the path:
+
+- ``v2``: InfluxDB 2.x/3.x (and VictoriaMetrics' ``/api/v2/write``) through influxdb-client, an
+  optional extra imported only when this path is used (``pip install mltelemetry[influx]``);
+- ``v1``: InfluxDB 1.x's ``/write`` with the standard library alone.
+
+What is written follows the push-backend contract in :mod:`mltelemetry.schema`: a sample is a
+point of measurement <metric name> with its labels as tags and one float field ``value``; an event
+is a point of measurement ``mltelemetry_event`` with the event labels as tags, float fields
+``start_seconds``, ``end_seconds`` and its numeric fields, stamped with its end.
+
+**Tag values from users** (campaign and scenario names, labels) are escaped for line protocol
+(``,``, ``=`` and space). Two things no InfluxDB 1.x/2.x parser can store verbatim are mapped the
+same way for every backend by :func:`stored_tag_value`: a line break becomes the two characters
+``\\n`` (``\\r`` likewise), and a backslash that would read as an escape (one before ``\\``, ``,``,
+``=``, space, ``"``, a line break, or at the end) becomes ``/``. Every other character, quotes and
+backslashes included, is stored as given. Query a tag with :func:`influxql_tag_equals`, which
+applies the mapping and InfluxQL's quoting.
+
+**Delivery.** ``publish`` only encodes and queues; a background thread writes every
+``flush_interval_s`` in batches of at most ``batch_lines``. A write that fails (server down, an
+HTTP error other than a refusal of the points themselves) moves the batch to the :class:`Spool`
+on disk; spooled batches are sent oldest first before anything newer, with back-off between
+attempts, so the series arrive complete and in order once the server is back, also after an
+exporter restart. Points the server refuses for good (HTTP 400, 413, 422: malformed or too
+large) are dropped and counted rather than retried forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import logging
+import math
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from mltelemetry import schema
+from mltelemetry.errors import MltelemetryError
+from mltelemetry.schema import Event, Sample
+from mltelemetry.spool import Spool
+
+log = logging.getLogger(__name__)
+
+Api = Literal["v1", "v2"]
+APIS: tuple[Api, ...] = ("v1", "v2")
+TOKEN_ENV = "INFLUX_TOKEN"
+
+# --- line protocol -------------------------------------------------------------------------------
+
+_BREAKS = {"\n": "\\n", "\r": "\\r"}
+_ESCAPE_READ_AFTER_BACKSLASH = frozenset('\\,= "\n\r')
+_KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ "})
+
+
+def stored_tag_value(value: str) -> str:
+    """The value InfluxDB (and VictoriaMetrics) will hold for the tag value (or field key) ``value``.
+
+    Identity for everything but line breaks (``\\n`` → the two characters backslash-n) and a
+    backslash that a parser would read as an escape (→ ``/``); see the module's docstring.
+    """
+    if "\\" not in value and "\n" not in value and "\r" not in value:
+        return value
+    out = []
+    for i, ch in enumerate(value):
+        if ch == "\\":
+            following = value[i + 1] if i + 1 < len(value) else ""
+            out.append("/" if not following or following in _ESCAPE_READ_AFTER_BACKSLASH else "\\")
+        else:
+            out.append(_BREAKS.get(ch, ch))
+    return "".join(out)
+
+
+def _key(value: str) -> str:
+    return stored_tag_value(value).translate(_KEY_ESCAPES)
+
+
+def _float(value: float) -> str:
+    return repr(float(value))
+
+
+def encode_point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, float], ts_ns: int) -> str | None:
+    """One line of line protocol; tags with empty values are left out (as Prometheus treats them).
+
+    Non-finite fields are left out (line protocol has no NaN); None when no field is left.
+    """
+    field_part = ",".join(f"{_key(k)}={_float(v)}" for k, v in fields.items() if math.isfinite(v))
+    if not field_part:
+        return None
+    tag_part = "".join(f",{_key(k)}={_key(v)}" for k, v in sorted(tags.items()) if v != "")
+    return f"{measurement.translate(_MEASUREMENT_ESCAPES)}{tag_part} {field_part} {int(ts_ns)}"
+
+
+def sample_line(sample: Sample) -> str | None:
+    """A sample as a point: measurement = metric name, tags = labels, one float field ``value``."""
+    return encode_point(sample.metric, sample.labels, {schema.SAMPLE_FIELD: sample.value}, sample.ts_ns)
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def event_tags(event: Event) -> dict[str, str]:
+    """The labels of an event's series (EVENT_LABELS), ``epoch`` empty when the event has none."""
+    return {"campaign": event.campaign, "scenario": event.scenario, "run": str(event.run), "action": event.action,
+            "epoch": "" if event.epoch is None else str(event.epoch), "status": event.status}
+
+
+def event_line(event: Event) -> str:
+    """An event as a point of ``mltelemetry_event``: start and end in seconds plus its numeric fields."""
+    fields: dict[str, float] = {"start_seconds": event.start_ns / 1e9, "end_seconds": event.end_ns / 1e9}
+    for name, value in sorted(event.fields.items()):
+        if _numeric(value) and name not in fields:
+            fields[name] = float(value)
+    line = encode_point(schema.EVENT_MEASUREMENT, event_tags(event), fields, event.end_ns)
+    assert line is not None  # start and end are always finite
+    return line
+
+
+# --- InfluxQL ------------------------------------------------------------------------------------
+
+def _influxql_quote(value: str, quote: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace(quote, "\\" + quote).replace("\n", "\\n")
+    return f"{quote}{escaped}{quote}"
+
+
+def influxql_string(value: str) -> str:
+    """``value`` as an InfluxQL string literal (single quotes)."""
+    return _influxql_quote(value, "'")
+
+
+def influxql_ident(name: str) -> str:
+    """``name`` as an InfluxQL quoted identifier (measurement, tag key, field key)."""
+    return _influxql_quote(name, '"')
+
+
+def influxql_tag_equals(key: str, value: str) -> str:
+    """An InfluxQL condition matching the tag ``key`` written with the value ``value`` by this module."""
+    return f"{influxql_ident(key)} = {influxql_string(stored_tag_value(value))}"
+
+
+# --- writers -------------------------------------------------------------------------------------
+
+class WriteFailed(Exception):
+    """The server did not take the batch but may later: it is down, slow, or answered a server error."""
+
+
+class WriteRejected(Exception):
+    """The server refused the points themselves (malformed, too large): sending them again cannot help."""
+
+
+_REJECTED_STATUSES = (400, 413, 422)
+
+
+def _http_failure(status: int, body: str, url: str) -> Exception:
+    message = f"{url} answered HTTP {status}: {body.strip()[:300]}"
+    return WriteRejected(message) if status in _REJECTED_STATUSES else WriteFailed(message)
+
+
+class Writer(Protocol):
+    def write(self, lines: Sequence[str]) -> None:
+        """Write the lines or raise WriteFailed / WriteRejected."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class V1Writer:
+    """InfluxDB 1.x ``/write?db=...&precision=ns`` with the standard library.
+
+    ``database`` may name a retention policy as ``db/rp``. A token ``user:password`` is sent as
+    HTTP basic auth; any other token as ``Authorization: Token ...`` (InfluxDB 1.8+).
+    """
+
+    def __init__(self, url: str, database: str, token: str | None = None, timeout_s: float = 10.0) -> None:
+        db, _, rp = database.partition("/")
+        query = {"db": db, "precision": "ns"} | ({"rp": rp} if rp else {})
+        self.url = f"{url.rstrip('/')}/write?{urllib.parse.urlencode(query)}"
+        self.timeout_s = timeout_s
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if token and ":" in token:
+            self._headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        elif token:
+            self._headers["Authorization"] = f"Token {token}"
+
+    def write(self, lines: Sequence[str]) -> None:
+        body = ("\n".join(lines) + "\n").encode()
+        request = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                response.read()
+        except urllib.error.HTTPError as e:
+            raise _http_failure(e.code, e.read().decode(errors="replace"), self.url) from e
+        except (OSError, http.client.HTTPException) as e:
+            raise WriteFailed(f"{self.url}: {getattr(e, 'reason', None) or e}") from e
+
+    def close(self) -> None:
+        pass
+
+
+class V2Writer:
+    """InfluxDB 2.x/3.x ``/api/v2/write`` through influxdb-client (imported here, when used)."""
+
+    def __init__(self, url: str, org: str, bucket: str, token: str | None = None, timeout_s: float = 10.0) -> None:
+        try:
+            from influxdb_client import InfluxDBClient
+            from influxdb_client.client.write_api import SYNCHRONOUS
+        except ImportError as e:
+            raise MltelemetryError("the InfluxDB v2 path needs influxdb-client: "
+                                   "pip install 'mltelemetry[influx]' (or use --influx-api v1)") from e
+        self.url, self.org, self.bucket = url, org, bucket
+        # retries=False: our spool retries, in order; the client's own retries would reorder nothing but
+        # would block the sink thread for minutes.
+        self._client = InfluxDBClient(url=url, token=token or "", org=org, timeout=int(timeout_s * 1000),
+                                      retries=False)
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def write(self, lines: Sequence[str]) -> None:
+        from influxdb_client.client.write_api import WritePrecision
+        from influxdb_client.rest import ApiException
+
+        try:
+            self._api.write(bucket=self.bucket, org=self.org, record="\n".join(lines),
+                            write_precision=WritePrecision.NS)
+        except ApiException as e:
+            raise _http_failure(e.status or 0, str(e.body or e.reason), self.url) from e
+        except Exception as e:  # urllib3's connection errors, timeouts
+            raise WriteFailed(f"{self.url}: {e}") from e
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+def read_token(token_file: str | Path | None = None) -> str | None:
+    """The token from ``token_file`` if given, else from the environment (INFLUX_TOKEN); never an argument."""
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as e:
+            raise MltelemetryError(f"cannot read the token file {token_file}: {e.strerror or e}") from e
+        if not token:
+            raise MltelemetryError(f"the token file {token_file} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def default_spool_dir(name: str, url: str, bucket: str) -> Path:
+    """``$XDG_STATE_HOME/mltelemetry/spool/<name>-<hash of url and bucket>``: a backlog only goes where it was meant."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    digest = hashlib.sha256(f"{url}\n{bucket}".encode()).hexdigest()[:10]
+    return state / "mltelemetry" / "spool" / f"{name}-{digest}"
+
+
+@dataclass(frozen=True)
+class InfluxConfig:
+    """Where and how to push: the server, API, organisation, bucket (v1: database[/rp]), token, spool."""
+
+    url: str
+    bucket: str
+    api: Api = "v2"
+    org: str = ""
+    token: str | None = None
+    spool_dir: Path | None = None
+    spool_max_bytes: int = 512 * 2**20
+    flush_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        parsed = urllib.parse.urlsplit(self.url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise MltelemetryError(f"--influx-url wants http(s)://HOST:PORT, got {self.url!r}")
+        if self.api not in APIS:
+            raise MltelemetryError(f"--influx-api must be v1 or v2, got {self.api!r}")
+        if not self.bucket:
+            raise MltelemetryError("--influx-bucket is required with --influx-url (v1: the database)")
+        if self.api == "v2" and not self.org:
+            raise MltelemetryError("--influx-org is required with --influx-api v2")
+
+    def writer(self) -> Writer:
+        if self.api == "v1":
+            return V1Writer(self.url, self.bucket, self.token)
+        return V2Writer(self.url, self.org, self.bucket, self.token)
+
+
+# --- the sink ------------------------------------------------------------------------------------
+
+class InfluxSink:
+    """Pushes samples (and event lines) to InfluxDB in batches, through the spool while the server is away."""
+
+    kind = "influxdb"
+
+    def __init__(self, writer: Writer, spool: Spool, *, flush_interval_s: float = 1.0, batch_lines: int = 5000,
+                 max_backoff_s: float = 10.0, close_timeout_s: float = 5.0, clock=time.monotonic) -> None:
+        self.writer, self.spool = writer, spool
+        self.flush_interval_s, self.batch_lines = flush_interval_s, batch_lines
+        self.max_backoff_s, self.close_timeout_s = max_backoff_s, close_timeout_s
+        self._clock = clock
+        self.written_total = 0
+        self.rejected_total = 0
+        self.errors_total = 0
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._backoff_s = 0.0
+        self._next_attempt = 0.0
+        self._down_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name="influx-sink", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def open(cls, config: InfluxConfig, name: str, **kwargs: Any) -> InfluxSink:
+        """The sink for ``config``, spooling under ``config.spool_dir`` or the default folder for ``name``."""
+        spool = Spool(config.spool_dir or default_spool_dir(name, config.url, config.bucket), config.spool_max_bytes)
+        try:
+            writer = config.writer()
+        except BaseException:
+            spool.close()
+            raise
+        log.info("pushing to %s (%s API, bucket %s), spooling in %s", config.url, config.api, config.bucket,
+                 spool.directory)
+        return cls(writer, spool, flush_interval_s=config.flush_interval_s, **kwargs)
+
+    # Sink protocol
+    def publish(self, samples: Sequence[Sample]) -> None:
+        self.publish_lines([line for s in samples if (line := sample_line(s)) is not None])
+
+    def publish_lines(self, lines: Sequence[str]) -> None:
+        """Queue lines of line protocol (events, or samples encoded elsewhere) for the next write."""
+        with self._lock:
+            self._pending.extend(lines)
+            full = len(self._pending) >= self.batch_lines
+        if full:
+            self._wake.set()
+
+    def health(self, labels: Mapping[str, str], ts_ns: int) -> list[Sample]:
+        """This sink's own series: spool fill, lines written, refused and dropped, failed writes."""
+        labels = {**labels, "sink": self.kind}
+        return [
+            Sample(schema.EXPORTER_SPOOL_BYTES, labels, float(self.spool.bytes), ts_ns),
+            Sample(schema.EXPORTER_SPOOL_FILL, labels, self.spool.fill_ratio, ts_ns),
+            Sample(schema.EXPORTER_SPOOL_DROPPED, labels, float(self.spool.dropped_lines), ts_ns),
+            Sample(schema.EXPORTER_SINK_WRITTEN, labels, float(self.written_total), ts_ns),
+            Sample(schema.EXPORTER_SINK_REJECTED, labels, float(self.rejected_total), ts_ns),
+            Sample(schema.EXPORTER_SINK_ERRORS, labels, float(self.errors_total), ts_ns),
+        ]
+
+    def close(self) -> None:
+        """Stop the thread, then write what is queued and what is spooled, for at most ``close_timeout_s``.
+
+        What cannot be written by then stays in the spool for the next start.
+        """
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        deadline = self._clock() + self.close_timeout_s
+        self._next_attempt = 0.0
+        self._flush(deadline)
+        if not self.spool.empty:
+            log.warning("%d line(s) stay spooled in %s until the next start", self.spool.lines, self.spool.directory)
+        self.spool.close()
+        self.writer.close()
+
+    # the writing thread
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._flush()
+            except Exception:  # a bug or a full disk: say it, keep the exporter alive, try again next time
+                self.errors_total += 1
+                log.exception("InfluxDB sink: flush failed")
+
+    def _take_pending(self) -> list[str]:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        return batch
+
+    def _flush(self, deadline: float | None = None) -> None:
+        batch = self._take_pending()
+        may_send = self._clock() >= self._next_attempt
+        if batch:
+            if self.spool.empty and may_send:
+                for start in range(0, len(batch), self.batch_lines):
+                    if not self._send(batch[start:start + self.batch_lines]):
+                        self.spool.append(batch[start:])
+                        return
+                return
+            self.spool.append(batch)
+        while not self.spool.empty and self._clock() >= self._next_attempt:
+            if deadline is not None and self._clock() > deadline:
+                return
+            segments, lines = self.spool.peek(self.batch_lines)
+            if not self._send(lines):
+                return
+            self.spool.pop(segments)
+
+    def _send(self, lines: list[str]) -> bool:
+        """Write one batch; False (and the next attempt pushed back) when the server did not take it."""
+        try:
+            self.writer.write(lines)
+        except WriteRejected as e:
+            self.rejected_total += len(lines)
+            log.error("InfluxDB refused %d line(s), dropped: %s", len(lines), e)
+            return True
+        except WriteFailed as e:
+            self.errors_total += 1
+            self._backoff_s = min(self.max_backoff_s, max(self.flush_interval_s, self._backoff_s * 2))
+            self._next_attempt = self._clock() + self._backoff_s
+            if self._down_since is None:
+                self._down_since = self._clock()
+                log.warning("InfluxDB write failed, spooling until it answers again: %s", e)
+            return False
+        if self._down_since is not None:
+            log.info("InfluxDB answers again after %.0f s; sending the spool", self._clock() - self._down_since)
+            self._down_since = None
+        self._backoff_s = 0.0
+        self._next_attempt = 0.0
+        self.written_total += len(lines)
+        return True

@@ -1,0 +1,245 @@
+"""The InfluxDB sink: line protocol and InfluxQL escaping, the spool, and both write paths against real servers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import wait_for
+from mltelemetry import schema
+from mltelemetry.errors import MltelemetryError
+from mltelemetry.influx import (
+    InfluxConfig,
+    InfluxSink,
+    V1Writer,
+    V2Writer,
+    encode_point,
+    event_line,
+    influxql_ident,
+    influxql_string,
+    influxql_tag_equals,
+    read_token,
+    sample_line,
+    stored_tag_value,
+)
+from mltelemetry.schema import Event, Sample
+from mltelemetry.spool import Spool
+
+# Names a user may type: quotes, commas, spaces, line breaks, backslashes (also where they read as escapes), '='.
+HOSTILE = ['quo"te', "apo'strophe", "com,ma", "sp ace", "new\nline", "cr\rlf", "back\\slash", "trail\\",
+           "eq=ual", 'mix \\" ,=\\,\n\ttab', "ünïcødé ☃", "\\n literal", "\\\\double", " lead", "#hash",
+           "x' OR '1'='1", 'a"b\\"c']
+# What every backend stores for them (the documented mapping: line breaks → \n, escape-like backslashes → /).
+STORED = {'quo"te': 'quo"te', "new\nline": "new\\nline", "cr\rlf": "cr\\rlf", "back\\slash": "back\\slash",
+          "trail\\": "trail/", 'mix \\" ,=\\,\n\ttab': 'mix /" ,=/,\\n\ttab', "\\\\double": "/\\double",
+          'a"b\\"c': 'a"b/"c'}
+
+
+def test_line_protocol_escapes_tags_fields_and_measurement():
+    sample = Sample(schema.PM_POWER, {"host": "sut 1", "meter": 'wt,3"10=a\\'}, 87.5, 1_700_000_000_123_456_789)
+    assert sample_line(sample) == ('mltelemetry_pm_power_watts,host=sut\\ 1,meter=wt\\,3"10\\=a/ value=87.5 '
+                                   "1700000000123456789")
+    assert encode_point("m e,x", {"k": "v\nw", "empty": ""}, {"f ield": 1e-05, "nan": float("nan")}, 5) == \
+        "m\\ e\\,x,k=v\\nw f\\ ield=1e-05 5"
+    assert encode_point("m", {}, {"value": float("inf")}, 5) is None  # line protocol has no NaN or Inf
+    event = Event("c,1", "resnet 50", 3, "epoch", start_ns=1_000_000_000, end_ns=2_500_000_000, epoch=7,
+                  fields={"loss": 0.25, "parameters": 11, "framework": "torch", "ok": True, "z=z": 1})
+    assert event_line(event) == ("mltelemetry_event,action=epoch,campaign=c\\,1,epoch=7,run=3,scenario=resnet\\ 50,"
+                                 "status=ok start_seconds=1.0,end_seconds=2.5,loss=0.25,parameters=11.0,z\\=z=1.0 "
+                                 "2500000000")
+    no_epoch = Event("c", "s", 1, "run", start_ns=1, end_ns=2)
+    assert ",epoch=" not in event_line(no_epoch)
+
+
+def test_stored_values_of_hostile_names():
+    for name in HOSTILE:
+        assert stored_tag_value(name) == STORED.get(name, name)
+
+
+@given(st.text())
+def test_stored_tag_value_is_stable_and_never_ends_an_escape(value):
+    stored = stored_tag_value(value)
+    assert stored_tag_value(stored) == stored
+    assert "\n" not in stored and "\r" not in stored and not stored.endswith("\\")
+    for i, ch in enumerate(stored[:-1]):
+        if ch == "\\":
+            assert stored[i + 1] not in '\\,= "'
+    if not any(c in value for c in "\\\n\r"):
+        assert stored == value
+
+
+def test_influxql_quoting():
+    assert influxql_string("it's a \\ test\n") == "'it\\'s a \\\\ test\\n'"
+    assert influxql_ident('my "db"') == '"my \\"db\\""'
+    assert influxql_tag_equals("campaign", "a\nb'") == "\"campaign\" = 'a\\\\nb\\''"
+
+
+def test_token_comes_from_a_file_or_the_environment_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFLUX_TOKEN", "from-env")
+    assert read_token() == "from-env"
+    (tmp_path / "token").write_text("from-file\n")
+    assert read_token(tmp_path / "token") == "from-file"
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(MltelemetryError, match="empty"):
+        read_token(tmp_path / "empty")
+    monkeypatch.delenv("INFLUX_TOKEN")
+    assert read_token() is None
+
+
+def test_config_refuses_bad_settings():
+    with pytest.raises(MltelemetryError, match="http"):
+        InfluxConfig("localhost:8086", "b", "v1")
+    with pytest.raises(MltelemetryError, match="org"):
+        InfluxConfig("http://localhost:8086", "b", "v2")
+    with pytest.raises(MltelemetryError, match="v1 or v2"):
+        InfluxConfig("http://localhost:8086", "b", "v3")  # type: ignore[arg-type]
+
+
+# --- spool -------------------------------------------------------------------------------------------
+
+def test_spool_keeps_order_across_reopen_and_drops_oldest_when_full(tmp_path):
+    spool = Spool(tmp_path / "s", max_bytes=10_000, fsync=False)
+    for i in range(5):
+        spool.append([f"m v={i}.0 {i}", f"m v={i}.5 {i}5"])
+    spool.close()
+    (tmp_path / "s" / ".tmp-00000000000000000099-1.lp").write_text("half a batch")  # a writer died mid-write
+    spool = Spool(tmp_path / "s", max_bytes=10_000, fsync=False)
+    assert spool.lines == 10 and not (tmp_path / "s" / ".tmp-00000000000000000099-1.lp").exists()
+    segments, lines = spool.peek(5)
+    assert lines == ["m v=0.0 0", "m v=0.5 05", "m v=1.0 1", "m v=1.5 15"]  # whole segments, at most 5 lines
+    spool.pop(segments)
+    spool.append(["m v=9.0 9"])
+    assert spool.peek(100)[1] == [f"m v={i}{f} {i}{s}" for i in range(2, 5) for f, s in ((".0", ""), (".5", "5"))] \
+        + ["m v=9.0 9"]
+    with pytest.raises(ValueError, match="not the oldest"):
+        spool.pop(spool.peek(100)[0][1:])
+    spool.close()
+
+    small = Spool(tmp_path / "small", max_bytes=100, fsync=False)
+    for i in range(10):
+        small.append([f"measurement value={i}.0 {i:020d}"])  # 43 bytes a batch: two fit
+    assert small.peek(100)[1] == ["measurement value=8.0 00000000000000000008",
+                                  "measurement value=9.0 00000000000000000009"]
+    assert small.dropped_lines == 8 and small.bytes == 86 and small.fill_ratio == pytest.approx(0.86)
+    small.close()
+
+
+def test_a_spool_folder_has_one_owner(tmp_path):
+    first = Spool(tmp_path / "s")
+    with pytest.raises(MltelemetryError, match="in use by another process"):
+        Spool(tmp_path / "s")
+    first.close()
+    Spool(tmp_path / "s").close()
+
+
+# --- v2 path: influxdb-client → VictoriaMetrics /api/v2/write, read back with its Prometheus API --------
+
+def vm_export(url: str, match: str) -> list[dict]:
+    response = requests.get(f"{url}/api/v1/export", params={"match[]": match}, timeout=10)
+    response.raise_for_status()
+    return [requests.models.complexjson.loads(line) for line in response.text.splitlines() if line]
+
+
+def test_v2_path_writes_samples_and_events_to_victoria_metrics(victoria_metrics, tmp_path):
+    sink = InfluxSink(V2Writer(victoria_metrics, "lab", "mltelemetry"), Spool(tmp_path / "spool"),
+                      flush_interval_s=0.2)
+    t0 = time.time_ns()
+    for k in range(3):
+        sink.publish([Sample(schema.PM_POWER, {"host": "sut", "meter": name}, 100.0 + i + k / 10, t0 + k * 10**9)
+                      for i, name in enumerate(HOSTILE)])
+    events = [Event(name, "scen ario", 1, "epoch", start_ns=t0, end_ns=t0 + 2 * 10**9, epoch=i,
+                    fields={"loss": 0.5 + i, "framework": "torch"}) for i, name in enumerate(HOSTILE)]
+    sink.publish_lines([event_line(e) for e in events])
+    sink.close()
+    assert sink.written_total == 4 * len(HOSTILE) and sink.spool.empty
+
+    def power_series():
+        series = vm_export(victoria_metrics, schema.PM_POWER)
+        return series if len(series) == len(HOSTILE) else None
+
+    series = {s["metric"]["meter"]: s for s in wait_for(power_series, 15, "the samples in VictoriaMetrics")}
+    for i, name in enumerate(HOSTILE):
+        s = series[stored_tag_value(name)]
+        assert s["metric"] == {"__name__": schema.PM_POWER, "host": "sut", "meter": stored_tag_value(name)}
+        assert s["values"] == pytest.approx([100.0 + i, 100.1 + i, 100.2 + i])
+        assert s["timestamps"] == [(t0 + k * 10**9) // 10**6 for k in range(3)]
+    # events: measurement mltelemetry_event with fields start_seconds/end_seconds → the schema's series
+    starts = {s["metric"]["campaign"]: s for s in vm_export(victoria_metrics, schema.EVENT_START)}
+    ends = {s["metric"]["campaign"]: s for s in vm_export(victoria_metrics, schema.EVENT_END)}
+    losses = {s["metric"]["campaign"]: s for s in vm_export(victoria_metrics, "mltelemetry_event_loss")}
+    for i, name in enumerate(HOSTILE):
+        stored = stored_tag_value(name)
+        assert starts[stored]["metric"] == {"__name__": schema.EVENT_START, "campaign": stored,
+                                            "scenario": "scen ario", "run": "1", "action": "epoch",
+                                            "epoch": str(i), "status": "ok"}
+        assert starts[stored]["values"] == [pytest.approx(t0 / 1e9)]
+        assert ends[stored]["values"] == [pytest.approx(t0 / 1e9 + 2)]
+        assert ends[stored]["timestamps"] == [(t0 + 2 * 10**9) // 10**6]
+        assert losses[stored]["values"] == [0.5 + i]
+
+
+# --- v1 path: /write → InfluxDB 1.6, read back with InfluxQL ------------------------------------------
+
+def influxql(url: str, q: str, db: str | None = "telemetry") -> list[dict]:
+    params = {"q": q, "epoch": "ns"} | ({"db": db} if db else {})
+    response = requests.post(f"{url}/query", params=params, timeout=10)
+    response.raise_for_status()
+    result = response.json()["results"][0]
+    assert "error" not in result, result
+    return result.get("series", [])
+
+
+def test_v1_path_writes_to_influxdb_and_influxql_finds_hostile_names(influxdb, tmp_path):
+    influxql(influxdb, "CREATE DATABASE telemetry", db=None)
+    sink = InfluxSink(V1Writer(influxdb, "telemetry"), Spool(tmp_path / "spool"), flush_interval_s=0.2)
+    t0 = time.time_ns()
+    sink.publish([Sample(schema.HOST_MEMORY_USED, {"host": name}, float(i), t0) for i, name in enumerate(HOSTILE)])
+    sink.publish_lines([event_line(Event(name, "s", 2, "train", start_ns=t0 - 5 * 10**9, end_ns=t0,
+                                         fields={"accuracy": i / 100})) for i, name in enumerate(HOSTILE)])
+    sink.close()
+    assert sink.written_total == 2 * len(HOSTILE) and sink.rejected_total == 0
+    for i, name in enumerate(HOSTILE):
+        rows = influxql(influxdb, f"SELECT value FROM {influxql_ident(schema.HOST_MEMORY_USED)} "
+                                  f"WHERE {influxql_tag_equals('host', name)}")
+        assert rows[0]["values"] == [[t0, float(i)]], name
+        rows = influxql(influxdb, f"SELECT start_seconds, end_seconds, accuracy FROM "
+                                  f"{influxql_ident(schema.EVENT_MEASUREMENT)} WHERE "
+                                  f"{influxql_tag_equals('campaign', name)} AND "
+                                  f"{influxql_tag_equals('action', 'train')}")
+        assert rows[0]["values"] == [[t0, pytest.approx(t0 / 1e9 - 5), pytest.approx(t0 / 1e9), i / 100]], name
+    tags = influxql(influxdb, f'SHOW TAG VALUES FROM {influxql_ident(schema.EVENT_MEASUREMENT)} WITH KEY = "campaign"')
+    assert sorted(v for _, v in tags[0]["values"]) == sorted(stored_tag_value(n) for n in HOSTILE)
+
+
+def test_points_the_server_refuses_are_dropped_and_counted_not_retried(influxdb, tmp_path):
+    influxql(influxdb, "CREATE DATABASE telemetry", db=None)
+    writer = V1Writer(influxdb, "telemetry")
+    writer.write([f"{schema.PM_POWER},host=h value=1i {time.time_ns()}"])  # an integer field: floats now conflict
+    sink = InfluxSink(writer, Spool(tmp_path / "spool"), flush_interval_s=0.1)
+    t0 = time.time_ns()
+    sink.publish([Sample(schema.PM_POWER, {"host": "h"}, 2.0, t0)])
+    wait_for(lambda: sink.rejected_total == 1, 10, "the refusal")
+    sink.publish([Sample(schema.PM_VOLTAGE, {"host": "h"}, 230.0, t0)])
+    wait_for(lambda: sink.written_total == 1, 10, "the next batch to be written")
+    sink.close()
+    assert sink.spool.empty and sink.errors_total == 0
+    assert influxql(influxdb, f"SELECT value FROM {schema.PM_VOLTAGE}")[0]["values"] == [[t0, 230.0]]
+
+
+def test_a_missing_database_is_spooled_until_it_exists(influxdb, tmp_path):
+    sink = InfluxSink(V1Writer(influxdb, "later"), Spool(tmp_path / "spool"), flush_interval_s=0.1,
+                      max_backoff_s=0.2)
+    t0 = time.time_ns()
+    sink.publish([Sample(schema.PM_POWER, {"host": "h"}, float(k), t0 + k) for k in range(5)])
+    wait_for(lambda: sink.errors_total >= 1 and sink.spool.lines == 5, 10, "the batch to be spooled")
+    health = {s.metric: s.value for s in sink.health({"host": "h", "exporter": "x"}, 0)}
+    assert health[schema.EXPORTER_SPOOL_BYTES] > 0 and health[schema.EXPORTER_SINK_WRITTEN] == 0
+    influxql(influxdb, "CREATE DATABASE later", db=None)
+    wait_for(lambda: sink.spool.empty, 10, "the spool to drain")
+    sink.close()
+    rows = influxql(influxdb, f"SELECT value FROM {schema.PM_POWER}", db="later")
+    assert rows[0]["values"] == [[t0 + k, float(k)] for k in range(5)]
