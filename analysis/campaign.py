@@ -1,28 +1,91 @@
-"""Figures of one campaign: per run and per action, then mean and spread per scenario.
+"""Figures of one campaign: per run, per action and per epoch, then statistics per scenario.
 
-Energy comes from the power meter's ``pm_energy_joules_total`` counter (summed over meters
-when a SUT has several), read at each event's edges. Induced energy is the method paper's
-"energy induced by the software": energy − mean baseline power × duration, where the
-baseline power is the mean over the campaign's ``baseline`` runs.
+Energy is a counter difference at each event's edges (interpolated inside a sampling interval):
+wall energy from the power meter's ``pm_energy_joules_total`` (summed over meters when a SUT has
+several), GPU energy from ``gpu_energy_joules_total`` (summed over GPUs), CPU and DRAM energy from
+the RAPL package and dram zones. Where a series has power but no energy counter, power integrated
+by the analysis stands in and the method column says so. Induced energy is the method paper's
+"energy induced by the software": energy − mean baseline power × duration, the baseline power
+being the mean over the campaign's ``baseline`` runs.
+
+Hardware indicators (paper table 2) are the mean of the samples inside the window (gauges, mean
+over GPUs; memory sums over GPUs) or the counter's increase (disk and network bytes, summed over
+devices). A window whose samples do not cover it gets no figure and a note, never a padded one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from mltelemetry import schema
-from mltelemetry.analysis.energy import coverage, increase
+from mltelemetry.analysis import stats
+from mltelemetry.analysis.energy import (
+    coverages,
+    increases,
+    integral_counter,
+    sampling_interval_ns,
+    window_means,
+)
+from mltelemetry.analysis.sources import Source, StoreSource, open_source
 from mltelemetry.errors import MltelemetryError
-from mltelemetry.store import Store
+from mltelemetry.schema import Event
 
 J_PER_WH = 3600.0
 MIN_COVERAGE = 0.95
 BASELINE_SCENARIO = "baseline"
-FIGURES = ["duration_s", "energy_wh", "mean_power_w", "induced_wh", "cpu_utilization"]
 _MARGIN_NS = 60 * 10**9  # samples this far outside the campaign still bracket its first and last edges
+
+METHOD_METER = "meter counter"
+METHOD_METER_INTEGRAL = "∫ meter power (analysis)"
+METHOD_GPU_INTEGRAL = "∫ GPU power (analysis)"
+METHOD_RAPL = "RAPL counter"
+
+# Hardware indicators of paper table 2: column, metric, label filter, how series combine.
+GAUGES: list[tuple[str, str, dict[str, str], str]] = [
+    ("cpu_utilization", schema.HOST_CPU_UTILIZATION, {"cpu": "total"}, "mean"),
+    ("memory_used_bytes", schema.HOST_MEMORY_USED, {}, "sum"),
+    ("gpu_utilization", schema.GPU_UTILIZATION, {}, "mean"),
+    ("gpu_memory_utilization", schema.GPU_MEMORY_UTILIZATION, {}, "mean"),
+    ("gpu_memory_used_bytes", schema.GPU_MEMORY_USED, {}, "sum"),
+    ("gpu_temperature_c", schema.GPU_TEMPERATURE, {}, "mean"),
+    ("gpu_performance_state", schema.GPU_PSTATE, {}, "mean"),
+    ("gpu_pcie_link_generation", schema.GPU_PCIE_GENERATION, {}, "mean"),
+    ("gpu_clock_sm_hz", schema.GPU_CLOCK, {"clock": "sm"}, "mean"),
+    ("gpu_clock_memory_hz", schema.GPU_CLOCK, {"clock": "memory"}, "mean"),
+    ("gpu_clock_graphics_hz", schema.GPU_CLOCK, {"clock": "graphics"}, "mean"),
+]
+COUNTERS: list[tuple[str, str]] = [
+    ("disk_read_bytes", schema.HOST_DISK_READ), ("disk_written_bytes", schema.HOST_DISK_WRITTEN),
+    ("net_received_bytes", schema.HOST_NET_RECEIVED), ("net_transmitted_bytes", schema.HOST_NET_TRANSMITTED),
+]
+TRAINING_FIELDS = [schema.FIELD_LOSS, schema.FIELD_ACCURACY, schema.FIELD_VAL_LOSS, schema.FIELD_VAL_ACCURACY,
+                   schema.FIELD_CORRECT]
+ENERGY_FIGURES = ["energy_wh", "mean_power_w", "induced_wh", "gpu_energy_wh", "gpu_mean_power_w", "gpu_share",
+                  "cpu_energy_wh", "dram_energy_wh", "sensors_wh", "sensors_ratio", "codecarbon_wh",
+                  "codecarbon_ratio"]
+FIGURES = (["duration_s"] + ENERGY_FIGURES + [g[0] for g in GAUGES] + [c[0] for c in COUNTERS]
+           + TRAINING_FIELDS + ["efficiency_acc_per_wh", "correct_per_wh", "coverage", "sensor_coverage",
+                                "meter_gap_s"])
+# Figures compared between scenarios (and campaigns) with tests.
+TESTED_FIGURES = ["energy_wh", "induced_wh", "mean_power_w", "duration_s", "gpu_energy_wh",
+                  "efficiency_acc_per_wh"]
+CORRELATED = ["gpu_temperature_c", schema.FIELD_LOSS, schema.FIELD_ACCURACY, schema.FIELD_VAL_LOSS,
+              schema.FIELD_VAL_ACCURACY]
+ACTION_ORDER = {"campaign": 0, "run": 1}
+
+Progress = Callable[[str, float, float], None]  # (what, done, total)
+
+
+@dataclass
+class Series:
+    labels: dict[str, str]
+    ts: np.ndarray
+    values: np.ndarray
 
 
 @dataclass
@@ -30,87 +93,417 @@ class CampaignAnalysis:
     campaign: str
     baseline_power_w: float | None
     windows: pd.DataFrame  # one row per run / action / epoch
-    summary: pd.DataFrame  # one row per scenario and action: n, mean and std of each figure
+    summary: pd.DataFrame  # one row per scenario and action: n and statistics of each figure
+    tests: pd.DataFrame = field(default_factory=pd.DataFrame)  # scenario against scenario, per figure
+    correlations: pd.DataFrame = field(default_factory=pd.DataFrame)  # energy per epoch against indicators
+    sensors: pd.DataFrame = field(default_factory=pd.DataFrame)  # meter against sensors and trackers
+    notes: list[str] = field(default_factory=list)  # what could not be computed, and why
+    source: str = ""
+    host: str | None = None
+    traces: pd.DataFrame | None = None  # per-second meter power of every ok run (for the report)
 
     def to_dict(self) -> dict:
-        def records(frame: pd.DataFrame) -> list[dict]:
-            return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
-                    for row in frame.to_dict(orient="records")]
-        return {"campaign": self.campaign, "baseline_power_w": self.baseline_power_w,
-                "windows": records(self.windows), "summary": records(self.summary)}
+        return {"campaign": self.campaign, "source": self.source, "host": self.host,
+                "baseline_power_w": self.baseline_power_w, "notes": self.notes,
+                "windows": records(self.windows), "summary": records(self.summary), "tests": records(self.tests),
+                "correlations": records(self.correlations), "meter_vs_sensors": records(self.sensors)}
 
 
-def _series_arrays(store: Store, metric: str, labels: dict[str, str], lo: int, hi: int):
-    frame = store.query(metric, labels, lo, hi)
-    label_columns = [c for c in frame.columns if c not in ("ts_ns", "value")]
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts with NaN as None and numpy scalars as Python numbers (JSON-ready)."""
+    out = []
+    for row in frame.to_dict(orient="records"):
+        clean = {}
+        for k, v in row.items():
+            if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+                v = None
+            elif isinstance(v, np.generic):
+                v = v.item()
+            elif v is pd.NA or v is pd.NaT:
+                v = None
+            clean[k] = v
+        out.append(clean)
+    return out
+
+
+class _Reader:
+    """Reads every series of a metric once for the campaign's span and keeps it for the figures."""
+
+    def __init__(self, source: Source, host: str | None, lo: int, hi: int, progress: Progress | None,
+                 total: int) -> None:
+        self.source, self.host, self.lo, self.hi = source, host, lo, hi
+        self.progress, self.total, self.done = progress, total, 0
+        self._cache: dict[str, list[Series]] = {}
+
+    def get(self, metric: str, labels: dict[str, str] | None = None) -> list[Series]:
+        if metric not in self._cache:
+            if self.progress:
+                self.progress(f"reading {metric.removeprefix(schema.PREFIX)}", self.done, self.total)
+            frame = self.source.query(metric, {"host": self.host} if self.host else None, self.lo, self.hi)
+            self._cache[metric] = _split(frame)
+            self.done += 1
+        return [s for s in self._cache[metric] if all(s.labels.get(k) == v for k, v in (labels or {}).items())]
+
+
+def _split(frame: pd.DataFrame) -> list[Series]:
     if frame.empty:
         return []
-    return [(g["ts_ns"].to_numpy(), g["value"].to_numpy())
-            for _, g in frame.groupby(label_columns, sort=True)] if label_columns else \
-        [(frame["ts_ns"].to_numpy(), frame["value"].to_numpy())]
+    label_columns = [c for c in frame.columns if c not in ("ts_ns", "value")]
+    if not label_columns:
+        return [Series({}, frame["ts_ns"].to_numpy(np.int64), frame["value"].to_numpy(np.float64))]
+    out = []
+    for key, group in frame.groupby(label_columns, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        labels = {k: str(v) for k, v in zip(label_columns, key) if isinstance(v, str) or not pd.isna(v)}
+        out.append(Series(labels, group["ts_ns"].to_numpy(np.int64), group["value"].to_numpy(np.float64)))
+    return out
 
 
-def _sampling_interval_ns(ts: np.ndarray) -> float:
-    return float(np.median(np.diff(ts))) if len(ts) > 1 else 1e9
+def _sum_strict(parts: list[np.ndarray], n: int) -> np.ndarray:
+    """Sum over series; NaN where any series has no figure (an energy is never silently partial)."""
+    return np.sum(parts, axis=0) if parts else np.full(n, np.nan)
 
 
-def analyze_campaign(store: Store, campaign: str, host: str | None = None) -> CampaignAnalysis:
-    events = [e for e in store.events(campaign) if e.action != "campaign"]
+def _combine(parts: list[np.ndarray], how: str, n: int) -> np.ndarray:
+    if not parts:
+        return np.full(n, np.nan)
+    stacked = np.vstack(parts)
+    finite = np.isfinite(stacked)
+    with np.errstate(invalid="ignore"):
+        if how == "sum":
+            return np.where(finite.any(axis=0), np.nansum(stacked, axis=0), np.nan)
+        return np.where(finite.any(axis=0), np.nansum(stacked, axis=0) / np.maximum(finite.sum(axis=0), 1), np.nan)
+
+
+def _energy_of(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Joules per window: counter increases summed over the series."""
+    return _sum_strict([increases(s.ts, s.values, starts, ends) for s in series], len(starts))
+
+
+def _integrated(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Joules per window from power series integrated here (no gap longer than 3 intervals is bridged)."""
+    parts = []
+    for s in series:
+        counter = integral_counter(s.ts, s.values, 3 * sampling_interval_ns(s.ts))
+        parts.append(increases(s.ts, counter, starts, ends))
+    return _sum_strict(parts, len(starts))
+
+
+def _coverage(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Worst coverage over the series (1 where there are none: nothing expected)."""
+    if not series:
+        return np.ones(len(starts))
+    return np.min([coverages(s.ts, starts, ends, sampling_interval_ns(s.ts)) for s in series], axis=0)
+
+
+def _field(event: Event, name: str) -> float:
+    value = event.fields.get(name)
+    try:
+        return float(value) if value is not None and not isinstance(value, bool) else np.nan
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _codecarbon_wh(event: Event) -> float:
+    joules = _field(event, schema.FIELD_CODECARBON_ENERGY)
+    if np.isfinite(joules):
+        return joules / J_PER_WH
+    return _field(event, schema.FIELD_CODECARBON_ENERGY_KWH) * 1000.0
+
+
+def analyze_campaign(source, campaign: str, host: str | None = None, *, progress: Progress | None = None,
+                     traces: bool = False) -> CampaignAnalysis:
+    """Every figure of ``campaign`` from ``source`` (a Store, a source, or a ``--source`` text).
+
+    Raises MltelemetryError only when the campaign has no events at all; everything else that is
+    missing gives no figure and a note, and the rest is still computed.
+    """
+    source = open_source(source)
+    notes: list[str] = []
+    all_events = source.events(campaign)
+    events = [e for e in all_events if e.action != "campaign"]
     if not events:
-        known = store.campaigns()
-        raise MltelemetryError(f"no campaign {campaign!r} in {store.path}" +
-                               (f"; campaigns there: {', '.join(known)}" if known else "; the store has no events"))
-    lo = min(e.start_ns for e in events) - _MARGIN_NS
-    hi = max(e.end_ns for e in events) + _MARGIN_NS
-    host_labels = {"host": host} if host else {}
-    meters = _series_arrays(store, schema.PM_ENERGY, host_labels, lo, hi)
-    if not meters:
-        raise MltelemetryError(f"{store.path} has no power-meter energy ({schema.PM_ENERGY}) during campaign "
-                               f"{campaign!r}" + (f" for host {host!r}" if host else ""))
-    cpu = _series_arrays(store, schema.HOST_CPU_UTILIZATION, {**host_labels, "cpu": "total"}, lo, hi)
-    cpu_ts, cpu_values = cpu[0] if cpu else (np.empty(0, np.int64), np.empty(0))
+        known = source.campaigns()
+        raise MltelemetryError(f"no campaign {campaign!r} in {source.description}" +
+                               (f"; campaigns there: {', '.join(known)}" if known
+                                else "; the store has no events" if isinstance(source, StoreSource)
+                                else "; it holds no events"))
+    events.sort(key=lambda e: (e.start_ns, -e.end_ns, ACTION_ORDER.get(e.action, 2)))
+    n = len(events)
+    starts = np.array([e.start_ns for e in events], np.int64)
+    ends = np.array([e.end_ns for e in events], np.int64)
+    backwards = ends < starts
+    if backwards.any():
+        notes.append(f"{int(backwards.sum())} event(s) end before they start: no figures for them")
+    ends = np.where(backwards, starts, ends)
+    lo, hi = int(starts.min()) - _MARGIN_NS, int(ends.max()) + _MARGIN_NS
+    reader = _Reader(source, host, lo, hi, progress, total=8 + len({g[1] for g in GAUGES}) + len(COUNTERS))
+    duration = (ends - starts) / 1e9
+    columns: dict[str, np.ndarray] = {}
+    methods: dict[str, np.ndarray] = {}
+    where = f" for host {host!r}" if host else ""
 
-    rows = []
-    for e in events:
-        energies = [increase(ts, values, e.start_ns, e.end_ns) for ts, values in meters]
-        energy_j = None if any(x is None for x in energies) else sum(energies)
-        interval_ns = max(_sampling_interval_ns(ts) for ts, _ in meters)
-        covered = min(coverage(ts, e.start_ns, e.end_ns, _sampling_interval_ns(ts)) for ts, _ in meters)
-        in_window = (cpu_ts >= e.start_ns) & (cpu_ts <= e.end_ns)
-        notes = []
-        if energy_j is None:
-            notes.append("no meter samples around the window's edges")
-        if e.end_ns - e.start_ns < interval_ns:
-            notes.append("shorter than the meter's sampling interval: mean power of that interval")
-        if covered < MIN_COVERAGE:
-            notes.append(f"meter coverage {covered:.0%} below {MIN_COVERAGE:.0%}")
-        rows.append({
-            "scenario": e.scenario, "run": e.run, "action": e.action, "epoch": e.epoch, "status": e.status,
-            "start": pd.Timestamp(e.start_ns, unit="ns", tz="UTC").isoformat(),
-            "duration_s": e.duration_s,
-            "energy_wh": None if energy_j is None else energy_j / J_PER_WH,
-            "mean_power_w": None if energy_j is None or e.duration_s <= 0 else energy_j / e.duration_s,
-            "cpu_utilization": float(cpu_values[in_window].mean()) if in_window.any() else None,
-            "coverage": covered, "energy_method": "meter counter", "note": "; ".join(notes),
-        })
-    windows = pd.DataFrame(rows)
+    # --- wall energy from the meter -------------------------------------------------------------
+    meters = reader.get(schema.PM_ENERGY)
+    if meters:
+        energy_j = _energy_of(meters, starts, ends)
+        meter_method = METHOD_METER
+        meter_series = meters
+    else:
+        meter_series = reader.get(schema.PM_POWER)
+        energy_j = _integrated(meter_series, starts, ends)
+        meter_method = METHOD_METER_INTEGRAL
+        notes.append(f"no power-meter energy counter ({schema.PM_ENERGY}) during the campaign{where}: " +
+                     ("wall energy integrated from pm_power_watts by the analysis" if meter_series
+                      else "no wall energy, mean power or induced energy"))
+    columns["energy_wh"] = energy_j / J_PER_WH
+    with np.errstate(invalid="ignore", divide="ignore"):
+        columns["mean_power_w"] = np.where(duration > 0, energy_j / duration, np.nan)
+    methods["energy_method"] = np.where(np.isfinite(energy_j), meter_method, "")
+    gaps = reader.get(schema.PM_GAP)
+    columns["meter_gap_s"] = _energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
+    columns["coverage"] = _coverage(meter_series, starts, ends) if meter_series else np.zeros(n)
+    meter_interval = max((sampling_interval_ns(s.ts) for s in meter_series), default=1e9)
 
+    # --- GPU and RAPL energy ------------------------------------------------------------------------
+    gpus = reader.get(schema.GPU_ENERGY)
+    if gpus:
+        gpu_j = _energy_of(gpus, starts, ends)
+        gpu_method = "GPU counter (" + ", ".join(sorted({s.labels.get("method") or "?" for s in gpus})) + ")"
+    else:
+        power = reader.get(schema.GPU_POWER)
+        kinds = {s.labels.get("kind") for s in power}
+        kind = "instant" if "instant" in kinds else "average" if "average" in kinds else None
+        power = [s for s in power if s.labels.get("kind") == kind] if kind else power
+        gpu_j = _integrated(power, starts, ends) if power else np.full(n, np.nan)
+        gpu_method = METHOD_GPU_INTEGRAL
+        if power:
+            notes.append("no GPU energy counter: GPU energy integrated from gpu_power_watts by the analysis")
+    columns["gpu_energy_wh"] = gpu_j / J_PER_WH
+    methods["gpu_energy_method"] = np.where(np.isfinite(gpu_j), gpu_method, "")
+    rapl = reader.get(schema.HOST_RAPL_ENERGY)
+    packages = [s for s in rapl if s.labels.get("zone", "").startswith("package")]
+    drams = [s for s in rapl if s.labels.get("zone", "").startswith("dram")]
+    columns["cpu_energy_wh"] = _energy_of(packages, starts, ends) / J_PER_WH
+    columns["dram_energy_wh"] = _energy_of(drams, starts, ends) / J_PER_WH
+    methods["rapl_method"] = np.where(np.isfinite(columns["cpu_energy_wh"]), METHOD_RAPL, "")
+
+    # --- hardware indicators ----------------------------------------------------------------------
+    for column, metric, labels, how in GAUGES:
+        series = reader.get(metric, labels)
+        columns[column] = _combine([window_means(s.ts, s.values, starts, ends) for s in series], how, n)
+    for column, metric in COUNTERS:
+        series = reader.get(metric)
+        columns[column] = _combine([increases(s.ts, s.values, starts, ends) for s in series], "sum", n)
+    sensor_series = {"host": reader.get(schema.HOST_CPU_UTILIZATION, {"cpu": "total"}),
+                     "GPU": reader.get(schema.GPU_ENERGY) or reader.get(schema.GPU_TEMPERATURE), "RAPL": rapl}
+    sensor_cov = {name: _coverage(series, starts, ends) for name, series in sensor_series.items() if series}
+    columns["sensor_coverage"] = (np.min(list(sensor_cov.values()), axis=0) if sensor_cov else np.full(n, np.nan))
+    if progress:
+        progress("computing figures", reader.total, reader.total)
+
+    # --- training fields and efficiency ------------------------------------------------------------
+    for name in TRAINING_FIELDS:
+        columns[name] = np.array([_field(e, name) for e in events])
+    last_epoch: dict[tuple[str, int], dict[str, float]] = {}
+    for e in sorted((e for e in events if e.action == "epoch" and e.epoch is not None), key=lambda e: e.epoch):
+        values = last_epoch.setdefault((e.scenario, e.run), {})
+        for name in TRAINING_FIELDS:
+            if np.isfinite(_field(e, name)):
+                values[name] = _field(e, name)
+    for i, e in enumerate(events):  # a run or train window without its own figures takes its last epoch's
+        if e.action in ("run", "train"):
+            for name, value in last_epoch.get((e.scenario, e.run), {}).items():
+                if not np.isfinite(columns[name][i]):
+                    columns[name][i] = value
+    with np.errstate(invalid="ignore", divide="ignore"):
+        energy_wh = columns["energy_wh"]
+        columns["efficiency_acc_per_wh"] = np.where(energy_wh > 0, columns[schema.FIELD_VAL_ACCURACY] / energy_wh,
+                                                    np.nan)
+        columns["correct_per_wh"] = np.where(energy_wh > 0, columns[schema.FIELD_CORRECT] / energy_wh, np.nan)
+        columns["gpu_mean_power_w"] = np.where(duration > 0, gpu_j / duration, np.nan)
+        columns["gpu_share"] = columns["gpu_energy_wh"] / energy_wh
+        sensor_parts = np.vstack([columns["gpu_energy_wh"], columns["cpu_energy_wh"], columns["dram_energy_wh"]])
+        recorded = np.isfinite(sensor_parts).any(axis=0)
+        columns["sensors_wh"] = np.where(recorded, np.nansum(sensor_parts, axis=0), np.nan)
+        columns["sensors_ratio"] = columns["sensors_wh"] / energy_wh
+        columns["codecarbon_wh"] = np.array([_codecarbon_wh(e) for e in events])
+        columns["codecarbon_ratio"] = columns["codecarbon_wh"] / energy_wh
+
+    # --- notes per window -------------------------------------------------------------------------
+    row_notes: list[list[str]] = [[] for _ in events]
+    flagged = np.zeros(n, bool)
+    for i, e in enumerate(events):
+        notes_i = row_notes[i]
+        if backwards[i]:
+            notes_i.append(f"ends {(e.start_ns - e.end_ns) / 1e9:.3f} s before it starts: no figures")
+            flagged[i] = True
+            continue
+        if meter_series and not np.isfinite(energy_j[i]):
+            notes_i.append("no meter samples around the window's edges")
+            flagged[i] = True
+        if meter_series and e.end_ns - e.start_ns < meter_interval:
+            notes_i.append("shorter than the meter's sampling interval: mean power of that interval")
+        if meter_series and columns["coverage"][i] < MIN_COVERAGE:
+            notes_i.append(f"meter coverage {columns['coverage'][i]:.0%} below {MIN_COVERAGE:.0%}")
+            flagged[i] = True
+        if columns["meter_gap_s"][i] > 0:
+            notes_i.append(f"the meter gave no valid reading for {columns['meter_gap_s'][i]:.1f} s: "
+                           "wall energy under-counted")
+            flagged[i] = True
+        for name, cov in sensor_cov.items():
+            if cov[i] < MIN_COVERAGE:
+                notes_i.append(f"{name} coverage {cov[i]:.0%} below {MIN_COVERAGE:.0%}")
+                flagged[i] = True
+    all_figures = set(FIGURES)
+    for column in list(columns):
+        if column in all_figures:
+            columns[column] = np.where(backwards, np.nan, columns[column])
+    for column in methods:
+        methods[column] = np.where(backwards, "", methods[column])
+
+    windows = pd.DataFrame({
+        "scenario": [e.scenario for e in events], "run": [e.run for e in events],
+        "action": [e.action for e in events],
+        "epoch": pd.array([e.epoch for e in events], dtype="Int64").astype("float64"),
+        "status": [e.status for e in events],
+        "start": [pd.Timestamp(e.start_ns, unit="ns", tz="UTC").isoformat() for e in events],
+        "duration_s": np.where(backwards, np.nan, duration),
+    })
+    for column in FIGURES[1:]:
+        if column in columns:
+            windows[column] = np.asarray(columns[column], np.float64)
+    for column, values in methods.items():
+        windows[column] = values
+    windows["flagged"] = flagged
+
+    # --- baseline and induced energy --------------------------------------------------------------
     baseline_runs = windows[(windows.scenario == BASELINE_SCENARIO) & (windows.action == "run")
                             & (windows.status == "ok")]["mean_power_w"].dropna()
     baseline_power_w = float(baseline_runs.mean()) if len(baseline_runs) else None
-    windows.insert(windows.columns.get_loc("mean_power_w") + 1, "induced_wh",
-                   windows.energy_wh - baseline_power_w * windows.duration_s / J_PER_WH
-                   if baseline_power_w is not None else np.nan)
-    windows = windows.astype({f: float for f in FIGURES})
-    return CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows))
+    if baseline_power_w is None:
+        notes.append(f"no {BASELINE_SCENARIO!r} runs with wall energy in the campaign: induced energy not computed")
+        windows["induced_wh"] = np.nan
+    else:
+        windows["induced_wh"] = windows.energy_wh - baseline_power_w * windows.duration_s / J_PER_WH
+
+    # --- outlier runs (median absolute deviation of run energy, per scenario) ----------------------
+    windows["outlier"] = False
+    for _, group in windows[(windows.action == "run") & (windows.status == "ok")].groupby("scenario"):
+        flags, _ = stats.mad_outliers(group.energy_wh.to_numpy())
+        windows.loc[group.index[flags], "outlier"] = True
+        for i in group.index[flags]:
+            row_notes[i].append("outlier run (median absolute deviation of energy)")
+    windows["note"] = ["; ".join(x) for x in row_notes]
+    failed = windows[(windows.action == "run") & (windows.status != "ok")]
+    if len(failed):
+        notes.append(f"{len(failed)} run(s) not ok ({', '.join(sorted(set(failed.status)))}): shown, left out "
+                     "of the statistics")
+    flagged_runs = windows[(windows.action == "run") & windows.flagged]
+    if len(flagged_runs):
+        notes.append(f"{len(flagged_runs)} run(s) flagged (coverage below {MIN_COVERAGE:.0%}, meter gaps or "
+                     "missing samples): see their notes")
+
+    result = CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows), notes=notes,
+                              source=source.description, host=host)
+    result.tests = scenario_tests(windows)
+    result.correlations = epoch_correlations(windows)
+    result.sensors = meter_vs_sensors(windows)
+    if not (windows.action == "epoch").any():
+        notes.append("no epoch events: no per-epoch figures or correlations")
+    if traces and meter_series:
+        result.traces = power_traces(meter_series, windows, events, meter_method == METHOD_METER)
+    return result
+
+
+def _ok(windows: pd.DataFrame) -> pd.DataFrame:
+    return windows[(windows.status == "ok") & windows.duration_s.notna()]
 
 
 def summarize(windows: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation (ddof=1) over the ok runs of each scenario and action."""
-    ok = windows[(windows.status == "ok") & windows.epoch.isna()]
-    grouped = ok.groupby(["scenario", "action"], sort=False)
-    summary = grouped.size().rename("n").to_frame()
-    for figure in FIGURES:
-        summary[f"{figure}_mean"] = grouped[figure].mean()
-        summary[f"{figure}_std"] = grouped[figure].std(ddof=1)
-    return summary.reset_index()
+    """Per scenario and action, over the ok windows (every epoch of every run for ``epoch``): n, the number
+    flagged, and for each figure mean, standard deviation (ddof=1), 95 % CI, median, min, max, Shapiro–Wilk p."""
+    rows = []
+    for (scenario, action), group in _ok(windows).groupby(["scenario", "action"], sort=False):
+        row: dict = {"scenario": scenario, "action": action, "n": len(group),
+                     "n_flagged": int(group.flagged.sum()) if "flagged" in group else 0}
+        for figure in FIGURES:
+            if figure not in group:
+                continue
+            for statistic, value in stats.describe(group[figure].to_numpy()).items():
+                if statistic != "n":
+                    row[f"{figure}_{statistic}"] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _recorded(frame: pd.DataFrame, figure: str) -> bool:
+    return figure in frame and frame[figure].notna().any()
+
+
+def scenario_tests(windows: pd.DataFrame, action: str = "run") -> pd.DataFrame:
+    """Every pair of scenarios, per figure recorded: Welch's t, Mann–Whitney U and effect sizes over runs."""
+    runs = _ok(windows)[lambda w: w.action == action]
+    scenarios = list(dict.fromkeys(runs.scenario))
+    rows = []
+    for a, b in itertools.combinations(scenarios, 2):
+        ra, rb = runs[runs.scenario == a], runs[runs.scenario == b]
+        for figure in TESTED_FIGURES:
+            if _recorded(ra, figure) or _recorded(rb, figure):
+                rows.append({"a": a, "b": b, "action": action, "figure": figure,
+                             **stats.compare(ra[figure].to_numpy(), rb[figure].to_numpy())})
+    return pd.DataFrame(rows)
+
+
+def epoch_correlations(windows: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario with epochs: Pearson r (and p) of energy per epoch with GPU temperature, loss and accuracy."""
+    epochs = _ok(windows)[lambda w: w.action == "epoch"]
+    rows = []
+    for scenario, group in epochs.groupby("scenario", sort=False):
+        for x in CORRELATED:
+            result = stats.pearson(group[x].to_numpy(), group.energy_wh.to_numpy())
+            if not _recorded(group, x):
+                result["reason"] = f"{x} not recorded"
+            rows.append({"scenario": scenario, "x": x, "y": "energy_wh", **result})
+    return pd.DataFrame(rows)
+
+
+def meter_vs_sensors(windows: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario and over all runs: what fraction of the meter's energy the on-board sensors (GPU + RAPL)
+    and CodeCarbon see (ratio mean, spread, 95 % CI) and a linear fit tracker = slope · meter + intercept."""
+    runs = _ok(windows)[lambda w: w.action == "run"]
+    rows = []
+    groups = [(s, g) for s, g in runs.groupby("scenario", sort=False)] + [("all", runs)]
+    for tracker, column in (("sensors", "sensors_wh"), ("codecarbon", "codecarbon_wh")):
+        for scenario, group in groups:
+            if not _recorded(group, column):
+                continue
+            ratios = stats.describe((group[column] / group.energy_wh).to_numpy())
+            fit = stats.linear_fit(group.energy_wh.to_numpy(), group[column].to_numpy())
+            rows.append({"scenario": scenario, "tracker": tracker, "n": ratios["n"], "ratio_mean": ratios["mean"],
+                         "ratio_std": ratios["std"], "ratio_ci_low": ratios["ci_low"],
+                         "ratio_ci_high": ratios["ci_high"], "slope": fit["slope"], "intercept_wh": fit["intercept"],
+                         "r2": fit["r2"], "reason": fit["reason"]})
+    return pd.DataFrame(rows)
+
+
+def power_traces(meters: list[Series], windows: pd.DataFrame, events: list[Event], counter: bool,
+                 max_points: int = 1200) -> pd.DataFrame:
+    """Per-second mean meter power of every ok run (scenario, run, t_s since the run's start, power_w)."""
+    frames = []
+    runs = windows[(windows.action == "run") & (windows.status == "ok") & windows.duration_s.notna()]
+    for i in runs.index:
+        e = events[i]
+        step_ns = max(10**9, (e.end_ns - e.start_ns) // max_points)
+        edges = np.arange(e.start_ns, e.end_ns + 1, step_ns, dtype=np.int64)
+        if len(edges) < 2:
+            continue
+        parts = []
+        for s in meters:
+            values = s.values if counter else integral_counter(s.ts, s.values, 3 * sampling_interval_ns(s.ts))
+            parts.append(increases(s.ts, values, edges[:-1], edges[1:]))
+        power = _sum_strict(parts, len(edges) - 1) / (step_ns / 1e9)
+        frames.append(pd.DataFrame({"scenario": e.scenario, "run": e.run,
+                                    "t_s": (edges[:-1] - e.start_ns) / 1e9, "power_w": power}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["scenario", "run", "t_s", "power_w"])

@@ -1,58 +1,143 @@
-"""``mltelemetry analyze``: a campaign's figures as a table, JSON or CSV."""
+"""``mltelemetry analyze``: a campaign's figures and statistics as a table, JSON or CSV, and an HTML report.
+
+- ``--campaign X [--source PATH|URL]``: one campaign;
+- ``--compare A B`` (or ``A:scenario B:scenario``): two campaigns side by side with the same tests;
+- ``--report DIR``: also write the self-contained HTML report with its figures and data files;
+- ``--export-oscar DIR`` / ``--import-oscar DIR``: OSCAR's three input files out of, or into, a campaign.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mltelemetry.analysis.campaign import CampaignAnalysis, analyze_campaign
+from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
+from mltelemetry.analysis.sources import open_source
 from mltelemetry.cliutil import one_line_errors
 from mltelemetry.errors import MltelemetryError
-from mltelemetry.store import Store
 
 FORMATS = ("table", "json", "csv")
+_TABLE_COLUMNS = ["scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
+                  "gpu_energy_wh", "cpu_energy_wh", "cpu_utilization", "gpu_utilization", "val_accuracy",
+                  "efficiency_acc_per_wh", "coverage", "note"]
+_ALWAYS = {"scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
+           "cpu_utilization", "note"}
+_TEXT = {"scenario", "action", "status", "note"}
 
 
 def _cell(value: object, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    if isinstance(value, bool):
+        return "yes" if value else ""
     if isinstance(value, float):
+        if abs(value) >= 1e6:
+            return f"{value:.{digits}g}"
         return f"{value:.{digits}f}"
     return str(value)
 
 
+def _digits(column: str) -> int:
+    return 4 if column.endswith("_wh") else 2
+
+
 def render_table(result: CampaignAnalysis, console: Console) -> None:
     baseline = "none in campaign" if result.baseline_power_w is None else f"{result.baseline_power_w:.2f} W"
-    windows = Table(title=f"campaign {result.campaign}: runs and actions (baseline power {baseline})")
-    columns = ["scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
-               "cpu_utilization", "note"]
+    rows = result.windows[result.windows.action != "epoch"]
+    columns = [c for c in _TABLE_COLUMNS if c in _ALWAYS or (c in rows and rows[c].notna().any())]
+    epochs = int((result.windows.action == "epoch").sum())
+    windows = Table(title=f"campaign {result.campaign}: runs and actions (baseline power {baseline})",
+                    caption=f"{epochs} epoch rows: per-epoch figures in --format json/csv and --report"
+                    if epochs else None)
     for c in columns:
-        windows.add_column(c, justify="right" if c not in ("scenario", "action", "status", "note") else "left")
-    for row in result.windows.to_dict(orient="records"):
-        windows.add_row(*[_cell(row[c], 4 if c.endswith("_wh") else 2) for c in columns])
+        windows.add_column(c, justify="left" if c in _TEXT else "right")
+    for row in rows.to_dict(orient="records"):
+        windows.add_row(*[_cell(row[c], _digits(c)) for c in columns])
     console.print(windows)
 
-    summary = Table(title="per scenario and action: mean ± standard deviation over runs")
-    for c in ["scenario", "action", "n", "duration s", "energy Wh", "mean power W", "induced Wh", "CPU"]:
+    summary = Table(title="per scenario and action: mean ± standard deviation over runs [95 % CI]")
+    figures = [("duration_s", "duration s", 2), ("energy_wh", "energy Wh", 4), ("mean_power_w", "mean power W", 2),
+               ("induced_wh", "induced Wh", 4), ("gpu_energy_wh", "GPU Wh", 4), ("cpu_utilization", "CPU", 2),
+               ("gpu_utilization", "GPU load", 2), ("efficiency_acc_per_wh", "val acc/Wh", 3)]
+    figures = [f for f in figures if f[0] in ("duration_s", "energy_wh", "mean_power_w", "induced_wh",
+                                             "cpu_utilization")
+               or (f"{f[0]}_mean" in result.summary and result.summary[f"{f[0]}_mean"].notna().any())]
+    for c in ["scenario", "action", "n"] + [f[1] for f in figures]:
         summary.add_column(c)
     for row in result.summary.to_dict(orient="records"):
         def pm(figure: str, digits: int, row: dict = row) -> str:
-            return f"{_cell(row[figure + '_mean'], digits)} ± {_cell(row[figure + '_std'], digits)}"
-        summary.add_row(row["scenario"], row["action"], str(row["n"]), pm("duration_s", 2), pm("energy_wh", 4),
-                        pm("mean_power_w", 2), pm("induced_wh", 4), pm("cpu_utilization", 2))
+            text = f"{_cell(row[figure + '_mean'], digits)} ± {_cell(row[figure + '_std'], digits)}"
+            if row["n"] >= 2 and figure in ("energy_wh", "induced_wh") and not math.isnan(row[figure + "_ci_low"]):
+                text += f" [{_cell(row[figure + '_ci_low'], digits)}, {_cell(row[figure + '_ci_high'], digits)}]"
+            return text
+        summary.add_row(row["scenario"], row["action"], str(row["n"]), *[pm(f, d) for f, _, d in figures])
     console.print(summary)
+
+    if not result.tests.empty:
+        tests = Table(title="scenarios compared over runs (Welch's t, Mann–Whitney U; d = Cohen's d)")
+        for c in ["a", "b", "figure", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d", "note"]:
+            tests.add_column(c)
+        for row in result.tests[result.tests.figure.isin(["energy_wh", "induced_wh"])].to_dict(orient="records"):
+            tests.add_row(row["a"], row["b"], row["figure"], _cell(row["mean_a"], 4), _cell(row["mean_b"], 4),
+                          _cell(row["difference_pct"], 1), _cell(row["welch_p"], 4), _cell(row["mannwhitney_p"], 4),
+                          _cell(row["cohens_d"], 2), row["reason"])
+        console.print(tests)
+    if not result.correlations.empty:
+        correlations = Table(title="energy per epoch against … (Pearson)")
+        for c in ["scenario", "x", "n", "r", "p", "note"]:
+            correlations.add_column(c)
+        for row in result.correlations.to_dict(orient="records"):
+            correlations.add_row(row["scenario"], row["x"], str(row["n"]), _cell(row["r"], 3), _cell(row["p"], 4),
+                                 row["reason"])
+        console.print(correlations)
+    if not result.sensors.empty:
+        sensors = Table(title="meter against sensors (GPU + RAPL) and CodeCarbon: fraction of wall energy seen")
+        for c in ["scenario", "tracker", "n", "ratio mean ± sd", "slope", "intercept Wh", "r²", "note"]:
+            sensors.add_column(c)
+        for row in result.sensors.to_dict(orient="records"):
+            sensors.add_row(row["scenario"], row["tracker"], str(row["n"]),
+                            f"{_cell(row['ratio_mean'], 3)} ± {_cell(row['ratio_std'], 3)}", _cell(row["slope"], 3),
+                            _cell(row["intercept_wh"], 4), _cell(row["r2"], 3), row["reason"])
+        console.print(sensors)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
+
+
+def render_comparison(comparison: CampaignComparison, console: Console) -> None:
+    table = Table(title=f"{comparison.a.campaign} (A) against {comparison.b.campaign} (B): ok runs; "
+                  "difference = B − A")
+    for c in ["scenario A", "scenario B", "figure", "A mean ± sd (n)", "B mean ± sd (n)", "diff %", "Welch p",
+              "M–W p", "Hedges g", "note"]:
+        table.add_column(c)
+    for row in comparison.table.to_dict(orient="records"):
+        digits = _digits(row["figure"])
+        table.add_row(row["scenario_a"], row["scenario_b"], row["figure"],
+                      f"{_cell(row['mean_a'], digits)} ± {_cell(row['std_a'], digits)} ({row['n_a']})",
+                      f"{_cell(row['mean_b'], digits)} ± {_cell(row['std_b'], digits)} ({row['n_b']})",
+                      _cell(row["difference_pct"], 1), _cell(row["welch_p"], 4), _cell(row["mannwhitney_p"], 4),
+                      _cell(row["hedges_g"], 2), row["reason"])
+    console.print(table)
+    for note in comparison.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def render_csv(result: CampaignAnalysis) -> str:
-    """One CSV: the window rows, then the summary rows (``statistic`` says mean or std)."""
+    """One CSV: the window rows, then the summary rows (``statistic`` says mean or std).
+
+    The report directory (``--report``) holds every table in full, one CSV each.
+    """
     summary_rows = []
     for statistic in ("mean", "std"):
         part = result.summary[["scenario", "action", "n"]].copy()
@@ -66,19 +151,94 @@ def render_csv(result: CampaignAnalysis) -> str:
     return out.getvalue()
 
 
+def parse_duration_s(text: str) -> float:
+    """``90s``, ``15m``, ``12h``, ``31d``, ``2w`` or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    text = text.strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise MltelemetryError(f"--lookback wants a duration such as 12h or 31d, not {text!r}") from None
+
+
+@contextmanager
+def progress_callback(console: Console) -> Iterator[Callable[[str, float, float], None]]:
+    """A rich progress bar on ``console`` (stderr) fed by the analysis; silent where stderr is no terminal."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task("analysing", total=1)
+
+        def update(what: str, done: float, total: float) -> None:
+            progress.update(task, description=what, completed=done, total=total)
+
+        yield update
+
+
 @one_line_errors
 def analyze_command(
-    campaign: Annotated[str, typer.Option(help="Campaign to analyse.")],
-    source: Annotated[Path, typer.Option(help="Embedded store file holding the campaign.")] = Path(
-        "mltelemetry.db"),
+    campaign: Annotated[Optional[str], typer.Option(help="Campaign to analyse.")] = None,  # noqa: UP045
+    source: Annotated[str, typer.Option(
+        help="Embedded store file, a Prometheus-compatible API URL (http://HOST:9090; VictoriaMetrics, Thanos, "
+             "Mimir) or influxdb+http://HOST:8086/DATABASE (InfluxQL; token from INFLUX_TOKEN).")] = "mltelemetry.db",
     format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
-    host: Annotated[str | None, typer.Option(help="Only this host's series (default: all).")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Only this host's series (default: all).")] = None,  # noqa: UP045
+    report: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Also write an HTML report with figures and data files into this directory.")] = None,
+    compare: Annotated[Optional[tuple[str, str]], typer.Option(  # noqa: UP045
+        help="Two campaigns side by side: A B, or A:SCENARIO B:SCENARIO.")] = None,
+    lookback: Annotated[str, typer.Option(
+        help="How far back a Prometheus-compatible source looks for the campaign's events.")] = "31d",
+    export_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Write the campaign as OSCAR's three input files into this directory.")] = None,
+    import_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="First import OSCAR's input files from this directory into the store --source as --campaign.")] = None,
 ) -> None:
-    """Energy per run and action (meter counter at the event edges), baseline-adjusted, with statistics."""
+    """Energy per run, action and epoch (counters at the event edges), baseline-adjusted, with statistics."""
     if format not in FORMATS:
         raise MltelemetryError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
-    with Store(source, create=False) as store:
-        result = analyze_campaign(store, campaign, host)
+    if compare and compare[0] is not None:
+        if campaign or export_oscar or import_oscar:
+            raise MltelemetryError("--compare takes the two campaigns itself: leave out --campaign and the OSCAR "
+                                   "options")
+    elif not campaign:
+        raise MltelemetryError("say which campaign: --campaign X (or --compare A B)")
+    stderr = Console(stderr=True)
+    if import_oscar:
+        from mltelemetry.analysis.oscar import import_oscar as do_import
+
+        do_import(import_oscar, source, campaign, host or "oscar")
+    opened = open_source(source, lookback_s=parse_duration_s(lookback))
+    try:
+        with progress_callback(stderr) as progress:
+            if compare and compare[0] is not None:
+                (ca, sa), (cb, sb) = split_spec(compare[0]), split_spec(compare[1])
+                a, b = (analyze_campaign(opened, c, host, progress=progress, traces=bool(report)) for c in (ca, cb))
+                comparison = compare_analyses(a, b, sa, sb)
+                result = None
+            else:
+                result = analyze_campaign(opened, campaign, host, progress=progress, traces=bool(report))
+                comparison = None
+            if export_oscar and result is not None:
+                from mltelemetry.analysis.oscar import export_oscar as do_export
+
+                do_export(opened, result, export_oscar, host)
+    finally:
+        opened.close()
+    if report:
+        from mltelemetry.analysis.report import write_comparison_report, write_report
+
+        with progress_callback(stderr) as progress:
+            index = (write_report(result, report, progress=progress) if result is not None
+                     else write_comparison_report(comparison, report, progress=progress))
+        stderr.print(f"report written to {index}")
+    if comparison is not None:
+        if format == "json":
+            typer.echo(json.dumps(comparison.to_dict(), indent=2))
+        elif format == "csv":
+            typer.echo(comparison.table.to_csv(index=False), nl=False)
+        else:
+            render_comparison(comparison, Console(width=200))
+        return
     if format == "json":
         typer.echo(json.dumps(result.to_dict(), indent=2))
     elif format == "csv":

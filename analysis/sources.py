@@ -1,0 +1,376 @@
+"""Where the analysis reads samples and events: the embedded store, a Prometheus-compatible API, or InfluxDB.
+
+Every source answers the same three questions, in the shape ``Store`` answers them:
+
+- ``query(metric, labels, start_ns, end_ns)``: a DataFrame with ``ts_ns`` (UTC ns), ``value`` (base
+  units) and one column per label, for every series of ``metric`` whose labels include ``labels``;
+- ``events(campaign)``: the campaign's :class:`~mltelemetry.schema.Event` records;
+- ``campaigns()``: the campaign names the source knows (for error messages).
+
+``open_source`` picks one from the ``--source`` text:
+
+- a path (the default): the embedded store file;
+- ``http(s)://HOST:PORT[/prefix]`` (or ``prometheus+http(s)://``): the Prometheus HTTP API, as
+  Prometheus, VictoriaMetrics, Thanos and Mimir answer it (``/api/v1/query``);
+- ``influxdb+http(s)://[USER:PASSWORD@]HOST:PORT/DATABASE[?rp=POLICY]``: InfluxQL on ``/query``, as
+  InfluxDB 1.x answers it, 2.x through its v1 compatibility API and 3.x; a token is taken from the
+  ``INFLUX_TOKEN`` environment variable, never from the command line.
+
+How samples and events are laid out in each backend is the push-backend contract in
+``mltelemetry.schema``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+
+from mltelemetry import schema
+from mltelemetry.errors import MltelemetryError
+from mltelemetry.schema import Event
+from mltelemetry.store import Store
+
+DEFAULT_LOOKBACK_S = 31 * 86400
+_EMPTY = pd.DataFrame({"ts_ns": pd.Series(dtype="int64"), "value": pd.Series(dtype="float64")})
+
+
+class Source(Protocol):
+    description: str
+
+    def query(self, metric: str, labels: dict[str, str] | None = None,
+              start_ns: int | None = None, end_ns: int | None = None) -> pd.DataFrame: ...
+
+    def events(self, campaign: str) -> list[Event]: ...
+
+    def campaigns(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+def open_source(spec: str | Path | Store | Source, *, lookback_s: float = DEFAULT_LOOKBACK_S) -> Source:
+    """The source named by ``spec`` (see the module docstring); a ``Store`` or a source is used as it is."""
+    if isinstance(spec, Store):
+        return StoreSource(spec, close_store=False)
+    if not isinstance(spec, (str, Path)):
+        return spec
+    text = str(spec)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in ("http", "https", "prometheus+http", "prometheus+https"):
+        return PrometheusSource(text, lookback_s=lookback_s)
+    if scheme in ("influxdb+http", "influxdb+https", "influx+http", "influx+https"):
+        return InfluxSource(text)
+    if scheme:
+        raise MltelemetryError(f"--source {text!r}: unknown scheme {scheme!r}; use a store path, http(s)://… "
+                               "for a Prometheus-compatible API or influxdb+http(s)://HOST:PORT/DATABASE")
+    return StoreSource(Store(text, create=False))
+
+
+class StoreSource:
+    """The embedded store (``Store``) as a source."""
+
+    def __init__(self, store: Store, *, close_store: bool = True) -> None:
+        self.store = store
+        self.description = str(store.path)
+        self._close_store = close_store
+
+    def query(self, metric, labels=None, start_ns=None, end_ns=None) -> pd.DataFrame:
+        return self.store.query(metric, labels, start_ns, end_ns)
+
+    def events(self, campaign: str) -> list[Event]:
+        return self.store.events(campaign)
+
+    def campaigns(self) -> list[str]:
+        return self.store.campaigns()
+
+    def close(self) -> None:
+        if self._close_store:
+            self.store.close()
+
+
+def _frame(parts: dict[tuple, list[tuple[np.ndarray, np.ndarray]]], start_ns: int | None,
+           end_ns: int | None) -> pd.DataFrame:
+    """One Store-shaped frame from per-series parts: sorted by time, clipped, a repeated timestamp kept once."""
+    frames = []
+    for key, chunks in sorted(parts.items()):
+        ts = np.concatenate([c[0] for c in chunks])
+        values = np.concatenate([c[1] for c in chunks])
+        order = np.argsort(ts, kind="stable")
+        ts, values = ts[order], values[order]
+        keep = np.ones(len(ts), bool)
+        if start_ns is not None:
+            keep &= ts >= start_ns
+        if end_ns is not None:
+            keep &= ts <= end_ns
+        keep[1:] &= ts[1:] != ts[:-1]
+        frame = pd.DataFrame({"ts_ns": ts[keep], "value": values[keep]})
+        for k, v in key:
+            frame[k] = v
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else _EMPTY.copy()
+
+
+def _http_error(what: str, url: str, error: Exception) -> MltelemetryError:
+    return MltelemetryError(f"cannot read {what} at {url}: {type(error).__name__}: {error}".splitlines()[0])
+
+
+# --- Prometheus HTTP API -----------------------------------------------------------------------
+def promql_string(value: str) -> str:
+    """``value`` as a double-quoted PromQL string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def promql_selector(metric: str, labels: dict[str, str] | None = None) -> str:
+    matchers = ",".join(f"{k}={promql_string(v)}" for k, v in sorted((labels or {}).items()))
+    return f"{metric}{{{matchers}}}"
+
+
+class PrometheusSource:
+    """A Prometheus-compatible query API: raw samples through range selectors, events through their series.
+
+    Samples are read as raw points (``metric{…}[Nms]`` evaluated at the end of each chunk of
+    ``chunk_s``), so no server-side resampling touches the counters. Events: the campaign's own
+    event gives its span; the other events are then read in one instant query, either just after
+    the campaign's end (the workload serves finished events for Prometheus to scrape, so they are
+    all there) or, where nothing is there (events pushed once each, as VictoriaMetrics holds them
+    after an InfluxDB-protocol write), over the whole span.
+    """
+
+    def __init__(self, url: str, *, lookback_s: float = DEFAULT_LOOKBACK_S, chunk_s: float = 6 * 3600,
+                 timeout_s: float = 120.0, after_end_s: float = 300.0) -> None:
+        import requests
+
+        self.url = re.sub(r"^prometheus\+", "", url, flags=re.I).rstrip("/")
+        self.description = self.url
+        self.lookback_s = lookback_s
+        self.chunk_ms = int(chunk_s * 1000)
+        self.timeout_s = timeout_s
+        self.after_end_s = after_end_s
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _api(self, path: str, params: dict[str, Any]) -> Any:
+        import requests
+
+        url = f"{self.url}/api/v1/{path}"
+        try:
+            response = self._session.post(url, data=params, timeout=self.timeout_s)
+        except requests.RequestException as e:
+            raise _http_error("the Prometheus API", self.url, e) from e
+        try:
+            body = response.json()
+        except ValueError:
+            raise MltelemetryError(f"{url} answered HTTP {response.status_code} without JSON: is it a Prometheus-"
+                                   f"compatible API? ({response.text[:80].strip()!r})") from None
+        if response.status_code >= 400 or body.get("status") != "success":
+            raise MltelemetryError(f"{url} answered HTTP {response.status_code}: "
+                                   f"{body.get('errorType', '')} {body.get('error', '')}".strip())
+        return body["data"]
+
+    def instant(self, query: str, at_s: float) -> list[dict]:
+        return self._api("query", {"query": query, "time": f"{at_s:.3f}"})["result"]
+
+    def query(self, metric, labels=None, start_ns=None, end_ns=None) -> pd.DataFrame:
+        if start_ns is None or end_ns is None:
+            now_ns = time.time_ns()
+            end_ns = now_ns if end_ns is None else end_ns
+            start_ns = int(end_ns - self.lookback_s * 1e9) if start_ns is None else start_ns
+        selector = promql_selector(metric, labels)
+        lo_ms, hi_ms = math.ceil(start_ns / 1e6), math.floor(end_ns / 1e6)
+        parts: dict[tuple, list] = {}
+        for a in range(lo_ms, hi_ms + 1, self.chunk_ms):
+            b = min(a + self.chunk_ms - 1, hi_ms)
+            # [a-1 ms, b] or (a-1 ms, b] depending on the server: points before a are dropped below.
+            for series in self.instant(f"{selector}[{b - a + 1}ms]", b / 1000):
+                values = series.get("values") or []
+                if not values:
+                    continue
+                t = np.array([v[0] for v in values], np.float64)
+                ts_ms = np.rint(t * 1000).astype(np.int64)
+                keep = ts_ms >= a
+                key = tuple(sorted((k, v) for k, v in series["metric"].items() if k != "__name__"))
+                parts.setdefault(key, []).append(
+                    (ts_ms[keep] * 1_000_000, np.array([v[1] for v in values], np.float64)[keep]))
+        return _frame(parts, start_ns, end_ns)
+
+    def campaigns(self) -> list[str]:
+        try:
+            return sorted(self._api("label/campaign/values", {"match[]": schema.EVENT_END}))
+        except MltelemetryError:
+            return []
+
+    def events(self, campaign: str) -> list[Event]:
+        c = promql_string(campaign)
+        now = time.time()
+        lookback = f"{int(self.lookback_s)}s"
+        span_starts = self.instant(
+            f'last_over_time({schema.EVENT_START}{{campaign={c},action="campaign"}}[{lookback}])', now)
+        span_ends = self.instant(
+            f'last_over_time({schema.EVENT_END}{{campaign={c},action="campaign"}}[{lookback}])', now)
+        every = f'{{__name__=~"{schema.PREFIX}event_.+",campaign={c}}}'
+        if span_starts and span_ends:
+            t0 = min(float(s["value"][1]) for s in span_starts)
+            t1 = max(float(s["value"][1]) for s in span_ends)
+            w = self.after_end_s
+            # Served finished events, scraped more than a second after the campaign's end ...
+            results = self.instant(f"last_over_time({every}[{int((w - 1) * 1000)}ms])", t1 + w)
+            if not any(r["metric"].get("__name__") == schema.EVENT_START for r in results):
+                # ... else events written once each, at their end: read the campaign's whole span.
+                results = self.instant(f"last_over_time({every}[{math.ceil(t1 - t0 + 2 * w)}s])", t1 + w)
+        else:  # no campaign event (the workload died?): everything within the look-back
+            results = self.instant(f"last_over_time({every}[{lookback}])", now)
+        return _events_from_series(campaign, ((r["metric"], float(r["value"][1])) for r in results))
+
+
+def _events_from_series(campaign: str, series: Iterable[tuple[dict[str, str], float]]) -> list[Event]:
+    """Events from their series: start/end seconds and fields, keyed by the event labels."""
+    found: dict[tuple, dict] = {}
+    field_prefix = schema.PREFIX + "event_"
+    for labels, value in series:
+        name = labels.get("__name__", "")
+        key = (labels.get("scenario", ""), labels.get("run", "0"), labels.get("action", ""),
+               labels.get("epoch", ""), labels.get("status", "ok"))
+        entry = found.setdefault(key, {"fields": {}})
+        if name == schema.EVENT_START:
+            entry["start"] = value
+        elif name == schema.EVENT_END:
+            entry["end"] = value
+        elif name == schema.EVENT_FIELD:
+            entry["fields"][labels.get("field", "value")] = value
+        elif name.startswith(field_prefix):
+            entry["fields"][name[len(field_prefix):]] = value
+    events = []
+    for (scenario, run, action, epoch, status), entry in found.items():
+        if "start" not in entry or "end" not in entry:
+            continue
+        events.append(Event(campaign=campaign, scenario=scenario, run=int(float(run or 0)), action=action,
+                            start_ns=round(entry["start"] * 1e9), end_ns=round(entry["end"] * 1e9),
+                            epoch=int(float(epoch)) if epoch not in ("", None) else None, status=status,
+                            fields=entry["fields"]))
+    return sorted(events, key=lambda e: (e.start_ns, e.end_ns))
+
+
+# --- InfluxDB (InfluxQL) -----------------------------------------------------------------------
+def influxql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def influxql_identifier(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class InfluxSource:
+    """InfluxQL over HTTP (``/query``): samples as points of measurement <metric> with field ``value``."""
+
+    def __init__(self, url: str, *, chunk_s: float = 6 * 3600, timeout_s: float = 120.0) -> None:
+        import requests
+
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+", 1)[1]
+        self.database = parts.path.strip("/")
+        if not self.database:
+            raise MltelemetryError(f"--source {url!r} names no database: influxdb+http://HOST:PORT/DATABASE")
+        options = parse_qs(parts.query)
+        self.retention_policy = options.get("rp", [None])[0]
+        host = parts.hostname or "localhost"
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{parts.port}" if parts.port else ""
+        self.url = urlunsplit((scheme, netloc, "", "", ""))
+        self.description = f"{self.url}/{self.database}"
+        self.chunk_ns = int(chunk_s * 1e9)
+        self.timeout_s = timeout_s
+        self._session = requests.Session()
+        if parts.username:
+            self._session.auth = (parts.username, parts.password or "")
+        token = os.environ.get("INFLUX_TOKEN")
+        if token:
+            self._session.headers["Authorization"] = f"Token {token}"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def influxql(self, statement: str) -> list[dict]:
+        import requests
+
+        params = {"db": self.database, "q": statement, "epoch": "ns"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        try:
+            response = self._session.post(f"{self.url}/query", data=params, timeout=self.timeout_s)
+        except requests.RequestException as e:
+            raise _http_error("InfluxDB", self.url, e) from e
+        try:
+            body = response.json()
+        except ValueError:
+            raise MltelemetryError(f"{self.url}/query answered HTTP {response.status_code} without JSON: is it "
+                                   "InfluxDB?") from None
+        error = body.get("error") or next((r["error"] for r in body.get("results", []) if "error" in r), None)
+        if response.status_code >= 400 or error:
+            raise MltelemetryError(f"InfluxDB at {self.url} answered HTTP {response.status_code}: {error}")
+        return [s for r in body.get("results", []) for s in r.get("series", [])]
+
+    def query(self, metric, labels=None, start_ns=None, end_ns=None) -> pd.DataFrame:
+        where = [f"{influxql_identifier(k)} = {influxql_string(v)}" for k, v in sorted((labels or {}).items())]
+        ranges: list[tuple[int | None, int | None]]
+        if start_ns is None or end_ns is None:
+            ranges = [(start_ns, end_ns)]
+        else:
+            ranges = [(a, min(a + self.chunk_ns - 1, end_ns)) for a in range(int(start_ns), int(end_ns) + 1,
+                                                                               self.chunk_ns)]
+        parts: dict[tuple, list] = {}
+        for a, b in ranges:
+            conditions = list(where)
+            if a is not None:
+                conditions.append(f"time >= {int(a)}")
+            if b is not None:
+                conditions.append(f"time <= {int(b)}")
+            statement = f"SELECT {influxql_identifier(schema.SAMPLE_FIELD)} FROM {influxql_identifier(metric)}"
+            if conditions:
+                statement += " WHERE " + " AND ".join(conditions)
+            for series in self.influxql(statement + " GROUP BY *"):
+                rows = series.get("values") or []
+                column = series["columns"].index(schema.SAMPLE_FIELD)
+                key = tuple(sorted((k, v) for k, v in (series.get("tags") or {}).items() if v != ""))
+                parts.setdefault(key, []).append((np.array([r[0] for r in rows], np.int64),
+                                                  np.array([r[column] for r in rows], np.float64)))
+        return _frame(parts, start_ns, end_ns)
+
+    def campaigns(self) -> list[str]:
+        try:
+            series = self.influxql(f"SHOW TAG VALUES FROM {influxql_identifier(schema.EVENT_MEASUREMENT)} "
+                                   'WITH KEY = "campaign"')
+        except MltelemetryError:
+            return []
+        return sorted({row[1] for s in series for row in s.get("values", [])})
+
+    def events(self, campaign: str) -> list[Event]:
+        series = self.influxql(f"SELECT * FROM {influxql_identifier(schema.EVENT_MEASUREMENT)} "
+                               f"WHERE \"campaign\" = {influxql_string(campaign)} GROUP BY *")
+        events = []
+        for s in series:
+            tags = s.get("tags") or {}
+            columns = s["columns"]
+            for row in s.get("values") or []:
+                point = dict(zip(columns, row))
+                start, end = point.pop("start_seconds", None), point.pop("end_seconds", None)
+                time_ns = point.pop("time")
+                if start is None:
+                    continue
+                epoch = tags.get("epoch", "")
+                events.append(Event(
+                    campaign=campaign, scenario=tags.get("scenario", ""), run=int(float(tags.get("run") or 0)),
+                    action=tags.get("action", ""), start_ns=round(start * 1e9),
+                    end_ns=int(time_ns) if time_ns is not None else round(end * 1e9),
+                    epoch=int(float(epoch)) if epoch != "" else None, status=tags.get("status") or "ok",
+                    fields={k: v for k, v in point.items() if v is not None and k not in tags}))
+        return sorted(events, key=lambda e: (e.start_ns, e.end_ns))
