@@ -2,8 +2,8 @@
 
 All processes run side by side over the same window, so the machine's noise hits them alike:
 - our host exporter and our PM exporter (reading a WT310 emulator on a pseudo-terminal), each
-  writing to the embedded store and serving /metrics, scraped every second by a real Prometheus
-  when one is installed;
+  twice: writing to the embedded store only, and writing to the store while serving /metrics
+  scraped every second by a real Prometheus (when one is installed);
 - CodeCarbon's ``OfflineEmissionsTracker(measure_power_secs=1)`` in a process of its own;
 - a bare sleeping Python process, the floor.
 The emulator and Prometheus are not measured. CPU time = user + system of each process between
@@ -60,18 +60,26 @@ def main() -> None:
     mlt = [sys.executable, "-m", "mltelemetry"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        link = tmp_path / "wt310"
+        links = [tmp_path / "wt310-a", tmp_path / "wt310-b"]  # one emulated meter per PM exporter
         host_port, pm_port = free_port(), free_port()
         background = [subprocess.Popen([*mlt, "pm", "emulate", "--driver", "wt300", "--link", str(link),
-                                        "--profile", "constant:100"], stderr=subprocess.DEVNULL)]
-        while not link.exists():
+                                        "--profile", "constant:100"], stderr=subprocess.DEVNULL) for link in links]
+        while not all(link.exists() for link in links):
             time.sleep(0.1)
+        host = [*mlt, "exporter", "host"]
+        pm = [*mlt, "exporter", "pm", "--driver", "wt300", "--port"]
         measured = {
-            "host exporter": subprocess.Popen([*mlt, "exporter", "host", "--store", str(tmp_path / "h.db"),
-                                               "--listen", f"127.0.0.1:{host_port}"], stderr=subprocess.DEVNULL),
-            "pm exporter": subprocess.Popen([*mlt, "exporter", "pm", "--driver", "wt300", "--port", str(link),
-                                             "--store", str(tmp_path / "p.db"), "--listen", f"127.0.0.1:{pm_port}"],
-                                            stderr=subprocess.DEVNULL),
+            "host exporter, store + /metrics scraped": subprocess.Popen(
+                [*host, "--store", str(tmp_path / "h.db"), "--listen", f"127.0.0.1:{host_port}"],
+                stderr=subprocess.DEVNULL),
+            "host exporter, store only": subprocess.Popen(
+                [*host, "--store", str(tmp_path / "h2.db"), "--listen", "off"], stderr=subprocess.DEVNULL),
+            "pm exporter, store + /metrics scraped": subprocess.Popen(
+                [*pm, str(links[0]), "--store", str(tmp_path / "p.db"), "--listen", f"127.0.0.1:{pm_port}"],
+                stderr=subprocess.DEVNULL),
+            "pm exporter, store only": subprocess.Popen(
+                [*pm, str(links[1]), "--store", str(tmp_path / "p2.db"), "--listen", "off"],
+                stderr=subprocess.DEVNULL),
             "codecarbon OfflineEmissionsTracker(measure_power_secs=1)": subprocess.Popen(
                 [sys.executable, "-c", CODECARBON], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True),
             "sleeping python (floor)": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10**6)"]),

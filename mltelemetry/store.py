@@ -86,6 +86,9 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise MltelemetryError(f"{self.path} is not a readable mltelemetry store: {e}") from e
         self._series_ids: dict[tuple[str, str], int] = {}
+        # Rows each series has in the head table, as far as this writer knows. Another writer of the same
+        # series only makes the count low, which delays compaction; compaction re-reads the real head.
+        self._head_counts: dict[int, int] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -112,24 +115,31 @@ class Store:
             by_series[(s.metric, labels_key(s.labels))].append((int(s.ts_ns), float(s.value)))
         if not by_series:
             return 0
-        written = 0
+        head_rows: list[tuple[int, int, float]] = []
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for (metric, key), rows in by_series.items():
-                written += self._write_series(self._series_id(metric, key), rows)
+                sid = self._series_id(metric, key)
+                in_head = self._head_counts.get(sid)
+                if in_head is None:
+                    in_head = self._db.execute("SELECT count(*) FROM samples WHERE series_id=?", (sid,)).fetchone()[0]
+                if in_head + len(rows) < CHUNK_SAMPLES:
+                    head_rows += [(sid, t, v) for t, v in rows]
+                    self._head_counts[sid] = in_head + len(rows)
+                else:
+                    self._head_counts[sid] = self._compact(sid, rows)
+            self._db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", head_rows)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             self._series_ids.clear()  # ids created inside the rolled-back transaction are gone
+            self._head_counts.clear()
             raise
-        return written
+        return sum(len(rows) for rows in by_series.values())
 
-    def _write_series(self, sid: int, rows: list[tuple[int, float]]) -> int:
+    def _compact(self, sid: int, rows: list[tuple[int, float]]) -> int:
+        """Merge the series' head with ``rows`` and move every full chunk out; returns the rows left in the head."""
         db = self._db
-        in_head = db.execute("SELECT count(*) FROM samples WHERE series_id=?", (sid,)).fetchone()[0]
-        if in_head + len(rows) < CHUNK_SAMPLES:
-            db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", [(sid, t, v) for t, v in rows])
-            return len(rows)
         head = db.execute("SELECT ts_ns, value FROM samples WHERE series_id=?", (sid,)).fetchall()
         db.execute("DELETE FROM samples WHERE series_id=?", (sid,))
         merged = dict(head)
@@ -146,7 +156,7 @@ class Store:
              for i in range(0, full, CHUNK_SAMPLES)])
         db.executemany("INSERT INTO samples VALUES (?, ?, ?)",
                        [(sid, int(t), float(v)) for t, v in zip(ts[full:], values[full:])])
-        return len(rows)
+        return len(ts) - full
 
     def write_events(self, events: Sequence[Event]) -> None:
         with self._db:

@@ -153,7 +153,21 @@ class Wt300:
                 self._serial.reset_input_buffer()
                 self._flush = False
             self._serial.write(command.encode("ascii") + b"\n")
-            return self._serial.read_until(b"\n", _MAX_REPLY_BYTES)
+            return self._read_line()
+
+    def _read_line(self) -> bytes:
+        """Bytes up to and including LF, or what came before the timeout.
+
+        pyserial's ``read_until`` makes one select and one read per byte; taking what is waiting
+        at once cuts the exporter's CPU time per reading several-fold.
+        """
+        line = bytearray()
+        while not line.endswith(b"\n") and len(line) < _MAX_REPLY_BYTES:
+            chunk = self._serial.read(max(1, min(self._serial.in_waiting, _MAX_REPLY_BYTES - len(line))))
+            if not chunk:  # timed out
+                break
+            line += chunk
+        return bytes(line)
 
     def read(self) -> Reading:
         """P (W), U (V), I (A) averaged over the last update interval; None for each invalid item."""
