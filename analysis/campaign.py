@@ -175,17 +175,25 @@ def _combine(parts: list[np.ndarray], how: str, n: int) -> np.ndarray:
         return np.where(finite.any(axis=0), np.nansum(stacked, axis=0) / np.maximum(finite.sum(axis=0), 1), np.nan)
 
 
+MAX_GAP_INTERVALS = 3  # an edge inside a longer gap of a counter's samples gets no figure
+
+
+def _increases(s: Series, starts: np.ndarray, ends: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+    return increases(s.ts, s.values if values is None else values, starts, ends,
+                     MAX_GAP_INTERVALS * sampling_interval_ns(s.ts))
+
+
 def _energy_of(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Joules per window: counter increases summed over the series."""
-    return _sum_strict([increases(s.ts, s.values, starts, ends) for s in series], len(starts))
+    return _sum_strict([_increases(s, starts, ends) for s in series], len(starts))
 
 
 def _integrated(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Joules per window from power series integrated here (no gap longer than 3 intervals is bridged)."""
     parts = []
     for s in series:
-        counter = integral_counter(s.ts, s.values, 3 * sampling_interval_ns(s.ts))
-        parts.append(increases(s.ts, counter, starts, ends))
+        counter = integral_counter(s.ts, s.values, MAX_GAP_INTERVALS * sampling_interval_ns(s.ts))
+        parts.append(_increases(s, starts, ends, counter))
     return _sum_strict(parts, len(starts))
 
 
@@ -294,7 +302,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         columns[column] = _combine([window_means(s.ts, s.values, starts, ends) for s in series], how, n)
     for column, metric in COUNTERS:
         series = reader.get(metric)
-        columns[column] = _combine([increases(s.ts, s.values, starts, ends) for s in series], "sum", n)
+        columns[column] = _combine([_increases(s, starts, ends) for s in series], "sum", n)
     sensor_series = {"host": reader.get(schema.HOST_CPU_UTILIZATION, {"cpu": "total"}),
                      "GPU": reader.get(schema.GPU_ENERGY) or reader.get(schema.GPU_TEMPERATURE), "RAPL": rapl}
     sensor_cov = {name: _coverage(series, starts, ends) for name, series in sensor_series.items() if series}
@@ -340,7 +348,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
             flagged[i] = True
             continue
         if meter_series and not np.isfinite(energy_j[i]):
-            notes_i.append("no meter samples around the window's edges")
+            notes_i.append("no meter samples around the window's edges (outside the samples or in a gap)")
             flagged[i] = True
         if meter_series and e.end_ns - e.start_ns < meter_interval:
             notes_i.append("shorter than the meter's sampling interval: mean power of that interval")
@@ -500,8 +508,9 @@ def power_traces(meters: list[Series], windows: pd.DataFrame, events: list[Event
             continue
         parts = []
         for s in meters:
-            values = s.values if counter else integral_counter(s.ts, s.values, 3 * sampling_interval_ns(s.ts))
-            parts.append(increases(s.ts, values, edges[:-1], edges[1:]))
+            values = s.values if counter else integral_counter(
+                s.ts, s.values, MAX_GAP_INTERVALS * sampling_interval_ns(s.ts))
+            parts.append(_increases(s, edges[:-1], edges[1:], values))
         power = _sum_strict(parts, len(edges) - 1) / (step_ns / 1e9)
         frames.append(pd.DataFrame({"scenario": e.scenario, "run": e.run,
                                     "t_s": (edges[:-1] - e.start_ns) / 1e9, "power_w": power}))

@@ -46,10 +46,14 @@ def coverage(ts_ns: np.ndarray, start_ns: int, end_ns: int, interval_ns: float) 
 
 
 # --- vectorised forms: one series, many windows at once ---------------------------------------
-def increases(ts_ns: np.ndarray, values: np.ndarray, starts_ns: np.ndarray, ends_ns: np.ndarray) -> np.ndarray:
+def increases(ts_ns: np.ndarray, values: np.ndarray, starts_ns: np.ndarray, ends_ns: np.ndarray,
+              max_gap_ns: float | None = None) -> np.ndarray:
     """Counter increase over each window [starts_ns[i], ends_ns[i]]; NaN where the samples do not bracket both edges.
 
-    Same arithmetic as :func:`increase` (resets undone, linear interpolation at the edges).
+    Same arithmetic as :func:`increase` (resets undone, linear interpolation at the edges). With
+    ``max_gap_ns``, an edge that falls between two samples further apart than that gives NaN too:
+    how the energy of a long gap spreads inside it is unknown, so it is not made up. (A window that
+    holds a whole gap is still exact: the counter integrated through it at the source.)
     """
     starts_ns, ends_ns = np.asarray(starts_ns, np.int64), np.asarray(ends_ns, np.int64)
     out = np.full(len(starts_ns), np.nan)
@@ -58,10 +62,17 @@ def increases(ts_ns: np.ndarray, values: np.ndarray, starts_ns: np.ndarray, ends
     counter = monotonic(values)
     inside = ((starts_ns >= ts_ns[0]) & (starts_ns <= ts_ns[-1])
               & (ends_ns >= ts_ns[0]) & (ends_ns <= ts_ns[-1]))
-    if inside.any():
-        t = ts_ns.astype(np.float64)
-        out[inside] = (np.interp(ends_ns[inside].astype(np.float64), t, counter)
-                       - np.interp(starts_ns[inside].astype(np.float64), t, counter))
+    if max_gap_ns is not None and len(ts_ns) > 1:
+        for edges in (starts_ns, ends_ns):
+            right = np.clip(np.searchsorted(ts_ns, edges, side="left"), 1, len(ts_ns) - 1)
+            on_sample = ts_ns[np.clip(right - 1, 0, None)] == edges
+            on_sample |= ts_ns[right] == edges
+            inside &= on_sample | (ts_ns[right] - ts_ns[right - 1] <= max_gap_ns)
+    if inside.any():  # times relative to the first sample keep float64 exact to the nanosecond for years
+        origin = ts_ns[0]
+        t = (ts_ns - origin).astype(np.float64)
+        out[inside] = (np.interp((ends_ns[inside] - origin).astype(np.float64), t, counter)
+                       - np.interp((starts_ns[inside] - origin).astype(np.float64), t, counter))
     return out
 
 
