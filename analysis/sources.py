@@ -159,12 +159,15 @@ class PrometheusSource:
     def close(self) -> None:
         self._session.close()
 
-    def _api(self, path: str, params: dict[str, Any]) -> Any:
+    def _api(self, path: str, params: dict[str, Any], method: str = "POST") -> Any:
         import requests
 
         url = f"{self.url}/api/v1/{path}"
         try:
-            response = self._session.post(url, data=params, timeout=self.timeout_s)
+            if method == "GET":  # label values: GET only in Prometheus
+                response = self._session.get(url, params=params, timeout=self.timeout_s)
+            else:  # queries: POST, so long selectors never meet a URL length limit
+                response = self._session.post(url, data=params, timeout=self.timeout_s)
         except requests.RequestException as e:
             raise _http_error("the Prometheus API", self.url, e) from e
         try:
@@ -205,7 +208,7 @@ class PrometheusSource:
 
     def campaigns(self) -> list[str]:
         try:
-            return sorted(self._api("label/campaign/values", {"match[]": schema.EVENT_END}))
+            return sorted(self._api("label/campaign/values", {"match[]": schema.EVENT_END}, "GET"))
         except MltelemetryError:
             return []
 
@@ -232,6 +235,12 @@ class PrometheusSource:
         return _events_from_series(campaign, ((r["metric"], float(r["value"][1])) for r in results))
 
 
+def seconds_to_ns(seconds: float) -> int:
+    """Event time from float seconds since the epoch: float64 holds them to about 0.24 µs, so they are taken
+    to the microsecond (every backend then gives the same window edges)."""
+    return round(seconds * 1e6) * 1000
+
+
 def _events_from_series(campaign: str, series: Iterable[tuple[dict[str, str], float]]) -> list[Event]:
     """Events from their series: start/end seconds and fields, keyed by the event labels."""
     found: dict[tuple, dict] = {}
@@ -254,7 +263,7 @@ def _events_from_series(campaign: str, series: Iterable[tuple[dict[str, str], fl
         if "start" not in entry or "end" not in entry:
             continue
         events.append(Event(campaign=campaign, scenario=scenario, run=int(float(run or 0)), action=action,
-                            start_ns=round(entry["start"] * 1e9), end_ns=round(entry["end"] * 1e9),
+                            start_ns=seconds_to_ns(entry["start"]), end_ns=seconds_to_ns(entry["end"]),
                             epoch=int(float(epoch)) if epoch not in ("", None) else None, status=status,
                             fields=entry["fields"]))
     return sorted(events, key=lambda e: (e.start_ns, e.end_ns))
@@ -369,8 +378,8 @@ class InfluxSource:
                 epoch = tags.get("epoch", "")
                 events.append(Event(
                     campaign=campaign, scenario=tags.get("scenario", ""), run=int(float(tags.get("run") or 0)),
-                    action=tags.get("action", ""), start_ns=round(start * 1e9),
-                    end_ns=int(time_ns) if time_ns is not None else round(end * 1e9),
+                    action=tags.get("action", ""), start_ns=seconds_to_ns(start),
+                    end_ns=int(time_ns) if time_ns is not None else seconds_to_ns(end),
                     epoch=int(float(epoch)) if epoch != "" else None, status=tags.get("status") or "ok",
                     fields={k: v for k, v in point.items() if v is not None and k not in tags}))
         return sorted(events, key=lambda e: (e.start_ns, e.end_ns))

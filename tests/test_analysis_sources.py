@@ -1,0 +1,153 @@
+"""The same crafted campaign read from a real Prometheus, VictoriaMetrics and InfluxDB 1.6 gives the numbers of
+the embedded store (within 0.1 %).
+
+How the campaign gets in, each the way a lab's data would:
+- InfluxDB and VictoriaMetrics: line protocol written by ``mltelemetry.influx`` (the push-backend
+  contract: samples as measurement <metric> with field ``value``, events as one point each);
+- Prometheus: its own TSDB blocks, backfilled with ``promtool tsdb create-blocks-from openmetrics``
+  before the server starts. A scrape would stamp samples with scrape times and take as long as the
+  campaign; backfill keeps the exporters' exact timestamps, so the numbers can be compared, and
+  the events are laid out as a scrape of the workload leaves them (every finished event served as
+  ``event_start_seconds``/``event_end_seconds``/``event_field_value`` each second until the end).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from test_analysis_figures import END_S, S, lab_events, lab_samples
+
+from conftest import require_binary, wait_for
+from mltelemetry import schema
+from mltelemetry.analysis.campaign import analyze_campaign
+from mltelemetry.analysis.sources import InfluxSource, PrometheusSource, open_source
+from mltelemetry.errors import MltelemetryError
+from mltelemetry.influx import event_line, sample_line
+from mltelemetry.schema import Event
+from mltelemetry.store import Store
+
+ORIGIN_NS = (time.time_ns() // S - 3 * 3600) * S  # 3 hours ago: inside every server's retention
+SCRAPE_LABELS = {"job": "mltelemetry", "instance": "sut:9810"}
+
+
+def campaign_events() -> list[Event]:
+    """The lab campaign, plus "nocamp": two windows of it recorded without a campaign event (a workload that died)."""
+    events = lab_events(ORIGIN_NS)
+    extra = [e for e in events if e.scenario == "cnn" and e.run == 2 and e.action in ("run", "train")]
+    extra += [e for e in events if e.scenario == "baseline" and e.run == 1 and e.action == "run"]
+    return events + [Event("nocamp", e.scenario, e.run, e.action, e.start_ns, e.end_ns, e.epoch, e.status,
+                           dict(e.fields)) for e in extra]
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "lab.db"
+    with Store(path) as store:
+        store.write(lab_samples(ORIGIN_NS))
+        store.write_events(campaign_events())
+        yield {c: analyze_campaign(store, c) for c in ("lab", "nocamp")}
+
+
+def assert_same(expected, got, rel=1e-3):
+    for table in ("windows", "summary", "tests", "correlations", "sensors"):
+        e, g = getattr(expected, table), getattr(got, table)
+        assert list(g.columns) == list(e.columns), table
+        assert len(g) == len(e), table
+        for column in e.columns:
+            if column == "start":
+                assert (pd.to_datetime(g[column]) - pd.to_datetime(e[column])).abs().max() < pd.Timedelta("1us")
+            elif pd.api.types.is_numeric_dtype(e[column]) and not pd.api.types.is_bool_dtype(e[column]):
+                np.testing.assert_allclose(g[column].astype(float), e[column].astype(float), rtol=rel, atol=1e-9,
+                                           equal_nan=True, err_msg=f"{table}.{column}")
+            else:
+                assert g[column].tolist() == e[column].tolist(), f"{table}.{column}"
+    assert got.baseline_power_w == pytest.approx(expected.baseline_power_w, rel=rel)
+
+
+def test_influxdb_gives_the_store_numbers(influxdb, expected):
+    assert requests.post(f"{influxdb}/query", params={"q": "CREATE DATABASE mltelemetry"}, timeout=10).ok
+    lines = [line for s in lab_samples(ORIGIN_NS) if (line := sample_line(s))]
+    lines += [event_line(e) for e in campaign_events()]
+    written = requests.post(f"{influxdb}/write", params={"db": "mltelemetry"}, data="\n".join(lines), timeout=30)
+    assert written.status_code == 204, written.text
+    source = open_source(f"influxdb+{influxdb}/mltelemetry")
+    assert isinstance(source, InfluxSource) and source.campaigns() == ["lab", "nocamp"]
+    for campaign in ("lab", "nocamp"):
+        assert_same(expected[campaign], analyze_campaign(source, campaign))
+    with pytest.raises(MltelemetryError, match="no campaign 'x'.*campaigns there: lab, nocamp"):
+        analyze_campaign(source, "x")
+    with pytest.raises(MltelemetryError, match="database not found: nodb"):
+        analyze_campaign(f"influxdb+{influxdb}/nodb", "lab")
+
+
+def test_victoria_metrics_gives_the_store_numbers(victoria_metrics, expected):
+    lines = [line for s in lab_samples(ORIGIN_NS) if (line := sample_line(s))]
+    lines += [event_line(e) for e in campaign_events()]
+    written = requests.post(f"{victoria_metrics}/api/v2/write", data="\n".join(lines), timeout=30)
+    assert written.status_code == 204, written.text
+    requests.get(f"{victoria_metrics}/internal/force_flush", timeout=10)
+    series = len({(s.metric, tuple(sorted(s.labels.items()))) for s in lab_samples(ORIGIN_NS)})
+    wait_for(lambda: len(requests.get(f"{victoria_metrics}/api/v1/series", timeout=5,
+                                      params={"match[]": '{__name__=~"mltelemetry_.+_(total|ratio|bytes|celsius|'
+                                                         'state|generation|hertz)"}', "start": 0}
+                                      ).json()["data"]) >= series, 30, "every series to be searchable")
+    source = open_source(victoria_metrics)
+    assert isinstance(source, PrometheusSource) and source.campaigns() == ["lab", "nocamp"]
+    for campaign in ("lab", "nocamp"):
+        assert_same(expected[campaign], analyze_campaign(source, campaign))
+
+
+def _om_labels(labels: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if v != "")
+
+
+def openmetrics(samples, events, served_until_s: float) -> str:
+    """Samples with their own timestamps, and events as a 1 s scrape of the workload leaves them."""
+    by_series: dict[tuple, list[tuple[int, float]]] = {}
+    for s in samples:
+        by_series.setdefault((s.metric, _om_labels({**s.labels, **SCRAPE_LABELS})), []).append((s.ts_ns, s.value))
+    for e in events:
+        labels = {"campaign": e.campaign, "scenario": e.scenario, "run": str(e.run), "action": e.action,
+                  "epoch": "" if e.epoch is None else str(e.epoch), "status": e.status, **SCRAPE_LABELS}
+        served = range(math.floor(e.end_ns / S) + 1, math.floor(served_until_s) + 1)
+        values = [(schema.EVENT_START, labels, e.start_ns / 1e9), (schema.EVENT_END, labels, e.end_ns / 1e9)]
+        values += [(schema.EVENT_FIELD, {**labels, "field": k}, float(v)) for k, v in e.fields.items()
+                   if isinstance(v, (int, float))]
+        for metric, series_labels, value in values:
+            by_series.setdefault((metric, _om_labels(series_labels)), []).extend((t * S, value) for t in served)
+    lines = []
+    for (metric, labels), points in sorted(by_series.items()):
+        lines += [f"{metric}{{{labels}}} {value!r} {ts / 1e9:.3f}" for ts, value in sorted(points)]
+    return "\n".join(lines) + "\n# EOF\n"
+
+
+def test_prometheus_gives_the_store_numbers(prometheus, tmp_path, expected):
+    promtool = require_binary("promtool")
+    data = tmp_path / "campaign.om"
+    data.write_text(openmetrics(lab_samples(ORIGIN_NS), campaign_events(), ORIGIN_NS / S + END_S + 10))
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(data), str(tmp_path / "tsdb")],
+                   check=True, capture_output=True, timeout=120)
+    url = prometheus([])  # the fixture's server opens the backfilled blocks in tmp_path/tsdb
+    source = open_source(url)
+    assert source.campaigns() == ["lab", "nocamp"]
+    for campaign in ("lab", "nocamp"):
+        assert_same(expected[campaign], analyze_campaign(source, campaign))
+    with pytest.raises(MltelemetryError, match="no campaign 'x'.*campaigns there: lab, nocamp"):
+        analyze_campaign(source, "x")
+
+
+def test_unreachable_and_unknown_sources_are_one_line_errors(tmp_path):
+    with pytest.raises(MltelemetryError, match=r"cannot read the Prometheus API at http://127\.0\.0\.1:9: "):
+        analyze_campaign("http://127.0.0.1:9", "lab")
+    with pytest.raises(MltelemetryError, match="unknown scheme 'ftp'"):
+        open_source("ftp://x/y")
+    with pytest.raises(MltelemetryError, match="names no database"):
+        open_source("influxdb+http://127.0.0.1:8086")
+    with pytest.raises(MltelemetryError, match="no store at"):
+        open_source(tmp_path / "missing.db")
