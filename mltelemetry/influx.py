@@ -108,7 +108,8 @@ def sample_line(sample: Sample) -> str | None:
     return encode_point(sample.metric, sample.labels, {schema.SAMPLE_FIELD: sample.value}, sample.ts_ns)
 
 
-def _numeric(value: Any) -> bool:
+def is_numeric_field(value: Any) -> bool:
+    """Whether an event field is written as a float field: int or float (not bool), finite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -122,7 +123,7 @@ def event_line(event: Event) -> str:
     """An event as a point of ``mltelemetry_event``: start and end in seconds plus its numeric fields."""
     fields: dict[str, float] = {"start_seconds": event.start_ns / 1e9, "end_seconds": event.end_ns / 1e9}
     for name, value in sorted(event.fields.items()):
-        if _numeric(value) and name not in fields:
+        if is_numeric_field(value) and name not in fields:
             fields[name] = float(value)
     line = encode_point(schema.EVENT_MEASUREMENT, event_tags(event), fields, event.end_ns)
     assert line is not None  # start and end are always finite

@@ -170,6 +170,7 @@ class PrometheusSink:
     def __init__(self, host: str, port: int, security: WebSecurity | None = None) -> None:
         self._latest: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._lock = threading.Lock()
+        self.scrapes = 0  # how often /metrics was read
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(self)
         security = security or WebSecurity()
@@ -198,6 +199,7 @@ class PrometheusSink:
         families: dict[str, PromMetric] = {}
         with self._lock:
             latest = sorted(self._latest.items())
+            self.scrapes += 1
         for (name, labels), value in latest:
             spec = METRICS[name]
             family = families.get(name)

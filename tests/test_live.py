@@ -1,0 +1,200 @@
+"""Events live: the workload's windows in Prometheus (info gauge, event series), InfluxDB and Grafana annotations."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from conftest import free_port, wait_for
+from mltelemetry import schema
+from mltelemetry.cli import app
+from mltelemetry.influx import stored_tag_value
+from mltelemetry.sinks import PrometheusSink
+from mltelemetry.sinks_events import GrafanaAnnotations, PrometheusEvents, live_events
+from mltelemetry.store import Store
+from mltelemetry.workload.events import EventRecorder
+from mltelemetry.workload.scenarios import scenario
+
+HOSTILE_CAMPAIGN = 'lab "A", run=1\\x\nnext'
+
+
+@scenario("live-train")
+def live_train(ctx):
+    """Two epochs of a pretend training, each with a loss: what the campaign dashboard and annotations show."""
+    with ctx.action("train"):
+        for epoch in (1, 2):
+            with ctx.recorder.window("epoch", scenario=ctx.scenario, run=ctx.run, epoch=epoch) as fields:
+                time.sleep(ctx.seconds / 2)
+                fields["loss"] = 1.0 / epoch
+                fields["framework"] = "none"
+
+
+def metrics(port: int) -> dict[tuple[str, frozenset], float]:
+    """Parsed /metrics: (name, labels) → value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}
+
+
+def test_info_gauge_follows_the_innermost_window_and_finished_events_stay(tmp_path):
+    sink = PrometheusSink("127.0.0.1", 0)
+    seen = {}
+    try:
+        with Store(tmp_path / "s.db") as store:
+            recorder = EventRecorder(store, HOSTILE_CAMPAIGN, publishers=[PrometheusEvents(sink, "sut")])
+            with recorder.window("run", scenario="mnist", run=3):
+                seen["run"] = metrics(sink.port)
+                with recorder.window("train", scenario="mnist", run=3):
+                    with recorder.window("epoch", scenario="mnist", run=3, epoch=2) as fields:
+                        seen["epoch"] = metrics(sink.port)
+                        fields.update(loss=0.5, accuracy=0.875, framework="keras", flag=True)
+                    seen["after epoch"] = metrics(sink.port)
+            seen["end"] = metrics(sink.port)
+            events = store.events(HOSTILE_CAMPAIGN)
+    finally:
+        sink.close()
+
+    def info(snapshot):
+        return [dict(labels) for (name, labels) in snapshot if name == schema.WORKLOAD_INFO]
+
+    base = {"host": "sut", "campaign": HOSTILE_CAMPAIGN, "scenario": "mnist", "run": "3"}
+    assert info(seen["run"]) == [{**base, "action": "run", "epoch": ""}]
+    assert info(seen["epoch"]) == [{**base, "action": "train", "epoch": "2"}]  # an epoch of training
+    assert info(seen["after epoch"]) == [{**base, "action": "train", "epoch": ""}]
+    assert info(seen["end"]) == []  # nothing runs
+    epoch = next(e for e in events if e.action == "epoch")
+    labels = frozenset({"campaign": HOSTILE_CAMPAIGN, "scenario": "mnist", "run": "3", "action": "epoch",
+                        "epoch": "2", "status": "ok"}.items())
+    end = seen["end"]
+    assert end[(schema.EVENT_START, labels)] == pytest.approx(epoch.start_ns / 1e9)
+    assert end[(schema.EVENT_END, labels)] == pytest.approx(epoch.end_ns / 1e9)
+    assert end[(schema.EVENT_FIELD, labels | {("field", "loss")})] == 0.5
+    assert end[(schema.EVENT_FIELD, labels | {("field", "accuracy")})] == 0.875
+    assert not any(dict(k[1]).get("field") in ("framework", "flag") for k in end)  # numeric fields only
+    assert sum(name == schema.EVENT_END for name, _ in end) == 3  # epoch, train, run
+
+
+def test_a_failing_publisher_does_not_stop_the_workload(tmp_path):
+    class Broken:
+        def window_opened(self, event):
+            raise RuntimeError("boom")
+
+        window_closed = window_opened
+
+    with Store(tmp_path / "s.db") as store:
+        recorder = EventRecorder(store, "c", publishers=[Broken()])
+        with recorder.window("run", scenario="s", run=1):
+            pass
+        assert [e.action for e in store.events("c")] == ["run"]
+
+
+def test_campaign_run_publishes_live_to_prometheus_and_influx(prometheus, victoria_metrics, tmp_path):
+    port = free_port()
+    prom = prometheus([f"127.0.0.1:{port}"])
+    wait_for(lambda: [t for t in requests.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+                      if not t["lastScrape"].startswith("0001")], 20, "Prometheus to start scraping")
+    result = CliRunner().invoke(app, [
+        "campaign", "run", "--campaign", HOSTILE_CAMPAIGN, "--store", str(tmp_path / "s.db"),
+        "--scenario", "live-train", "--scenario", "baseline", "--runs", "2", "--seconds", "2", "--pause", "0",
+        "--listen", f"127.0.0.1:{port}", "--host-label", "sut",
+        "--influx-url", victoria_metrics, "--influx-org", "lab", "--influx-bucket", "mltelemetry",
+        "--spool-dir", str(tmp_path / "spool")], env={"INFLUX_TOKEN": "unused-by-victoria-metrics"})
+    assert result.exit_code == 0, result.output
+    with Store(tmp_path / "s.db") as store:
+        events = store.events(HOSTILE_CAMPAIGN)
+    assert len(events) == 1 + 4 + 2 * 3 + 2 * 1  # campaign, runs, train + 2 epochs per live-train run, baselines
+
+    def key(e):
+        return (e.scenario, str(e.run), e.action, "" if e.epoch is None else str(e.epoch))
+
+    expected = {key(e): e for e in events}
+    # Prometheus scraped every finished event (the workload waited for a last scrape) ...
+    query = f'{schema.EVENT_END}{{campaign="{json.dumps(HOSTILE_CAMPAIGN)[1:-1]}"}}'
+    got = wait_for(lambda: requests.get(f"{prom}/api/v1/query", params={"query": query}, timeout=5)
+                   .json()["data"]["result"], 10, "the event series in Prometheus")
+    assert {(m["metric"]["scenario"], m["metric"]["run"], m["metric"]["action"], m["metric"].get("epoch", "")): float(
+        m["value"][1]) for m in got} == {k: pytest.approx(e.end_ns / 1e9) for k, e in expected.items()}
+    # ... and the info gauge while it ran: both training runs, with their epochs
+    info = requests.get(f"{prom}/api/v1/series", params={"match[]": schema.WORKLOAD_INFO, "start": "0"},
+                        timeout=5).json()["data"]
+    seen = {(s["scenario"], s["run"], s["action"], s.get("epoch", "")) for s in info}  # "" is no label
+    assert {("live-train", "1", "train", "1"), ("live-train", "2", "train", "2"),
+            ("baseline", "2", "baseline", "")} <= seen
+    assert {s["campaign"] for s in info} == {HOSTILE_CAMPAIGN} and {s["host"] for s in info} == {"sut"}
+
+    # VictoriaMetrics got every event through the InfluxDB v2 path, under the documented stored names
+    def influx_events():
+        r = requests.get(f"{victoria_metrics}/api/v1/export", params={"match[]": schema.EVENT_START}, timeout=5)
+        series = [json.loads(line) for line in r.text.splitlines()]
+        return series if len(series) == len(events) else None
+
+    series = wait_for(influx_events, 15, "the events in VictoriaMetrics")
+    for s in series:
+        m = s["metric"]
+        assert m["campaign"] == stored_tag_value(HOSTILE_CAMPAIGN)
+        e = expected[(m["scenario"], m["run"], m["action"], m.get("epoch", ""))]
+        assert s["values"] == [pytest.approx(e.start_ns / 1e9)] and s["timestamps"] == [e.end_ns // 10**6]
+    loss = requests.get(f"{victoria_metrics}/api/v1/export", params={"match[]": "mltelemetry_event_loss"},
+                        timeout=5).text.splitlines()
+    assert sorted(json.loads(line)["values"][0] for line in loss) == [0.5, 0.5, 1.0, 1.0]
+
+
+class _FakeGrafana(BaseHTTPRequestHandler):
+    """Records what a client posts to /api/annotations (there is no Grafana server on the test machines)."""
+
+    received: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, self.headers["Authorization"], json.loads(body)))
+        status = 200 if self.headers["Authorization"] == "Bearer glsa_secret" else 401
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"message":"Annotation added","id":1}')
+
+    def log_message(self, *args):
+        pass
+
+
+def test_events_are_posted_as_grafana_annotations(tmp_path, monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeGrafana)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeGrafana.received = []
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with pytest.raises(Exception, match="GRAFANA_TOKEN"):
+            GrafanaAnnotations(url, None)
+        monkeypatch.setenv("GRAFANA_TOKEN", "glsa_secret")
+        with Store(tmp_path / "s.db") as store, live_events(host="sut", grafana_url=url) as publishers:
+            recorder = EventRecorder(store, HOSTILE_CAMPAIGN)  # picks the publishers up from the context
+            with recorder.window("epoch", scenario="mnist", run=1, epoch=4):
+                pass
+            (event,) = store.events(HOSTILE_CAMPAIGN)
+        assert publishers[0].posted == 1 and publishers[0].failed == 0
+    finally:
+        server.shutdown()
+    (path, auth, body), = _FakeGrafana.received
+    assert path == "/api/annotations" and auth == "Bearer glsa_secret"
+    assert body == {"time": event.start_ns // 10**6, "timeEnd": event.end_ns // 10**6,
+                    "tags": ["mltelemetry", f"campaign:{HOSTILE_CAMPAIGN}", "scenario:mnist", "run:1", "action:epoch",
+                             "status:ok", "epoch:4"],
+                    "text": "epoch · mnist run 1 epoch 4 · ok"}
+
+
+def test_tokens_are_never_command_line_options():
+    runner = CliRunner()
+    for command in (["exporter", "host"], ["campaign", "run"]):
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert "--influx-token-file" in result.output and "--influx-url" in result.output
+        assert "--influx-token " not in result.output and "--grafana-token" not in result.output
+        rejected = runner.invoke(app, [*command, "--influx-token", "secret"])
+        assert rejected.exit_code == 2 and "No such option" in rejected.output
