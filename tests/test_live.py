@@ -19,12 +19,11 @@ from mltelemetry.sinks import PrometheusSink
 from mltelemetry.sinks_events import GrafanaAnnotations, PrometheusEvents, live_events
 from mltelemetry.store import Store
 from mltelemetry.workload.events import EventRecorder
-from mltelemetry.workload.scenarios import scenario
+from mltelemetry.workload.scenarios import SCENARIOS
 
 HOSTILE_CAMPAIGN = 'lab "A", run=1\\x\nnext'
 
 
-@scenario("live-train")
 def live_train(ctx):
     """Two epochs of a pretend training, each with a loss: what the campaign dashboard and annotations show."""
     with ctx.action("train"):
@@ -96,7 +95,8 @@ def test_a_failing_publisher_does_not_stop_the_workload(tmp_path):
         assert [e.action for e in store.events("c")] == ["run"]
 
 
-def test_campaign_run_publishes_live_to_prometheus_and_influx(prometheus, victoria_metrics, tmp_path):
+def test_campaign_run_publishes_live_to_prometheus_and_influx(prometheus, victoria_metrics, tmp_path, monkeypatch):
+    monkeypatch.setitem(SCENARIOS, "live-train", live_train)
     port = free_port()
     prom = prometheus([f"127.0.0.1:{port}"])
     wait_for(lambda: [t for t in requests.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
