@@ -299,3 +299,12 @@ def test_importing_the_exporter_does_not_import_pynvml():
     code = ("import sys; import mltelemetry.exporters.gpu.cli, mltelemetry.exporters.gpu.collector; "
             "assert 'pynvml' not in sys.modules, 'pynvml imported eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_registered_as_mltelemetry_exporter_gpu_with_the_sink_options(monkeypatch):
+    from mltelemetry.exporters.cli import app as exporter_app
+
+    monkeypatch.setattr(nvml, "_import_pynvml", lambda: FakeNvml([], driver_not_loaded=True))
+    result = CliRunner().invoke(exporter_app, ["gpu", "--listen", "off", "--influx-bucket", "b"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: the NVIDIA driver is not loaded: NVML cannot reach any GPU"
