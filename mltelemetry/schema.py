@@ -102,11 +102,13 @@ HOST_RAPL_ENERGY = _metric("host_rapl_energy_joules_total", "counter", "J",
 # --- GPU -----------------------------------------------------------------------------------
 GPU_LABELS = ("host", "gpu", "uuid", "name")
 GPU_POWER = _metric("gpu_power_watts", "gauge", "W",
-                    "GPU board power from NVML; kind=\"instant\" or \"average\" (NVML's 1 s average).",
+                    "GPU board power from NVML; kind=\"instant\" (field 186), \"average\" (field 185, NVML's 1 s "
+                    "average) or \"usage\" (nvmlDeviceGetPowerUsage, where the fields are missing).",
                     GPU_LABELS + ("kind",))
 GPU_ENERGY = _metric("gpu_energy_joules_total", "counter", "J",
-                     "GPU energy from NVML's hardware counter, or integrated from power where there is none; "
-                     "method says which.", GPU_LABELS + ("method",))
+                     "GPU energy: method=\"nvml_counter\" from NVML's hardware counter (Volta and newer), "
+                     "\"power_integral\" integrated from power at the sampling rate where there is none.",
+                     GPU_LABELS + ("method",))
 GPU_TEMPERATURE = _metric("gpu_temperature_celsius", "gauge", "Cel", "GPU core temperature.", GPU_LABELS)
 GPU_UTILIZATION = _metric("gpu_utilization_ratio", "gauge", "1",
                           "Fraction of the last sample period in which a kernel ran on the GPU.", GPU_LABELS)
