@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The real servers the integration tests start (never mocks), as command:Debian-package.
-SERVERS := prometheus:prometheus victoria-metrics:victoria-metrics influxd:influxdb
+SERVERS := prometheus:prometheus victoria-metrics:victoria-metrics influxd:influxdb docker-compose:docker-compose openssl:openssl systemd-analyze:systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint servers clean

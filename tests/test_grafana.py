@@ -80,7 +80,7 @@ def test_queries_name_schema_metrics_and_defined_variables_and_provisioned_datas
         for panel in dashboard["panels"]:
             assert panel["datasource"]["uid"] in uids
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "mltelemetry.yaml").read_text())
-    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert provider["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
 
 
 # --- every query against the real backends ------------------------------------------------------------
