@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The real servers the integration tests start (never mocks), as command:Debian-package.
 SERVERS := prometheus:prometheus victoria-metrics:victoria-metrics influxd:influxdb docker-compose:docker-compose openssl:openssl systemd-analyze:systemd
+# PyTorch for the workload tests: a CPU build (a plain `torch` from PyPI is a CUDA build of several GB).
+TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint servers clean
@@ -11,7 +13,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[test,keras,torch,codecarbon]'
 	touch $@
 
 servers:

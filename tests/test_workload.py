@@ -17,7 +17,7 @@ def test_campaign_records_nested_runs_and_actions(tmp_path):
     path = tmp_path / "s.db"
     counts = run_campaign(path, CampaignPlan("c1", ["baseline", "idle", "cpu"], runs=2, seconds=0.3, pause_s=0),
                           show_progress=False)
-    assert counts == {"ok": 6, "failed": 0}
+    assert counts == {"ok": 6, "failed": 0, "aborted": 0, "skipped": 0}
     with Store(path) as store:
         events = store.events("c1")
     (campaign,) = [e for e in events if e.action == "campaign"]
@@ -62,7 +62,7 @@ def test_failed_run_is_recorded_and_the_campaign_goes_on(tmp_path):
                               show_progress=False)
     finally:
         del SCENARIOS["explodes"]
-    assert counts == {"ok": 1, "failed": 1}
+    assert counts == {"ok": 1, "failed": 1, "aborted": 0, "skipped": 0}
     with Store(tmp_path / "s.db") as store:
         status = {(e.scenario, e.action): (e.status, e.fields.get("error")) for e in store.events("c")}
     assert status[("explodes", "run")] == ("failed", "MemoryError: out of memory")
@@ -78,7 +78,7 @@ def test_duplicate_campaign_and_unknown_scenario_are_refused(tmp_path):
     result = CliRunner().invoke(app, ["campaign", "run", "--campaign", "d", "--store", str(path),
                                       "--scenario", "nope"])
     assert result.exit_code == 1
-    assert result.output.strip() == "error: unknown scenario 'nope'; known: baseline, cpu, idle"
+    assert result.output.strip() == "error: unknown scenario 'nope'; known: baseline, cnn, cpu, idle, transfer"
     with Store(path) as store:
         assert store.campaigns() == ["c"]  # nothing recorded was lost or added
 
@@ -94,3 +94,283 @@ def test_same_window_twice_is_an_error(tmp_path):
                 fields["loss"] = 0.5
         events = store.events("c")
     assert [(e.action, e.epoch, e.fields) for e in events] == [("train", None, {}), ("epoch", 1, {"loss": 0.5})]
+
+
+# --- campaign control: fail-fast, Ctrl-C, resume -------------------------------------------------
+import logging  # noqa: E402
+import time  # noqa: E402
+
+from mltelemetry import schema  # noqa: E402
+from mltelemetry.exporters.gpu.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step  # noqa: E402
+from mltelemetry.schema import Sample  # noqa: E402
+from mltelemetry.workload.campaign import CooldownSettings  # noqa: E402
+from mltelemetry.workload.compare import CodeCarbonCompare  # noqa: E402
+from mltelemetry.workload.cooldown import Cooldown, NvmlTemperature, StoreTemperature  # noqa: E402
+from mltelemetry.workload.instrument import Annotator  # noqa: E402
+from mltelemetry.workload.progress import estimate_remaining_s  # noqa: E402
+from mltelemetry.workload.scenarios import RunContext  # noqa: E402
+
+
+def run_events(path, campaign="c"):
+    with Store(path) as store:
+        return store.events(campaign)
+
+
+def test_fail_fast_stops_at_the_first_failed_run(tmp_path, monkeypatch):
+    def explodes(ctx):
+        raise ValueError("bad data")
+
+    monkeypatch.setitem(SCENARIOS, "explodes", explodes)
+    counts = run_campaign(tmp_path / "s.db", CampaignPlan("c", ["baseline", "explodes", "baseline"], 1, 0.05,
+                                                          pause_s=0), show_progress=False, fail_fast=True)
+    assert counts == {"ok": 1, "failed": 1, "aborted": 0, "skipped": 0}
+    events = run_events(tmp_path / "s.db")
+    assert [(e.scenario, e.action, e.status) for e in events if e.action in ("campaign", "run")] == [
+        ("*", "campaign", "failed"), ("baseline", "run", "ok"), ("explodes", "run", "failed")]
+    campaign = events[0]
+    assert campaign.fields["error"].startswith("CampaignStopped: --fail-fast: explodes run 1 failed (ValueError: bad")
+
+
+def test_ctrl_c_records_aborted_then_resume_runs_only_what_is_missing(tmp_path, monkeypatch):
+    calls = []
+
+    def flaky(ctx):
+        calls.append(ctx.run)
+        with ctx.action("train"):
+            if ctx.run == 2 and len(calls) == 2:
+                raise KeyboardInterrupt  # the user's Ctrl-C, in the middle of run 2
+
+    monkeypatch.setitem(SCENARIOS, "flaky", flaky)
+    path = tmp_path / "s.db"
+    plan = CampaignPlan("c", ["flaky"], runs=3, seconds=1, pause_s=0)
+    assert run_campaign(path, plan, show_progress=False) == {"ok": 1, "failed": 0, "aborted": 1, "skipped": 0}
+    assert calls == [1, 2]  # run 3 never started
+    events = run_events(path)
+    assert [(e.action, e.run, e.status) for e in events] == [
+        ("campaign", 0, "aborted"), ("run", 1, "ok"), ("train", 1, "ok"), ("run", 2, "aborted"),
+        ("train", 2, "aborted")]
+
+    with pytest.raises(MltelemetryError, match="already exists"):
+        run_campaign(path, plan, show_progress=False)
+    assert run_campaign(path, plan, show_progress=False, resume=True) == {"ok": 2, "failed": 0, "aborted": 0,
+                                                                        "skipped": 1}
+    assert calls == [1, 2, 2, 3]
+    events = run_events(path)
+    runs = [(e.run, e.status) for e in events if e.action == "run"]
+    assert runs == [(1, "ok"), (2, "aborted"), (2, "ok"), (3, "ok")]  # nothing recorded was lost
+    resumed = [e for e in events if e.action == "campaign"][1]
+    assert resumed.fields["resumed"] is True and resumed.fields["skipped_runs"] == 1
+    assert run_campaign(path, plan, show_progress=False, resume=True)["skipped"] == 3
+
+
+def test_cli_exit_codes_for_failed_aborted_and_resume(tmp_path, monkeypatch):
+    def explodes(ctx):
+        raise MemoryError("out of memory")
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(SCENARIOS, "explodes", explodes)
+    monkeypatch.setitem(SCENARIOS, "interrupted", interrupted)
+    store = str(tmp_path / "s.db")
+    common = ["campaign", "run", "--store", store, "--seconds", "0.05", "--pause", "0", "--runs", "1", "--no-progress"]
+    result = CliRunner().invoke(app, [*common, "--campaign", "a", "--scenario", "explodes", "--scenario", "baseline"])
+    assert result.exit_code == 1 and "campaign a: 1 runs ok, 1 failed" in result.output
+    result = CliRunner().invoke(app, [*common, "--campaign", "b", "--scenario", "interrupted"])
+    assert result.exit_code == 130 and "interrupted" in result.output
+    result = CliRunner().invoke(app, [*common, "--campaign", "nope", "--resume"])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: no campaign 'nope' in {store} to resume"
+    result = CliRunner().invoke(app, [*common, "--campaign", "a", "--resume", "--scenario", "explodes",
+                                      "--scenario", "baseline"])
+    assert result.exit_code == 1 and "0 runs ok, 1 failed, 1 already done" in result.output
+
+
+def test_random_order_is_recorded_and_reproducible(tmp_path):
+    plan = CampaignPlan("c", ["baseline", "idle"], runs=3, seconds=0.05, order="random", seed=11, pause_s=0,
+                        idle_framework="none")
+    run_campaign(tmp_path / "s.db", plan, show_progress=False)
+    runs = [e for e in run_events(tmp_path / "s.db") if e.action == "run"]
+    assert [(e.scenario, e.run) for e in runs] == plan.schedule()
+    assert [e.fields["position"] for e in runs] == list(range(6))
+    assert plan.schedule() != CampaignPlan("c", ["baseline", "idle"], 3, 1).schedule()
+
+
+# --- idle ------------------------------------------------------------------------------------------
+def test_idle_imports_its_framework_before_the_window(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        recorder = EventRecorder(store, "c")
+        SCENARIOS["idle"](RunContext(recorder, "idle", 1, 0.3, idle_import="json"))
+        with pytest.raises(RuntimeError, match="exited before sleeping .import no_such_module"):
+            SCENARIOS["idle"](RunContext(recorder, "idle", 2, 0.3, idle_import="no_such_module"))
+        (idle,) = store.events("c")
+    assert idle.fields["framework"] == "json" and idle.fields["import_s"] >= 0
+    assert idle.duration_s == pytest.approx(0.3, abs=0.2)
+    assert CampaignPlan("c", ["idle", "cnn"], 1, 1).idle_import() == "tensorflow"
+    assert CampaignPlan("c", ["idle"], 1, 1).idle_import() is None
+
+
+# --- cooldown ------------------------------------------------------------------------------------
+class ScriptedTemperatures:
+    """Readings in order (the last one repeats); ``mean`` answers from a dict of window means."""
+
+    def __init__(self, readings, means=None):
+        self.readings = list(readings)
+        self.means = list(means or [])
+        self.reads = 0
+
+    def describe(self):
+        return "scripted"
+
+    def read(self):
+        self.reads += 1
+        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+
+    def mean(self, start_ns, end_ns):
+        return self.means.pop(0) if self.means else None
+
+
+def test_cooldown_waits_for_the_baseline_temperature(tmp_path):
+    clock = FakeClock()
+    # campaign start 40 °C; before baseline run 1: 40; after it, its mean is 41 (new reference);
+    # before the cpu run: 50, 47, 44, 42.9 -> within 41 + 2 after three polls of 5 s
+    source = ScriptedTemperatures([40, 40, 50, 47, 44, 42.9], means=[41.0])
+    settings = CooldownSettings(margin_c=2, limit_s=60, poll_s=5, source=source, clock=clock, sleep=clock.advance)
+    run_campaign(tmp_path / "s.db", CampaignPlan("c", ["baseline", "cpu"], 1, 0.05, pause_s=0), show_progress=False,
+                 cooldown=settings)
+    events = run_events(tmp_path / "s.db")
+    assert [(e.scenario, e.action) for e in events if e.action in ("cooldown", "run")] == [
+        ("baseline", "cooldown"), ("baseline", "run"), ("cpu", "cooldown"), ("cpu", "run")]
+    first, second = (e for e in events if e.action == "cooldown")
+    assert first.fields == {"source": "scripted", "margin_c": 2, "limit_s": 60, "start_temperature_c": 40,
+                            "reference_c": 40, "reference_from": "campaign start", "end_temperature_c": 40,
+                            "waited_s": 0, "reached": True}
+    assert second.fields["reference_c"] == 41.0 and second.fields["reference_from"] == "baseline run 1"
+    assert (second.fields["start_temperature_c"], second.fields["end_temperature_c"]) == (50, 42.9)
+    assert second.fields["waited_s"] == 15 and second.fields["reached"] is True
+    cpu_run = next(e for e in events if e.action == "run" and e.scenario == "cpu")
+    assert second.end_ns <= cpu_run.start_ns  # the wait is not part of the run
+
+
+def test_cooldown_gives_up_at_the_limit():
+    clock = FakeClock()
+    cooler = Cooldown(ScriptedTemperatures([70]), margin_c=2, limit_s=12, poll_s=5, clock=clock, sleep=clock.advance)
+    cooler.set_reference(40, "given")
+    fields = {}
+    assert cooler.wait(fields) is False
+    assert fields["waited_s"] == 12 and fields["reached"] is False and fields["end_temperature_c"] == 70
+    assert fields["note"] == "still above 42 °C after the 12 s limit"
+
+
+def test_cooldown_reads_nvml_directly():
+    clock = FakeClock(0)
+    fake = FakeNvml([FakeGpu(steps=[Step(0, 300, temperature_c=75), Step(40, 80, temperature_c=44)]),
+                     FakeGpu(steps=[Step(0, 60, temperature_c=38)], uuid="GPU-1")], clock=clock)
+    source = NvmlTemperature(fake)
+    assert source.describe() == "NVML (2 GPUs)" and source.read() == 75  # the hottest GPU
+    cooler = Cooldown(source, margin_c=5, limit_s=600, poll_s=10, clock=clock, sleep=clock.advance)
+    cooler.set_reference(40, "given")
+    fields = {}
+    assert cooler.wait(fields) is True
+    assert fields["waited_s"] == 40 and fields["end_temperature_c"] == 44
+
+
+def test_cooldown_reads_the_gpu_exporters_series(tmp_path):
+    now = time.time_ns()
+    labels = {"host": "sut", "uuid": "u", "name": "H100"}
+    samples = [Sample(schema.GPU_TEMPERATURE, {**labels, "gpu": "0"}, 70, now - 60 * 10**9),
+               Sample(schema.GPU_TEMPERATURE, {**labels, "gpu": "0"}, 52, now - 2 * 10**9),
+               Sample(schema.GPU_TEMPERATURE, {**labels, "gpu": "1"}, 61, now - 3 * 10**9),
+               Sample(schema.GPU_TEMPERATURE, {**labels, "gpu": "1"}, 58, now - 1 * 10**9)]
+    with Store(tmp_path / "s.db") as store:
+        store.write(samples)
+        source = StoreTemperature(store, host="sut", clock=lambda: now)
+        assert source.read() == 58  # the latest reading of each GPU, the hottest of them
+        assert source.mean(now - 70 * 10**9, now) == pytest.approx((70 + 52) / 2)  # hottest GPU's mean
+        assert StoreTemperature(store, host="sut", clock=lambda: now + 30 * 10**9).read() is None  # stale
+        assert StoreTemperature(store, host="other", clock=lambda: now).read() is None
+
+
+def test_no_gpu_skips_the_cooldown_once_and_says_so(tmp_path, caplog):
+    settings = CooldownSettings(nvml_module=FakeNvml([], library_missing=True))
+    with caplog.at_level(logging.WARNING):
+        counts = run_campaign(tmp_path / "s.db", CampaignPlan("c", ["baseline"], 2, 0.05, pause_s=0),
+                              show_progress=False, cooldown=settings)
+    assert counts["ok"] == 2
+    events = run_events(tmp_path / "s.db")
+    assert not [e for e in events if e.action == "cooldown"]
+    reason = events[0].fields["cooldown_skipped"]
+    assert "no recent mltelemetry_gpu_temperature_celsius samples in the store and no NVML" in reason
+    assert "no NVIDIA driver" in reason
+    assert len([r for r in caplog.records if "cooldown skipped" in r.getMessage()]) == 1
+
+
+# --- CodeCarbon beside the meter -----------------------------------------------------------------
+def test_codecarbon_estimate_is_stored_on_the_run_event(tmp_path):
+    run_campaign(tmp_path / "s.db", CampaignPlan("c", ["cpu"], 1, 1.5, pause_s=0), show_progress=False,
+                 compare=CodeCarbonCompare(measure_power_secs=1))
+    events = run_events(tmp_path / "s.db")
+    run = next(e for e in events if e.action == "run")
+    joules = run.fields[schema.FIELD_CODECARBON_ENERGY]
+    assert joules > 0 and joules == pytest.approx(run.fields[schema.FIELD_CODECARBON_ENERGY_KWH] * 3.6e6)
+    assert joules == pytest.approx(run.fields["codecarbon_cpu_energy_joules"] + run.fields[
+        "codecarbon_gpu_energy_joules"] + run.fields["codecarbon_ram_energy_joules"], rel=1e-6)
+    assert run.fields["codecarbon_duration_s"] == pytest.approx(run.duration_s, abs=1.0)
+    assert events[0].fields["compare"] == "codecarbon"
+
+
+def test_codecarbon_failing_to_start_does_not_fail_the_run(tmp_path):
+    def broken(**options):
+        raise RuntimeError("no RAPL, no luck")
+
+    counts = run_campaign(tmp_path / "s.db", CampaignPlan("c", ["baseline"], 1, 0.05, pause_s=0),
+                          show_progress=False, compare=CodeCarbonCompare(tracker_factory=broken))
+    assert counts["ok"] == 1
+    run = next(e for e in run_events(tmp_path / "s.db") if e.action == "run")
+    assert run.status == "ok" and run.fields["codecarbon_error"] == "CodeCarbon did not start"
+
+
+# --- the annotation API without a framework ------------------------------------------------------
+def test_annotator_windows_nest_and_the_decorator_records_returned_fields(tmp_path):
+    with Annotator(tmp_path / "s.db", campaign="mine", scenario="resnet", run=3) as ann:
+        @ann.recorded("epoch", numbered=True)
+        def train_one_epoch(loss):
+            return {"loss": loss, "accuracy": 0.5, "note": "fine", "weights": [1, 2], "bad": float("nan")}
+
+        @ann.window("export", format="json")
+        def export():
+            pass
+
+        with ann.window("run"):
+            with ann.window("train") as fields:
+                assert train_one_epoch(0.9)["loss"] == 0.9
+                train_one_epoch(0.7)
+                with ann.epoch(3) as epoch_fields:
+                    epoch_fields["loss"] = 0.6
+                fields["epochs"] = 3
+            export()
+            with pytest.raises(OSError):
+                with ann.window("cleanup"):
+                    raise OSError("disk full")
+    events = run_events(tmp_path / "s.db", "mine")
+    assert [(e.action, e.epoch, e.status) for e in events] == [
+        ("run", None, "ok"), ("train", None, "ok"), ("epoch", 1, "ok"), ("epoch", 2, "ok"), ("epoch", 3, "ok"),
+        ("export", None, "ok"), ("cleanup", None, "failed")]
+    run, train, e1, e2, e3, export_event, cleanup = events
+    assert {e.scenario for e in events} == {"resnet"} and {e.run for e in events} == {3}
+    assert e1.fields == {"loss": 0.9, "accuracy": 0.5, "note": "fine"} and e2.fields["loss"] == 0.7
+    assert train.fields == {"epochs": 3} and export_event.fields == {"format": "json"}
+    assert cleanup.fields["error"] == "OSError: disk full"
+    for epoch in (e1, e2, e3):
+        assert inside(epoch, train) and inside(train, run)
+    assert e1.end_ns <= e2.start_ns <= e2.end_ns <= e3.start_ns
+
+
+# --- progress ----------------------------------------------------------------------------------------
+def test_remaining_time_estimate():
+    assert estimate_remaining_s({}, ["a", "b"]) is None
+    durations = {"a": [10.0, 20.0], "b": [100.0]}
+    # upcoming a (15) + c (unknown: mean of all finished, 130/3) + pauses, plus what the current b has left
+    assert estimate_remaining_s(durations, ["a", "c"], "b", 30.0, pause_s=1.0) == pytest.approx(
+        15 + 130 / 3 + 2 + 70)
+    assert estimate_remaining_s(durations, [], "a", 99.0) == 0.0

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, one_line_errors, with_sink_options
-from mltelemetry.workload.campaign import CampaignPlan, Order, run_campaign
+from mltelemetry.workload.campaign import CampaignPlan, CooldownSettings, Order, run_campaign
+from mltelemetry.workload.compare import make_compare
+from mltelemetry.workload.config import DEFAULT_HUB_HANDLE, MLConfig
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -17,12 +22,13 @@ app = typer.Typer(no_args_is_help=True)
 @with_sink_options  # --influx-*, --spool-*, --tls-*, --basic-auth-file: the events go live there too
 @one_line_errors
 def run_command(
-    campaign: Annotated[str, typer.Option(help="Campaign name; must be new in the store.")],
+    campaign: Annotated[str, typer.Option(help="Campaign name; must be new in the store (unless --resume).")],
     store: Annotated[Path, typer.Option(help="Embedded store file the events go to.")],
     scenario: Annotated[list[str], typer.Option(help="Scenario to run (repeat the option).")] = [  # noqa: B006
         "baseline", "idle", "cpu"],
     runs: Annotated[int, typer.Option(min=1, help="Runs of each scenario.")] = 3,
-    seconds: Annotated[float, typer.Option(help="Length of each run's main action, in seconds.")] = 10.0,
+    seconds: Annotated[float, typer.Option(help="Length of the main action of baseline, idle and cpu runs, in "
+                                             "seconds (the paper's idle: 10 minutes).")] = 600.0,
     order: Annotated[str, typer.Option(help="blocked, interleaved or random.")] = "blocked",
     pause: Annotated[float, typer.Option(min=0, help="Seconds between runs.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for --order random.")] = 0,
@@ -31,15 +37,90 @@ def run_command(
     host_label: HostLabel = DEFAULT_HOST,
     grafana_url: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Also post every event to Grafana's annotations API (token from $GRAFANA_TOKEN).")] = None,
+    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed run (by default it is recorded "
+                                                 "failed and the campaign goes on).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an existing campaign: run only the runs not yet "
+                                              "recorded ok (same --scenario/--runs/--order/--seed).")] = False,
+    cooldown: Annotated[bool, typer.Option(help="Before each run, wait until the GPU is within --cooldown-margin "
+                                                "of the baseline's temperature (GPU exporter series or NVML).")
+                        ] = False,
+    cooldown_margin: Annotated[float, typer.Option(min=0, help="Cooldown margin, °C.")] = 2.0,
+    cooldown_limit: Annotated[float, typer.Option(min=0, help="Longest cooldown wait, seconds.")] = 600.0,
+    cooldown_reference: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        help="Reference GPU temperature, °C (default: the latest baseline run's mean, else the start's).")] = None,
+    compare: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="'codecarbon': wrap each run in CodeCarbon's offline tracker; its estimate goes on the run event.")
+    ] = None,
+    codecarbon_country: Annotated[str, typer.Option(help="ISO 3166 alpha-3 country for CodeCarbon's "
+                                                         "emission factor.")] = "DEU",
+    backend: Annotated[str, typer.Option(help="Framework of cnn and transfer: keras or torch.")] = "keras",
+    data: Annotated[str, typer.Option(help="Images for cnn and transfer: 'synthetic', a tf_flowers-layout "
+                                           "directory (or one above it) or a TFDS data dir.")] = "synthetic",
+    image_size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 224,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    max_epochs: Annotated[int, typer.Option(min=1, help="Most epochs per training run.")] = 100,
+    target_accuracy: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        min=0, max=1, help="Validation accuracy (0-1) that ends training (default 0.80 cnn, 0.85 transfer).")
+    ] = None,
+    learning_rate: Annotated[float, typer.Option(help="Adam's learning rate.")] = 0.001,
+    validation_split: Annotated[float, typer.Option(help="Fraction of each class kept for validation.")] = 0.2,
+    synthetic_images: Annotated[int, typer.Option(min=2, help="Synthetic images per class.")] = 40,
+    hub_handle: Annotated[str, typer.Option(help="tensorflow-hub handle (URL or local SavedModel directory) of "
+                                                 "the transfer model on keras; 'none' for the fallback.")
+                          ] = DEFAULT_HUB_HANDLE,
+    torch_weights: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="torchvision mobilenet_v2 state-dict file for transfer on torch (default: random weights).")] = None,
+    keep_downloads: Annotated[bool, typer.Option(help="Keep downloaded hub models at cleanup.")] = False,
+    device: Annotated[str, typer.Option(help="torch device: auto, cpu, cuda, cuda:1, ...")] = "auto",
+    workdir: Annotated[Optional[Path], typer.Option(help="Where runs make their working folders.")] = None,  # noqa: UP045
+    export_dir: Annotated[Path, typer.Option(help="Where model architecture and history are exported.")
+                          ] = Path("mltelemetry-exports"),
+    idle_framework: Annotated[str, typer.Option(help="What the idle process imports: auto, none, keras, "
+                                                     "torch.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show the progress line.")] = True,
 ) -> None:
     """Run a campaign of scenarios and record every run and action as an event."""
     if order not in Order.__args__:  # type: ignore[attr-defined]
         raise typer.BadParameter(f"--order must be one of {', '.join(Order.__args__)}")  # type: ignore[attr-defined]
     from mltelemetry.sinks_events import live_events
 
-    with live_events(listen=listen, host=host_label, grafana_url=grafana_url):
-        counts = run_campaign(store, CampaignPlan(campaign, list(scenario), runs, seconds,
-                                                  order, pause, seed))  # type: ignore[arg-type]
-    typer.echo(f"campaign {campaign}: {counts['ok']} runs ok, {counts['failed']} failed")
+    config = MLConfig(backend=backend, data=data, image_size=image_size, batch_size=batch_size,  # type: ignore[arg-type]
+                      max_epochs=max_epochs, target_accuracy=target_accuracy, learning_rate=learning_rate,
+                      validation_split=validation_split, seed=seed, synthetic_per_class=synthetic_images,
+                      hub_handle=None if hub_handle.lower() == "none" else hub_handle, torch_weights=torch_weights,
+                      keep_downloads=keep_downloads, device=device, workdir=workdir, export_dir=export_dir)
+    plan = CampaignPlan(campaign, list(scenario), runs, seconds, order, pause, seed,  # type: ignore[arg-type]
+                        config=config, idle_framework=idle_framework)
+    cooling = CooldownSettings(cooldown_margin, cooldown_limit, reference_c=cooldown_reference,
+                               host=host_label) if cooldown else None
+    comparing = make_compare(compare, country_iso_code=codecarbon_country)
+
+    with live_events(listen=listen, host=host_label, grafana_url=grafana_url), _sigterm_as_interrupt():
+        counts = run_campaign(store, plan, show_progress=progress, fail_fast=fail_fast, resume=resume,
+                              cooldown=cooling, compare=comparing)
+    summary = f"campaign {campaign}: {counts['ok']} runs ok, {counts['failed']} failed"
+    if counts["skipped"]:
+        summary += f", {counts['skipped']} already done"
+    if counts["aborted"]:
+        typer.echo(f"{summary}, interrupted: the run in progress is recorded aborted; --resume runs the rest")
+        raise typer.Exit(130)
+    typer.echo(summary)
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the campaign as Ctrl-C does: the run in progress is recorded aborted."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (CliRunner in a thread): leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

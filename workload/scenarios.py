@@ -1,6 +1,7 @@
 """Scenarios: what one run does. Each is a function of a ``RunContext`` that wraps its actions in windows.
 
-A scenario registers itself in ``SCENARIOS`` by name; the ML scenarios plug in the same way.
+A scenario registers itself in ``SCENARIOS`` by name; the ML scenarios (``cnn``, ``transfer``,
+in :mod:`.ml`) plug in the same way.
 """
 
 from __future__ import annotations
@@ -14,22 +15,38 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.cpu_burn import hash_until
 from mltelemetry.workload.events import EventRecorder
+from mltelemetry.workload.instrument import Annotator
+
+
+def _no_progress(**_: Any) -> None:
+    pass
 
 
 @dataclass
 class RunContext:
-    """One run of one scenario: where its windows go and how long its main action lasts."""
+    """One run of one scenario: where its windows go, how long its main action lasts (``seconds``, for
+    baseline, idle and cpu), the ML settings, a progress hook (``progress(epoch=, max_epochs=,
+    val_accuracy=)``) and the module the idle process imports before it sleeps (``None``: nothing)."""
 
     recorder: EventRecorder
     scenario: str
     run: int
     seconds: float
+    config: MLConfig = field(default_factory=MLConfig)
+    progress: Callable[..., None] = _no_progress
+    idle_import: str | None = None
+
+    @property
+    def annotator(self) -> Annotator:
+        """The public annotation API for this run (what users' own scripts use)."""
+        return Annotator(self.recorder, scenario=self.scenario, run=self.run)
 
     @contextmanager
     def action(self, action: str, **fields: Any) -> Iterator[dict[str, Any]]:
@@ -57,9 +74,28 @@ def baseline(ctx: RunContext) -> None:
 
 @scenario("idle")
 def idle(ctx: RunContext) -> None:
-    """The workload's Python process started and sleeping."""
-    with ctx.action("idle", interpreter=sys.executable):
-        subprocess.run([sys.executable, "-c", f"import time; time.sleep({ctx.seconds!r})"], check=True)
+    """The workload's Python process started, its framework (``ctx.idle_import``) imported, sleeping.
+
+    The window starts when the process reports that the import is done, so it holds only the sleep;
+    the import lies inside the run, as in the paper's script.
+    """
+    module = ctx.idle_import
+    code = (f"import {module}\n" if module else "") + \
+        f"import time\nprint('ready', flush=True)\ntime.sleep({ctx.seconds!r})"
+    started = time.time()
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as process:
+        try:
+            ready = process.stdout.readline().strip() if process.stdout else ""
+            if ready != "ready":
+                raise RuntimeError(f"the idle process exited before sleeping (import {module or 'nothing'}: "
+                                   f"exit code {process.wait()})")
+            with ctx.action("idle", interpreter=sys.executable, framework=module or "none",
+                            import_s=round(time.time() - started, 3)):
+                if process.wait() != 0:
+                    raise RuntimeError(f"the idle process exited with code {process.returncode}")
+        finally:
+            if process.poll() is None:
+                process.kill()
 
 
 @scenario("cpu")
@@ -81,3 +117,7 @@ def cpu(ctx: RunContext) -> None:
     finally:
         with ctx.action("cleanup"):
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+# The ML scenarios register themselves on import (their frameworks are imported only when they run).
+from mltelemetry.workload import ml  # noqa: E402, F401

@@ -1,0 +1,173 @@
+"""The PyTorch backend: the paper's models with Keras's parameter counts, runs annotated to the epoch."""
+
+import importlib
+import json
+
+import pytest
+
+from mltelemetry.errors import MltelemetryError
+from mltelemetry.store import Store
+from mltelemetry.workload.campaign import CampaignPlan, run_campaign
+from mltelemetry.workload.config import MLConfig
+from mltelemetry.workload.data import Augmentation, make_synthetic
+from mltelemetry.workload.instrument import Annotator
+
+try:
+    torch = importlib.import_module("torch")
+    tb = importlib.import_module("mltelemetry.workload.torch_backend")
+except ImportError as e:  # `make test` installs the torch extra; a missing framework is a failure, not a skip
+    pytest.fail(f"{e.name} is not installed: pip install -e '.[torch]' (make test does)", pytrace=False)
+
+ML_ACTIONS = ["run", "prepare_data", "create_model", "train", "epoch", "epoch", "export", "cleanup"]
+
+
+def small(tmp_path, **overrides):
+    (tmp_path / "work").mkdir(exist_ok=True)
+    settings = dict(backend="torch", image_size=32, batch_size=16, max_epochs=2, target_accuracy=1.0,
+                    synthetic_per_class=12, synthetic_size=32, export_dir=tmp_path / "exports",
+                    workdir=tmp_path / "work", hub_handle=None)
+    return MLConfig(**{**settings, **overrides})
+
+
+def inside(inner, outer):
+    return outer.start_ns <= inner.start_ns <= inner.end_ns <= outer.end_ns
+
+
+def test_parameter_counts_at_224_match_the_paper():
+    cnn = tb.build_cnn(224)
+    assert tb.count_params(cnn) == (25_716_773, 25_716_773)
+    transfer = tb.TransferNet()
+    assert tb.count_params(transfer) == (2_264_389, 6_405)
+    # Keras's count includes BatchNorm's moving mean and variance: PyTorch keeps those as buffers
+    assert sum(p.numel() for p in transfer.parameters()) == 2_264_389 - 34_112
+    assert transfer(torch.zeros(2, 3, 224, 224)).shape == (2, 5)
+    assert cnn(torch.zeros(1, 3, 224, 224)).shape == (1, 5)
+
+
+def test_mobilenet_v2_has_torchvisions_layout():
+    state = tb.TransferNet().state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    assert shapes["features.0.0.weight"] == (32, 3, 3, 3)
+    assert shapes["features.1.conv.0.0.weight"] == (32, 1, 3, 3)  # t=1: depthwise first
+    assert shapes["features.2.conv.0.0.weight"] == (96, 16, 1, 1)  # t=6: expansion first
+    assert shapes["features.17.conv.2.weight"] == (320, 960, 1, 1)
+    assert shapes["features.18.0.weight"] == (1280, 320, 1, 1)
+    assert len([k for k in state if k.startswith("features.")]) == 312  # as torchvision's mobilenet_v2
+
+
+def test_transfer_loads_a_torchvision_state_dict(tmp_path):
+    source = tb.TransferNet()
+    state = {k: v for k, v in source.state_dict().items() if k.startswith("features.")}
+    state["classifier.1.weight"] = torch.zeros(1000, 1280)  # torchvision's ImageNet head is ignored
+    torch.save(state, tmp_path / "mobilenet_v2.pth")
+    model = tb.TransferNet()
+    tb.load_features(model, tmp_path / "mobilenet_v2.pth")
+    assert torch.equal(model.features[18][0].weight, source.features[18][0].weight)
+    torch.save({"features.0.0.weight": torch.zeros(32, 3, 3, 3)}, tmp_path / "partial.pth")
+    with pytest.raises(MltelemetryError, match="not a torchvision mobilenet_v2 state dict"):
+        tb.load_features(tb.TransferNet(), tmp_path / "partial.pth")
+
+
+def test_augmentation():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 16, 16)
+    none = Augmentation(rotation_deg=0, width_shift=0, height_shift=0, zoom=0, horizontal_flip=False)
+    assert torch.allclose(tb.augment(x, none, generator), x, atol=1e-5)
+    flip_only = Augmentation(rotation_deg=0, width_shift=0, height_shift=0, zoom=0, horizontal_flip=True)
+    flipped = tb.augment(x, flip_only, generator)
+    mirrored = [torch.allclose(f, i.flip(-1), atol=1e-5) for f, i in zip(flipped, x)]
+    same = [torch.allclose(f, i, atol=1e-5) for f, i in zip(flipped, x)]
+    assert all(m or s for m, s in zip(mirrored, same)) and any(mirrored) and any(same)
+    full = tb.augment(x, Augmentation(), generator)
+    assert full.shape == x.shape and 0 <= float(full.min()) and float(full.max()) <= 1
+    assert not torch.allclose(full, x, atol=1e-3)
+
+
+def test_cnn_run_is_annotated_to_the_epoch_and_cleans_up(tmp_path):
+    config = small(tmp_path)
+    counts = run_campaign(tmp_path / "s.db", CampaignPlan("c", ["cnn"], 1, 1, pause_s=0, config=config),
+                          show_progress=False)
+    assert counts["ok"] == 1
+    with Store(tmp_path / "s.db") as store:
+        events = [e for e in store.events("c") if e.action != "campaign"]
+    assert [e.action for e in events] == ML_ACTIONS
+    run, prepare, create, train, epoch1, epoch2, export, cleanup = events
+    assert all(e.status == "ok" and inside(e, run) for e in events)
+    assert inside(epoch1, train) and inside(epoch2, train) and epoch1.end_ns <= epoch2.start_ns
+    assert prepare.end_ns <= create.start_ns <= create.end_ns <= train.start_ns
+    assert train.end_ns <= export.start_ns <= export.end_ns <= cleanup.start_ns
+    assert (epoch1.epoch, epoch2.epoch) == (1, 2)
+    for epoch in (epoch1, epoch2):
+        assert set(epoch.fields) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+        assert 0 <= epoch.fields["accuracy"] <= 1 and epoch.fields["loss"] > 0
+    assert prepare.fields["train_images"] == 5 * 10 and prepare.fields["validation_images"] == 5 * 2
+    assert create.fields["params_total"] == create.fields["params_trainable"] == 550_949  # 32×32 input
+    assert create.fields["framework"] == "torch" and create.fields["device"] == "cpu"
+    assert train.fields["epochs"] == 2 and train.fields["reached_target"] is False
+    assert train.fields["val_accuracy"] == epoch2.fields["val_accuracy"]
+    folder = tmp_path / "exports" / "c" / "cnn-run001"
+    history = json.loads((folder / "history.json").read_text())
+    assert [h["val_loss"] for h in history] == [epoch1.fields["val_loss"], epoch2.fields["val_loss"]]
+    assert json.loads((folder / "model.json").read_text())["params_total"] == 550_949
+    assert export.fields["path"] == str(folder) and export.fields["files"] == 2
+    # cleanup: the prepared folders are gone, and the synthetic source made for the campaign too
+    assert cleanup.fields["left"] == [] and not list((tmp_path / "work").iterdir())
+
+
+def test_training_stops_at_the_target(tmp_path):
+    config = small(tmp_path, target_accuracy=0.0, max_epochs=5)
+    run_campaign(tmp_path / "s.db", CampaignPlan("c", ["cnn"], 1, 1, pause_s=0, config=config), show_progress=False)
+    with Store(tmp_path / "s.db") as store:
+        events = store.events("c")
+    assert [e.epoch for e in events if e.action == "epoch"] == [1]
+    train = next(e for e in events if e.action == "train")
+    assert train.fields["reached_target"] is True and train.fields["epochs"] == 1
+
+
+def test_transfer_run_and_a_failing_run_that_does_not_stop_the_campaign(tmp_path):
+    bad = make_synthetic(tmp_path / "bad", per_class=4, size=32)
+    (bad / "roses" / "roses_0000.png").write_bytes(b"not an image")
+    config = small(tmp_path, max_epochs=1)
+    plan = CampaignPlan("c", ["transfer"], 1, 1, pause_s=0, config=config)
+    run_campaign(tmp_path / "s.db", plan, show_progress=False)
+    plan = CampaignPlan("bad", ["cnn", "transfer"], 1, 1, pause_s=0, config=small(tmp_path, data=str(bad)))
+    assert run_campaign(tmp_path / "s.db", plan, show_progress=False)["failed"] == 2
+    with Store(tmp_path / "s.db") as store:
+        good, failed = store.events("c"), store.events("bad")
+    create = next(e for e in good if e.action == "create_model")
+    assert (create.fields["params_total"], create.fields["params_trainable"]) == (2_264_389, 6_405)
+    assert create.fields["fallback_reason"] == "no torchvision MobileNetV2 weights file given"
+    assert [e.action for e in good if e.action not in ("campaign", "epoch")] == [a for a in ML_ACTIONS
+                                                                               if a != "epoch"]
+    # the corrupt image fails the first epoch; both runs are recorded failed, each cleaned up
+    runs = [e for e in failed if e.action == "run"]
+    assert [(e.scenario, e.status) for e in runs] == [("cnn", "failed"), ("transfer", "failed")]
+    assert all("UnidentifiedImageError" in e.fields["error"] for e in runs)
+    assert [(e.scenario, e.status) for e in failed if e.action == "epoch"] == [("cnn", "failed"), ("transfer",
+                                                                                                    "failed")]
+    assert [e.fields["left"] for e in failed if e.action == "cleanup"] == [[], []]
+    assert not list((tmp_path / "work").iterdir())
+
+
+def test_context_manager_and_decorator_in_a_torch_loop(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    with Annotator(tmp_path / "s.db", campaign="mine", scenario="linear", run=1) as ann:
+        @ann.recorded("epoch", numbered=True)
+        def one_epoch():
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            return {"loss": loss.detach(), "accuracy": (model(x).argmax(1) == y).float().mean()}
+
+        with ann.window("train", optimizer="adam") as fields:
+            losses = [float(one_epoch()["loss"]) for _ in range(3)]
+            fields["epochs"] = 3
+    with Store(tmp_path / "s.db") as store:
+        events = store.events("mine")
+    assert [(e.action, e.epoch) for e in events] == [("train", None), ("epoch", 1), ("epoch", 2), ("epoch", 3)]
+    assert [e.fields["loss"] for e in events[1:]] == pytest.approx(losses)  # tensors stored as numbers
+    assert all(0 <= e.fields["accuracy"] <= 1 and inside(e, events[0]) for e in events[1:])
