@@ -230,7 +230,7 @@ def analyze_command(
         with progress_callback(stderr) as progress:
             index = (write_report(result, report, progress=progress) if result is not None
                      else write_comparison_report(comparison, report, progress=progress))
-        stderr.print(f"report written to {index}")
+        stderr.print(f"report written to {index}", soft_wrap=True, highlight=False)
     if comparison is not None:
         if format == "json":
             typer.echo(json.dumps(comparison.to_dict(), indent=2))
