@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The real servers the integration tests start (never mocks), as command:Debian-package.
-SERVERS := prometheus:prometheus victoria-metrics:victoria-metrics influxd:influxdb docker-compose:docker-compose openssl:openssl systemd-analyze:systemd
+SERVERS := prometheus:prometheus victoria-metrics:victoria-metrics influxd:influxdb chromium:chromium docker-compose:docker-compose openssl:openssl systemd-analyze:systemd
 # PyTorch for the workload tests: a CPU build (a plain `torch` from PyPI is a CUDA build of several GB).
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
