@@ -31,11 +31,13 @@ large) are dropped and counted rather than retried forever.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import http.client
 import logging
 import math
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -62,6 +64,7 @@ TOKEN_ENV = "INFLUX_TOKEN"
 _BREAKS = {"\n": "\\n", "\r": "\\r"}
 _ESCAPE_READ_AFTER_BACKSLASH = frozenset('\\,= "\n\r')
 _KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
+_NEEDS_ESCAPING = re.compile(r"[,= \\\n\r]")
 _MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ "})
 
 
@@ -83,12 +86,21 @@ def stored_tag_value(value: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=8192)  # label values repeat tick after tick
 def _key(value: str) -> str:
+    if _NEEDS_ESCAPING.search(value) is None:
+        return value
     return stored_tag_value(value).translate(_KEY_ESCAPES)
 
 
-def _float(value: float) -> str:
-    return repr(float(value))
+@functools.lru_cache(maxsize=1024)
+def _measurement(name: str) -> str:
+    return name.translate(_MEASUREMENT_ESCAPES)
+
+
+@functools.lru_cache(maxsize=8192)
+def _tag_part(tags: tuple[tuple[str, str], ...]) -> str:
+    return "".join(f",{_key(k)}={_key(v)}" for k, v in sorted(tags) if v != "")
 
 
 def encode_point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, float], ts_ns: int) -> str | None:
@@ -96,11 +108,10 @@ def encode_point(measurement: str, tags: Mapping[str, str], fields: Mapping[str,
 
     Non-finite fields are left out (line protocol has no NaN); None when no field is left.
     """
-    field_part = ",".join(f"{_key(k)}={_float(v)}" for k, v in fields.items() if math.isfinite(v))
+    field_part = ",".join(f"{_key(k)}={float(v)!r}" for k, v in fields.items() if math.isfinite(v))
     if not field_part:
         return None
-    tag_part = "".join(f",{_key(k)}={_key(v)}" for k, v in sorted(tags.items()) if v != "")
-    return f"{measurement.translate(_MEASUREMENT_ESCAPES)}{tag_part} {field_part} {int(ts_ns)}"
+    return f"{_measurement(measurement)}{_tag_part(tuple(tags.items()))} {field_part} {int(ts_ns)}"
 
 
 def sample_line(sample: Sample) -> str | None:
