@@ -235,7 +235,7 @@ class KerasBackend:
                       loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         callback = annotator.keras_callback(train_window=False, keras_module=k, on_epoch=on_epoch)
         with callback:
-            model.fit(train, validation_data=validation, epochs=cfg.max_epochs, verbose=0,
+            model.fit(train, validation_data=validation, epochs=cfg.max_epochs, verbose=0, shuffle=False,
                       callbacks=[callback, _stop_class(k.callbacks.Callback)(target)])
         return callback.history
 
