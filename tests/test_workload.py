@@ -374,3 +374,84 @@ def test_remaining_time_estimate():
     assert estimate_remaining_s(durations, ["a", "c"], "b", 30.0, pause_s=1.0) == pytest.approx(
         15 + 130 / 3 + 2 + 70)
     assert estimate_remaining_s(durations, [], "a", 99.0) == 0.0
+
+
+def test_progress_line_follows_runs_and_epochs():
+    clock = FakeClock()
+    from mltelemetry.workload.progress import CampaignProgress
+    progress = CampaignProgress([("cnn", 1), ("cnn", 2), ("baseline", 1)], runs=2, enabled=False, clock=clock)
+    task = progress._progress.tasks[0]
+    progress.start_run(0)
+    progress.update(epoch=3, max_epochs=100, val_accuracy=0.734)
+    assert (task.description, task.fields["epoch"], task.fields["accuracy"]) == ("cnn run 1/2", "epoch 3/100",
+                                                                                 "val acc 73.4%")
+    assert task.fields["remaining"] == "?"
+    clock.advance(60)
+    progress.end_run()
+    progress.start_run(1)
+    clock.advance(20)
+    progress.update(epoch=1, max_epochs=100)
+    # cnn run 2 has 40 s left of the 60 s cnn runs take; baseline unknown: the mean of all finished (60 s)
+    assert task.fields["remaining"] == "0:01:40" and task.completed == 1
+    assert task.fields["accuracy"] == ""
+
+
+# --- data ---------------------------------------------------------------------------------------------
+def test_synthetic_data_and_the_seeded_split(tmp_path):
+    from mltelemetry.workload.data import CLASSES, locate, make_synthetic, prepare
+    source = make_synthetic(tmp_path / "archive" / "flower_photos", per_class=10, size=24, seed=1)
+    assert sorted(p.name for p in source.iterdir()) == list(CLASSES)
+    assert locate(tmp_path / "archive") == ("folders", source)  # found below the given directory
+    a = prepare(tmp_path / "archive", tmp_path / "a", validation_split=0.3, seed=5)
+    b = prepare(tmp_path / "archive", tmp_path / "b", validation_split=0.3, seed=5)
+    c = prepare(tmp_path / "archive", tmp_path / "c", validation_split=0.3, seed=6)
+    assert a.classes == CLASSES and (len(a.train), len(a.validation)) == (35, 15)
+    names = [sorted(p.name for p, _ in d.validation) for d in (a, b, c)]
+    assert names[0] == names[1] != names[2]
+    assert {p.parent.name for p, label in a.train if label == 2} == {"roses"}
+    assert sorted(p.name for p in (a.validation_dir / "roses").iterdir()) == sorted(
+        p.name for p, label in a.validation if label == 2)
+    limited = prepare(source, tmp_path / "d", validation_split=0.5, per_class_limit=4)
+    assert (len(limited.train), len(limited.validation)) == (10, 10)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MltelemetryError, match="holds neither class folders"):
+        prepare(tmp_path / "empty", tmp_path / "e")
+    with pytest.raises(MltelemetryError, match="no data directory"):
+        prepare(tmp_path / "missing", tmp_path / "f")
+
+
+def test_synthetic_classes_differ_in_colour():
+    import numpy as np
+
+    from mltelemetry.workload.data import CLASSES, synthetic_image
+    rng = np.random.default_rng(0)
+    centres = {c: np.mean([synthetic_image(c, 32, rng)[12:20, 12:20].reshape(-1, 3).mean(0) for _ in range(20)], 0)
+               for c in CLASSES}
+    distances = [np.linalg.norm(centres[a] - centres[b]) for i, a in enumerate(CLASSES) for b in CLASSES[i + 1:]]
+    assert min(distances) > 30  # mean RGB of the image centre tells the classes apart
+
+
+# --- a real Ctrl-C (SIGINT) and SIGTERM to the command ------------------------------------------------------
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_signal_marks_the_run_aborted_and_the_command_exits_cleanly(tmp_path, signum):
+    import signal
+    import subprocess
+    import sys
+    store = tmp_path / "s.db"
+    process = subprocess.Popen([sys.executable, "-m", "mltelemetry", "campaign", "run", "--campaign", "c",
+                                "--store", str(store), "--scenario", "baseline", "--runs", "3", "--seconds", "1.5",
+                                "--pause", "0", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until run 1 is recorded: run 2 is in progress
+        time.sleep(0.2)
+        if store.exists() and any(e.action == "run" for e in run_events(store)):
+            break
+    time.sleep(0.3)
+    process.send_signal(getattr(signal, signum))
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "interrupted: the run in progress is recorded aborted" in out and "Traceback" not in err
+    events = run_events(store)
+    assert [(e.action, e.run, e.status) for e in events if e.action in ("campaign", "run")] == [
+        ("campaign", 0, "aborted"), ("run", 1, "ok"), ("run", 2, "aborted")]

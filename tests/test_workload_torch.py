@@ -171,3 +171,33 @@ def test_context_manager_and_decorator_in_a_torch_loop(tmp_path):
     assert [(e.action, e.epoch) for e in events] == [("train", None), ("epoch", 1), ("epoch", 2), ("epoch", 3)]
     assert [e.fields["loss"] for e in events[1:]] == pytest.approx(losses)  # tensors stored as numbers
     assert all(0 <= e.fields["accuracy"] <= 1 and inside(e, events[0]) for e in events[1:])
+
+
+def test_campaign_command_with_the_ml_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from mltelemetry.cli import app
+    (tmp_path / "work").mkdir()
+    result = CliRunner().invoke(app, [
+        "campaign", "run", "--campaign", "cli", "--store", str(tmp_path / "s.db"), "--scenario", "cnn",
+        "--scenario", "idle", "--runs", "2", "--order", "interleaved", "--seconds", "0.2", "--pause", "0",
+        "--backend", "torch", "--image-size", "32", "--batch-size", "8", "--max-epochs", "3",
+        "--target-accuracy", "0", "--synthetic-images", "6", "--workdir", str(tmp_path / "work"),
+        "--export-dir", str(tmp_path / "exports"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("campaign cli: 4 runs ok, 0 failed")
+    with Store(tmp_path / "s.db") as store:
+        events = store.events("cli")
+    assert [(e.scenario, e.run) for e in events if e.action == "run"] == [("cnn", 1), ("idle", 1), ("cnn", 2),
+                                                                          ("idle", 2)]
+    create = next(e for e in events if e.action == "create_model")
+    assert create.fields["image_size"] == 32 and create.fields["framework"] == "torch"
+    train = next(e for e in events if e.action == "train")
+    assert (train.fields["batch_size"], train.fields["max_epochs"], train.fields["target_accuracy"]) == (8, 3, 0)
+    assert [e.epoch for e in events if e.action == "epoch"] == [1, 1]  # target 0: one epoch per run
+    idle = next(e for e in events if e.action == "idle")
+    assert idle.fields["framework"] == "torch"  # the backend's framework imported before sleeping
+    assert sorted(p.name for p in (tmp_path / "exports" / "cli").iterdir()) == ["cnn-run001", "cnn-run002"]
+    result = CliRunner().invoke(app, ["campaign", "run", "--campaign", "x", "--store", str(tmp_path / "s.db"),
+                                      "--scenario", "cnn", "--backend", "jax"])
+    assert result.exit_code == 1 and result.output.strip() == "error: backend must be one of keras, torch, not 'jax'"
