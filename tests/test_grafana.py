@@ -178,7 +178,7 @@ def test_every_panel_query_returns_data_after_a_campaign(prometheus, influxdb, t
         spawn("pm", "emulate", "--link", str(link), "--profile", "constant:150", "--update-interval", "0.5")
         wait_for(link.exists, 20, "the meter emulator")
         spawn("exporter", "pm", "--port", str(link), "--meter", "wt310", "--listen", f"127.0.0.1:{ports['pm']}",
-              "--host-label", "sut", "--interval", "0.5", "--spool-dir", str(tmp_path / "spool-pm"), *influx_args)
+              "--host-label", "sut", "--interval", "1", "--spool-dir", str(tmp_path / "spool-pm"), *influx_args)
         energy_uj = fake_rapl(tmp_path / "sys")
         spawn("exporter", "host", "--sysfs", str(tmp_path / "sys"), "--listen", f"127.0.0.1:{ports['host']}",
               "--host-label", "sut", "--interval", "0.5", "--spool-dir", str(tmp_path / "spool-host"), *influx_args)

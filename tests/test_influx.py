@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -243,3 +244,36 @@ def test_a_missing_database_is_spooled_until_it_exists(influxdb, tmp_path):
     sink.close()
     rows = influxql(influxdb, f"SELECT value FROM {schema.PM_POWER}", db="later")
     assert rows[0]["values"] == [[t0 + k, float(k)] for k in range(5)]
+
+
+def test_v1_token_is_sent_as_basic_auth_and_a_refused_token_spools(tmp_path, monkeypatch):
+    from conftest import RestartableInfluxdb
+
+    server = RestartableInfluxdb(tmp_path)
+    config = Path(server.config)
+    config.write_text(config.read_text().replace("log-enabled = false", "log-enabled = false\n  auth-enabled = true"))
+    server.start()
+    try:
+        # the first admin may be created without credentials; after that every request needs them
+        requests.post(f"{server.url}/query", params={"q": "CREATE USER admin WITH PASSWORD 's3cret' WITH ALL "
+                                                           "PRIVILEGES"}, timeout=10).raise_for_status()
+        requests.post(f"{server.url}/query", params={"q": "CREATE DATABASE telemetry"}, auth=("admin", "s3cret"),
+                      timeout=10).raise_for_status()
+        monkeypatch.setenv("INFLUX_TOKEN", "admin:wrong")
+        sink = InfluxSink(V1Writer(server.url, "telemetry", read_token()), Spool(tmp_path / "spool"),
+                          flush_interval_s=0.1, max_backoff_s=0.2)
+        t0 = time.time_ns()
+        sink.publish([Sample(schema.PM_POWER, {"host": "h"}, 1.0, t0)])
+        wait_for(lambda: sink.errors_total >= 1 and sink.spool.lines == 1, 10, "the refused write to be spooled")
+        sink.close()
+        assert sink.written_total == 0 and sink.rejected_total == 0  # kept for when the token is fixed
+        monkeypatch.setenv("INFLUX_TOKEN", "admin:s3cret")
+        fixed = InfluxSink(V1Writer(server.url, "telemetry", read_token()), Spool(tmp_path / "spool"),
+                           flush_interval_s=0.1)
+        wait_for(lambda: fixed.spool.empty, 10, "the spooled sample to be written")
+        fixed.close()
+        rows = requests.post(f"{server.url}/query", params={"db": "telemetry", "epoch": "ns", "q":
+                             f"SELECT value FROM {schema.PM_POWER}"}, auth=("admin", "s3cret"), timeout=10).json()
+        assert rows["results"][0]["series"][0]["values"] == [[t0, 1.0]]
+    finally:
+        server.stop()
