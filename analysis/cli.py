@@ -49,6 +49,21 @@ def _cell(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+PLAIN_ROWS = 60
+
+
+def plain_table(title: str, columns: list[str], cells: list[list[str]], caption: str | None = None) -> str:
+    """A table as fixed-width text: text columns left-aligned, numbers right-aligned."""
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) if c in _TEXT else v.rjust(w) for c, v, w in zip(columns, values, widths))
+
+    rule = "  ".join("─" * w for w in widths)
+    out = [title, rule, line(columns), rule, *(line(row) for row in cells), rule]
+    return "\n".join(out + ([caption] if caption else []))
+
+
 def _digits(column: str) -> int:
     return 4 if column.endswith("_wh") else 2
 
@@ -58,14 +73,18 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
     rows = result.windows[result.windows.action != "epoch"]
     columns = [c for c in _TABLE_COLUMNS if c in _ALWAYS or (c in rows and rows[c].notna().any())]
     epochs = int((result.windows.action == "epoch").sum())
-    windows = Table(title=f"campaign {result.campaign}: runs and actions (baseline power {baseline})",
-                    caption=f"{epochs} epoch rows: per-epoch figures in --format json/csv and --report"
-                    if epochs else None)
-    for c in columns:
-        windows.add_column(c, justify="left" if c in _TEXT else "right")
-    for row in rows.to_dict(orient="records"):
-        windows.add_row(*[_cell(row[c], _digits(c)) for c in columns])
-    console.print(windows)
+    title = f"campaign {result.campaign}: runs and actions (baseline power {baseline})"
+    caption = f"{epochs} epoch rows: per-epoch figures in --format json/csv and --report" if epochs else None
+    cells = [[_cell(row[c], _digits(c)) for c in columns] for row in rows.to_dict(orient="records")]
+    if len(cells) > PLAIN_ROWS:  # rich measures every cell: plain columns keep 100s of rows fast
+        console.print(plain_table(title, columns, cells, caption), markup=False, highlight=False, soft_wrap=True)
+    else:
+        windows = Table(title=title, caption=caption)
+        for c in columns:
+            windows.add_column(c, justify="left" if c in _TEXT else "right")
+        for line in cells:
+            windows.add_row(*line)
+        console.print(windows)
 
     summary = Table(title="per scenario and action: mean ± standard deviation over runs [95 % CI]")
     figures = [("duration_s", "duration s", 2), ("energy_wh", "energy Wh", 4), ("mean_power_w", "mean power W", 2),
@@ -206,7 +225,9 @@ def analyze_command(
     if import_oscar:
         from mltelemetry.analysis.oscar import import_oscar as do_import
 
-        do_import(import_oscar, source, campaign, host or "oscar")
+        count = do_import(import_oscar, source, campaign, host or "oscar")
+        stderr.print(f"imported {count} events of OSCAR input {import_oscar} into {source} as campaign {campaign}",
+                     soft_wrap=True, highlight=False)
     opened = open_source(source, lookback_s=parse_duration_s(lookback))
     try:
         with progress_callback(stderr) as progress:
@@ -221,7 +242,9 @@ def analyze_command(
             if export_oscar and result is not None:
                 from mltelemetry.analysis.oscar import export_oscar as do_export
 
-                do_export(opened, result, export_oscar, host)
+                folders = do_export(opened, result, export_oscar, host)
+                stderr.print(f"OSCAR input files written to {', '.join(str(f) for f in folders)}", soft_wrap=True,
+                             highlight=False)
     finally:
         opened.close()
     if report:

@@ -6,6 +6,7 @@ than a misleading one. scipy is imported here only, when the analysis runs.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -27,6 +28,14 @@ def _constant(x: np.ndarray) -> bool:
     return len(x) == 0 or float(np.ptp(x)) <= 1e-9 * float(np.max(np.abs(x)))
 
 
+@functools.lru_cache(maxsize=4096)
+def t_quantile(n: int) -> float:
+    """Two-sided Student t quantile for the CONFIDENCE interval of a mean of n values."""
+    from scipy import stats
+
+    return float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1))
+
+
 def describe(values) -> dict[str, float]:
     """n, mean, sample standard deviation, 95 % confidence interval of the mean (Student t), median, min, max
     and the Shapiro–Wilk p-value (n ≥ 3 and not constant), of the finite values."""
@@ -41,7 +50,7 @@ def describe(values) -> dict[str, float]:
     out.update(mean=float(x.mean()), median=float(np.median(x)), min=float(x.min()), max=float(x.max()))
     if n >= 2:
         std = float(x.std(ddof=1))
-        half = float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1)) * std / math.sqrt(n)
+        half = t_quantile(n) * std / math.sqrt(n)
         out.update(std=std, ci_low=out["mean"] - half, ci_high=out["mean"] + half)
     if n >= 3 and not _constant(x):
         out["shapiro_p"] = float(stats.shapiro(x).pvalue)
