@@ -362,3 +362,18 @@ def test_campaign_with_no_series_still_reports_durations(tmp_path):
     assert run["duration_s"] == 40.0 and np.isnan(run["energy_wh"]) and np.isnan(run["cpu_utilization"])
     assert run["val_accuracy"] == pytest.approx(0.75)
     assert any("no wall energy" in note for note in result.notes)
+
+
+def test_outlier_runs_flagged_by_median_absolute_deviation(tmp_path):
+    # six baseline windows over the crafted power: 100, 100, 100, 110, 118 and 200 W on average
+    spans = {1: (2, 12), 2: (14, 24), 3: (175, 185), 4: (25, 35), 5: (26, 36), 6: (45, 55)}
+    with Store(tmp_path / "s.db") as store:
+        store.write(lab_samples())
+        store.write_events([Event("o", "baseline", run, "run", a * S, b * S) for run, (a, b) in spans.items()])
+        result = analyze_campaign(store, "o")
+    runs = result.windows.set_index("run")
+    assert runs.mean_power_w.tolist() == pytest.approx([100, 100, 110, 118, 200, 100])  # in order of start
+    # median 105 W, MAD 5 W: run 6 has z = 0.6745 × 95 / 5 = 12.8, run 5 only 1.75
+    assert runs.outlier.to_dict() == {1: False, 2: False, 3: False, 4: False, 5: False, 6: True}
+    assert "outlier run (median absolute deviation of energy)" in runs.loc[6, "note"]
+    assert result.baseline_power_w == pytest.approx((3 * 1000 + 1100 + 1180 + 2000) / 60)  # every baseline second
