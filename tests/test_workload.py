@@ -455,3 +455,13 @@ def test_signal_marks_the_run_aborted_and_the_command_exits_cleanly(tmp_path, si
     events = run_events(store)
     assert [(e.action, e.run, e.status) for e in events if e.action in ("campaign", "run")] == [
         ("campaign", 0, "aborted"), ("run", 1, "ok"), ("run", 2, "aborted")]
+
+
+def test_demo_config_is_small_and_offline(tmp_path):
+    from mltelemetry.workload.config import demo_config, installed_backends
+    assert installed_backends() == ["keras", "torch"]  # `make test` installs both extras
+    config = demo_config(tmp_path)
+    assert (config.backend, config.image_size, config.max_epochs, config.hub_handle) == ("keras", 64, 5, None)
+    assert config.export_dir == tmp_path and config.data == "synthetic"
+    assert demo_config(backend="torch").backend == "torch"
+    assert demo_config(backend="jax") is None

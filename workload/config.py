@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from mltelemetry.workload.data import SYNTHETIC, Augmentation, make_synthetic
 
 Backend = Literal["keras", "torch"]
 BACKENDS: tuple[str, ...] = ("keras", "torch")
+# The module each backend needs (the idle scenario imports it: "framework imported, sleeping").
+FRAMEWORK_MODULES = {"keras": "tensorflow", "torch": "torch"}
 
 # The paper's transfer-learning module (MobileNetV2 feature vector, 1280 values per image).
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
@@ -90,3 +93,20 @@ class MLConfig:
         if self._synthetic_dir is not None:
             shutil.rmtree(self._synthetic_dir, ignore_errors=True)
             self._synthetic_dir = None
+
+
+def installed_backends() -> list[str]:
+    """The backends whose framework is installed, in BACKENDS order."""
+    return [b for b in BACKENDS if importlib.util.find_spec(FRAMEWORK_MODULES[b]) is not None]
+
+
+def demo_config(export_dir: Path | None = None, backend: str | None = None) -> MLConfig | None:
+    """Settings that keep ``cnn`` and ``transfer`` to a minute or two each on a 2-core machine (64×64 synthetic
+    images, 30 per class, at most 5 epochs, no hub download), on ``backend`` or the first installed one;
+    None when no framework is installed."""
+    available = installed_backends()
+    chosen = backend or (available[0] if available else None)
+    if chosen is None or chosen not in available:
+        return None
+    return MLConfig(backend=chosen, image_size=64, batch_size=16, max_epochs=5, synthetic_per_class=30,  # type: ignore[arg-type]
+                    synthetic_size=64, hub_handle=None, export_dir=export_dir)

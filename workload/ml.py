@@ -23,7 +23,7 @@ from typing import Any
 
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError
-from mltelemetry.workload.config import MLConfig
+from mltelemetry.workload.config import FRAMEWORK_MODULES, MLConfig
 from mltelemetry.workload.data import prepare
 from mltelemetry.workload.instrument import EPOCH_FIELDS
 from mltelemetry.workload.scenarios import RunContext, scenario
@@ -31,8 +31,7 @@ from mltelemetry.workload.scenarios import RunContext, scenario
 log = logging.getLogger(__name__)
 
 ML_SCENARIOS = ("cnn", "transfer")
-# The module each backend needs, imported by the idle scenario ("framework imported, sleeping").
-FRAMEWORK_MODULES = {"keras": "tensorflow", "torch": "torch"}
+__all__ = ["FRAMEWORK_MODULES", "ML_SCENARIOS", "run_ml", "load_backend", "check_backend"]
 
 
 def load_backend(cfg: MLConfig) -> Any:
