@@ -465,3 +465,28 @@ def test_demo_config_is_small_and_offline(tmp_path):
     assert config.export_dir == tmp_path and config.data == "synthetic"
     assert demo_config(backend="torch").backend == "torch"
     assert demo_config(backend="jax") is None
+
+
+def test_annotator_tells_its_publishers_and_a_wrong_data_dir_is_one_error(tmp_path):
+    class Collect:
+        def __init__(self):
+            self.seen = []
+
+        def window_opened(self, event):
+            self.seen.append(("opened", event.action, event.epoch))
+
+        def window_closed(self, event):
+            self.seen.append(("closed", event.action, event.status))
+
+    publisher = Collect()
+    with Annotator(tmp_path / "s.db", campaign="mine", publishers=[publisher]) as ann:
+        with ann.window("train"), ann.epoch(1):
+            pass
+    assert publisher.seen == [("opened", "train", None), ("opened", "epoch", 1), ("closed", "epoch", "ok"),
+                              ("closed", "train", "ok")]
+    from mltelemetry.workload.config import MLConfig
+    with pytest.raises(MltelemetryError, match="no data directory at"):
+        run_campaign(tmp_path / "s.db", CampaignPlan("x", ["cnn"], 1, 1, config=MLConfig(data=str(tmp_path / "no"))),
+                     show_progress=False)
+    with Store(tmp_path / "s.db") as store:
+        assert store.campaigns() == ["mine"]

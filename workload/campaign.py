@@ -22,6 +22,7 @@ from mltelemetry.store import Store
 from mltelemetry.workload.compare import CodeCarbonCompare
 from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.cooldown import Cooldown, TemperatureSource, find_source
+from mltelemetry.workload.data import SYNTHETIC, locate
 from mltelemetry.workload.events import EventRecorder
 from mltelemetry.workload.ml import FRAMEWORK_MODULES, ML_SCENARIOS, check_backend
 from mltelemetry.workload.progress import CampaignProgress
@@ -105,6 +106,8 @@ def _validate(plan: CampaignPlan) -> None:
         raise MltelemetryError(f"--idle-framework must be one of {', '.join(IDLE_FRAMEWORKS)}")
     if plan.has_ml:
         check_backend(plan.config)
+        if plan.config.data != SYNTHETIC:
+            locate(plan.config.data)  # a wrong --data is one error now, not a failed run each
 
 
 def _cooldown(store: Store, settings: CooldownSettings) -> tuple[Cooldown | None, str]:
@@ -145,7 +148,7 @@ def run_campaign(store_path: str | Path, plan: CampaignPlan, *, show_progress: b
         counts["skipped"] = len(full) - len(schedule)
         recorder = EventRecorder(store, plan.campaign)
         cooler, cooldown_skipped = _cooldown(store, cooldown) if cooldown is not None else (None, "")
-        synthetic = plan.has_ml and plan.config.data == "synthetic"
+        synthetic = plan.has_ml and plan.config.data == SYNTHETIC
         if synthetic:
             plan.config.source()  # generated before the campaign's first window, once for all runs
         campaign_fields: dict[str, Any] = {"order": plan.order, "runs": plan.runs, "seed": plan.seed,

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,12 +68,14 @@ def numeric_fields(values: Mapping[str, Any]) -> dict[str, Any]:
 class Annotator:
     """Windows of one run (``scenario``, ``run``) of one campaign.
 
-    ``target`` is an :class:`EventRecorder` (its campaign and sinks are used), an open
+    ``target`` is an :class:`EventRecorder` (its campaign and publishers are used), an open
     :class:`Store`, or the path of a store file, which the annotator opens and closes.
+    ``publishers`` (live sinks: Prometheus, InfluxDB, Grafana) default to those of an enclosing
+    :func:`mltelemetry.workload.events.publishing` block.
     """
 
     def __init__(self, target: EventRecorder | Store | str | os.PathLike, campaign: str | None = None, *,
-                 scenario: str = "train", run: int = 1) -> None:
+                 scenario: str = "train", run: int = 1, publishers: Sequence[Any] | None = None) -> None:
         self._owned: Store | None = None
         if isinstance(target, EventRecorder):
             self.recorder = target
@@ -82,7 +84,7 @@ class Annotator:
                 raise ValueError("a campaign name is needed unless an EventRecorder is given")
             store = target if isinstance(target, Store) else Store(Path(target))
             self._owned = None if isinstance(target, Store) else store
-            self.recorder = EventRecorder(store, campaign)
+            self.recorder = EventRecorder(store, campaign, publishers=publishers)
         self.scenario = scenario
         self.run = run
         self._counters: dict[str, int] = {}
