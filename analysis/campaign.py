@@ -453,7 +453,8 @@ def _recorded(frame: pd.DataFrame, figure: str) -> bool:
 
 
 def scenario_tests(windows: pd.DataFrame, action: str = "run") -> pd.DataFrame:
-    """Every pair of scenarios, per figure recorded: Welch's t, Mann–Whitney U and effect sizes over runs."""
+    """Every pair of scenarios (a before b in the campaign), per figure recorded: Welch's t, Mann–Whitney U and
+    effect sizes over runs; differences read b − a."""
     runs = _ok(windows)[lambda w: w.action == action]
     scenarios = list(dict.fromkeys(runs.scenario))
     rows = []

@@ -64,6 +64,13 @@ def plain_table(title: str, columns: list[str], cells: list[list[str]], caption:
     return "\n".join(out + ([caption] if caption else []))
 
 
+def _p(value: object) -> str:
+    """A p-value: 4 decimals, or 2 significant digits below 0.001."""
+    if isinstance(value, float) and 0 < value < 1e-3:
+        return f"{value:.2g}"
+    return _cell(value, 4)
+
+
 def _digits(column: str) -> int:
     return 4 if column.endswith("_wh") else 2
 
@@ -105,12 +112,13 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
     console.print(summary)
 
     if not result.tests.empty:
-        tests = Table(title="scenarios compared over runs (Welch's t, Mann–Whitney U; d = Cohen's d)")
+        tests = Table(title="scenarios compared over runs: b against a (diff % of a; Welch's t, Mann–Whitney U, "
+                      "Cohen's d)")
         for c in ["a", "b", "figure", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d", "note"]:
             tests.add_column(c)
         for row in result.tests[result.tests.figure.isin(["energy_wh", "induced_wh"])].to_dict(orient="records"):
             tests.add_row(row["a"], row["b"], row["figure"], _cell(row["mean_a"], 4), _cell(row["mean_b"], 4),
-                          _cell(row["difference_pct"], 1), _cell(row["welch_p"], 4), _cell(row["mannwhitney_p"], 4),
+                          _cell(row["difference_pct"], 1), _p(row["welch_p"]), _p(row["mannwhitney_p"]),
                           _cell(row["cohens_d"], 2), row["reason"])
         console.print(tests)
     if not result.correlations.empty:
@@ -118,7 +126,7 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
         for c in ["scenario", "x", "n", "r", "p", "note"]:
             correlations.add_column(c)
         for row in result.correlations.to_dict(orient="records"):
-            correlations.add_row(row["scenario"], row["x"], str(row["n"]), _cell(row["r"], 3), _cell(row["p"], 4),
+            correlations.add_row(row["scenario"], row["x"], str(row["n"]), _cell(row["r"], 3), _p(row["p"]),
                                  row["reason"])
         console.print(correlations)
     if not result.sensors.empty:
@@ -145,7 +153,7 @@ def render_comparison(comparison: CampaignComparison, console: Console) -> None:
         table.add_row(row["scenario_a"], row["scenario_b"], row["figure"],
                       f"{_cell(row['mean_a'], digits)} ± {_cell(row['std_a'], digits)} ({row['n_a']})",
                       f"{_cell(row['mean_b'], digits)} ± {_cell(row['std_b'], digits)} ({row['n_b']})",
-                      _cell(row["difference_pct"], 1), _cell(row["welch_p"], 4), _cell(row["mannwhitney_p"], 4),
+                      _cell(row["difference_pct"], 1), _p(row["welch_p"]), _p(row["mannwhitney_p"]),
                       _cell(row["hedges_g"], 2), row["reason"])
     console.print(table)
     for note in comparison.notes:

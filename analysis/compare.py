@@ -62,8 +62,7 @@ def compare_analyses(a: CampaignAnalysis, b: CampaignAnalysis, scenario_a: str |
             if not (_recorded(ra, figure) or _recorded(rb, figure)):
                 continue
             da, db = stats.describe(ra[figure].to_numpy()), stats.describe(rb[figure].to_numpy())
-            # compare(b, a): differences read as "B − A", positive when B is larger
-            tested = stats.compare(rb[figure].to_numpy(), ra[figure].to_numpy())
+            tested = stats.compare(ra[figure].to_numpy(), rb[figure].to_numpy())  # B − A, positive when B larger
             rows.append({
                 "scenario_a": sa, "scenario_b": sb, "figure": figure,
                 "n_a": da["n"], "mean_a": da["mean"], "std_a": da["std"], "ci_low_a": da["ci_low"],

@@ -392,7 +392,10 @@ Energy: counters read at each event's edges; the method of every figure is in th
 <h2>Per scenario and action</h2>
 <p>Mean and standard deviation over the ok windows; the 95 % CI, median, min, max and Shapiro–Wilk p of every
 figure are in <a href="data/summary_long.csv">summary_long.csv</a>.</p>{html_table(summary, id="summary")}
-<h2>Scenarios compared (runs)</h2>{html_table(result.tests, id="tests") if not result.tests.empty
+<h2>Scenarios compared (runs)</h2>
+<p>Scenario b against scenario a over the ok runs: difference b − a (and in % of a), Welch's t-test, Mann–Whitney U
+(two-sided), Cohen's d, Hedges' g and rank-biserial correlation, positive when b is larger.</p>{
+    html_table(result.tests, id="tests") if not result.tests.empty
                                   else "<p>Fewer than two scenarios with runs.</p>"}
 <h2>Energy per epoch against GPU temperature, loss and accuracy</h2>{
     html_table(result.correlations, id="correlations") if not result.correlations.empty

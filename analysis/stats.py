@@ -58,8 +58,9 @@ def describe(values) -> dict[str, float]:
 
 
 def compare(a, b) -> dict[str, float | str]:
-    """Two groups: Welch's t-test, Mann–Whitney U (two-sided), Cohen's d, Hedges' g and the rank-biserial
-    correlation (positive when ``a`` tends to be larger). ``reason`` says why a test gave no number."""
+    """Group B against group A: difference of the means (B − A, and in % of A), Welch's t-test and Mann–Whitney U
+    (two-sided), Cohen's d, Hedges' g and the rank-biserial correlation. Every signed figure is positive when B
+    tends to be larger. ``reason`` says why a test gave no number."""
     from scipy import stats
 
     x, y = _clean(a), _clean(b)
@@ -71,12 +72,12 @@ def compare(a, b) -> dict[str, float | str]:
     if na == 0 or nb == 0:
         out["reason"] = "no values in one group"
         return out
-    out["difference"] = out["mean_a"] - out["mean_b"]
-    if out["mean_b"] != 0:
-        out["difference_pct"] = 100 * out["difference"] / abs(out["mean_b"])
+    out["difference"] = out["mean_b"] - out["mean_a"]
+    if out["mean_a"] != 0:
+        out["difference_pct"] = 100 * out["difference"] / abs(out["mean_a"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        u = stats.mannwhitneyu(x, y, alternative="two-sided")
+        u = stats.mannwhitneyu(y, x, alternative="two-sided")  # U of B
     out.update(mannwhitney_u=float(u.statistic), mannwhitney_p=float(u.pvalue),
                rank_biserial=2 * float(u.statistic) / (na * nb) - 1)
     if na < 2 or nb < 2:
@@ -88,7 +89,7 @@ def compare(a, b) -> dict[str, float | str]:
         return out
     with warnings.catch_warnings():  # one constant group is fine for Welch; scipy warns about its moments
         warnings.simplefilter("ignore", RuntimeWarning)
-        t = stats.ttest_ind(x, y, equal_var=False)
+        t = stats.ttest_ind(y, x, equal_var=False)
     pooled = math.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
     d = out["difference"] / pooled
     out.update(welch_t=float(t.statistic), welch_p=float(t.pvalue), cohens_d=d,

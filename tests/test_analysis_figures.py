@@ -232,14 +232,16 @@ def test_scenario_tests_against_scipy(lab):
     base, cnn = np.full(3, 1000 / 3600), np.array([7150, 7450, 6850]) / 3600
     with warnings.catch_warnings():  # the baseline runs are identical: scipy warns about their moments
         warnings.simplefilter("ignore", RuntimeWarning)
-        welch = sps.ttest_ind(base, cnn, equal_var=False)
+        welch = sps.ttest_ind(cnn, base, equal_var=False)  # b (cnn) against a (baseline)
     assert row["welch_t"] == pytest.approx(welch.statistic) and row["welch_p"] == pytest.approx(welch.pvalue)
-    u = sps.mannwhitneyu(base, cnn, alternative="two-sided")
+    u = sps.mannwhitneyu(cnn, base, alternative="two-sided")
     assert row["mannwhitney_u"] == pytest.approx(u.statistic) and row["mannwhitney_p"] == pytest.approx(u.pvalue)
+    assert row["difference"] == pytest.approx(cnn.mean() - base.mean())
+    assert row["difference_pct"] == pytest.approx(100 * (cnn.mean() - base.mean()) / base.mean())
     pooled = np.sqrt((2 * base.var(ddof=1) + 2 * cnn.var(ddof=1)) / 4)
-    assert row["cohens_d"] == pytest.approx((base.mean() - cnn.mean()) / pooled)
+    assert row["cohens_d"] == pytest.approx((cnn.mean() - base.mean()) / pooled)
     assert row["hedges_g"] == pytest.approx(row["cohens_d"] * (1 - 3 / (4 * 6 - 9)))
-    assert row["rank_biserial"] == pytest.approx(-1.0)  # every baseline run below every cnn run
+    assert row["rank_biserial"] == pytest.approx(1.0)  # every cnn run above every baseline run
 
 
 def test_epoch_correlations_against_scipy(lab):
