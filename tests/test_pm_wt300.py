@@ -1,4 +1,6 @@
-"""WT300 driver: the reply parser on hand-written and random lines, and the driver on a real pty."""
+"""WT300 driver: the reply parsers on hand-written and random lines, and the driver against the emulator
+over a real pty (RS-232), the same pty opened as a USB-TMC device path, and a real TCP socket:
+synchronised reads, the meter's integrator, faults, unplugging."""
 
 from __future__ import annotations
 
@@ -14,8 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mltelemetry.exporters.pm.collector import InvalidReading, MeterDisconnected, MeterError, Reading
-from mltelemetry.exporters.pm.emulator import Wt300Emulator, constant_profile, steps_profile
-from mltelemetry.exporters.pm.wt300 import OVER_RANGE, Wt300, parse_rate, parse_reply, rate_command
+from mltelemetry.exporters.pm.emulator import TcpLink, Wt300Emulator, constant_profile, steps_profile
+from mltelemetry.exporters.pm.wt300 import (
+    OVER_RANGE,
+    Wt300,
+    parse_identity,
+    parse_rate,
+    parse_reply,
+    parse_sync_reply,
+    rate_command,
+)
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -76,6 +86,45 @@ def test_parse_reply_random_number_like_fields(fields):
     _check_parsed(",".join(fields).encode() + b"\r\n")
 
 
+def _check_sync_parsed(line: bytes) -> None:
+    try:
+        register, values = parse_sync_reply(line, 5)
+    except InvalidReading:
+        return
+    assert 0 <= register <= 99999 and len(values) == 5
+    for v in values:
+        assert v is None or (math.isfinite(v) and abs(v) < OVER_RANGE)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=80))
+def test_parse_sync_reply_random_bytes(data):
+    _check_sync_parsed(data)
+    _check_sync_parsed(data + b"\r\n")
+    _check_sync_parsed(b"1;" + data + b"\r\n")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="0123456789;,.+-EeNnAaIiF x", max_size=40))
+def test_parse_sync_reply_random_text(text):
+    _check_sync_parsed(text.encode() + b"\r\n")
+
+
+def test_parse_sync_reply():
+    assert parse_sync_reply(b"1;1.5E+02,2.3E+02,6.5E-01,1.2E-01,36\r\n", 5) == (1, (150.0, 230.0, 0.65, 0.12, 36.0))
+    assert parse_sync_reply(b"65;NAN,NAN,NAN,NAN,NAN\r\n", 5) == (65, (None,) * 5)
+    for bad in (b"1.5E+02,2.3E+02,6.5E-01,1.2E-01,36\r\n", b"x;1,2,3,4,5\r\n", b"1;1,2,3\r\n", b"1;1,2,3,4,5"):
+        with pytest.raises(InvalidReading):
+            parse_sync_reply(bad, 5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_parse_identity_never_fails(text):
+    identity = parse_identity(text)
+    assert isinstance(identity.model, str) and isinstance(identity.line(), str)
+
+
 @pytest.mark.parametrize(("text", "seconds"), [
     ("1.0000E+00", 1.0), ("2.5000E-01", 0.25), ("250MS", 0.25), ("5S", 5.0), (":RATE 500.0E-03", 0.5)])
 def test_parse_rate(text, seconds):
@@ -103,21 +152,142 @@ def emulator(tmp_path):
 
 
 def _open(emu, **kwargs) -> Wt300:
-    return Wt300(str(emu.port.link), rate_s=0.25, timeout_s=0.2, **kwargs)
+    return Wt300(str(emu.port.link), **{"rate_s": 0.25, "timeout_s": 0.2, **kwargs})
 
 
 def test_driver_initialises_and_reads(emulator, caplog):
     with caplog.at_level(logging.INFO), _open(emulator) as meter:
         assert meter.rate_s == 0.25
+        assert meter.identity.model == "WT310" and meter.identity.serial == "EMU00001"
+        assert meter.identity.firmware == "F1.03"
         for _ in range(4):
-            reading = meter.read()
-            assert emulator.items == {1: "P,1", 2: "U,1", 3: "I,1"} and emulator.item_count == 3
+            reading = meter.read()  # set commands have no reply: the emulator has seen them once this returns
+            assert emulator.items == {1: "P,1", 2: "U,1", 3: "I,1", 4: "WH,1", 5: "TIME"}
+            assert emulator.item_count == 5 and emulator.filter_upd and emulator.integration == "START"
             served = emulator.served
             assert reading.power_w == pytest.approx(served.power_w, rel=5e-5)
             assert reading.voltage_v == pytest.approx(230.0)
             assert reading.current_a == pytest.approx(served.power_w / 230.0, rel=5e-5)
-            time.sleep(0.25)
+            assert reading.meter_energy_j == pytest.approx(emulator.served_integration.energy_j, rel=1e-5, abs=1e-3)
     assert "YOKOGAWA,WT310,EMU00001,F1.03" in caplog.text
+
+
+def test_plain_reads_without_sync_or_integration(emulator):
+    with _open(emulator, sync=False, integration=False) as meter:
+        reading = meter.read()
+        assert emulator.items == {1: "P,1", 2: "U,1", 3: "I,1"} and emulator.item_count == 3
+        assert not emulator.filter_upd and emulator.integration == "RESET"
+        assert reading.power_w == pytest.approx(emulator.served.power_w, rel=5e-5)
+        assert reading.meter_energy_j is None
+
+
+def _served_updates(emulator, meter, reads: int, pause) -> list:
+    served = []
+    for k in range(reads):
+        emulator.served = None
+        meter.read()
+        served.append(emulator.served.end_s)
+        time.sleep(pause(k))
+    return served
+
+
+def test_synchronised_reads_get_every_update_exactly_once(emulator):
+    """Reads at random moments, always sooner than the next update: each read waits for it."""
+    import random
+
+    rng = random.Random(3)
+    with _open(emulator) as meter:
+        ends = _served_updates(emulator, meter, 12, lambda k: rng.uniform(0, 0.2))
+    steps = [round((b - a) / 0.25, 6) for a, b in zip(ends, ends[1:])]
+    assert steps == [1.0] * 11, steps  # consecutive updates: none read twice, none skipped
+
+
+def test_unsynchronised_reads_at_the_same_moments_repeat_updates(emulator):
+    """The same read pattern without the update event reads stale values (why sync exists)."""
+    import random
+
+    rng = random.Random(3)
+    with _open(emulator, sync=False) as meter:
+        ends = _served_updates(emulator, meter, 12, lambda k: rng.uniform(0, 0.2))
+    assert len(set(ends)) < len(ends)
+
+
+def test_synchronised_reads_near_update_edges(emulator):
+    """Reads every update interval, timed a few ms around the moment an update finishes."""
+    import random
+
+    rng = random.Random(11)
+    with _open(emulator) as meter:
+        meter.read()
+        time.sleep(emulator.seconds_to_next_update() - 0.004)
+        ends = _served_updates(emulator, meter, 10, lambda k: 0.25 - 0.012 + rng.uniform(-0.008, 0.008))
+    steps = [round((b - a) / 0.25, 6) for a, b in zip(ends, ends[1:])]
+    assert steps == [1.0] * 9, steps
+
+
+def test_meter_integration_is_kept_running_across_reconnects(emulator):
+    with _open(emulator) as meter:
+        first = meter.read()
+        assert first.meter_restarted  # the driver started the integrator
+        time.sleep(0.3)
+        second = meter.read()
+        assert not second.meter_restarted and second.meter_energy_j > first.meter_energy_j
+    time.sleep(0.3)
+    with _open(emulator, rate_s=0.5) as meter:  # the integrator runs: the rate cannot change
+        assert meter.rate_s == 0.25 and emulator.update_interval_s == 0.25
+        third = meter.read()
+        assert not third.meter_restarted and third.meter_energy_j > second.meter_energy_j
+        assert third.meter_energy_j == pytest.approx(emulator.served_integration.energy_j, rel=1e-5)
+
+
+def test_a_reset_of_the_meter_integrator_is_reported(emulator):
+    with _open(emulator) as meter:
+        meter.read()
+        time.sleep(1.3)  # TIME counts whole seconds
+        before = meter.read()
+        assert before.meter_energy_j > 0
+        emulator.front_panel(":INTEG:STOP", ":INTEG:RES", ":INTEG:STAR")
+        after = meter.read()
+        assert after.meter_restarted and after.meter_energy_j < before.meter_energy_j
+
+
+def test_usbtmc_path_reads_like_a_character_device(emulator):
+    """``usbtmc://PATH`` on a pty: the kernel's USB-TMC ioctls are refused, so it is read as a tty."""
+    with Wt300(f"usbtmc://{emulator.port.link}", rate_s=0.25, timeout_s=0.2) as meter:
+        assert not meter._link.native
+        for _ in range(3):
+            reading = meter.read()
+            assert reading.power_w == pytest.approx(emulator.served.power_w, rel=5e-5)
+        emulator.inject("garbage")
+        with pytest.raises(InvalidReading):
+            meter.read()
+        assert meter.read().power_w == pytest.approx(emulator.served.power_w, rel=5e-5)
+
+
+def test_tcp_transport():
+    with Wt300Emulator(steps_profile([(100.0, 0.5), (250.0, 0.5)]), TcpLink("127.0.0.1", 0),
+                       update_interval_s=0.25) as emu:
+        assert emu.address.startswith("tcp://127.0.0.1:")
+        with Wt300(emu.address, rate_s=0.25, timeout_s=0.2) as meter:
+            for _ in range(3):
+                reading = meter.read()
+                assert reading.power_w == pytest.approx(emu.served.power_w, rel=5e-5)
+            emu.unplug()
+            with pytest.raises(MeterDisconnected):
+                meter.read()
+        with pytest.raises(MeterDisconnected):
+            Wt300(emu.address)
+        emu.plug()
+        with Wt300(emu.address, rate_s=0.25, timeout_s=0.2) as meter:
+            assert meter.read().power_w == pytest.approx(emu.served.power_w, rel=5e-5)
+
+
+def test_noise_from_power_up_is_flushed_before_identification(emulator):
+    os.write(emulator.port.master, b"\x00\xff\x8c garbage\r\n\x00")
+    time.sleep(0.05)
+    with _open(emulator) as meter:
+        assert meter.identity.model == "WT310"
+        assert meter.read().power_w == pytest.approx(emulator.served.power_w, rel=5e-5)
 
 
 def test_driver_sets_the_update_rate(tmp_path):

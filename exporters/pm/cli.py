@@ -1,29 +1,53 @@
-"""``mltelemetry exporter pm`` (the power-meter exporter) and ``mltelemetry pm emulate``."""
+"""``mltelemetry exporter pm`` (the power-meter exporter), ``mltelemetry pm emulate`` and ``mltelemetry pm align``."""
 
 from __future__ import annotations
 
+import logging
 import signal
+import threading
+import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, Interval, Listen, StorePath, one_line_errors
 from mltelemetry.errors import MltelemetryError
 
-app = typer.Typer(no_args_is_help=True)
+if TYPE_CHECKING:
+    from mltelemetry.exporters.pm.emulator import Emulator
+    from mltelemetry.exporters.pm.meter import Driver as MeterDriver
 
-DRIVERS = ("wt300",)
+app = typer.Typer(no_args_is_help=True)
+log = logging.getLogger(__name__)
+
+DRIVERS = ("wt300", "mcp39f511", "ptd")
+DEFAULT_BAUD = {"wt300": 9600, "mcp39f511": 115200}
 
 Driver = Annotated[str, typer.Option(help=f"Meter driver: {', '.join(DRIVERS)}.")]
-GarbageRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a VAL? reply is line noise.")]
-PartialRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a VAL? reply lacks its end.")]
-NanRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a VAL? reply is NAN, INF or 9.91E+37.")]
+GarbageRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a reading's reply is line noise.")]
+PartialRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a reading's reply is cut short.")]
+NanRate = Annotated[float, typer.Option(
+    min=0, max=1, help="Probability of invalid values: NAN, INF or 9.91E+37 (wt300); a sample of -1 W (ptd).")]
+ChecksumRate = Annotated[float, typer.Option(
+    min=0, max=1, help="mcp39f511: probability of a frame with a bad checksum.")]
+NakRate = Annotated[float, typer.Option(
+    min=0, max=1, help="mcp39f511: probability that the chip answers NAK or checksum-fail.")]
+ErrorRate = Annotated[float, typer.Option(min=0, max=1, help="ptd: probability of an 'Error: ...' reply to RL.")]
+WT300_PANEL, MCP_PANEL, PTD_PANEL = "wt300", "mcp39f511", "ptd"
 
 
 def _check_driver(driver: str) -> None:
     if driver not in DRIVERS:
         raise MltelemetryError(f"unknown driver {driver!r}; known drivers: {', '.join(DRIVERS)}")
+
+
+def _only_for(driver: str, **options: object) -> None:
+    """Refuse options given for another driver (each name is ``<driver>__<option>``)."""
+    for key, value in options.items():
+        owner, _, name = key.partition("__")
+        if value is not None and owner != driver:
+            raise MltelemetryError(f"--{name.replace('_', '-')} applies to --driver {owner}, not {driver}")
 
 
 @app.callback()
@@ -33,59 +57,213 @@ def pm() -> None:
 
 @one_line_errors
 def pm_exporter_command(
-    port: Annotated[str, typer.Option(help="Serial device or pyserial URL of the meter.")],
+    port: Annotated[str, typer.Option(help="The meter: serial device or pyserial URL, /dev/usbtmcN or usbtmc://PATH, "
+                                           "tcp://HOST:PORT (ptd: HOST[:PORT], default port 8888).")],
     driver: Driver = "wt300",
     meter: Annotated[str, typer.Option(help="Value of the meter label.")] = "pm0",
     listen: Listen = "127.0.0.1:9811",
     store: StorePath = None,
     interval: Interval = 1.0,
     host_label: HostLabel = DEFAULT_HOST,
-    meter_rate: Annotated[float, typer.Option(help="Update interval to set on the meter, in seconds.")] = 1.0,
-    baudrate: Annotated[int, typer.Option(help="Serial speed (8N1).")] = 9600,
+    meter_rate: Annotated[float, typer.Option(
+        help="Update interval to set on the meter, in seconds (wt300: :RATE; ptd: the Go period).")] = 1.0,
+    baudrate: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Serial speed (8N1); default 9600 (wt300), 115200 (mcp39f511).")] = None,
+    sync: Annotated[Optional[bool], typer.Option(  # noqa: UP045
+        "--sync/--no-sync", rich_help_panel=WT300_PANEL,
+        help="Wait for the meter's data-update event before each read, so no update is read twice or "
+             "skipped (default on).")] = None,
+    meter_integration: Annotated[Optional[bool], typer.Option(  # noqa: UP045
+        "--meter-integration/--no-meter-integration", rich_help_panel=WT300_PANEL,
+        help="Run the meter's integrator and publish its energy as pm_meter_energy_joules_total (default on).")] = None,
+    channel: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        rich_help_panel=MCP_PANEL, help="Channel (outlet) to read: 1 or 2 (default 1).")] = None,
+    accumulation: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        rich_help_panel=MCP_PANEL, help="Accumulation window set on start: 2^N line cycles, N 1..8 (default 4, "
+                                         "the factory setting: 320 ms at 50 Hz).")] = None,
+    energy_unit: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        rich_help_panel=MCP_PANEL, help="Joules per count of the chip's energy counter (default 3.6 = 1 mWh; "
+                                         "check against pm_energy_joules_total on your board).")] = None,
+    voltage_range: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        rich_help_panel=PTD_PANEL, help="Voltage range to set (volts or Auto); default: PTDaemon's.")] = None,
+    current_range: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        rich_help_panel=PTD_PANEL, help="Current range to set (amperes or Auto); default: PTDaemon's.")] = None,
+    mark: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        rich_help_panel=PTD_PANEL, help="Mark PTDaemon writes beside our samples in its log.")] = None,
 ) -> None:
-    """Publish a power meter's power, voltage, current and integrated energy."""
-    from mltelemetry.exporters.pm import wt300
+    """Publish a power meter's power, voltage, current, energy (ours and the meter's) and health."""
     from mltelemetry.exporters.pm.collector import PmCollector
     from mltelemetry.exporters.runtime import serve
     from mltelemetry.sinks import parse_listen
 
     _check_driver(driver)
-    wt300.rate_command(meter_rate)  # refuse a bad rate now, not on every reconnect
+    _only_for(driver, wt300__sync=sync, wt300__meter_integration=meter_integration, mcp39f511__channel=channel,
+              mcp39f511__accumulation=accumulation, mcp39f511__energy_unit=energy_unit,
+              ptd__voltage_range=voltage_range, ptd__current_range=current_range, ptd__mark=mark)
+    if driver == "ptd" and baudrate is not None:
+        raise MltelemetryError("--baudrate applies to serial meters (wt300, mcp39f511), not ptd")
+    open_meter = _meter_factory(driver, port, meter_rate=meter_rate, baudrate=baudrate, sync=sync,
+                                meter_integration=meter_integration, channel=channel, accumulation=accumulation,
+                                energy_unit=energy_unit, voltage_range=voltage_range, current_range=current_range,
+                                mark=mark)
+    synchronised = driver == "ptd" or (driver == "wt300" and sync is not False)
+    if synchronised and interval < meter_rate:
+        raise MltelemetryError(f"--interval {interval:g} is shorter than the meter's update interval {meter_rate:g} s: "
+                               "each read waits for a new update" + (", use --no-sync" if driver == "wt300" else ""))
+    if synchronised and interval > meter_rate:
+        log.warning("--interval %g s is longer than the meter's update interval %g s: the values read are the "
+                    "latest update's, not averages over the interval", interval, meter_rate)
     parse_listen(listen)
-
-    def open_meter() -> wt300.Wt300:
-        return wt300.Wt300(port, baudrate=baudrate, rate_s=meter_rate)
-
-    serve(PmCollector(open_meter, host=host_label, meter=meter), listen=listen,
+    serve(PmCollector(open_meter, host=host_label, meter=meter, wall_ns=time.time_ns), listen=listen,
           store=str(store) if store else None, interval_s=interval, host=host_label)
+
+
+def _meter_factory(driver: str, port: str, *, meter_rate: float, baudrate: int | None, sync: bool | None,
+                   meter_integration: bool | None, channel: int | None, accumulation: int | None,
+                   energy_unit: float | None, voltage_range: str | None, current_range: str | None,
+                   mark: str | None):
+    """A function that opens the meter (called again on every reconnect); bad options are refused now."""
+    baud = baudrate if baudrate is not None else DEFAULT_BAUD.get(driver, 9600)
+    if driver == "wt300":
+        from mltelemetry.exporters.pm import wt300
+
+        wt300.rate_command(meter_rate)  # refuse a bad rate now, not on every reconnect
+
+        def open_wt300() -> MeterDriver:
+            return wt300.Wt300(port, baudrate=baud, rate_s=meter_rate, sync=sync is not False,
+                               integration=meter_integration is not False)
+
+        return open_wt300
+    if driver == "mcp39f511":
+        from mltelemetry.exporters.pm import mcp39f511
+
+        n, unit, ch = accumulation if accumulation is not None else 4, energy_unit or 3.6, channel or 1
+        if ch not in (1, 2):
+            raise MltelemetryError(f"--channel must be 1 or 2, not {ch}")
+        if not 1 <= n <= 8:
+            raise MltelemetryError(f"--accumulation must be 1 to 8 (2^N line cycles), not {n}")
+        if not unit > 0:
+            raise MltelemetryError(f"--energy-unit must be positive joules per count, not {unit:g}")
+
+        def open_mcp() -> MeterDriver:
+            return mcp39f511.Mcp39f511(port, baudrate=baud, channel=ch, accumulation_n=n, energy_unit_j=unit)
+
+        return open_mcp
+    from mltelemetry.exporters.pm import ptd
+    from mltelemetry.exporters.pm.transport import parse_tcp
+
+    parse_tcp(port, ptd.DEFAULT_PORT)  # refuse a bad address now
+    period_ms = round(meter_rate * 1000)
+
+    def open_ptd() -> MeterDriver:
+        return ptd.Ptd(port, period_ms=period_ms, mark=mark or "mltelemetry", voltage_range=voltage_range,
+                       current_range=current_range)
+
+    return open_ptd
 
 
 @app.command("emulate")
 @one_line_errors
 def emulate_command(
-    link: Annotated[Path, typer.Option(help="Path of the symlink to the emulated serial port.")],
+    link: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Serve on a pseudo-terminal: path of the symlink to it (wt300, mcp39f511).")] = None,
+    tcp: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Serve on a TCP port instead, HOST:PORT (port 0: a free one); ptd default 127.0.0.1:8888.")] = None,
     driver: Driver = "wt300",
     profile: Annotated[str, typer.Option(help="Power profile: constant:W, steps:W1/S1,W2/S2,..., "
                                               "csv:PATH (seconds,watts) or cpu:IDLE_W,SLOPE_W.")] = "constant:100",
-    update_interval: Annotated[float, typer.Option(min=0.01, help="Meter update interval in seconds "
-                                                                  "(a client's :RATE changes it).")] = 1.0,
+    update_interval: Annotated[float, typer.Option(
+        min=0.01, help="wt300: update interval in seconds (a client's :RATE changes it).")] = 1.0,
+    line_frequency: Annotated[float, typer.Option(
+        min=1, help="mcp39f511: mains frequency in Hz (the accumulation window is 2^N cycles).")] = 50.0,
     garbage_rate: GarbageRate = 0.0,
     partial_rate: PartialRate = 0.0,
     nan_rate: NanRate = 0.0,
+    checksum_rate: ChecksumRate = 0.0,
+    nak_rate: NakRate = 0.0,
+    error_rate: ErrorRate = 0.0,
+    disconnect_every: Annotated[float, typer.Option(
+        min=0, help="Pull the cable every this many seconds (0: never); it comes back after --disconnect-for.")] = 0.0,
+    disconnect_for: Annotated[float, typer.Option(min=0, help="Seconds the cable stays pulled.")] = 3.0,
+    clock_shift_ms: Annotated[float, typer.Option(
+        help="Shift the meter's clock: what it reports lags the load by this many ms (for `pm align`).")] = 0.0,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the fault injection.")] = None,  # noqa: UP045
 ) -> None:
-    """Emulate a power meter on a pseudo-terminal until SIGINT or SIGTERM."""
-    from mltelemetry.exporters.pm.emulator import Faults, Wt300Emulator, parse_profile
+    """Emulate a power meter on a pseudo-terminal or TCP port until SIGINT or SIGTERM."""
+    from mltelemetry.exporters.pm.emulator import Faults, TcpLink, parse_profile
 
     _check_driver(driver)
-    emulator = Wt300Emulator(parse_profile(profile), link, update_interval_s=update_interval,
-                             faults=Faults(garbage_rate, partial_rate, nan_rate, seed))
+    if (link is None) == (tcp is None) and not (driver == "ptd" and link is None):
+        raise MltelemetryError("give either --link PATH (a pseudo-terminal) or --tcp HOST:PORT")
+    if driver == "ptd" and link is not None:
+        raise MltelemetryError("PTDaemon listens on TCP: use --tcp HOST:PORT, not --link")
+    where: Path | TcpLink
+    if tcp is not None or link is None:
+        from mltelemetry.exporters.pm.transport import parse_tcp
+
+        host, port = parse_tcp(tcp or "127.0.0.1:8888")
+        where = TcpLink(host, port)
+    else:
+        where = link
+    faults = Faults(garbage_rate, partial_rate, nan_rate, seed, checksum_rate=checksum_rate, nak_rate=nak_rate,
+                    error_rate=error_rate, markers=("nan",) if driver == "ptd" else ("nan", "inf", "overrange"))
+    emulator = _emulator(driver, parse_profile(profile), where, update_interval, line_frequency, faults,
+                         clock_shift_ms / 1000)
+    stop = threading.Event()
+
+    def shutdown(*_: object) -> None:
+        stop.set()
+        emulator.stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: emulator.stop())
+        signal.signal(sig, shutdown)
     emulator.plug()
+    if disconnect_every > 0:
+        threading.Thread(target=_pull_cable, args=(emulator, stop, disconnect_every, disconnect_for),
+                         daemon=True).start()
     try:
-        typer.echo(f"emulating a {emulator.IDN.split(',')[1]} on {link} -> {emulator.port.device} "
-                   f"(profile {profile}, update every {update_interval:g} s)")
+        typer.echo(_banner(driver, emulator, profile, update_interval), nl=True)
         emulator.run()
     finally:
+        stop.set()
         emulator.close()
+
+
+def _emulator(driver: str, profile, where, update_interval: float, line_frequency: float, faults,
+              clock_shift_s: float) -> Emulator:
+    if driver == "wt300":
+        from mltelemetry.exporters.pm.emulator import Wt300Emulator
+
+        return Wt300Emulator(profile, where, update_interval_s=update_interval, faults=faults,
+                             clock_shift_s=clock_shift_s)
+    if driver == "mcp39f511":
+        from mltelemetry.exporters.pm.mcp39f511_emulator import Mcp39f511Emulator
+
+        return Mcp39f511Emulator(profile, where, line_frequency_hz=line_frequency, faults=faults,
+                                 clock_shift_s=clock_shift_s)
+    from mltelemetry.exporters.pm.ptd_emulator import PtdEmulator
+
+    return PtdEmulator(profile, where, faults=faults, clock_shift_s=clock_shift_s)
+
+
+def _banner(driver: str, emulator: Emulator, profile: str, update_interval: float) -> str:
+    port = emulator.port
+    device = getattr(port, "device", None)
+    where = f"{emulator.address} -> {device}" if device else emulator.address
+    if driver == "wt300":
+        from mltelemetry.exporters.pm.emulator import Wt300Emulator
+
+        return (f"emulating a {Wt300Emulator.IDN.split(',')[1]} on {where} (profile {profile}, "
+                f"update every {update_interval:g} s)")
+    if driver == "mcp39f511":
+        return f"emulating an MCP39F511N on {where} (profile {profile})"
+    return f"emulating PTDaemon on {where} (profile {profile})"
+
+
+def _pull_cable(emulator: Emulator, stop: threading.Event, every_s: float, for_s: float) -> None:
+    while not stop.wait(every_s):
+        emulator.unplug()
+        log.info("cable pulled for %g s", for_s)
+        if stop.wait(for_s):
+            return
+        emulator.plug()

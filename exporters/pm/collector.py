@@ -1,8 +1,7 @@
 """Power-meter collector: turns one meter's readings into the schema's ``pm_*`` samples.
 
-Also the contract every meter driver fulfils: ``read()`` returns a :class:`Reading` in SI
-units, raises :class:`InvalidReading` for a reply that must not become a number and
-:class:`MeterDisconnected` when the port is gone; ``close()`` releases the port.
+The driver contract (``Reading``, ``Driver``, the errors) lives in ``meter.py`` and is
+re-exported here.
 
 Energy is integrated here, at the source. A meter's value is the average power over its
 last update interval, so each valid reading adds ``power × seconds since the previous
@@ -16,94 +15,100 @@ reading's tick`` to a monotonic joule counter. Rules for time without a valid re
   valid reading after a gap or a reconnect only restarts integration.
 
 So, once the first valid reading arrived, integrated seconds + gap seconds = elapsed time.
+
+Beside that, per tick: the meter's own energy counter (``pm_meter_energy_joules_total``, kept
+monotonic across the meter's restarts), the reported uncertainty, the achieved sampling rate
+(valid readings per second over the last minute) and, once the meter identified itself,
+``pm_meter_info`` (driver, model, serial, firmware), logged once per connection.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from mltelemetry import schema
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.exporters.pm.meter import (  # noqa: F401 (re-exported: the driver contract)
+    Driver,
+    InvalidReading,
+    MeterDisconnected,
+    MeterError,
+    MeterIdentity,
+    Reading,
+)
 from mltelemetry.schema import Sample
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BRIDGE_LIMIT_S = 5.0
-
-
-class MeterError(MltelemetryError):
-    """A power meter could not be used (base class of the driver errors)."""
-
-
-class MeterDisconnected(MeterError):
-    """The meter's port is gone or failed (unplugged, EIO, cannot be opened)."""
-
-
-class InvalidReading(MeterError):
-    """A reply that must not become a number: garbage, partial, silent or of the wrong shape."""
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One reading, each item averaged over the meter's update interval; None where the meter gave
-    no valid value (NAN, INF, over-range)."""
-
-    power_w: float | None
-    voltage_v: float | None
-    current_a: float | None
-
-
-class Driver(Protocol):
-    def read(self) -> Reading: ...
-
-    def close(self) -> None: ...
+RATE_WINDOW_S = 60.0
 
 
 class PmCollector:
     """Reads one meter per tick; reconnects through ``driver_factory`` whenever the port is gone.
 
     ``clock`` is a monotonic clock in seconds (injectable for tests); it times the integration.
+    ``wall_ns`` is the wall clock (UTC ns) that stamps each tick's samples: the moment the
+    reading arrived, which for a meter synchronised to its update event is the end of the
+    interval the reading averages (the runtime's tick start would be up to one interval early).
     """
 
     name = "pm"
 
     def __init__(self, driver_factory: Callable[[], Driver], host: str, meter: str, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 bridge_limit_s: float = DEFAULT_BRIDGE_LIMIT_S) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall_ns: Callable[[], int] | None = None,
+                 bridge_limit_s: float = DEFAULT_BRIDGE_LIMIT_S, rate_window_s: float = RATE_WINDOW_S) -> None:
         self.driver_factory = driver_factory
         self.labels = {"host": host, "meter": meter}
         self.clock = clock
+        self.wall_ns = wall_ns
         self.bridge_limit_s = bridge_limit_s
+        self.rate_window_s = rate_window_s
         self.driver: Driver | None = None
         self.energy_j = 0.0
         self.samples_total = 0
         self.invalid_total = 0
         self.gap_s = 0.0
         self.integrated_s = 0.0
+        self.info_labels: dict[str, str] | None = None  # pm_meter_info's labels, once a meter identified itself
         self._since: float | None = None  # clock time up to which time is integrated or counted as gap
         self._can_bridge = False  # whether the next valid reading may integrate back to _since
         self._warned = False
+        self._valid_times: deque[float] = deque()  # clock times of the valid readings of the last rate window
+        self._meter_base_j = 0.0  # meter energy of the meter's earlier integration runs
+        self._meter_last_j: float | None = None
 
     def sample(self, ts_ns: int) -> list[Sample]:
         reading = self._read()
         now = self.clock()
+        if self.wall_ns is not None:
+            ts_ns = self.wall_ns()
         if reading is None or reading.power_w is None:
             self._no_power(now)
         else:
             self._integrate(now, reading.power_w)
+            self._valid_times.append(now)
+        while self._valid_times and self._valid_times[0] <= now - self.rate_window_s:
+            self._valid_times.popleft()
 
-        def s(metric: str, value: float) -> Sample:
-            return Sample(metric, self.labels, float(value), ts_ns)
+        def s(metric: str, value: float, labels: dict[str, str] = self.labels) -> Sample:
+            return Sample(metric, labels, float(value), ts_ns)
 
         samples = []
         if reading is not None:
             samples += [s(metric, value) for metric, value in (
                 (schema.PM_POWER, reading.power_w), (schema.PM_VOLTAGE, reading.voltage_v),
-                (schema.PM_CURRENT, reading.current_a)) if value is not None]
+                (schema.PM_CURRENT, reading.current_a), (schema.PM_UNCERTAINTY, reading.uncertainty))
+                if value is not None]
+            if reading.meter_energy_j is not None:
+                samples.append(s(schema.PM_METER_ENERGY, self._meter_energy(reading)))
+        rate = self.sampling_rate_hz(now)
+        if rate is not None:
+            samples.append(s(schema.PM_SAMPLING_RATE, rate))
+        if self.info_labels is not None and self.driver is not None:
+            samples.append(s(schema.PM_INFO, 1, self.info_labels))
         return samples + [
             s(schema.PM_ENERGY, self.energy_j),
             s(schema.PM_SAMPLES, self.samples_total),
@@ -112,12 +117,42 @@ class PmCollector:
             s(schema.PM_CONNECTED, self.driver is not None),
         ]
 
+    def sampling_rate_hz(self, now: float) -> float | None:
+        """Valid readings per second over the last rate window: (n - 1) / (now - oldest); None before
+        two valid readings ever arrived, 0 once the window holds fewer than two."""
+        times = self._valid_times
+        if len(times) < 2:
+            return None if self.samples_total < 2 else 0.0
+        return (len(times) - 1) / max(now - times[0], 1e-9)
+
+    def _meter_energy(self, reading: Reading) -> float:
+        """The meter's counter made monotonic across its restarts (a new integration run, a reset)."""
+        assert reading.meter_energy_j is not None
+        if reading.meter_restarted and self._meter_last_j is not None:
+            self._meter_base_j += self._meter_last_j
+        self._meter_last_j = reading.meter_energy_j
+        return self._meter_base_j + reading.meter_energy_j
+
+    def _connect(self) -> Driver:
+        driver = self.driver_factory()
+        identity = getattr(driver, "identity", None)
+        name = getattr(driver, "name", "")
+        if identity is not None:
+            log.info("power meter %s connected: %s via %s", self.labels["meter"], identity.line(), name)
+            info = {**self.labels, "driver": name, "model": identity.model, "serial": identity.serial,
+                    "firmware": identity.firmware}
+            if self.info_labels is not None and info != self.info_labels:
+                log.warning("power meter %s is now a different meter: %s", self.labels["meter"], identity.line())
+            self.info_labels = info
+        else:
+            log.info("power meter %s connected", self.labels["meter"])
+        return driver
+
     def _read(self) -> Reading | None:
         """This tick's reading; None when it was invalid or the meter is not connected."""
         try:
             if self.driver is None:
-                self.driver = self.driver_factory()
-                log.info("power meter %s connected", self.labels["meter"])
+                self.driver = self._connect()
                 self._warned = False
             reading = self.driver.read()
         except InvalidReading as e:
@@ -130,6 +165,7 @@ class PmCollector:
                 self._warned = True
             self.close()
             return None
+        self.invalid_total += reading.dropped
         if reading.power_w is None:
             self.invalid_total += 1
         else:

@@ -25,6 +25,7 @@ import os
 import random
 import re
 import select
+import socket
 import threading
 import time
 import tty
@@ -160,6 +161,10 @@ class CpuProfile:
         self._record(t1)
         return self._cumulative(t1) - self._cumulative(t0)
 
+    def advance(self, t: float) -> None:
+        """Record the utilisation up to ``t`` (real seconds since the start), ahead of a shifted clock."""
+        self._record(t)
+
 
 PROFILE_SYNTAX = "constant:W, steps:W1/S1,W2/S2,..., csv:PATH or cpu:IDLE_W,SLOPE_W"
 
@@ -192,25 +197,49 @@ def parse_profile(spec: str) -> Profile:
 
 
 # --- faults --------------------------------------------------------------------------------
-FAULT_KINDS = ("garbage", "partial", "nan", "inf", "overrange")
+FAULT_KINDS = ("garbage", "partial", "nan", "inf", "overrange", "checksum", "nak", "csfail", "error")
+"""Every kind of spoiled reply an emulator can send; each emulator supports a subset (its ``FAULTS``):
+
+- ``garbage``: line noise (NULs, non-ASCII bytes) instead of the reply;
+- ``partial``: the reply cut short (no terminator, a short frame, fewer sample lines than announced);
+- ``nan``, ``inf``, ``overrange``: the meter's no-data and error markers in place of values
+  (for PTDaemon: a sample whose watts are -1, its error value);
+- ``checksum``: a binary frame with a wrong checksum;
+- ``nak``, ``csfail``: the chip refuses the request (NAK, or "your checksum failed");
+- ``error``: an error reply (PTDaemon's ``Error: ...``).
+"""
 
 
 class Faults:
     """Which replies to spoil: injected ones first, otherwise at random with seeded rates.
 
-    ``nan_rate`` covers the three marker kinds (NAN, INF, 9.91E+37), picked evenly.
-    ``counts`` holds how many replies of each kind were spoiled.
+    ``nan_rate`` picks evenly among ``markers`` (NAN, INF, 9.91E+37 for the WT300);
+    ``nak_rate`` among NAK and checksum-fail replies. ``counts`` holds how many replies of each
+    kind were spoiled.
     """
 
     def __init__(self, garbage_rate: float = 0.0, partial_rate: float = 0.0, nan_rate: float = 0.0,
-                 seed: int | None = None) -> None:
-        rates = (garbage_rate, partial_rate, nan_rate)
+                 seed: int | None = None, *, checksum_rate: float = 0.0, nak_rate: float = 0.0,
+                 error_rate: float = 0.0, markers: Sequence[str] = ("nan", "inf", "overrange")) -> None:
+        rates = (garbage_rate, partial_rate, nan_rate, checksum_rate, nak_rate, error_rate)
         if any(not 0 <= r <= 1 for r in rates) or sum(rates) > 1:
             raise MltelemetryError(f"fault rates must lie in [0, 1] and sum to at most 1, got {rates}")
-        self.garbage_rate, self.partial_rate, self.nan_rate = rates
+        self.garbage_rate, self.partial_rate, self.nan_rate = garbage_rate, partial_rate, nan_rate
+        self.checksum_rate, self.nak_rate, self.error_rate = checksum_rate, nak_rate, error_rate
+        self.markers = tuple(markers)
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self._injected: deque[str] = deque()
+
+    def rated_kinds(self) -> set[str]:
+        """The kinds the random rates can produce."""
+        kinds = set()
+        for rate, produces in ((self.garbage_rate, ("garbage",)), (self.partial_rate, ("partial",)),
+                               (self.nan_rate, self.markers), (self.checksum_rate, ("checksum",)),
+                               (self.nak_rate, ("nak", "csfail")), (self.error_rate, ("error",))):
+            if rate > 0:
+                kinds.update(produces)
+        return kinds
 
     def inject(self, kind: str, count: int = 1) -> None:
         """Spoil the next ``count`` replies with ``kind`` (one of ``FAULT_KINDS``)."""
@@ -224,25 +253,25 @@ class Faults:
             kind: str | None = self._injected.popleft()
         else:
             x = self.rng.random()
-            if x < self.garbage_rate:
-                kind = "garbage"
-            elif x < self.garbage_rate + self.partial_rate:
-                kind = "partial"
-            elif x < self.garbage_rate + self.partial_rate + self.nan_rate:
-                kind = self.rng.choice(("nan", "inf", "overrange"))
-            else:
-                kind = None
+            kind = None
+            for rate, choices in ((self.garbage_rate, ("garbage",)), (self.partial_rate, ("partial",)),
+                                  (self.nan_rate, self.markers), (self.checksum_rate, ("checksum",)),
+                                  (self.nak_rate, ("nak", "csfail")), (self.error_rate, ("error",))):
+                if x < rate:
+                    kind = choices[0] if len(choices) == 1 else self.rng.choice(choices)
+                    break
+                x -= rate
         if kind:
             self.counts[kind] += 1
         return kind
 
-    def garbage(self) -> bytes:
-        """A line of line noise: NULs and non-ASCII bytes, CR+LF-terminated."""
+    def garbage(self, terminator: bytes = b"\r\n") -> bytes:
+        """A line of line noise: NULs and non-ASCII bytes, then ``terminator``."""
         noise = bytes(self.rng.choice((0x00, *range(0x80, 0x100))) for _ in range(self.rng.randint(1, 24)))
-        return noise + b"\r\n"
+        return noise + terminator
 
 
-# --- the pty "cable" and the serial loop ---------------------------------------------------
+# --- the "cables": a pseudo-terminal or a TCP port ----------------------------------------------
 class PtyLink:
     """A raw pseudo-terminal whose slave path is symlinked at ``link`` while plugged in.
 
@@ -255,6 +284,15 @@ class PtyLink:
         self.master: int | None = None
         self._slave: int | None = None
         self.device: str | None = None
+
+    @property
+    def address(self) -> str:
+        """What a driver opens: the symlink's path."""
+        return str(self.link)
+
+    @property
+    def plugged(self) -> bool:
+        return self.master is not None
 
     def plug(self) -> None:
         if self.master is not None:
@@ -279,21 +317,163 @@ class PtyLink:
             os.close(fd)  # type: ignore[arg-type]
         self.master = self._slave = self.device = None
 
+    def fds(self) -> list[int]:
+        return [self.master] if self.master is not None else []
 
-class PtyEmulator:
-    """The serial loop of an emulated meter; subclasses implement ``receive`` and ``tick``.
+    def readable(self, fd: int) -> tuple[bytes, bool]:
+        """Data that arrived on ``fd``, and whether a new client connected (never, on a pty)."""
+        try:
+            return os.read(fd, 4096), False
+        except OSError:
+            return b"", False
 
-    ``clock`` is a monotonic clock in seconds. Use ``start()``/``close()`` (or ``with``) to run
-    it in a thread, or ``run()`` to run it in the caller's thread until ``stop()``.
+    def send(self, data: bytes) -> None:
+        if self.master is None:
+            return
+        try:
+            os.write(self.master, data)
+        except BlockingIOError:
+            log.debug("client is not reading; reply dropped")
+        except OSError:
+            pass
+
+
+class TcpLink:
+    """A listening TCP port on ``host`` (``port`` 0: the system picks one; ``port`` holds it after
+    the first plug). One client at a time: a new connection replaces the current one. Unplugging
+    closes the client's connection and stops listening; plugging listens on the same port again."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host, self.port = host, port
+        self._listener: socket.socket | None = None
+        self.client: socket.socket | None = None
+
+    @property
+    def address(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    @property
+    def link(self) -> str:
+        return self.address
+
+    @property
+    def plugged(self) -> bool:
+        return self._listener is not None
+
+    def plug(self) -> None:
+        if self._listener is not None:
+            return
+        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self.host, self.port))
+        except OSError as e:
+            listener.close()
+            raise MltelemetryError(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}") from None
+        listener.listen(4)
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+
+    def _drop_client(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except OSError:
+                pass
+            self.client = None
+
+    def unplug(self) -> None:
+        self._drop_client()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def fds(self) -> list[int]:
+        return [s.fileno() for s in (self._listener, self.client) if s is not None]
+
+    def readable(self, fd: int) -> tuple[bytes, bool]:
+        if self._listener is not None and fd == self._listener.fileno():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return b"", False
+            self._drop_client()
+            client.setblocking(False)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.client = client
+            return b"", True
+        if self.client is None or fd != self.client.fileno():
+            return b"", False
+        try:
+            data = self.client.recv(4096)
+        except BlockingIOError:
+            return b"", False
+        except OSError:
+            data = b""
+        if not data:
+            self._drop_client()
+        return data, False
+
+    def send(self, data: bytes) -> None:
+        if self.client is None:
+            return
+        try:
+            self.client.sendall(data)
+        except BlockingIOError:
+            log.debug("client is not reading; reply dropped")
+        except OSError:
+            self._drop_client()
+
+
+# --- the serial loop -----------------------------------------------------------------------
+class Emulator:
+    """The loop of an emulated meter; subclasses implement ``receive`` and ``tick``.
+
+    ``link`` is the cable: a path (a :class:`PtyLink` symlinked there) or a :class:`TcpLink`.
+    ``clock`` is a monotonic clock in seconds. ``clock_shift_s`` shifts the meter's clock against
+    the host's: what it reports lags the load by that many seconds (the profile is evaluated at
+    ``t - clock_shift_s``), which is what ``mltelemetry pm align`` measures.
+
+    Use ``start()``/``close()`` (or ``with``) to run it in a thread, or ``run()`` to run it in the
+    caller's thread until ``stop()``. Replies that are not answers to input (a query held by
+    ``:COMM:WAIT``, PTDaemon's ``RL`` waiting for a sample) are queued with ``emit`` from ``tick``.
     """
 
-    def __init__(self, link: str | Path, clock: Callable[[], float] = time.monotonic) -> None:
-        self.port = PtyLink(link)
+    FAULTS: tuple[str, ...] = FAULT_KINDS
+    """The fault kinds this meter's protocol has."""
+
+    def __init__(self, link: str | Path | PtyLink | TcpLink, clock: Callable[[], float] = time.monotonic, *,
+                 faults: Faults | None = None, clock_shift_s: float = 0.0) -> None:
+        self.port = link if isinstance(link, (PtyLink, TcpLink)) else PtyLink(link)
         self.clock = clock
+        self.faults = faults or Faults()
+        unsupported = self.faults.rated_kinds() - set(self.FAULTS)
+        if unsupported:
+            raise MltelemetryError(f"{type(self).__name__} cannot inject {', '.join(sorted(unsupported))}; "
+                                   f"its faults are {', '.join(self.FAULTS)}")
+        self.clock_shift_s = clock_shift_s
+        self.origin = clock()  # profile time zero (before the shift)
         self._lock = threading.Lock()
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
+        self._outbox = bytearray()
+
+    @property
+    def address(self) -> str:
+        """What a driver opens: the pty symlink's path or ``tcp://HOST:PORT``."""
+        return self.port.address
+
+    def profile_time(self, now: float) -> float:
+        """Seconds since the start on the meter's (shifted) clock: where the profile is evaluated."""
+        return now - self.origin - self.clock_shift_s
+
+    def inject(self, kind: str, count: int = 1) -> None:
+        """Spoil the next ``count`` replies that carry readings with ``kind``."""
+        if kind not in self.FAULTS:
+            raise ValueError(f"{type(self).__name__} has no fault {kind!r}; one of {self.FAULTS}")
+        self.faults.inject(kind, count)
 
     def tick(self, now: float) -> float:
         """Advance the meter to ``now``; return the seconds until it next wants to run."""
@@ -303,25 +483,33 @@ class PtyEmulator:
         """Bytes from the client in, reply bytes out."""
         raise NotImplementedError
 
+    def connected(self) -> None:
+        """A new client connected (TCP): start a fresh session. Nothing by default."""
+
+    def emit(self, data: bytes) -> None:
+        """Queue bytes for the client outside a reply to input (called with the lock held)."""
+        self._outbox += data
+
     def plug(self) -> None:
-        """Connect the cable: a new pty, the link pointing at it."""
+        """Connect the cable: a new pty (the link pointing at it) or listen on the TCP port again."""
         with self._lock:
             self.port.plug()
         self._wake()
 
     def unplug(self) -> None:
-        """Pull the cable: close the pty (the client's port fails) and remove the link."""
+        """Pull the cable: close the pty or the connection (the client's port fails), remove the link."""
         with self._lock:
             self.port.unplug()
+            self._outbox.clear()
         self._wake()
 
     def _wake(self) -> None:
         if self._wake_w >= 0:  # not closed yet
             os.write(self._wake_w, b"x")
 
-    def start(self) -> PtyEmulator:
+    def start(self) -> Emulator:
         self.plug()
-        self._thread = threading.Thread(target=self.run, name=f"emulator {self.port.link}", daemon=True)
+        self._thread = threading.Thread(target=self.run, name=f"emulator {self.port.address}", daemon=True)
         self._thread.start()
         return self
 
@@ -339,32 +527,39 @@ class PtyEmulator:
         finally:
             self.unplug()
 
+    def _flush(self) -> None:
+        if self._outbox:
+            self.port.send(bytes(self._outbox))
+            self._outbox.clear()
+
     def _step(self) -> None:
         with self._lock:
             wait = self.tick(self.clock())
-            fd = self.port.master
+            self._flush()
+            fds = self.port.fds()
         try:
-            ready, _, _ = select.select([self._wake_r] + ([fd] if fd is not None else []), [], [], max(wait, 0))
+            ready, _, _ = select.select([self._wake_r, *fds], [], [], max(wait, 0))
         except (OSError, ValueError):
-            return  # the pty was closed by unplug() meanwhile
+            return  # the link was closed by unplug() meanwhile
         if self._wake_r in ready:
             os.read(self._wake_r, 512)
-        if fd is None or fd not in ready:
-            return
-        with self._lock:
-            if fd != self.port.master:
-                return
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return
-            self.tick(self.clock())
-            reply = self.receive(data)
-            if reply:
-                try:
-                    os.write(fd, reply)
-                except BlockingIOError:
-                    log.debug("client is not reading; reply dropped")
+        for fd in ready:
+            if fd == self._wake_r:
+                continue
+            with self._lock:
+                if fd not in self.port.fds():
+                    continue
+                data, new_client = self.port.readable(fd)
+                if new_client:
+                    self._outbox.clear()
+                    self.connected()
+                if not data:
+                    continue
+                self.tick(self.clock())
+                reply = self.receive(data)
+                if reply:
+                    self.emit(reply)
+                self._flush()
 
     def close(self) -> None:
         """Stop the thread (if any), unplug and release everything; closing twice is harmless."""
@@ -378,17 +573,27 @@ class PtyEmulator:
         os.close(self._wake_w)
         self._wake_r = self._wake_w = -1
 
-    def __enter__(self) -> PtyEmulator:
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
+PtyEmulator = Emulator  # the name before TCP links existed
+
+
+def advance_profile(profile: Profile, real_t: float) -> None:
+    """Let a profile that measures this machine (``cpu:``) record up to ``real_t`` (unshifted seconds)."""
+    advance = getattr(profile, "advance", None)
+    if advance is not None:
+        advance(real_t)
+
+
 # --- Yokogawa WT300 series -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Update:
-    """One completed measurement: the averages over [start_s, end_s] (seconds since the start)."""
+    """One completed measurement: the averages over [start_s, end_s] (seconds on the meter's clock)."""
 
     start_s: float
     end_s: float
@@ -397,48 +602,83 @@ class Update:
     current_a: float
 
 
+@dataclass(frozen=True)
+class Integration:
+    """The meter's integrator as a reply showed it: exact joules and seconds since its start."""
+
+    energy_j: float
+    seconds: float
+
+
 _RATE_ARG = re.compile(r"([0-9.]+(?:E[+-]?\d+)?)\s*(MS|S)?", re.IGNORECASE)
 _MARKERS = {"nan": "NAN", "inf": "INF", "overrange": "9.91E+37"}
+_INTEGRATION_STATES = ("RESET", "START", "STOP")
+UPD_BIT = 1
+"""The extended event register's bit 0 (UPD): with ``:STAT:FILT1 FALL``, set when an update finishes."""
 
 
-def nr3(value: float) -> str:
-    """ASCII NR3 with five significant digits, as the meter sends (``8.7654E+01``)."""
-    return f"{value:.4E}"
+def nr3(value: float, digits: int = 5) -> str:
+    """ASCII NR3 with ``digits`` significant digits, as the meter sends (``8.7654E+01``)."""
+    return f"{value:.{digits - 1}E}"
 
 
-class Wt300Emulator(PtyEmulator):
+class Wt300Emulator(Emulator):
     """A WT310 measuring ``profile``: one update per ``update_interval_s``, each the exact average
     of the profile over that interval; ``:NUM:NORM:VAL?`` returns the latest completed update.
 
     Answers ``*IDN?``, ``:RATE?``, ``:RATE <n>S|<n>MS``, ``:NUM:NORM:NUM[?]``,
-    ``:NUM:NORM:ITEM<n>[?]`` (functions P, U, I; others read NAN) and ``:NUM:NORM:VAL?``;
-    every other set command is accepted silently, unknown queries get no reply (as on the
-    meter, the client times out). Units of one message are split on ``;`` and each needs its
-    full header. Before the first update completes, values read NAN ("no data").
+    ``:NUM:NORM:ITEM<n>[?]`` (functions P, U, I, WH, TIME; others read NAN), ``:NUM:NORM:VAL?``,
+    the update event (``:STAT:FILT1 FALL|NEVER``, ``:STAT:EESR?`` read-to-clear, ``:COMM:WAIT <mask>``,
+    which holds every later unit and message until an update sets a bit of the mask) and the
+    integrator (``:INTEG:MODE``, ``:INTEG:TIM``, ``:INTEG:STAR``, ``:INTEG:STOP``, ``:INTEG:RES``,
+    ``:INTEG:STAT?``): WH is the exact integral of the profile from the start of integration to the
+    end of the latest update, TIME its seconds (NR1). As on the meter, ``:RATE`` is refused while
+    integration is not reset (error 813) and ``:INTEG:RES`` while it runs (error 845).
+
+    Every other set command is accepted silently; unknown queries get no reply (the client
+    times out). Units of one message are split on ``;`` and each needs its full header. Before
+    the first update completes, values read NAN ("no data").
     """
 
     IDN = "YOKOGAWA,WT310,EMU00001,F1.03"
+    FAULTS = ("garbage", "partial", "nan", "inf", "overrange")
 
-    def __init__(self, profile: Profile, link: str | Path, *, update_interval_s: float = 1.0,
+    def __init__(self, profile: Profile, link: str | Path | PtyLink | TcpLink, *, update_interval_s: float = 1.0,
                  voltage_v: float = 230.0, faults: Faults | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(link, clock)
+                 clock: Callable[[], float] = time.monotonic, clock_shift_s: float = 0.0) -> None:
+        super().__init__(link, clock, faults=faults, clock_shift_s=clock_shift_s)
         self.profile = profile
         self.voltage_v = voltage_v
-        self.faults = faults or Faults()
         self.update_interval_s = update_interval_s
         self.items = {1: "U,1", 2: "I,1", 3: "P,1"}
         self.item_count = 3
-        self.origin = clock()  # profile time zero
-        self._schedule_s = 0.0  # profile time of the current update schedule's start
+        self._schedule_s = 0.0  # time (since origin, unshifted) of the current update schedule's start
         self._completed = 0  # updates completed since _schedule_s
         self.latest: Update | None = None
         self.served: Update | None = None  # what the last VAL? reply carried; None if spoiled or no data
+        self.served_integration: Integration | None = None  # the WH/TIME the last VAL? reply carried
+        self.updates = 0  # updates completed in all
+        self.eesr = 0
+        self.filter_upd = False
+        self.integration = "RESET"
+        self._integ_run_start: float | None = None  # profile time the running integration (re)started
+        self._integ_base_j = self._integ_base_s = 0.0  # what earlier runs (before a STOP) integrated
+        self._integ_energy_j = self._integ_seconds = 0.0  # what the meter shows: up to the latest update
         self._buffer = b""
+        self._held: list[str] | None = None  # units after a :COMM:WAIT still waiting for the event
+        self._held_replies: list[str] = []
+        self._held_faults: list[str] = []
+        self._wait_mask = 0
 
-    def inject(self, kind: str, count: int = 1) -> None:
-        """Spoil the next ``count`` VAL? replies with ``kind`` (garbage, partial, nan, inf, overrange)."""
-        self.faults.inject(kind, count)
+    def connected(self) -> None:
+        self._buffer = b""
+        self._held, self._held_replies, self._held_faults, self._wait_mask = None, [], [], 0
+
+    def front_panel(self, *commands: str) -> None:
+        """Run set commands as the meter's keys would (a user resetting the integrator, say)."""
+        with self._lock:
+            for command in commands:
+                self._unit(command)
 
     def seconds_to_next_update(self) -> float:
         """Seconds until the meter completes its next update (tests use it to pick a sampling phase)."""
@@ -448,38 +688,73 @@ class Wt300Emulator(PtyEmulator):
         t = now - self.origin
         n = math.floor((t - self._schedule_s) / self.update_interval_s)
         if n > self._completed:
-            end = self._schedule_s + n * self.update_interval_s
+            advance_profile(self.profile, self._schedule_s + n * self.update_interval_s)
+            end = self._schedule_s + n * self.update_interval_s - self.clock_shift_s
             start = end - self.update_interval_s
             power = self.profile.energy(start, end) / self.update_interval_s
             self.latest = Update(start, end, power, self.voltage_v, power / self.voltage_v)
+            self.updates += n - self._completed
             self._completed = n
+            if self.integration == "START" and self._integ_run_start is not None:
+                run_end = max(end, self._integ_run_start)
+                self._integ_energy_j = self._integ_base_j + self.profile.energy(self._integ_run_start, run_end)
+                self._integ_seconds = self._integ_base_s + run_end - self._integ_run_start
+            if self.filter_upd:
+                self.eesr |= UPD_BIT
+            if self._held is not None and self.eesr & self._wait_mask:
+                self._resume()
         return self._schedule_s + (n + 1) * self.update_interval_s - t
 
     def receive(self, data: bytes) -> bytes:
         self._buffer += data
         out = b""
-        while b"\n" in self._buffer:
+        while b"\n" in self._buffer and self._held is None:
             message, _, self._buffer = self._buffer.partition(b"\n")
             out += self._message(message.decode("ascii", "replace"))
         if len(self._buffer) > 4096:
             self._buffer = b""  # runaway input without a terminator
         return out
 
+    def _resume(self) -> None:
+        """The awaited event came: finish the held message, then the messages queued behind it."""
+        units, replies, faults = self._held or [], self._held_replies, self._held_faults
+        self._held, self._held_replies, self._held_faults, self._wait_mask = None, [], [], 0
+        self.emit(self._run_units(units, replies, faults))
+        self.emit(self.receive(b""))
+
     def _message(self, message: str) -> bytes:
         units = [u.strip() for u in message.split(";") if u.strip()]
-        reads_values = any(u.upper().startswith(":NUM:NORM:VAL?") for u in units)
-        fault = self.faults.next() if reads_values else None
-        replies = [r for r in (self._unit(u, fault) for u in units) if r is not None]
+        return self._run_units(units, [], [])
+
+    def _run_units(self, units: list[str], replies: list[str], faults: list[str]) -> bytes:
+        """Run a message's units; replies and the faults drawn for its VAL? units carry over a WAIT."""
+        for k, unit in enumerate(units):
+            header, _, arg = unit.partition(" ")
+            if header.upper() == ":COMM:WAIT":
+                mask = int(arg) if arg.strip().isdigit() else 0
+                if mask and not self.eesr & mask:
+                    self._held, self._held_replies, self._held_faults = units[k + 1:], replies, faults
+                    self._wait_mask = mask
+                    return b""
+                continue
+            fault = None
+            if header.upper() == ":NUM:NORM:VAL?":
+                fault = self.faults.next()
+                if fault:
+                    faults.append(fault)
+            reply = self._unit(unit, fault)
+            if reply is not None:
+                replies.append(reply)
         if not replies:
             return b""
         line = (";".join(replies) + "\r\n").encode("ascii")
-        if fault == "garbage":
+        if "garbage" in faults:
             return self.faults.garbage()
-        if fault == "partial":
+        if "partial" in faults:
             return line[: max(1, len(line) // 2)]
         return line
 
-    def _unit(self, unit: str, fault: str | None) -> str | None:
+    def _unit(self, unit: str, fault: str | None = None) -> str | None:
         header, _, arg = unit.partition(" ")
         header, arg = header.upper(), arg.strip().upper()
         if header == "*IDN?":
@@ -488,6 +763,13 @@ class Wt300Emulator(PtyEmulator):
             return nr3(self.update_interval_s)
         if header == ":RATE":
             self._set_rate(arg)
+        elif header == ":STAT:EESR?":
+            value, self.eesr = self.eesr, 0
+            return str(value)
+        elif header == ":STAT:FILT1":
+            self.filter_upd = arg.startswith(("FALL", "RISE", "BOTH"))
+        elif header.startswith(":INTEG"):
+            return self._integration_unit(header, arg)
         elif header == ":NUM:NORM:NUM":
             self.item_count = max(1, min(255, int(arg))) if arg.isdigit() else self.item_count
         elif header == ":NUM:NORM:NUM?":
@@ -498,9 +780,45 @@ class Wt300Emulator(PtyEmulator):
             return self.items.get(int(header[14:-1]), "NONE")
         elif header == ":NUM:NORM:VAL?":
             numbers = [int(arg)] if arg.isdigit() else range(1, self.item_count + 1)
-            return ",".join(self._value(n, fault) for n in numbers)
+            if fault is None:
+                self.served = self.latest
+                self.served_integration = Integration(self._integ_energy_j, self._integ_seconds)
+            else:
+                self.served = self.served_integration = None
+            if fault in _MARKERS:
+                return ",".join(_MARKERS[fault] for _ in numbers)
+            return ",".join(self._value(n) for n in numbers)
         elif header.endswith("?"):
             log.debug("unknown query %r: no reply", unit)
+        return None
+
+    def _integration_unit(self, header: str, arg: str) -> str | None:
+        now = self.profile_time(self.clock())
+        if header in (":INTEG:STAT?", ":INTEGRATE:STATE?"):
+            return self.integration
+        if header in (":INTEG:STAR", ":INTEGRATE:START"):
+            if self.integration == "START":
+                log.debug("error 842: integration already started")
+            else:
+                if self.integration == "RESET":
+                    self._integ_base_j = self._integ_base_s = 0.0
+                self.integration, self._integ_run_start = "START", now
+        elif header in (":INTEG:STOP", ":INTEGRATE:STOP"):
+            if self.integration == "START" and self._integ_run_start is not None:
+                self._integ_base_j += self.profile.energy(self._integ_run_start, now)
+                self._integ_base_s += now - self._integ_run_start
+                self._integ_energy_j, self._integ_seconds = self._integ_base_j, self._integ_base_s
+                self.integration, self._integ_run_start = "STOP", None
+            else:
+                log.debug("error 844: integration is not running")
+        elif header in (":INTEG:RES", ":INTEGRATE:RESET"):
+            if self.integration == "START":
+                log.debug("error 845: stop integration before resetting it")
+            else:
+                self.integration, self._integ_run_start = "RESET", None
+                self._integ_base_j = self._integ_base_s = self._integ_energy_j = self._integ_seconds = 0.0
+        elif header.endswith("?"):
+            return None  # :INTEG:MODE? and the like: not emulated
         return None
 
     def _set_rate(self, arg: str) -> None:
@@ -508,18 +826,22 @@ class Wt300Emulator(PtyEmulator):
         if not match:
             log.debug("bad :RATE argument %r ignored", arg)
             return
+        if self.integration != "RESET":
+            log.debug("error 813: :RATE refused during integration")
+            return
         rate = float(match[1]) * (1e-3 if (match[2] or "").upper() == "MS" else 1.0)
         if rate > 0 and rate != self.update_interval_s:  # the meter starts a new update cycle
             self._schedule_s = self.clock() - self.origin
             self._completed = 0
             self.update_interval_s = rate
 
-    def _value(self, number: int, fault: str | None) -> str:
+    def _value(self, number: int) -> str:
         update = self.latest
-        self.served = update if fault is None else None
-        if fault in _MARKERS:
-            return _MARKERS[fault]
         function = self.items.get(number, "NONE").split(",")[0]
+        if function == "WH":
+            return nr3(self._integ_energy_j / 3600, 6)
+        if function == "TIME":
+            return str(int(self._integ_seconds))
         if update is None or function not in ("P", "U", "I"):
             return "NAN"
         return nr3({"P": update.power_w, "U": update.voltage_v, "I": update.current_a}[function])
