@@ -27,8 +27,9 @@ def test_demo_json_has_sane_values(tmp_path):
     summary = {(s["scenario"], s["action"]): s for s in result["summary"]}
     compute = summary[("cpu", "compute")]
     assert compute["n"] == 2
-    # every core hashing saturates the machine: close to 55 + 85 W, the emulator lagging by up to one update
-    assert compute["mean_power_w_mean"] > 125
+    # every core hashing saturates the machine: 55 + 85 W, but the emulator's reading lags by up to one 1-s
+    # update, so the first of the 4 s may still show the machine before the work: at least 55 + 85 × 3/4 W
+    assert compute["mean_power_w_mean"] > 115
     assert compute["mean_power_w_mean"] > result["baseline_power_w"]
     assert compute["induced_wh_mean"] == pytest.approx(
         (compute["mean_power_w_mean"] - result["baseline_power_w"]) * compute["duration_s_mean"] / 3600, rel=0.05)
