@@ -110,3 +110,86 @@ def test_emulator_and_exporter_processes_end_to_end(tmp_path):
     # Integrated from the first valid reading on (short NAN stretches are bridged).
     seconds = (last_ns - power_frame["ts_ns"].min()) / 1e9
     assert energy[-1] == pytest.approx(150.0 * seconds, rel=0.02)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--driver", "mcp39f511", "--link", "L", "--nan-rate", "0.1"],
+     "Mcp39f511Emulator cannot inject inf, nan, overrange"),
+    (["--driver", "wt300", "--link", "L", "--checksum-rate", "0.1"], "Wt300Emulator cannot inject checksum"),
+    (["--driver", "ptd", "--nak-rate", "0.1"], "PtdEmulator cannot inject csfail, nak"),
+    (["--driver", "wt300"], "give either --link PATH"),
+    (["--driver", "wt300", "--link", "L", "--tcp", "127.0.0.1:0"], "give either --link PATH"),
+    (["--driver", "ptd", "--link", "L"], "use --tcp HOST:PORT, not --link"),
+    (["--driver", "ptd", "--tcp", "nowhere:port"], "is not tcp://HOST:PORT"),
+])
+def test_emulate_rejects_bad_combinations(tmp_path, args, message):
+    args = [str(tmp_path / a) if a == "L" else a for a in args]
+    result = runner.invoke(app, ["emulate", *args])
+    assert message in _one_error_line(result)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--channel", "2"], "--channel applies to --driver mcp39f511, not wt300"),
+    (["--driver", "ptd", "--sync"], "--sync applies to --driver wt300, not ptd"),
+    (["--driver", "mcp39f511", "--mark", "x"], "--mark applies to --driver ptd, not mcp39f511"),
+    (["--driver", "ptd", "--baudrate", "9600"], "--baudrate applies to serial meters"),
+    (["--driver", "mcp39f511", "--accumulation", "0"], "--accumulation must be 1 to 8"),
+    (["--driver", "mcp39f511", "--channel", "3"], "--channel must be 1 or 2"),
+    (["--interval", "0.5"], "--interval 0.5 is shorter than the meter's update interval 1 s"),
+    (["--driver", "ptd", "--port", "tcp://h:x"], "is not tcp://HOST:PORT"),
+])
+def test_exporter_rejects_options_of_other_drivers(args, message):
+    if "--port" not in args:
+        args = ["--port", "/dev/null", *args]
+    result = runner.invoke(exporter_app, ["pm", *args])
+    assert message in _one_error_line(result)
+
+
+def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds: float) -> tuple[str, int, str]:
+    """An emulator process and an exporter process reading it for ``seconds``; the banner, the exporter's exit
+    code and its stderr."""
+    emulator = _spawn("from mltelemetry.exporters.pm.cli import app; app()", "emulate", *emulate_args)
+    exporter = None
+    try:
+        banner = emulator.stdout.readline()
+        address = banner.split(" on ")[1].split(" ")[0]
+        exporter = _spawn("import typer; from mltelemetry.exporters.pm.cli import pm_exporter_command as c; "
+                          "typer.run(c)", "--port", address, "--listen", "off", "--store", str(store),
+                          "--host-label", "sut", *exporter_args)
+        time.sleep(seconds)
+        exporter.send_signal(signal.SIGTERM)
+        code = exporter.wait(10)
+        return banner, code, exporter.stderr.read()
+    finally:
+        if exporter and exporter.poll() is None:
+            exporter.kill()
+        emulator.send_signal(signal.SIGTERM)
+        assert emulator.wait(10) == 0, emulator.stderr.read()
+
+
+def test_mcp_and_ptd_processes_end_to_end(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        mcp = pool.submit(_run_pair, ["--driver", "mcp39f511", "--link", str(tmp_path / "mcp"), "--profile",
+                                      "constant:210", "--checksum-rate", "0.2", "--seed", "3"],
+                          ["--driver", "mcp39f511", "--meter", "mcp", "--interval", "0.25", "--accumulation", "2"],
+                          tmp_path / "mcp.db", 4)
+        ptd = pool.submit(_run_pair, ["--driver", "ptd", "--tcp", "127.0.0.1:0", "--profile", "constant:95",
+                                      "--error-rate", "0.2", "--seed", "3"],
+                          ["--driver", "ptd", "--meter", "ptd", "--interval", "0.5", "--meter-rate", "0.5"],
+                          tmp_path / "ptd.db", 5)
+        results = {"mcp": mcp.result(), "ptd": ptd.result()}
+    assert results["mcp"][0].startswith(f"emulating an MCP39F511N on {tmp_path / 'mcp'} -> /dev/pts/")
+    assert results["ptd"][0].startswith("emulating PTDaemon on tcp://127.0.0.1:")
+    for meter, watts in (("mcp", 210.0), ("ptd", 95.0)):
+        banner, code, stderr = results[meter]
+        assert code == 0, stderr
+        with Store(tmp_path / f"{meter}.db") as db:
+            labels = {"host": "sut", "meter": meter}
+            power = db.query(schema.PM_POWER, labels)["value"].to_numpy()
+            invalid = db.query(schema.PM_INVALID, labels)["value"].to_numpy()
+            info = db.query(schema.PM_INFO, labels)
+        print(f"{meter}: {len(power)} valid readings, {invalid[-1]:.0f} invalid")
+        assert len(power) >= 5 and (power == watts).all() and invalid[-1] >= 1
+        assert set(info["driver"]) == {"mcp39f511" if meter == "mcp" else "ptd"}

@@ -12,6 +12,7 @@ moment it finishes. (The 20 s energy test of every driver is in test_pm_energy.p
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ from dataclasses import dataclass
 import pytest
 
 from mltelemetry import schema
-from mltelemetry.exporters.pm.collector import InvalidReading, MeterDisconnected, PmCollector, Reading
+from mltelemetry.exporters.pm.collector import (
+    InvalidReading,
+    MeterDisconnected,
+    MeterIdentity,
+    PmCollector,
+    Reading,
+)
 from mltelemetry.exporters.pm.emulator import (
     Faults,
     Update,
@@ -255,3 +262,57 @@ def test_a_meter_absent_at_start_is_retried_without_a_gap():
     values = [tick() for _ in range(4)]
     assert [v[schema.PM_CONNECTED] for v in values] == [0, 0, 1, 1]
     assert values[-1][schema.PM_ENERGY] == 120 and values[-1][schema.PM_GAP] == 0
+
+
+class IdentifiedDriver(ScriptedDriver):
+    name = "scripted"
+    identity = MeterIdentity(model="M1", serial="S1", firmware="F1", raw="ACME,M1,S1,F1")
+
+
+def test_health_metrics_and_identity_on_scripted_time(caplog):
+    now = [0.0]
+    script = [100.0] * 5 + [MeterDisconnected("gone")] + [100.0] * 2
+    driver = IdentifiedDriver(script)
+    connects = iter([True, False, False, True])  # connected at tick 0; lost at 5; back at 8
+
+    def factory():
+        if not next(connects):
+            raise MeterDisconnected("still gone")
+        return driver
+
+    collector = PmCollector(factory, host="sut", meter="m", clock=lambda: now[0], wall_ns=lambda: int(now[0] * 1e9) + 7,
+                            rate_window_s=3.0)
+    ticks = []
+    with caplog.at_level(logging.INFO):
+        for _ in range(10):
+            samples = collector.sample(0)
+            ticks.append({s.metric: s for s in samples})
+            now[0] += 1.0
+    assert "power meter m connected: M1 (serial S1, firmware F1) via scripted" in caplog.text
+    info = ticks[0][schema.PM_INFO]
+    assert info.value == 1 and info.labels == {"host": "sut", "meter": "m", "driver": "scripted", "model": "M1",
+                                               "serial": "S1", "firmware": "F1"}
+    assert all(s.ts_ns == int(k * 1e9) + 7 for k, t in enumerate(ticks) for s in t.values())  # stamped when read
+    rates = [t[schema.PM_SAMPLING_RATE].value if schema.PM_SAMPLING_RATE in t else None for t in ticks]
+    # one valid reading a second; the outage (ticks 5 to 7) empties the 3 s window; back at 1/s after two readings
+    assert rates == [None, 1.0, 1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.0, 1.0]
+    assert [schema.PM_INFO in t for t in ticks] == [True] * 5 + [False] * 3 + [True] * 2  # not while disconnected
+
+
+def test_meter_energy_is_kept_monotonic_across_meter_restarts():
+    collector, tick = scripted([
+        Reading(100.0, 230.0, 0.4, meter_energy_j=5000.0, meter_restarted=True),  # a run found in progress
+        Reading(100.0, 230.0, 0.4, meter_energy_j=5100.0),
+        Reading(100.0, 230.0, 0.4, meter_energy_j=30.0, meter_restarted=True),  # reset: starts again
+        Reading(100.0, 230.0, 0.4, meter_energy_j=130.0),
+        Reading(100.0, 230.0, 0.4, meter_energy_j=110.0),  # net energy may fall (the meter knows: no restart)
+    ])
+    values = [tick()[schema.PM_METER_ENERGY] for _ in range(5)]
+    assert values == [5000.0, 5100.0, 5130.0, 5230.0, 5210.0]
+
+
+def test_uncertainty_and_dropped_samples():
+    collector, tick = scripted([Reading(100.0, 230.0, 0.4, uncertainty=0.002, dropped=2), 100.0])
+    first, second = tick(), tick()
+    assert first[schema.PM_UNCERTAINTY] == 0.002 and schema.PM_UNCERTAINTY not in second
+    assert first[schema.PM_INVALID] == 2 and first[schema.PM_SAMPLES] == 1

@@ -120,7 +120,7 @@ def parse_sample(line: bytes) -> Sample:
     """
     text = _decode(line)
     fields = text.split(",")
-    if len(fields) < 4 or fields[0] != "Time" or len(fields) % 2:
+    if len(fields) < 4 or fields[0] != "Time":
         raise InvalidReading(f"not a PTDaemon sample: {text[:60]!r}")
     values: dict[str, str] = {}
     for key, value in zip(fields[2::2], fields[3::2]):

@@ -22,6 +22,7 @@ import os
 import select
 import socket
 import struct
+import termios
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,7 +125,7 @@ def parse_tcp(address: str, default_port: int | None = None) -> tuple[str, int]:
     text = address if "://" in address else f"tcp://{address}"
     try:
         parts = urlsplit(text)
-        host, tcp_port = parts.hostname, parts.port or default_port
+        host, tcp_port = parts.hostname, parts.port if parts.port is not None else default_port
     except ValueError:
         host, tcp_port = None, None
     if not host or tcp_port is None or parts.scheme != "tcp":
@@ -145,7 +146,7 @@ class SerialLink:
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except (serial.SerialException, OSError) as e:
+        except (serial.SerialException, OSError, termios.error) as e:  # tcflush raises termios.error
             raise MeterDisconnected(f"{self.description}: {e}") from e
 
     def write(self, data: bytes) -> None:
@@ -167,7 +168,7 @@ class SerialLink:
     def close(self) -> None:
         try:
             self._serial.close()
-        except (serial.SerialException, OSError):
+        except (serial.SerialException, OSError, termios.error):
             pass  # already gone
 
 

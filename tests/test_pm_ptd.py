@@ -1,0 +1,220 @@
+"""PTDaemon client: the reply parsers on real and random lines, the client against the emulator over a
+real TCP socket on 127.0.0.1 (handshake, ranges, samples, uncertainty, faults, the connection dropping),
+and the exporter counting every injected fault."""
+
+from __future__ import annotations
+
+import math
+import socket
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import free_port
+from mltelemetry import schema
+from mltelemetry.exporters.pm.collector import PmCollector
+from mltelemetry.exporters.pm.emulator import Faults, TcpLink, constant_profile, steps_profile
+from mltelemetry.exporters.pm.meter import InvalidReading, MeterDisconnected, MeterError
+from mltelemetry.exporters.pm.ptd import (
+    Ptd,
+    parse_identify,
+    parse_last,
+    parse_sample,
+    parse_uncertainty,
+)
+from mltelemetry.exporters.pm.ptd_emulator import PtdEmulator
+from mltelemetry.exporters.runtime import Exporter
+
+SPEC_DUMMY = ("Dummy,1000,1,1,1,1,1,1,0,version=9.9.9-1fee1ded-20161226,OS=your uname/whatever output here,"
+              "mode=power,1,1,1,0,0,no_cal_date,SPECpower's Dummy Analyzer v1.0")
+
+
+# --- parsers -------------------------------------------------------------------------------
+def test_parse_identify():
+    dummy = parse_identify(SPEC_DUMMY)
+    assert dummy.meter.model == "Dummy" and dummy.meter.firmware == "PTDaemon 9.9.9-1fee1ded-20161226"
+    assert dummy.interval_ms == 1000 and dummy.can_accuracy and dummy.channels == 1
+    assert parse_identify("").meter.model == "PTDaemon"
+
+
+def test_parse_last_and_samples():
+    assert parse_last(b"Last 3 samples\r\n") == 3 and parse_last(b"Last 1 sample\n") == 1
+    sample = parse_sample(b"Time,01-22-2021 15:05:14.313,Watts,22.97,Volts,227.37,Amps,0.20434,PF,0.4944,Mark,x\r\n")
+    assert (sample.watts, sample.volts, sample.amps) == (22.97, 227.37, 0.20434)
+    multichannel = parse_sample(b"Time,01-22-2021 15:05:14.313,Watts,30,Volts,230,Amps,0.3,PF,0.5,"
+                                b"Ch1,Watts,10,Volts,230,Amps,0.1,PF,0.5\r\n")
+    assert multichannel.watts == 30  # the total, not channel 1
+    for watts in (b"-1.000000", b"-2", b"nan", b"inf", b"1e12", b"1_0"):
+        line = b"Time,01-22-2021 15:05:14.313,Watts," + watts + b",Volts,230,Amps,0.1,PF,1\r\n"
+        assert parse_sample(line).watts is None, watts
+    for bad in (b"Last 2 samples\r\n", b"Time,x,Volts,230\r\n", b"Time,x,Watts,10,Volts", b"Error: busy\r\n",
+                b"\xff\xfe\r\n"):
+        with pytest.raises(InvalidReading):
+            parse_sample(bad)
+    for bad in (b"Error: no measurement running\r\n", b"Last many samples\r\n", b"Last 2 samples", b""):
+        with pytest.raises(InvalidReading):
+            parse_last(bad)
+
+
+def test_parse_uncertainty():
+    assert parse_uncertainty("Uncertainty,0.002000,0.001500,0.003000,10,0,10,0") == (0.002, 10)
+    assert parse_uncertainty("Uncertainty,-1.000000,-1.000000,-1.000000,10,0,0,10") is None  # auto-ranging
+    assert parse_uncertainty("Error") is None and parse_uncertainty("Uncertainty,nan,0,0,1,0,1,0") is None
+
+
+def _finite_or_none(*values) -> bool:
+    return all(v is None or (math.isfinite(v) and v >= 0) for v in values)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=120))
+def test_parsers_on_random_bytes(data):
+    for line in (data, data + b"\r\n", b"Time,x,Watts," + data + b"\r\n"):
+        try:
+            sample = parse_sample(line)
+            assert _finite_or_none(sample.watts, sample.volts, sample.amps, sample.uncertainty)
+        except InvalidReading:
+            pass
+        try:
+            assert parse_last(line) >= 0
+        except InvalidReading:
+            pass
+    text = data.decode("latin-1")
+    parse_identify(text)
+    parsed = parse_uncertainty(text)
+    assert parsed is None or (0 <= parsed[0] <= 10 and parsed[1] >= 0)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["Time", "Watts", "Volts", "Amps", "PF", "Mark", "Ch1", "Uncertainty", "-1", "1e5",
+                                 "nan", "230", "0.5", "", "x", "-0.0", "1e400"]), max_size=16))
+def test_sample_parser_on_random_fields(fields):
+    try:
+        sample = parse_sample(",".join(fields).encode() + b"\r\n")
+    except InvalidReading:
+        return
+    assert _finite_or_none(sample.watts, sample.volts, sample.amps, sample.uncertainty)
+
+
+# --- the client against the emulator over TCP -----------------------------------------------------
+@pytest.fixture
+def emulator():
+    with PtdEmulator(steps_profile([(120.0, 0.5), (340.0, 0.5)]), TcpLink("127.0.0.1", free_port())) as emu:
+        yield emu
+
+
+def _open(emu, **kwargs) -> Ptd:
+    return Ptd(emu.address, **{"period_ms": 250, "timeout_s": 0.3, **kwargs})
+
+
+def test_client_handshake_and_samples(emulator):
+    with _open(emulator, voltage_range="300", current_range="2", mark="run-1") as meter:
+        assert meter.identity.model == "WT310" and meter.identity.firmware.startswith("PTDaemon 1.11.1")
+        assert emulator.period_s == 0.25 and emulator.mark == "run-1" and emulator.ranges == {"V": 300.0, "A": 2.0}
+        for _ in range(4):
+            reading = meter.read()
+            served = emulator.served
+            assert len(served) == 1  # each read waits for the next sample: one per period
+            assert reading.power_w == pytest.approx(served[0].watts, rel=5e-5)
+            assert reading.voltage_v == 230.0
+            # PTDaemon's running average since Go (0.1 % of reading + 0.05 % of the 600 W range)
+            every = [0.001 + 0.0005 * 600 / s.watts for s in emulator.samples]
+            assert reading.uncertainty == pytest.approx(sum(every) / len(every), rel=1e-3)
+    assert emulator.period_s is None  # close() stopped the measurement
+
+
+def test_reads_after_a_pause_merge_the_samples(emulator):
+    with _open(emulator) as meter:
+        meter.read()
+        time.sleep(0.6)
+        reading = meter.read()
+        served = emulator.served
+        assert len(served) >= 2
+        assert reading.power_w == pytest.approx(sum(s.watts for s in served) / len(served), rel=1e-4)
+
+
+def test_auto_ranging_gives_no_uncertainty(emulator):
+    with _open(emulator, voltage_range="300", current_range="Auto") as meter:
+        assert meter.read().uncertainty is None
+
+
+def test_refusals_and_strangers(emulator):
+    with pytest.raises(MeterError, match="refused range V"):
+        _open(emulator, voltage_range="-5")
+    with pytest.raises(MeterError, match="mark"):
+        _open(emulator, mark="two words")
+    with socket.socket() as server:  # a TCP service that is not PTDaemon
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            conn.recv(100)
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n")
+            time.sleep(0.2)
+            conn.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        with pytest.raises(MeterError, match="is not PTDaemon"):
+            Ptd(f"127.0.0.1:{server.getsockname()[1]}", timeout_s=0.3)
+    with pytest.raises(MeterDisconnected):
+        Ptd(f"tcp://127.0.0.1:{free_port()}")
+
+
+@pytest.mark.parametrize("kind", ["garbage", "partial", "nan", "error"])
+def test_client_recovers_after_each_fault(emulator, kind):
+    with _open(emulator) as meter:
+        meter.read()
+        emulator.inject(kind)
+        with pytest.raises(InvalidReading):
+            meter.read()
+        reading = meter.read()
+        assert reading.power_w == pytest.approx(sum(s.watts for s in emulator.served) / len(emulator.served),
+                                                rel=1e-4)
+
+
+def test_connection_drops_and_comes_back(emulator):
+    meter = _open(emulator)
+    meter.read()
+    emulator.unplug()
+    with pytest.raises(MeterDisconnected):
+        meter.read()
+    meter.close()
+    with pytest.raises(MeterDisconnected):
+        _open(emulator)
+    emulator.plug()
+    with _open(emulator) as meter:
+        assert meter.read().power_w == pytest.approx(emulator.served[0].watts, rel=5e-5)
+
+
+# --- the exporter ----------------------------------------------------------------------------
+def test_exporter_counts_drops_and_survives_every_fault_and_a_disconnect():
+    faults = Faults(seed=2, markers=("nan",))
+    schedule = {3: "garbage", 6: "partial", 9: "nan", 12: "error", 15: "nan"}
+    with PtdEmulator(constant_profile(175.0), TcpLink("127.0.0.1", free_port()), faults=faults) as emu:
+        collector = PmCollector(lambda: Ptd(emu.address, period_ms=250, timeout_s=0.1), host="sut", meter="ptd")
+        exporter = Exporter(collector, sinks=[], interval_s=0.25, host="sut")
+        start, ticks = time.monotonic(), []
+        for k in range(34):
+            time.sleep(max(0.0, start + k * 0.25 - time.monotonic()))
+            if k in schedule:
+                emu.inject(schedule[k])
+            if k == 20:
+                emu.unplug()
+            if k == 25:
+                emu.plug()
+            ticks.append({s.metric: s.value for s in exporter.tick()})
+    last = ticks[-1]
+    assert dict(faults.counts) == {"garbage": 1, "partial": 1, "nan": 2, "error": 1}
+    assert last[schema.PM_INVALID] == 5
+    assert [t[schema.PM_CONNECTED] for t in ticks[18:28]] == [1, 1] + [0] * 5 + [1] * 3
+    assert all(t[schema.PM_POWER] == pytest.approx(175.0) for t in ticks if schema.PM_POWER in t)
+    assert all(schema.PM_POWER not in ticks[k] for k in schedule)
+    assert last[schema.PM_GAP] > 1.0  # the disconnected stretch
+    assert last[schema.PM_ENERGY] == pytest.approx(175.0 * collector.integrated_s, rel=1e-4)
+    assert schema.PM_UNCERTAINTY in last and 0 < last[schema.PM_UNCERTAINTY] < 0.01
+    assert last[schema.PM_INFO] == 1 and collector.info_labels["driver"] == "ptd"
+    assert exporter.errors_total == 0
