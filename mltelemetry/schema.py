@@ -227,3 +227,14 @@ FIELD_VAL_ACCURACY = "val_accuracy"  # 0–1: the "useful work" of the paper's e
 FIELD_CORRECT = "correct_classifications"  # count of correctly classified test samples
 FIELD_CODECARBON_ENERGY = "codecarbon_energy_joules"  # CodeCarbon's estimate for the window, J
 FIELD_CODECARBON_ENERGY_KWH = "codecarbon_energy_kwh"  # the same in CodeCarbon's own unit (energy_consumed)
+# Written by the workload's ML scenarios (create_model, train) and cooldown events.
+FIELD_PARAMS_TOTAL = "params_total"  # parameters as Keras counts them (BatchNorm moving statistics included)
+FIELD_PARAMS_TRAINABLE = "params_trainable"
+FIELD_EPOCHS = "epochs"  # epochs the train window ran
+FIELD_REACHED_TARGET = "reached_target"  # bool: validation accuracy reached target_accuracy
+FIELD_TARGET_ACCURACY = "target_accuracy"  # 0–1
+FIELD_COOLDOWN_WAITED = "waited_s"  # seconds a cooldown event waited
+FIELD_COOLDOWN_REACHED = "reached"  # bool: the GPU came within the margin of the reference
+FIELD_GPU_TEMPERATURE_START = "start_temperature_c"  # hottest GPU at the cooldown's start, °C
+FIELD_GPU_TEMPERATURE_END = "end_temperature_c"  # hottest GPU at its end, °C
+FIELD_GPU_TEMPERATURE_REFERENCE = "reference_c"  # the baseline's temperature the cooldown aims at, °C
