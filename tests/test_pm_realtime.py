@@ -1,27 +1,36 @@
-"""Every driver against its emulator through its real transport, 20 s of a stepped load: the exporter's
-energy counter, and the meter's own where it has one, within 0.5 % of the profile's exact integral.
+"""Real-time runs against the emulators through their real transports, side by side in threads (they
+are independent and mostly wait: about 40 s in all).
 
-The three runs are independent and mostly wait, so they run side by side in threads (about 25 s in
-all). Each compares counter rises between two ticks with the exact integral between the ends of the
-intervals those ticks' replies carried (the emulators record them); tick 0 connects.
+Energy: every driver, 20 s of a stepped load; the exporter's energy counter, and the meter's own
+where it has one, within 0.5 % of the profile's exact integral. Each compares counter rises between
+two ticks with the exact integral between the ends of the intervals those ticks' replies carried
+(the emulators record them); tick 0 connects.
 
 - WT300, synchronised reads at the meter's 1 s rate, ticks placed within ±20 ms of the update
   edges, where unsynchronised reads repeat or skip updates; its integrator (WH) alike.
 - MCP39F511N, 320 ms accumulation windows (N=4) read every 320 ms; its energy counter alike.
 - PTDaemon over TCP, 1 s samples read every second.
+
+Alignment: a WT300 emulator whose clock runs 300 ms behind, read at 1 Hz into a store beside a GPU
+power series of the same load on the true clock (also 1 Hz, another phase); ``mltelemetry pm align``
+must find 300 ms within 50 ms.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
+from typer.testing import CliRunner
 
 from conftest import free_port
 from mltelemetry import schema
+from mltelemetry.exporters.pm.cli import app as pm_app
 from mltelemetry.exporters.pm.collector import PmCollector
 from mltelemetry.exporters.pm.emulator import TcpLink, Wt300Emulator, steps_profile
 from mltelemetry.exporters.pm.mcp39f511 import Mcp39f511
@@ -30,6 +39,9 @@ from mltelemetry.exporters.pm.ptd import Ptd
 from mltelemetry.exporters.pm.ptd_emulator import PtdEmulator
 from mltelemetry.exporters.pm.wt300 import Wt300
 from mltelemetry.exporters.runtime import Exporter
+from mltelemetry.schema import Sample
+from mltelemetry.sinks import StoreSink
+from mltelemetry.store import Store
 
 PROFILE = steps_profile([(150.0, 3), (420.0, 2), (80.0, 4)])  # a 9 s cycle against the 20 s window
 
@@ -97,12 +109,38 @@ def run_ptd() -> Run:
     return run
 
 
+ALIGN_PROFILE = steps_profile([(100.0, 4), (300.0, 5), (150.0, 4), (400.0, 6), (80.0, 5)])
+SHIFT_S = 0.3
+
+
+def run_shifted_meter(tmp_path) -> str:
+    """36 s of a meter 300 ms late and of a GPU power series on the true clock, in one store; its path."""
+    store = tmp_path / "align.db"
+    with Wt300Emulator(ALIGN_PROFILE, tmp_path / "wt310", update_interval_s=1.0, clock_shift_s=SHIFT_S) as emu:
+        # wall clock of the emulator's (unshifted) time zero
+        wall_origin_ns = time.time_ns() - round((time.monotonic() - emu.origin) * 1e9)
+        collector = PmCollector(lambda: Wt300(emu.address, rate_s=1.0, timeout_s=0.5), host="sut", meter="wt",
+                                wall_ns=time.time_ns)
+        exporter = Exporter(collector, sinks=[StoreSink(store)], interval_s=1.0, host="sut")
+        stop = threading.Event()
+        exporter_thread = threading.Thread(target=exporter.run, args=(stop, 36))
+        exporter_thread.start()
+        exporter_thread.join(60)
+    ends = [0.61 + k for k in range(1, 40)]  # another sampling phase than the meter's
+    labels = {"host": "sut", "gpu": "0", "uuid": "GPU-emulated", "name": "emulated", "kind": "average"}
+    with Store(store) as db:
+        db.write([Sample(schema.GPU_POWER, labels, ALIGN_PROFILE.energy(end - 1, end),
+                         wall_origin_ns + round(end * 1e9)) for end in ends])
+    return str(store)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    with ThreadPoolExecutor(3) as pool:
+    with ThreadPoolExecutor(4) as pool:
         futures = {"wt300": pool.submit(run_wt300, tmp_path_factory.mktemp("wt")),
                    "mcp39f511": pool.submit(run_mcp, tmp_path_factory.mktemp("mcp")),
-                   "ptd": pool.submit(run_ptd)}
+                   "ptd": pool.submit(run_ptd),
+                   "align": pool.submit(run_shifted_meter, tmp_path_factory.mktemp("align"))}
         return {name: future.result() for name, future in futures.items()}
 
 
@@ -144,3 +182,26 @@ def test_sampling_rate_and_identity(runs):
     for driver, rate in (("wt300", 1.0), ("mcp39f511", 1 / 0.32), ("ptd", 1.0)):
         assert runs[driver].values[-1][schema.PM_SAMPLING_RATE] == pytest.approx(rate, rel=0.02), driver
         assert runs[driver].values[-1][schema.PM_INFO] == 1
+
+
+def test_align_recovers_a_300_ms_clock_shift(runs):
+    result = CliRunner().invoke(pm_app, ["align", "--source", runs["align"], "--meter", "wt", "--reference",
+                                         "gpu_power_watts", "--label", "gpu=0", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    print(f"offset {found['offset_ms']:.1f} ms from {found['steps']} steps, spread {found['spread_s'] * 1000:.1f} ms")
+    assert found["steps"] >= 3
+    assert found["offset_ms"] == pytest.approx(SHIFT_S * 1000, abs=50)
+    plain = CliRunner().invoke(pm_app, ["align", "--source", runs["align"], "--reference", "gpu_power_watts"])
+    assert plain.exit_code == 0 and plain.stdout.startswith("meter wt: the meter's series lags the reference by ")
+
+
+def test_align_refuses_what_it_cannot_measure(runs, tmp_path):
+    runner = CliRunner()
+    no_reference = runner.invoke(pm_app, ["align", "--source", runs["align"]])  # no host CPU series in this store
+    assert no_reference.exit_code == 1 and "no samples of mltelemetry_host_cpu_utilization_ratio" in no_reference.stderr
+    short = runner.invoke(pm_app, ["align", "--source", runs["align"], "--reference", "gpu_power_watts",
+                                   "--last", "5s"])
+    assert short.exit_code == 1 and short.stderr.startswith("error: ")
+    bad = runner.invoke(pm_app, ["align", "--source", runs["align"], "--label", "gpu"])
+    assert bad.exit_code == 1 and "--label wants K=V" in bad.stderr

@@ -267,3 +267,89 @@ def _pull_cable(emulator: Emulator, stop: threading.Event, every_s: float, for_s
         if stop.wait(for_s):
             return
         emulator.plug()
+
+
+def _parse_time_ns(text: str | None, what: str) -> int | None:
+    """ISO 8601 (UTC unless it says otherwise) or seconds since the epoch, as UTC ns."""
+    if text is None:
+        return None
+    import datetime
+
+    try:
+        return round(float(text) * 1e9)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise MltelemetryError(f"{what} wants an ISO 8601 time or seconds since the epoch, not {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return round(moment.timestamp() * 1e9)
+
+
+def _parse_duration_s(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    try:
+        seconds = float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise MltelemetryError(f"--last wants a duration such as 90s, 15m or 2h, not {text!r}")
+    return seconds
+
+
+@app.command("align")
+@one_line_errors
+def align_command(
+    source: Annotated[str, typer.Option(
+        help="Embedded store file, a Prometheus-compatible API URL or influxdb+http://HOST:8086/DATABASE.")]
+        = "mltelemetry.db",
+    meter: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="The meter label of the power series (default: the only meter in the source).")] = None,
+    reference: Annotated[str, typer.Option(
+        help="Metric that should move with the meter's power: host_cpu_utilization_ratio, gpu_power_watts, ...")]
+        = "host_cpu_utilization_ratio",
+    label: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--label", help="K=V label of the reference series (repeatable); host CPU defaults to cpu=total.")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Only series of this host label.")] = None,  # noqa: UP045
+    start: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Start of the range: ISO 8601 (UTC by default) or epoch seconds.")] = None,
+    end: Annotated[Optional[str], typer.Option(help="End of the range (default: now).")] = None,  # noqa: UP045
+    last: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="The range is this long, up to --end: 90s, 15m, 2h.")] = None,
+    max_lag: Annotated[float, typer.Option(min=0.1, help="Largest offset searched, in seconds.")] = 3.0,
+    meter_window: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        help="Seconds each meter value averages (default: its sampling interval).")] = None,
+    reference_window: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        help="Seconds each reference value averages (default: its sampling interval).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Estimate how far the meter's power series lags a series that moves with it, in milliseconds."""
+    from mltelemetry.analysis.sources import open_source
+    from mltelemetry.exporters.pm.align import align_from_source
+
+    labels = {}
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MltelemetryError(f"--label wants K=V, not {item!r}")
+        labels[key] = value
+    if not labels and reference.removeprefix("mltelemetry_") == "host_cpu_utilization_ratio":
+        labels = {"cpu": "total"}
+    end_ns = _parse_time_ns(end, "--end")
+    start_ns = _parse_time_ns(start, "--start")
+    if last is not None:
+        if start_ns is not None:
+            raise MltelemetryError("give --start or --last, not both")
+        end_ns = end_ns if end_ns is not None else time.time_ns()
+        start_ns = end_ns - round(_parse_duration_s(last) * 1e9)
+    opened = open_source(source)
+    try:
+        result, meter_name = align_from_source(opened, meter=meter, reference=reference, reference_labels=labels,
+                                               host=host, start_ns=start_ns, end_ns=end_ns, max_lag_s=max_lag,
+                                               meter_window_s=meter_window, reference_window_s=reference_window)
+    finally:
+        opened.close()
+    typer.echo(result.json() if as_json else f"meter {meter_name}: {result.line()}")
