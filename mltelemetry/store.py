@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL, t_start INTEGER NOT NULL, t_end INTEGER NOT NULL,
     n INTEGER NOT NULL, data BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS chunks_by_series_time ON chunks (series_id, t_start);
+DROP INDEX IF EXISTS chunks_by_series_time;
+CREATE INDEX IF NOT EXISTS chunks_by_series_span ON chunks (series_id, t_start, t_end);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, campaign TEXT NOT NULL, scenario TEXT NOT NULL, run INTEGER NOT NULL,
     action TEXT NOT NULL, epoch INTEGER, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
@@ -89,6 +90,7 @@ class Store:
         # Rows each series has in the head table, as far as this writer knows. Another writer of the same
         # series only makes the count low, which delays compaction; compaction re-reads the real head.
         self._head_counts: dict[int, int] = {}
+        self._label_keys: dict[tuple[tuple[str, str], ...], str] = {}  # labels_key is most of a write's cost
 
     def close(self) -> None:
         self._db.close()
@@ -111,8 +113,13 @@ class Store:
     def write(self, samples: Iterable[Sample]) -> int:
         """Write samples in one transaction; returns how many were written."""
         by_series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+        keys = self._label_keys
         for s in samples:
-            by_series[(s.metric, labels_key(s.labels))].append((int(s.ts_ns), float(s.value)))
+            items = tuple(s.labels.items())
+            key = keys.get(items)
+            if key is None:
+                key = keys[items] = labels_key(s.labels)
+            by_series[(s.metric, key)].append((int(s.ts_ns), float(s.value)))
         if not by_series:
             return 0
         head_rows: list[tuple[int, int, float]] = []
