@@ -201,6 +201,16 @@ def progress_callback(console: Console) -> Iterator[Callable[[str, float, float]
         yield update
 
 
+def print_analysis(result: CampaignAnalysis, format: str) -> None:
+    """The analysis on stdout as ``format`` (table, json or csv)."""
+    if format == "json":
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    elif format == "csv":
+        typer.echo(render_csv(result), nl=False)
+    else:
+        render_table(result, Console(width=200))
+
+
 @one_line_errors
 def analyze_command(
     campaign: Annotated[Optional[str], typer.Option(help="Campaign to analyse.")] = None,  # noqa: UP045
@@ -270,9 +280,4 @@ def analyze_command(
         else:
             render_comparison(comparison, Console(width=200))
         return
-    if format == "json":
-        typer.echo(json.dumps(result.to_dict(), indent=2))
-    elif format == "csv":
-        typer.echo(render_csv(result), nl=False)
-    else:
-        render_table(result, Console(width=200))
+    print_analysis(result, format)

@@ -7,7 +7,6 @@ short campaign (baseline, idle, cpu) runs; then the analysis prints the result.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from rich.console import Console
 
 from mltelemetry import schema
 from mltelemetry.analysis.campaign import analyze_campaign
-from mltelemetry.analysis.cli import FORMATS, render_csv, render_table
+from mltelemetry.analysis.cli import FORMATS, print_analysis
 from mltelemetry.cliutil import one_line_errors
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.store import Store
@@ -136,10 +135,5 @@ def demo_command(
         raise MltelemetryError(f"{store} already exists; the demo writes a new store")
     console = Console(stderr=True)
     result = run_demo(store.resolve(), runs, seconds, console, ml)
-    if format == "json":
-        typer.echo(json.dumps(result.to_dict(), indent=2))
-    elif format == "csv":
-        typer.echo(render_csv(result), nl=False)
-    else:
-        render_table(result, Console(width=200))
+    print_analysis(result, format)
     console.print(f"store kept at {store}: re-analyse with `mltelemetry analyze --campaign demo --source {store}`")
