@@ -133,14 +133,15 @@ def influx_sink(options: SinkOptions, name: str) -> Sink:
 
 
 def build_sinks(listen: str, store: str | None, options: SinkOptions | None = None,
-                name: str = "exporter") -> list[Sink]:
-    """The sinks the options name; ``options`` defaults to those of the running command."""
+                name: str = "exporter", stale_after_s: float | None = None) -> list[Sink]:
+    """The sinks the options name; ``options`` defaults to those of the running command.
+    ``stale_after_s``: /metrics drops a series not published for that long (None: never)."""
     options = options or current_sink_options()
     sinks: list[Sink] = []
     address = parse_listen(listen)
     try:
         if address:
-            prometheus = PrometheusSink(*address, security=web_security(options))
+            prometheus = PrometheusSink(*address, security=web_security(options), stale_after_s=stale_after_s)
             sinks.append(prometheus)
             log.info("serving /metrics on %s://%s:%d/metrics", prometheus.scheme, address[0], prometheus.port)
         if store:
@@ -160,8 +161,9 @@ def serve(collector: Collector, *, listen: str, store: str | None, interval_s: f
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    exporter = Exporter(collector, build_sinks(listen, store, options, name=collector.name), interval_s=interval_s,
-                        host=host)
+    # A series missing from three ticks in a row (a lost GPU, a meter item gone invalid) leaves /metrics.
+    sinks = build_sinks(listen, store, options, name=collector.name, stale_after_s=max(5.0, 3 * interval_s))
+    exporter = Exporter(collector, sinks, interval_s=interval_s, host=host)
     log.info("%s exporter running every %.3g s", collector.name, interval_s)
     exporter.run(stop)
     log.info("%s exporter stopped after flushing its sinks", collector.name)

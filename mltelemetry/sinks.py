@@ -167,8 +167,14 @@ class PrometheusSink:
     ``*_joules_total`` counters make the scrape interval irrelevant to window energy.
     """
 
-    def __init__(self, host: str, port: int, security: WebSecurity | None = None) -> None:
+    def __init__(self, host: str, port: int, security: WebSecurity | None = None,
+                 stale_after_s: float | None = None, clock=time.monotonic) -> None:
         self._latest: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        # A series not published for stale_after_s is dropped (a GPU that fell off the bus, a meter item
+        # gone NAN), so /metrics never shows an old value as current. None keeps every series.
+        self.stale_after_s = stale_after_s
+        self._clock = clock
+        self._published_at: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self._lock = threading.Lock()
         self.scrapes = 0  # how often /metrics was read
         self.registry = CollectorRegistry(auto_describe=True)
@@ -185,19 +191,26 @@ class PrometheusSink:
         self.scheme = "https" if security.tls_cert else "http"
 
     def publish(self, samples: Sequence[Sample]) -> None:
+        now = self._clock()
         with self._lock:
             for s in samples:
-                self._latest[(s.metric, tuple(sorted(s.labels.items())))] = s.value
+                key = (s.metric, tuple(sorted(s.labels.items())))
+                self._latest[key] = s.value
+                self._published_at[key] = now
 
     def forget(self, metric: str) -> None:
         """Stop serving every series of ``metric`` (an info gauge whose labels changed, say)."""
         with self._lock:
             for key in [key for key in self._latest if key[0] == metric]:
-                del self._latest[key]
+                del self._latest[key], self._published_at[key]
 
     def collect(self) -> Iterable[PromMetric]:
         families: dict[str, PromMetric] = {}
         with self._lock:
+            if self.stale_after_s is not None:
+                oldest = self._clock() - self.stale_after_s
+                for key in [k for k, at in self._published_at.items() if at < oldest]:
+                    del self._latest[key], self._published_at[key]
             latest = sorted(self._latest.items())
             self.scrapes += 1
         for (name, labels), value in latest:

@@ -31,3 +31,21 @@ def test_exposition_matches_the_golden_text():
     finally:
         sink.close()
     assert body == GOLDEN
+
+
+def test_series_not_published_for_a_while_leave_metrics():
+    now = [100.0]
+    sink = PrometheusSink("127.0.0.1", 0, stale_after_s=5.0, clock=lambda: now[0])
+    try:
+        gpu0 = {"host": "sut", "gpu": "0", "uuid": "GPU-a", "name": "H100"}
+        gpu1 = {**gpu0, "gpu": "1", "uuid": "GPU-b"}
+        sink.publish([Sample(schema.GPU_TEMPERATURE, gpu0, 40.0, 1), Sample(schema.GPU_TEMPERATURE, gpu1, 41.0, 1)])
+        now[0] = 104.0
+        sink.publish([Sample(schema.GPU_TEMPERATURE, gpu0, 42.0, 2)])  # GPU 1 fell off the bus
+        body = requests.get(f"http://127.0.0.1:{sink.port}/metrics", timeout=5).text
+        assert 'gpu="1"' in body  # 4 s old: still current
+        now[0] = 106.0
+        body = requests.get(f"http://127.0.0.1:{sink.port}/metrics", timeout=5).text
+        assert 'gpu="1"' not in body and 'mltelemetry_gpu_temperature_celsius{gpu="0"' in body
+    finally:
+        sink.close()
