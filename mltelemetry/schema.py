@@ -75,6 +75,9 @@ PM_INFO = _metric("pm_meter_info", "info", "1", "Identity of the power meter (mo
                   PM_LABELS + ("driver", "model", "serial", "firmware"))
 PM_CONNECTED = _metric("pm_connected", "gauge", "1",
                        "Whether the exporter currently talks to the power meter (1) or not (0).", PM_LABELS)
+PM_DISCONNECTS = _metric("pm_disconnects_total", "counter", "1",
+                         "Times the exporter lost the power meter's port or connection (unplugged, closed, EIO).",
+                         PM_LABELS)
 
 # --- host ----------------------------------------------------------------------------------
 HOST_CPU_UTILIZATION = _metric("host_cpu_utilization_ratio", "gauge", "1",

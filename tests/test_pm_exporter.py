@@ -169,6 +169,7 @@ def test_unplug_and_replug(tmp_path):
     assert collector.integrated_s == pytest.approx((7 + 11) * 0.25, abs=0.06)
     assert gap + collector.integrated_s == pytest.approx(27 * 0.25, abs=0.03)
     assert ticks[-1].values[schema.PM_ENERGY] == pytest.approx(200.0 * collector.integrated_s, rel=1e-4)
+    assert [t.values[schema.PM_DISCONNECTS] for t in ticks] == [0] * 8 + [1] * 20  # one loss, however long
     assert exporter.errors_total == 0  # the collector never raised
 
 
@@ -255,6 +256,7 @@ def test_disconnected_time_is_a_gap_and_the_collector_reconnects():
     assert values[-1][schema.PM_ENERGY] == 100
     assert values[-1][schema.PM_GAP] == 4
     assert values[-1][schema.PM_SAMPLES] == 3
+    assert values[-1][schema.PM_DISCONNECTS] == 1
 
 
 def test_a_meter_absent_at_start_is_retried_without_a_gap():
@@ -262,6 +264,7 @@ def test_a_meter_absent_at_start_is_retried_without_a_gap():
     values = [tick() for _ in range(4)]
     assert [v[schema.PM_CONNECTED] for v in values] == [0, 0, 1, 1]
     assert values[-1][schema.PM_ENERGY] == 120 and values[-1][schema.PM_GAP] == 0
+    assert values[-1][schema.PM_DISCONNECTS] == 0  # never connected: nothing lost
 
 
 class IdentifiedDriver(ScriptedDriver):

@@ -265,6 +265,7 @@ def test_exporter_counts_drops_and_survives_every_fault_and_an_unplug(tmp_path):
     assert all(t[schema.PM_POWER] == pytest.approx(240.0) for t in ticks if schema.PM_POWER in t)
     assert last[schema.PM_SAMPLES] == 1 + 40 - 6 - 6
     assert last[schema.PM_GAP] > 0.4  # the unplugged stretch
+    assert last[schema.PM_DISCONNECTS] == 1
     assert last[schema.PM_ENERGY] == pytest.approx(240.0 * collector.integrated_s, rel=1e-4)
     assert last[schema.PM_METER_ENERGY] > 0 and last[schema.PM_SAMPLING_RATE] > 5 and last[schema.PM_INFO] == 1
     assert exporter.errors_total == 0

@@ -214,6 +214,7 @@ def test_exporter_counts_drops_and_survives_every_fault_and_a_disconnect():
     assert all(t[schema.PM_POWER] == pytest.approx(175.0) for t in ticks if schema.PM_POWER in t)
     assert all(schema.PM_POWER not in ticks[k] for k in schedule)
     assert last[schema.PM_GAP] > 1.0  # the disconnected stretch
+    assert last[schema.PM_DISCONNECTS] == 1
     assert last[schema.PM_ENERGY] == pytest.approx(175.0 * collector.integrated_s, rel=1e-4)
     assert schema.PM_UNCERTAINTY in last and 0 < last[schema.PM_UNCERTAINTY] < 0.01
     assert last[schema.PM_INFO] == 1 and collector.info_labels["driver"] == "ptd"

@@ -18,7 +18,8 @@ So, once the first valid reading arrived, integrated seconds + gap seconds = ela
 
 Beside that, per tick: the meter's own energy counter (``pm_meter_energy_joules_total``, kept
 monotonic across the meter's restarts), the reported uncertainty, the achieved sampling rate
-(valid readings per second over the last minute) and, once the meter identified itself,
+(valid readings per second over the last minute), how often the meter was lost and, once the
+meter identified itself,
 ``pm_meter_info`` (driver, model, serial, firmware), logged once per connection.
 """
 
@@ -72,6 +73,7 @@ class PmCollector:
         self.invalid_total = 0
         self.gap_s = 0.0
         self.integrated_s = 0.0
+        self.disconnects_total = 0
         self.info_labels: dict[str, str] | None = None  # pm_meter_info's labels, once a meter identified itself
         self._since: float | None = None  # clock time up to which time is integrated or counted as gap
         self._can_bridge = False  # whether the next valid reading may integrate back to _since
@@ -115,6 +117,7 @@ class PmCollector:
             s(schema.PM_INVALID, self.invalid_total),
             s(schema.PM_GAP, self.gap_s),
             s(schema.PM_CONNECTED, self.driver is not None),
+            s(schema.PM_DISCONNECTS, self.disconnects_total),
         ]
 
     def sampling_rate_hz(self, now: float) -> float | None:
@@ -160,6 +163,8 @@ class PmCollector:
             log.debug("invalid reading dropped: %s", e)
             return None
         except MeterError as e:
+            if self.driver is not None:  # it was connected: the port or connection just went away
+                self.disconnects_total += 1
             if not self._warned:  # say it once, then retry quietly every tick
                 log.warning("power meter %s not connected (%s); retrying every tick", self.labels["meter"], e)
                 self._warned = True

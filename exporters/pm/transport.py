@@ -141,6 +141,10 @@ class SerialLink:
         with self._errors():
             self._serial = serial.serial_for_url(port, baudrate=baudrate, bytesize=8, parity="N", stopbits=1,
                                                  timeout=_POLL_S, write_timeout=1.0)
+        try:
+            self._fd: int | None = self._serial.fileno()
+        except (AttributeError, OSError, serial.SerialException):
+            self._fd = None
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -154,8 +158,12 @@ class SerialLink:
             self._serial.write(data)
 
     def read_some(self, timeout_s: float) -> bytes:
-        deadline = time.monotonic() + timeout_s
         with self._errors():
+            if self._fd is not None:  # a device: one select for the whole wait, then what is waiting
+                if not select.select([self._fd], [], [], max(0.0, timeout_s))[0]:
+                    return b""
+                return self._serial.read(max(1, min(self._serial.in_waiting, _CHUNK)))
+            deadline = time.monotonic() + timeout_s  # a URL handler: poll every _POLL_S
             while True:
                 chunk = self._serial.read(max(1, min(self._serial.in_waiting, _CHUNK)))
                 if chunk or time.monotonic() >= deadline:
