@@ -12,6 +12,7 @@ from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.pm.emulator import (
     CpuProfile,
     Faults,
+    TcpLink,
     Wt300Emulator,
     csv_profile,
     parse_profile,
@@ -217,3 +218,64 @@ def test_refuses_to_replace_a_regular_file(tmp_path):
         emulator.start()
     emulator.close()
     assert path.read_text() == "keep me"
+
+
+# --- shared machinery: fault kinds per protocol, the TCP cable, the shifted clock ------------------
+def test_fault_rates_of_the_binary_and_ptd_kinds():
+    faults = Faults(checksum_rate=0.2, nak_rate=0.2, error_rate=0.2, seed=1)
+    kinds = [faults.next() for _ in range(2000)]
+    assert {"checksum", "nak", "csfail", "error"} == set(faults.counts)
+    assert 1000 < sum(k is not None for k in kinds) < 1400  # 60 % of 2000
+    assert faults.rated_kinds() == {"checksum", "nak", "csfail", "error"}
+    assert Faults(nan_rate=0.5, markers=("nan",)).rated_kinds() == {"nan"}
+
+
+def test_emulators_refuse_faults_their_protocol_lacks(tmp_path):
+    with pytest.raises(MltelemetryError, match="Wt300Emulator cannot inject checksum"):
+        Wt300Emulator(steps_profile([(10, 1)]), tmp_path / "wt", faults=Faults(checksum_rate=0.1))
+    emulator = Wt300Emulator(steps_profile([(10, 1)]), tmp_path / "wt")
+    with pytest.raises(ValueError, match="no fault 'nak'"):
+        emulator.inject("nak")
+    emulator.close()
+
+
+def test_tcp_cable_unplugs_and_replugs():
+    import socket
+
+    with Wt300Emulator(steps_profile([(10, 1)]), TcpLink("127.0.0.1", 0), update_interval_s=0.25) as emu:
+        port = emu.port.port
+        assert port > 0 and emu.address == f"tcp://127.0.0.1:{port}"
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"*IDN?\n")
+            assert s.recv(100) == b"YOKOGAWA,WT310,EMU00001,F1.03\r\n"
+            emu.unplug()
+            assert s.recv(100) == b""  # the emulator closed the connection
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1)
+        emu.plug()
+        assert emu.port.port == port  # the same port again
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b":RATE?\n")
+            assert s.recv(100) == b"2.5000E-01\r\n"
+
+
+def test_a_shifted_clock_reports_the_load_late(tmp_path):
+    profile = steps_profile([(100.0, 1.0), (300.0, 1.0)])
+    with Wt300Emulator(profile, tmp_path / "wt", update_interval_s=0.25, clock_shift_s=0.4) as emu, \
+            serial.serial_for_url(str(emu.port.link), 9600, timeout=0.3) as p:
+        time.sleep(0.6)
+        for n, item in enumerate(["P,1", "U,1", "I,1"], start=1):
+            p.write(f":NUM:NORM:ITEM{n} {item}\n".encode())
+        ask(p, b":NUM:NORM:VAL?")
+        served = emu.served
+        now = emu.clock() - emu.origin
+        assert served.end_s == pytest.approx(now - 0.4, abs=0.3)  # on the meter's clock, 0.4 s behind
+        assert served.power_w == pytest.approx(profile.energy(served.start_s, served.end_s) / 0.25)
+
+
+def test_cpu_profile_follows_a_shifted_clock_from_its_record():
+    readings = iter([0.0, 50.0, 100.0, 0.0])
+    profile = CpuProfile(10.0, 100.0, cpu_percent=lambda: next(readings))
+    profile.advance(1.0)  # 50 % over [0, 1]
+    profile.advance(2.0)  # 100 % over [1, 2]
+    assert profile.energy(0.5, 1.5) == pytest.approx(0.5 * 60 + 0.5 * 110)  # from the record: no new measurement

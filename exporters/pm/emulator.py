@@ -1,4 +1,4 @@
-"""Power-meter emulators on real pseudo-terminals, and the power profiles they measure.
+"""Power-meter emulators on real pseudo-terminals and TCP ports, and the power profiles they measure.
 
 Shared machinery, for every emulated meter:
 
@@ -6,13 +6,16 @@ Shared machinery, for every emulated meter:
   the emulator started) and its exact integral ``energy(t0, t1)`` in joules, so tests can
   compare an exporter's energy with the truth. :func:`parse_profile` reads the spec strings
   ``constant:W``, ``steps:W1/S1,W2/S2,...``, ``csv:PATH`` and ``cpu:IDLE_W,SLOPE_W``.
-- :class:`PtyLink` is the "cable": a pty in raw mode whose slave path is symlinked at a chosen
-  path; ``unplug()`` closes it and removes the link, ``plug()`` opens a new one.
-- :class:`Faults` decides which replies to spoil (garbage, partial, NAN, INF, over-range), at
-  seeded random rates or on demand.
-- :class:`PtyEmulator` runs the serial loop, in a thread (``start``) or the caller's (``run``).
+- The "cables": :class:`PtyLink`, a pty in raw mode whose slave path is symlinked at a chosen
+  path, and :class:`TcpLink`, a listening port on loopback; ``unplug()`` closes it (and removes
+  the link), ``plug()`` opens a new one.
+- :class:`Faults` decides which replies to spoil (garbage, partial, NAN/INF/over-range, bad
+  checksum, NAK, error replies), at seeded random rates or on demand.
+- :class:`Emulator` runs the loop, in a thread (``start``) or the caller's (``run``), and can
+  shift the meter's clock (``clock_shift_s``) to test clock alignment.
 
-:class:`Wt300Emulator` is the Yokogawa WT300-series meter on top of it.
+:class:`Wt300Emulator` is the Yokogawa WT300-series meter on top of it; the MCP39F511N and
+PTDaemon emulators live in ``mcp39f511_emulator.py`` and ``ptd_emulator.py``.
 """
 
 from __future__ import annotations
