@@ -117,9 +117,10 @@ def test_emulator_and_exporter_processes_end_to_end(tmp_path):
      "Mcp39f511Emulator cannot inject inf, nan, overrange"),
     (["--driver", "wt300", "--link", "L", "--checksum-rate", "0.1"], "Wt300Emulator cannot inject checksum"),
     (["--driver", "ptd", "--nak-rate", "0.1"], "PtdEmulator cannot inject csfail, nak"),
-    (["--driver", "wt300"], "give either --link PATH"),
-    (["--driver", "wt300", "--link", "L", "--tcp", "127.0.0.1:0"], "give either --link PATH"),
-    (["--driver", "ptd", "--link", "L"], "use --tcp HOST:PORT, not --link"),
+    (["--driver", "wt300"], "give one of --link PATH"),
+    (["--driver", "wt300", "--link", "L", "--tcp", "127.0.0.1:0"], "give one of --link PATH"),
+    (["--driver", "ptd", "--link", "L"], "PTDaemon listens on TCP: use --tcp HOST:PORT"),
+    (["--driver", "mcp39f511", "--vxi11", "127.0.0.1:0"], "use it with --driver wt300"),
     (["--driver", "ptd", "--tcp", "nowhere:port"], "is not tcp://HOST:PORT"),
 ])
 def test_emulate_rejects_bad_combinations(tmp_path, args, message):

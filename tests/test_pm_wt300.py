@@ -282,6 +282,64 @@ def test_tcp_transport():
             assert meter.read().power_w == pytest.approx(emu.served.power_w, rel=5e-5)
 
 
+def test_vxi11_transport_as_a_wt310e_on_ethernet():
+    from mltelemetry.exporters.pm.vxi11 import Vxi11ServerLink
+
+    with Wt300Emulator(steps_profile([(100.0, 0.5), (250.0, 0.5)]), Vxi11ServerLink(), update_interval_s=0.25) as emu:
+        assert emu.address.startswith("vxi11://127.0.0.1:")
+        with Wt300(emu.address, rate_s=0.25, timeout_s=0.3) as meter:
+            assert meter.identity.model == "WT310"
+            ends = []
+            for _ in range(4):  # synchronised: the VXI-11 read waits while :COMM:WAIT holds the reply
+                reading = meter.read()
+                assert reading.power_w == pytest.approx(emu.served.power_w, rel=5e-5)
+                ends.append(emu.served.end_s)
+            assert [round(b - a, 6) for a, b in zip(ends, ends[1:])] == [0.25] * 3
+            for kind in ("garbage", "partial"):
+                emu.inject(kind)
+                with pytest.raises(InvalidReading):
+                    meter.read()
+            assert meter.read().power_w == pytest.approx(emu.served.power_w, rel=5e-5)
+            emu.unplug()
+            with pytest.raises(MeterDisconnected):
+                meter.read()
+        with pytest.raises(MeterDisconnected):
+            Wt300(emu.address)
+        emu.plug()
+        with Wt300(emu.address, rate_s=0.25, timeout_s=0.3) as meter:
+            assert meter.read().power_w == pytest.approx(emu.served.power_w, rel=5e-5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_vxi11_records_from_random_bytes(data):
+    """Random bytes in RPC record framing: whole records or ValueError, and the server never crashes."""
+    from mltelemetry.exporters.pm.vxi11 import Vxi11ServerLink, _record, _split_records
+
+    for buffer in (bytearray(data), bytearray(_record(data))):
+        try:
+            records = _split_records(buffer)
+        except ValueError:
+            continue
+        server = Vxi11ServerLink()
+        for record in records:
+            try:
+                server._handle(_NullClient(), record, 0.0)
+            except ValueError:
+                pass
+
+
+class _NullClient:
+    class sock:  # noqa: N801 (stands in for a socket)
+        @staticmethod
+        def sendall(data: bytes) -> None:
+            pass
+
+        @staticmethod
+        def close() -> None:
+            pass
+
+
 def test_noise_from_power_up_is_flushed_before_identification(emulator):
     os.write(emulator.port.master, b"\x00\xff\x8c garbage\r\n\x00")
     time.sleep(0.05)

@@ -169,6 +169,8 @@ def emulate_command(
         help="Serve on a pseudo-terminal: path of the symlink to it (wt300, mcp39f511).")] = None,
     tcp: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Serve on a TCP port instead, HOST:PORT (port 0: a free one); ptd default 127.0.0.1:8888.")] = None,
+    vxi11: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="wt300: serve VXI-11 (as a WT310E on Ethernet), the portmapper on HOST:PORT (0: a free port).")] = None,
     driver: Driver = "wt300",
     profile: Annotated[str, typer.Option(help="Power profile: constant:W, steps:W1/S1,W2/S2,..., "
                                               "csv:PATH (seconds,watts) or cpu:IDLE_W,SLOPE_W.")] = "constant:100",
@@ -193,12 +195,21 @@ def emulate_command(
     from mltelemetry.exporters.pm.emulator import Faults, TcpLink, parse_profile
 
     _check_driver(driver)
-    if (link is None) == (tcp is None) and not (driver == "ptd" and link is None):
-        raise MltelemetryError("give either --link PATH (a pseudo-terminal) or --tcp HOST:PORT")
-    if driver == "ptd" and link is not None:
-        raise MltelemetryError("PTDaemon listens on TCP: use --tcp HOST:PORT, not --link")
-    where: Path | TcpLink
-    if tcp is not None or link is None:
+    given = sum(x is not None for x in (link, tcp, vxi11))
+    if given > 1 or (given == 0 and driver != "ptd"):
+        raise MltelemetryError("give one of --link PATH (a pseudo-terminal), --tcp HOST:PORT or --vxi11 HOST:PORT")
+    if driver == "ptd" and (link is not None or vxi11 is not None):
+        raise MltelemetryError("PTDaemon listens on TCP: use --tcp HOST:PORT")
+    if vxi11 is not None and driver != "wt300":
+        raise MltelemetryError("--vxi11 emulates a WT300-series meter on Ethernet: use it with --driver wt300")
+    where: object
+    if vxi11 is not None:
+        from mltelemetry.exporters.pm.transport import parse_tcp
+        from mltelemetry.exporters.pm.vxi11 import Vxi11ServerLink
+
+        host, port = parse_tcp(vxi11)
+        where = Vxi11ServerLink(host, port)
+    elif tcp is not None or link is None:
         from mltelemetry.exporters.pm.transport import parse_tcp
 
         host, port = parse_tcp(tcp or "127.0.0.1:8888")

@@ -433,7 +433,8 @@ class TcpLink:
 class Emulator:
     """The loop of an emulated meter; subclasses implement ``receive`` and ``tick``.
 
-    ``link`` is the cable: a path (a :class:`PtyLink` symlinked there) or a :class:`TcpLink`.
+    ``link`` is the cable: a path (a :class:`PtyLink` symlinked there), a :class:`TcpLink` or a
+    ``vxi11.Vxi11ServerLink``.
     ``clock`` is a monotonic clock in seconds. ``clock_shift_s`` shifts the meter's clock against
     the host's: what it reports lags the load by that many seconds (the profile is evaluated at
     ``t - clock_shift_s``), which is what ``mltelemetry pm align`` measures.
@@ -446,9 +447,9 @@ class Emulator:
     FAULTS: tuple[str, ...] = FAULT_KINDS
     """The fault kinds this meter's protocol has."""
 
-    def __init__(self, link: str | Path | PtyLink | TcpLink, clock: Callable[[], float] = time.monotonic, *,
+    def __init__(self, link, clock: Callable[[], float] = time.monotonic, *,
                  faults: Faults | None = None, clock_shift_s: float = 0.0) -> None:
-        self.port = link if isinstance(link, (PtyLink, TcpLink)) else PtyLink(link)
+        self.port = PtyLink(link) if isinstance(link, (str, Path)) else link
         self.clock = clock
         self.faults = faults or Faults()
         unsupported = self.faults.rated_kinds() - set(self.FAULTS)
@@ -538,6 +539,12 @@ class Emulator:
     def _step(self) -> None:
         with self._lock:
             wait = self.tick(self.clock())
+            service = getattr(self.port, "service", None)  # a link with its own timeouts (VXI-11 reads)
+            if service is not None:
+                service(time.monotonic())
+                deadline = self.port.next_deadline()
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
             self._flush()
             fds = self.port.fds()
         try:

@@ -3,6 +3,8 @@
 ``open_link(port, ...)`` picks one from the port text:
 
 - ``tcp://HOST:PORT``: a TCP connection (a meter's or a serial server's raw socket, PTDaemon);
+- ``vxi11://HOST[:PORT][/DEVICE]``: VXI-11 over Ethernet (a WT310E; ``vxi11.py``), the portmapper
+  at PORT (111) and DEVICE ``inst0``;
 - ``usbtmc://PATH`` or ``/dev/usbtmcN``: the kernel's USB-TMC driver (a WT310 over USB). Each
   ``read()`` of the device returns one response message, and blocks until it arrives or the
   kernel's timeout (set per read with ``USBTMC_IOCTL_SET_TIMEOUT``) expires. A ``usbtmc://`` path
@@ -113,6 +115,11 @@ def open_link(port: str, *, baudrate: int = 9600, timeout_s: float = 1.0, tcp_de
     if port.startswith("tcp://"):
         host, tcp_port = parse_tcp(port, tcp_default_port)
         return TcpLink(host, tcp_port, timeout_s=timeout_s)
+    if port.startswith("vxi11://"):
+        from mltelemetry.exporters.pm.vxi11 import Vxi11Link
+
+        host, portmapper_port, device = parse_vxi11(port)
+        return Vxi11Link(host, portmapper_port=portmapper_port, device=device, timeout_s=max(timeout_s, 1.0))
     if port.startswith("usbtmc://"):
         return UsbtmcLink(port.removeprefix("usbtmc://"))
     if os.path.basename(port).startswith("usbtmc"):
@@ -131,6 +138,19 @@ def parse_tcp(address: str, default_port: int | None = None) -> tuple[str, int]:
     if not host or tcp_port is None or parts.scheme != "tcp":
         raise MeterDisconnected(f"{address!r} is not tcp://HOST:PORT")
     return host, tcp_port
+
+
+def parse_vxi11(address: str) -> tuple[str, int, str]:
+    """``vxi11://HOST[:PORTMAPPER_PORT][/DEVICE]`` as (host, portmapper port (111), device (inst0))."""
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port if parts.port is not None else 111
+    except ValueError:
+        host, port = None, 0
+    device = parts.path.strip("/") if host else ""
+    if not host or parts.scheme != "vxi11" or not (device or "inst0").isprintable():
+        raise MeterDisconnected(f"{address!r} is not vxi11://HOST[:PORT][/DEVICE]")
+    return host, port, device or "inst0"
 
 
 class SerialLink:
