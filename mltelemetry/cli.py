@@ -17,7 +17,7 @@ from mltelemetry.workload.cli import app as campaign_app
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Measure the energy and hardware cost of training ML models.")
 app.add_typer(exporter_app, name="exporter", help="Run one exporter (host, pm, gpu).")
-app.add_typer(pm_app, name="pm", help="Power-meter tools (emulator).")
+app.add_typer(pm_app, name="pm", help="Power-meter tools: meter emulators and the clock-alignment check.")
 app.add_typer(campaign_app, name="campaign", help="Run workload campaigns.")
 app.command("analyze")(analyze_command)
 app.command("demo")(demo_command)
