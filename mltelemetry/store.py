@@ -13,6 +13,7 @@ of 1 Hz data small on disk and a window query down to a couple of rows per serie
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import zlib
 from collections import defaultdict
@@ -81,6 +82,10 @@ class Store:
             raise MltelemetryError(f"no store at {self.path}")
         try:
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            if not create and self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='events'").fetchone() is None:
+                self._db.close()  # another application's database: change nothing in it
+                raise MltelemetryError(f"{self.path} is not an mltelemetry store (it has no events table)")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -91,6 +96,7 @@ class Store:
         # series only makes the count low, which delays compaction; compaction re-reads the real head.
         self._head_counts: dict[int, int] = {}
         self._label_keys: dict[tuple[tuple[str, str], ...], str] = {}  # labels_key is most of a write's cost
+        self.dropped_non_finite = 0  # samples refused by write() for a NAN or infinite value
 
     def close(self) -> None:
         self._db.close()
@@ -115,6 +121,9 @@ class Store:
         by_series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
         keys = self._label_keys
         for s in samples:
+            if not math.isfinite(s.value):  # no sink may turn NAN or INF into a stored number
+                self.dropped_non_finite += 1
+                continue
             items = tuple(s.labels.items())
             key = keys.get(items)
             if key is None:
@@ -166,12 +175,18 @@ class Store:
         return len(ts) - full
 
     def write_events(self, events: Sequence[Event]) -> None:
-        with self._db:
+        """Write events in one transaction: all of them or, on an error, none."""
+        rows = [(e.campaign, e.scenario, e.run, e.action, e.epoch, e.start_ns, e.end_ns, e.status, e.fields_json())
+                for e in events]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
             self._db.executemany(
                 "INSERT INTO events (campaign, scenario, run, action, epoch, start_ns, end_ns, status, fields)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(e.campaign, e.scenario, e.run, e.action, e.epoch, e.start_ns, e.end_ns, e.status,
-                  e.fields_json()) for e in events])
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # --- reading --------------------------------------------------------------------------
     def series(self, metric: str | None = None, labels: dict[str, str] | None = None) -> list[tuple[int, str, dict]]:
@@ -195,12 +210,17 @@ class Store:
         lo = -(2**63) if start_ns is None else int(start_ns)
         hi = 2**63 - 1 if end_ns is None else int(end_ns)
         frames = []
-        for sid, _, series_labels in self.series(metric, labels):
-            ts, values = self._read_series(sid, lo, hi)
-            frame = pd.DataFrame({"ts_ns": ts, "value": values})
-            for k, v in series_labels.items():
-                frame[k] = v
-            frames.append(frame)
+        # One read transaction: a writer compacting the head into a chunk meanwhile is seen before or after, whole.
+        self._db.execute("BEGIN")
+        try:
+            for sid, _, series_labels in self.series(metric, labels):
+                ts, values = self._read_series(sid, lo, hi)
+                frame = pd.DataFrame({"ts_ns": ts, "value": values})
+                for k, v in series_labels.items():
+                    frame[k] = v
+                frames.append(frame)
+        finally:
+            self._db.execute("COMMIT")
         if not frames:
             return pd.DataFrame({"ts_ns": pd.Series(dtype="int64"), "value": pd.Series(dtype="float64")})
         return pd.concat(frames, ignore_index=True)
@@ -209,7 +229,7 @@ class Store:
         ts_parts, value_parts = [], []
         for t_start, n, data in self._db.execute(
                 "SELECT t_start, n, data FROM chunks WHERE series_id=? AND t_start<=? AND t_end>=?"
-                " ORDER BY t_start", (sid, hi, lo)):
+                " ORDER BY id", (sid, hi, lo)):  # write order, so a late rewrite of a timestamp wins
             ts, values = decode_chunk(data, t_start, n)
             ts_parts.append(ts)
             value_parts.append(values)

@@ -102,3 +102,68 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path):
     assert len(ts) > 100
     assert killed_at - ts[-1] < 1.3 * S  # flushes once a second; the rest is scheduling slack
     assert np.all(np.diff(ts) > 0)
+
+
+def test_non_finite_values_are_refused_and_the_rest_written(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        assert store.write([power(1, float("nan")), power(2, 5.0), power(3, float("inf"))]) == 1
+        assert store.dropped_non_finite == 2
+        assert store.query(PM_POWER).value.tolist() == [5.0]
+        store.write([power(4, 6.0)])  # the writer is not poisoned
+        assert store.query(PM_POWER).value.tolist() == [5.0, 6.0]
+
+
+def test_events_are_written_all_or_none(tmp_path):
+    good = Event("c", "cpu", 1, "run", 1, 2)
+    bad = Event("c", "cpu", 2, "run", 3, 4, fields={"x": 1})
+    bad.campaign = None  # violates NOT NULL
+    with Store(tmp_path / "s.db") as store:
+        with pytest.raises(sqlite3.IntegrityError):
+            store.write_events([good, bad])
+        assert store.events() == []
+
+
+def test_a_foreign_sqlite_file_is_left_untouched(tmp_path):
+    foreign = tmp_path / "other.db"
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(MltelemetryError, match="not an mltelemetry store"):
+        Store(foreign, create=False)
+    db = sqlite3.connect(foreign)
+    assert [n for (n,) in db.execute("SELECT name FROM sqlite_master")] == ["t"]
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_a_late_rewrite_wins_over_an_older_chunk(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        store.write([power(t, 1.0) for t in range(CHUNK_SAMPLES)])  # one chunk
+        store.write([power(0, -1.0)] + [power(t, 2.0) for t in range(CHUNK_SAMPLES, 2 * CHUNK_SAMPLES - 1)])
+        assert store._db.execute("SELECT count(*) FROM chunks").fetchone() == (2,)  # overlapping at t=0
+        values = store.query(PM_POWER).value.tolist()
+    assert values[0] == -1.0 and values[1] == 1.0 and len(values) == 2 * CHUNK_SAMPLES - 1
+
+
+def test_a_query_sees_one_snapshot_while_another_writer_compacts(tmp_path):
+    path = tmp_path / "s.db"
+    writer = Store(path)
+    writer.write([power(t, float(t)) for t in range(CHUNK_SAMPLES - 1)])  # all in the head
+    reader = Store(path, create=False)
+    real = reader._db
+
+    class CompactsBetweenReads:  # another process compacts right after the reader fetched the chunks
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, *args):
+            cursor = real.execute(sql, *args)
+            if sql.startswith("SELECT t_start"):
+                rows = cursor.fetchall()
+                writer.write([power(CHUNK_SAMPLES - 1, 0.0)])
+                return iter(rows)
+            return cursor
+
+    reader._db = CompactsBetweenReads()
+    assert len(reader.query(PM_POWER)) == CHUNK_SAMPLES - 1  # the snapshot from before the compaction
+    reader._db = real
+    assert len(reader.query(PM_POWER)) == CHUNK_SAMPLES
+    writer.close()
+    reader.close()
