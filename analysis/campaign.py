@@ -6,7 +6,7 @@ several), GPU energy from ``gpu_energy_joules_total`` (summed over GPUs), CPU an
 the RAPL package and dram zones. Where a series has power but no energy counter, power integrated
 by the analysis stands in and the method column says so. Induced energy is the method paper's
 "energy induced by the software": energy − mean baseline power × duration, the baseline power
-being the mean over every second of the campaign's ok ``baseline`` runs (their energy / their duration).
+being the mean over every second of the campaign's ok, unflagged ``baseline`` runs (their energy / their duration).
 
 Hardware indicators (paper table 2) are the mean of the samples inside the window (gauges, mean
 over GPUs; memory sums over GPUs) or the counter's increase (disk and network bytes, summed over
@@ -388,12 +388,18 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     # --- baseline and induced energy --------------------------------------------------------------
     # time-weighted over every second of the ok baseline runs: Σ energy / Σ duration, so the baseline's own
     # induced energy sums to zero whatever the runs' lengths
-    baseline_runs = windows[(windows.scenario == BASELINE_SCENARIO) & (windows.action == "run")
-                            & (windows.status == "ok") & windows.energy_wh.notna() & (windows.duration_s > 0)]
+    # (a flagged baseline run, e.g. one with a meter gap, would drag the baseline down: it is left out)
+    measured = windows[(windows.scenario == BASELINE_SCENARIO) & (windows.action == "run")
+                       & (windows.status == "ok") & windows.energy_wh.notna() & (windows.duration_s > 0)]
+    baseline_runs = measured[~measured.flagged]
+    if len(baseline_runs) < len(measured):
+        notes.append(f"{len(measured) - len(baseline_runs)} flagged {BASELINE_SCENARIO!r} run(s) left out of the "
+                     "baseline power")
     baseline_power_w = (float(baseline_runs.energy_wh.sum() * J_PER_WH / baseline_runs.duration_s.sum())
                         if len(baseline_runs) else None)
     if baseline_power_w is None:
-        notes.append(f"no {BASELINE_SCENARIO!r} runs with wall energy in the campaign: induced energy not computed")
+        notes.append(f"no {BASELINE_SCENARIO!r} runs with wall energy and no flag in the campaign: induced energy "
+                     "not computed")
         windows["induced_wh"] = np.nan
     else:
         windows["induced_wh"] = windows.energy_wh - baseline_power_w * windows.duration_s / J_PER_WH

@@ -130,3 +130,39 @@ def test_cli_json_and_csv(tmp_path):
     assert len(lines) == 1 + 6 + 2 * 4  # windows, then mean and std rows of the four (scenario, action) groups
     result = runner.invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "s.db")])
     assert result.exit_code == 0 and "baseline power 100.00 W" in result.output
+
+
+def meter_store(path, power_at, t0, t1, *, metric=schema.PM_ENERGY, skip=lambda t: False, gap_at=None,
+                host="h", meter="m", events=()):
+    """1 Hz samples of one meter from t0 to t1 s: its energy counter (or power), and its gap counter when
+    ``gap_at`` (seconds without a valid reading, per second) is given; samples at ``skip(t)`` are missing."""
+    energy, gap, samples = 0.0, 0.0, []
+    for t in range(t0, t1 + 1):
+        if t > t0:
+            energy += power_at(t - 1)
+            gap += gap_at(t - 1) if gap_at else 0.0
+        if skip(t):
+            continue
+        labels = {"host": host, "meter": meter}
+        samples.append(Sample(metric, labels, energy if metric == schema.PM_ENERGY else power_at(t), t * S))
+        if gap_at:
+            samples.append(Sample(schema.PM_GAP, labels, gap, t * S))
+    store = Store(path)
+    store.write(samples)
+    store.write_events(list(events))
+    return store
+
+
+def test_flagged_baseline_runs_are_left_out_of_the_baseline_power(tmp_path):
+    # 100 W; the meter reads nothing from 150 s to 200 s (the counter stays flat, the gap counter grows);
+    # 200 W from 300 s on
+    events = [Event("c", "baseline", 1, "run", 10 * S, 110 * S), Event("c", "baseline", 2, "run", 120 * S, 220 * S),
+              Event("c", "x", 1, "run", 300 * S, 400 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 0.0 if 150 <= t < 200 else 200.0 if t >= 300 else 100.0, 0, 500,
+                     gap_at=lambda t: 1.0 if 150 <= t < 200 else 0.0, events=events) as store:
+        result = analyze_campaign(store, "c")
+    # only baseline run 1 counts: 10 000 J / 100 s (with run 2's 5 000 J / 100 s it was 75 W)
+    assert result.baseline_power_w == pytest.approx(100.0)
+    x = result.windows[result.windows.scenario == "x"].iloc[0]
+    assert x.induced_wh == pytest.approx((20_000 - 10_000) / 3600)  # was (20 000 − 7 500) / 3600
+    assert any("1 flagged 'baseline' run(s) left out" in note for note in result.notes)
