@@ -140,6 +140,11 @@ class _Reader:
             if self.progress:
                 self.progress(f"reading {metric.removeprefix(schema.PREFIX)}", self.done, self.total)
             frame = self.source.query(metric, {"host": self.host} if self.host else None, self.lo, self.hi)
+            if self.host is None and "host" in frame:  # summing two SUTs' meters would make one figure of both
+                hosts = sorted({str(h) for h in frame["host"].dropna()})
+                if len(hosts) > 1:
+                    raise MltelemetryError(f"{metric} was recorded on {len(hosts)} hosts ({', '.join(hosts)}): "
+                                           "name one with --host")
             self._cache[metric] = _split(frame)
             self.done += 1
         return [s for s in self._cache[metric] if all(s.labels.get(k) == v for k, v in (labels or {}).items())]
@@ -223,8 +228,9 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
                      traces: bool = False) -> CampaignAnalysis:
     """Every figure of ``campaign`` from ``source`` (a Store, a source, or a ``--source`` text).
 
-    Raises MltelemetryError only when the campaign has no events at all; everything else that is
-    missing gives no figure and a note, and the rest is still computed.
+    Raises MltelemetryError when the campaign has no events at all, or when ``host`` is None and a
+    metric was recorded on several hosts; everything else that is missing gives no figure and a
+    note, and the rest is still computed. Several meters of one host are summed.
     """
     source = open_source(source)
     notes: list[str] = []

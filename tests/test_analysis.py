@@ -166,3 +166,16 @@ def test_flagged_baseline_runs_are_left_out_of_the_baseline_power(tmp_path):
     x = result.windows[result.windows.scenario == "x"].iloc[0]
     assert x.induced_wh == pytest.approx((20_000 - 10_000) / 3600)  # was (20 000 − 7 500) / 3600
     assert any("1 flagged 'baseline' run(s) left out" in note for note in result.notes)
+
+
+def test_several_hosts_without_host_is_an_error(tmp_path):
+    meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 300, host="sut",
+                events=[Event("c", "x", 1, "run", 50 * S, 150 * S)]).close()
+    with meter_store(tmp_path / "s.db", lambda t: 300.0, 0, 300, host="other") as store:
+        # without --host the two hosts' meters were summed: 100 W + 300 W = 400 W
+        with pytest.raises(MltelemetryError, match=r"on 2 hosts \(other, sut\): name one with --host$"):
+            analyze_campaign(store, "c")
+        assert analyze_campaign(store, "c", host="sut").windows.mean_power_w.iloc[0] == pytest.approx(100.0)
+        assert analyze_campaign(store, "c", host="other").windows.mean_power_w.iloc[0] == pytest.approx(300.0)
+    result = CliRunner().invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "s.db")])
+    assert result.exit_code == 1 and "--host" in result.output and len(result.output.strip().splitlines()) == 1
