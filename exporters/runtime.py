@@ -109,10 +109,18 @@ class Exporter:
                 stop.wait(max(0.0, start + tick * self.interval_s - self.monotonic()))
         finally:
             close = getattr(self.collector, "close", None)
-            if close:
-                close()
-            for sink in self.sinks:
-                sink.close()
+            try:
+                if close:
+                    close()
+            except Exception as e:  # a device that fails to close must not cost the sinks their flush
+                self.errors_total += 1
+                log.error("%s: closing the collector failed: %s", self.collector.name, e)
+            for sink in self.sinks:  # one sink failing to close must not keep the others from flushing
+                try:
+                    sink.close()
+                except Exception as e:
+                    self.errors_total += 1
+                    log.error("%s: closing sink %s failed: %s", self.collector.name, type(sink).__name__, e)
 
 
 def web_security(options: SinkOptions) -> WebSecurity:

@@ -61,8 +61,11 @@ class StoreSink:
         self._last_flush = self._clock()
 
     def close(self) -> None:
-        self.flush()
-        self.store.close()
+        """Flush what is buffered, then close the store, also when the flush fails."""
+        try:
+            self.flush()
+        finally:
+            self.store.close()
 
 
 def parse_listen(listen: str) -> tuple[str, int] | None:

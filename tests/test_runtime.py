@@ -1,11 +1,15 @@
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 
+import pytest
+
 from mltelemetry import schema
 from mltelemetry.exporters.runtime import Exporter, next_tick
 from mltelemetry.schema import Sample
+from mltelemetry.sinks import StoreSink
 from mltelemetry.store import Store
 
 
@@ -81,3 +85,16 @@ def test_sigterm_flushes_the_store(tmp_path):
     with Store(path) as store:
         samples = store.query(schema.EXPORTER_SAMPLES)
     assert len(samples) >= 8
+
+
+def test_a_sink_failing_to_close_does_not_stop_the_others_and_the_store_is_closed(tmp_path, caplog):
+    # a sample the store cannot take (its time is no number): the flush on close raises
+    failing = StoreSink(tmp_path / "bad.db", flush_interval_s=3600)
+    failing.publish([Sample(schema.PM_POWER, {"host": "h", "meter": "m"}, 1.0, "not a time")])
+    after = ListSink()
+    exporter = Exporter(Scripted(), [failing, after], interval_s=0.01, host="h")
+    exporter.run(threading.Event(), max_ticks=1)
+    assert after.closed  # the later sink still flushed
+    assert exporter.errors_total == 1 and "closing sink StoreSink failed" in caplog.text
+    with pytest.raises(sqlite3.ProgrammingError):  # the store was closed although its flush raised
+        failing.store.query(schema.PM_POWER)
