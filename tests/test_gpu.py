@@ -191,6 +191,31 @@ def test_a_lost_gpu_is_marked_down_while_the_others_go_on_and_it_comes_back_mono
     assert sum("marked down" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_gpu_lost_at_start_up_starts_down_while_the_others_go_on_and_joins_when_it_answers(caplog):
+    steady = [Step(0.0, 200.0, temperature_c=50)]
+    fake = FakeNvml([h100(), FakeGpu(steps=steady, uuid=UUID1, energy_at_start_mj=500_000)], clock=FakeClock(0))
+    fake.lose(1)
+    with caplog.at_level(logging.INFO, logger="mltelemetry.exporters.gpu"):
+        collector = collector_for(fake, retry_lost_s=1.0)
+        exporter = Exporter(collector, [], interval_s=1.0, host="sut", monotonic=fake.clock,
+                            wall_ns=lambda: int(fake.clock() * 1e9))
+        seen = {}
+        for t in range(4):
+            fake.clock.now = float(t)
+            if t == 2:
+                fake.recover(1, reload_driver=False)
+            seen[t] = exporter.tick()
+    gpu1 = {t: [s for s in got if s.labels.get("gpu") == "1"] for t, got in seen.items()}
+    for t in (0, 1):
+        assert [(s.metric, s.value, s.labels["uuid"]) for s in gpu1[t]] == [(schema.GPU_UP, 0.0, "unknown")]
+        assert (schema.GPU_ENERGY, "0", METHOD_COUNTER) in by_series(seen[t])
+    got = by_series(gpu1[3])
+    assert got[(schema.GPU_UP, "1", "")] == 1.0 and got[(schema.GPU_ENERGY, "1", METHOD_COUNTER)] == 1100.0
+    assert {s.labels["uuid"] for s in gpu1[3]} == {UUID1}
+    assert exporter.errors_total == 0
+    assert sum("started down" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_exporter_at_100_ms_into_the_store_gives_window_energy_of_the_script(tmp_path):
     fake = FakeNvml([h100()], clock=FakeClock(0))
     sink = StoreSink(tmp_path / "gpu.db", clock=fake.clock)

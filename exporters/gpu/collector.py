@@ -10,7 +10,9 @@ monotonic counter, ``gpu_energy_joules_total``, labelled by how it was obtained:
   clock. A tick that misses power leaves a gap that is not bridged.
 
 A GPU that falls off the bus publishes ``gpu_up 0`` and nothing else; the other GPUs keep
-going, and the lost one is looked for again every ``retry_lost_s``.
+going, and the lost one is looked for again every ``retry_lost_s``. A GPU already lost at
+start-up is started down the same way; until it answers, its ``uuid`` and ``name`` labels are
+``unknown``.
 """
 
 from __future__ import annotations
@@ -70,9 +72,13 @@ class EnergyCounter:
         self._last_power = None
 
 
+UNKNOWN = "unknown"
+
+
 @dataclass
 class _Gpu:
-    driver: NvmlGpu
+    index: int
+    driver: NvmlGpu | None  # None while a GPU lost at start-up has not answered yet
     labels: dict[str, str]
     energy: EnergyCounter
     up: bool = True
@@ -99,10 +105,18 @@ class GpuCollector:
             log.warning("NVML sees no GPU: the GPU exporter will publish no GPU data")
         self.gpus: list[_Gpu] = []
         for index in wanted:
-            driver = nvml.gpu(index)
-            labels = {"host": host, "gpu": str(index), "uuid": driver.uuid, "name": driver.name}
-            self.gpus.append(_Gpu(driver, labels, EnergyCounter()))
+            try:
+                driver = nvml.gpu(index)
+            except GpuLost as e:
+                log.error("%s: started down; the other GPUs go on (looked for again every %g s)", e, retry_lost_s)
+                labels = {"host": host, "gpu": str(index), "uuid": UNKNOWN, "name": UNKNOWN}
+                self.gpus.append(_Gpu(index, None, labels, EnergyCounter(), up=False, lost_at=monotonic()))
+                continue
+            self.gpus.append(_Gpu(index, driver, self._labels(index, driver), EnergyCounter()))
             log.info("publishing %r", driver)
+
+    def _labels(self, index: int, driver: NvmlGpu) -> dict[str, str]:
+        return {"host": self.host, "gpu": str(index), "uuid": driver.uuid, "name": driver.name}
 
     def sample(self, ts_ns: int) -> list[Sample]:
         samples: list[Sample] = []
@@ -116,10 +130,15 @@ class GpuCollector:
             if now - gpu.lost_at < self.retry_lost_s:
                 return [Sample(schema.GPU_UP, gpu.labels, 0.0, ts_ns)]
             try:
-                gpu.driver.reacquire()
+                if gpu.driver is None:
+                    gpu.driver = self.nvml.gpu(gpu.index)
+                    gpu.labels = self._labels(gpu.index, gpu.driver)
+                else:
+                    gpu.driver.reacquire()
             except NvmlError:
                 gpu.lost_at = now
                 return [Sample(schema.GPU_UP, gpu.labels, 0.0, ts_ns)]
+        assert gpu.driver is not None
         try:
             reading = gpu.driver.read()
         except GpuLost as e:
