@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -70,37 +72,74 @@ class HostCollector:
         if not self.rapl:
             log.info("no readable RAPL zones under %s/class/powercap: CPU energy will not be recorded",
                      sysfs_root)
+        self._failing: set[str] = set()  # sources whose failure was said, until they read again
         psutil.cpu_percent(percpu=True)  # primes the per-interval utilisation
         psutil.cpu_percent()
 
     def sample(self, ts_ns: int) -> list[Sample]:
-        host = self.host
-
-        def s(metric: str, value: float, **labels: str) -> Sample:
-            return Sample(metric, {"host": host, **labels}, float(value), ts_ns)
-
-        samples = [s(schema.HOST_CPU_UTILIZATION, psutil.cpu_percent() / 100, cpu="total")]
-        samples += [s(schema.HOST_CPU_UTILIZATION, pct / 100, cpu=str(i))
-                    for i, pct in enumerate(psutil.cpu_percent(percpu=True))]
-        memory, swap = psutil.virtual_memory(), psutil.swap_memory()
-        samples += [
-            s(schema.HOST_MEMORY_USED, memory.total - memory.available),
-            s(schema.HOST_MEMORY_AVAILABLE, memory.available),
-            s(schema.HOST_MEMORY_TOTAL, memory.total),
-            s(schema.HOST_SWAP_USED, swap.used),
+        """Every source on its own: one that fails (said once) leaves this tick's others standing."""
+        samples: list[Sample] = []
+        sources: list[tuple[str, Callable[[], list[Sample]]]] = [
+            ("CPU", partial(self._cpu, ts_ns)), ("memory", partial(self._memory, ts_ns)),
+            ("load", partial(self._load, ts_ns)), ("disk", partial(self._disk, ts_ns)),
+            ("network", partial(self._network, ts_ns)),
         ]
-        samples += [s(schema.HOST_LOAD, load, period=period)
-                    for period, load in zip(("1m", "5m", "15m"), psutil.getloadavg())]
+        sources += [(f"RAPL zone {zone.name}", partial(self._rapl, zone, ts_ns)) for zone in self.rapl]
+        for source, read in sources:
+            try:
+                samples += read()
+            except Exception as e:  # noqa: BLE001 - one source's failure is not the others'
+                if source not in self._failing:
+                    self._failing.add(source)
+                    log.warning("host %s not readable (%s: %s); left out while it fails, the rest goes on",
+                                source, type(e).__name__, e)
+                continue
+            if source in self._failing:
+                self._failing.discard(source)
+                log.warning("host %s readable again", source)
+        return samples
+
+    def _s(self, metric: str, value: float, ts_ns: int, **labels: str) -> Sample:
+        return Sample(metric, {"host": self.host, **labels}, float(value), ts_ns)
+
+    def _cpu(self, ts_ns: int) -> list[Sample]:
+        s = self._s
+        return [s(schema.HOST_CPU_UTILIZATION, psutil.cpu_percent() / 100, ts_ns, cpu="total"),
+                *(s(schema.HOST_CPU_UTILIZATION, pct / 100, ts_ns, cpu=str(i))
+                  for i, pct in enumerate(psutil.cpu_percent(percpu=True)))]
+
+    def _memory(self, ts_ns: int) -> list[Sample]:
+        s = self._s
+        memory, swap = psutil.virtual_memory(), psutil.swap_memory()
+        return [
+            s(schema.HOST_MEMORY_USED, memory.total - memory.available, ts_ns),
+            s(schema.HOST_MEMORY_AVAILABLE, memory.available, ts_ns),
+            s(schema.HOST_MEMORY_TOTAL, memory.total, ts_ns),
+            s(schema.HOST_SWAP_USED, swap.used, ts_ns),
+        ]
+
+    def _load(self, ts_ns: int) -> list[Sample]:
+        return [self._s(schema.HOST_LOAD, load, ts_ns, period=period)
+                for period, load in zip(("1m", "5m", "15m"), psutil.getloadavg())]
+
+    def _disk(self, ts_ns: int) -> list[Sample]:
+        out = []
         for device, io in (psutil.disk_io_counters(perdisk=True) or {}).items():
             if not device.startswith(_SKIPPED_DISK_PREFIXES):
-                samples += [s(schema.HOST_DISK_READ, io.read_bytes, device=device),
-                            s(schema.HOST_DISK_WRITTEN, io.write_bytes, device=device)]
+                out += [self._s(schema.HOST_DISK_READ, io.read_bytes, ts_ns, device=device),
+                        self._s(schema.HOST_DISK_WRITTEN, io.write_bytes, ts_ns, device=device)]
+        return out
+
+    def _network(self, ts_ns: int) -> list[Sample]:
+        out = []
         for interface, io in psutil.net_io_counters(pernic=True).items():
             if interface not in _SKIPPED_INTERFACES:
-                samples += [s(schema.HOST_NET_RECEIVED, io.bytes_recv, interface=interface),
-                            s(schema.HOST_NET_TRANSMITTED, io.bytes_sent, interface=interface)]
-        samples += [s(schema.HOST_RAPL_ENERGY, zone.read_joules(), zone=zone.name) for zone in self.rapl]
-        return samples
+                out += [self._s(schema.HOST_NET_RECEIVED, io.bytes_recv, ts_ns, interface=interface),
+                        self._s(schema.HOST_NET_TRANSMITTED, io.bytes_sent, ts_ns, interface=interface)]
+        return out
+
+    def _rapl(self, zone: RaplZone, ts_ns: int) -> list[Sample]:
+        return [self._s(schema.HOST_RAPL_ENERGY, zone.read_joules(), ts_ns, zone=zone.name)]
 
     def close(self) -> None:
         pass

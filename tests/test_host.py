@@ -42,6 +42,31 @@ def test_unreadable_rapl_is_skipped_and_the_collector_carries_on(tmp_path, caplo
     assert not [s for s in collector.sample(1) if s.metric == schema.HOST_RAPL_ENERGY]
 
 
+def test_a_failing_source_is_left_out_said_once_and_the_others_go_on(tmp_path, monkeypatch, caplog):
+    package = make_zone(tmp_path, "intel-rapl:0", "package-0", 2_000_000, max_uj=10_000_000)
+    make_zone(tmp_path, "intel-rapl:1", "package-1", 3_000_000, max_uj=10_000_000)
+    collector = HostCollector("sut", sysfs_root=tmp_path)
+    (package / "energy_uj").unlink()  # the zone vanishes after start-up
+
+    def no_diskstats(*args, **kwargs):  # psutil's answer where /proc/diskstats is missing
+        raise NotImplementedError("couldn't find /proc/diskstats or /sys/block")
+
+    monkeypatch.setattr(psutil, "disk_io_counters", no_diskstats)
+    caplog.set_level("WARNING")
+    for tick in (1, 2):
+        metrics = {s.metric for s in collector.sample(tick)}
+        assert schema.HOST_DISK_READ not in metrics
+        assert {schema.HOST_CPU_UTILIZATION, schema.HOST_MEMORY_TOTAL, schema.HOST_NET_RECEIVED} <= metrics
+        rapl = {s.labels["zone"]: s.value for s in collector.sample(tick) if s.metric == schema.HOST_RAPL_ENERGY}
+        assert rapl == {"package-1": pytest.approx(3.0)}
+    assert caplog.text.count("host disk not readable") == 1
+    assert caplog.text.count("host RAPL zone package-0 not readable") == 1
+    (package / "energy_uj").write_text("2500000\n")
+    rapl = {s.labels["zone"]: s.value for s in collector.sample(3) if s.metric == schema.HOST_RAPL_ENERGY}
+    assert rapl["package-0"] == pytest.approx(2.5)
+    assert "host RAPL zone package-0 readable again" in caplog.text
+
+
 def test_host_samples_cover_the_method_indicators(tmp_path):
     make_zone(tmp_path, "intel-rapl:0", "package-0", 2_000_000, max_uj=10_000_000)
     samples = HostCollector("sut", sysfs_root=tmp_path).sample(123)
