@@ -381,6 +381,8 @@ class InfluxSink:
         deadline = self._clock() + self.close_timeout_s
         self._next_attempt = 0.0
         self._flush(deadline)
+        if self._pending:
+            log.warning("%d line(s) could be neither written nor spooled and are lost", len(self._pending))
         if not self.spool.empty:
             log.warning("%d line(s) stay spooled in %s until the next start", self.spool.lines, self.spool.directory)
         self.spool.close()
@@ -411,10 +413,10 @@ class InfluxSink:
             if self.spool.empty and may_send:
                 for start in range(0, len(batch), self.batch_lines):
                     if not self._send(batch[start:start + self.batch_lines]):
-                        self.spool.append(batch[start:])
+                        self._spool(batch[start:])
                         return
                 return
-            self.spool.append(batch)
+            self._spool(batch)  # if that fails the batch waits in memory; the older spool may still drain
         while not self.spool.empty and self._clock() >= self._next_attempt:
             if deadline is not None and self._clock() > deadline:
                 return
@@ -422,6 +424,20 @@ class InfluxSink:
             if not self._send(lines):
                 return
             self.spool.pop(segments)
+
+    def _spool(self, lines: list[str]) -> bool:
+        """Append ``lines`` to the spool; when that fails (disk full, folder gone) put them back at the front
+        of the queue, in order, for the next flush, and return False."""
+        try:
+            self.spool.append(lines)
+        except OSError as e:
+            with self._lock:
+                self._pending[:0] = lines
+            self.errors_total += 1
+            log.error("InfluxDB sink: cannot spool %d line(s), kept in memory for the next attempt: %s",
+                      len(lines), e)
+            return False
+        return True
 
     def _send(self, lines: list[str]) -> bool:
         """Write one batch; False (and the next attempt pushed back) when the server did not take it."""

@@ -15,6 +15,7 @@ advisory lock); a second one is refused with a clear error.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -95,12 +96,17 @@ class Spool:
         data = ("\n".join(lines) + "\n").encode()
         segment = Segment(self._next_seq, len(lines), len(data))
         tmp = self.directory / f"{_TMP_PREFIX}{segment.name}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, self.directory / segment.name)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, self.directory / segment.name)
+        except OSError:  # disk full, folder gone: leave no partial segment behind; the caller keeps the batch
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         self._next_seq += 1
         self._segments.append(segment)
         self.bytes += segment.size

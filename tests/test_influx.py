@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -277,3 +278,19 @@ def test_v1_token_is_sent_as_basic_auth_and_a_refused_token_spools(tmp_path, mon
         assert rows["results"][0]["series"][0]["values"] == [[t0, 1.0]]
     finally:
         server.stop()
+
+
+def test_a_batch_that_cannot_be_spooled_is_kept_and_written_later(influxdb, tmp_path):
+    spool_dir = tmp_path / "spool"
+    sink = InfluxSink(V1Writer(influxdb, "later"), Spool(spool_dir), flush_interval_s=0.1, max_backoff_s=0.2)
+    shutil.rmtree(spool_dir)  # the spool cannot take the batch the server refuses (no database yet)
+    t0 = time.time_ns()
+    sink.publish([Sample(schema.PM_POWER, {"host": "h"}, float(k), t0 + k) for k in range(5)])
+    wait_for(lambda: sink.errors_total >= 3, 10, "the write and the spool to fail")
+    assert sink.spool.empty and sink.written_total == 0
+    spool_dir.mkdir()
+    influxql(influxdb, "CREATE DATABASE later", db=None)
+    wait_for(lambda: sink.written_total == 5, 10, "the kept batch to be written")
+    sink.close()
+    rows = influxql(influxdb, f"SELECT value FROM {schema.PM_POWER}", db="later")
+    assert rows[0]["values"] == [[t0 + k, float(k)] for k in range(5)]
