@@ -29,7 +29,9 @@ from mltelemetry.analysis.energy import (
     increases,
     integral_counter,
     sampling_interval_ns,
+    unknown_intervals,
     window_means,
+    windows_holding,
 )
 from mltelemetry.analysis.sources import Source, StoreSource, open_source
 from mltelemetry.errors import MltelemetryError
@@ -194,12 +196,21 @@ def _energy_of(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np
 
 
 def _integrated(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Joules per window from power series integrated here (no gap longer than 3 intervals is bridged)."""
+    """Joules per window from power series integrated here; NaN for a window holding a gap longer than 3
+    intervals (its energy is unknown: nothing integrated it)."""
     parts = []
     for s in series:
         counter = integral_counter(s.ts, s.values, MAX_GAP_INTERVALS * sampling_interval_ns(s.ts))
-        parts.append(_increases(s, starts, ends, counter))
+        part = _increases(s, starts, ends, counter)
+        part[_blind(s, starts, ends, counter=False)] = np.nan
+        parts.append(part)
     return _sum_strict(parts, len(starts))
+
+
+def _blind(s: Series, starts: np.ndarray, ends: np.ndarray, counter: bool = True) -> np.ndarray:
+    """Per window: whether it holds a stretch of ``s`` whose energy is unknown (see ``unknown_intervals``)."""
+    intervals = unknown_intervals(s.ts, s.values, MAX_GAP_INTERVALS * sampling_interval_ns(s.ts), counter)
+    return windows_holding(s.ts, intervals, starts, ends)
 
 
 def _coverage(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -278,6 +289,9 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     columns["meter_gap_s"] = _energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
     columns["coverage"] = _coverage(meter_series, starts, ends) if meter_series else np.zeros(n)
     meter_interval = max((sampling_interval_ns(s.ts) for s in meter_series), default=1e9)
+    meter_blind = np.zeros(n, bool)
+    for s in meter_series:
+        meter_blind |= _blind(s, starts, ends, counter=meter_method == METHOD_METER)
 
     # --- GPU and RAPL energy ------------------------------------------------------------------------
     gpus = reader.get(schema.GPU_ENERGY)
@@ -353,7 +367,12 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
             notes_i.append(f"ends {(e.start_ns - e.end_ns) / 1e9:.3f} s before it starts: no figures")
             flagged[i] = True
             continue
-        if meter_series and not np.isfinite(energy_j[i]):
+        if meter_blind[i]:
+            notes_i.append(f"the meter's samples stop for more than {MAX_GAP_INTERVALS} sampling intervals inside "
+                           "the window" + (" and its counter restarts after" if meter_method == METHOD_METER else "")
+                           + ": the energy of that stretch is unknown, no wall energy")
+            flagged[i] = True
+        elif meter_series and not np.isfinite(energy_j[i]):
             notes_i.append("no meter samples around the window's edges (outside the samples or in a gap)")
             flagged[i] = True
         if meter_series and e.end_ns - e.start_ns < meter_interval:

@@ -3,7 +3,9 @@
 The counter is read at the window's edges by linear interpolation between the samples either
 side, so a window that starts or ends inside a sampling interval gets its share of it. A
 counter that drops (exporter restart, driver reload) is treated as a reset to zero, as
-Prometheus' ``increase()`` does.
+Prometheus' ``increase()`` does, when the samples either side of the drop are close together; a
+drop across a longer gap lost the energy of the exporter's downtime, so a window holding it gets
+no figure (:func:`unknown_intervals`).
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def increases(ts_ns: np.ndarray, values: np.ndarray, starts_ns: np.ndarray, ends
     Same arithmetic as :func:`increase` (resets undone, linear interpolation at the edges). With
     ``max_gap_ns``, an edge that falls between two samples further apart than that gives NaN too:
     how the energy of a long gap spreads inside it is unknown, so it is not made up. (A window that
-    holds a whole gap is still exact: the counter integrated through it at the source.)
+    holds a whole gap is still exact: the counter integrated through it at the source.) So does a
+    window that holds a drop of the counter across such a gap: what it counted before it restarted
+    is lost.
     """
     starts_ns, ends_ns = np.asarray(starts_ns, np.int64), np.asarray(ends_ns, np.int64)
     out = np.full(len(starts_ns), np.nan)
@@ -73,7 +77,31 @@ def increases(ts_ns: np.ndarray, values: np.ndarray, starts_ns: np.ndarray, ends
         t = (ts_ns - origin).astype(np.float64)
         out[inside] = (np.interp((ends_ns[inside] - origin).astype(np.float64), t, counter)
                        - np.interp((starts_ns[inside] - origin).astype(np.float64), t, counter))
+    if max_gap_ns is not None:
+        out[windows_holding(ts_ns, unknown_intervals(ts_ns, values, max_gap_ns), starts_ns, ends_ns)] = np.nan
     return out
+
+
+def unknown_intervals(ts_ns: np.ndarray, values: np.ndarray, max_gap_ns: float, counter: bool = True) -> np.ndarray:
+    """Per sampling interval (one fewer than samples): whether its energy is unknown.
+
+    For a counter, an interval longer than ``max_gap_ns`` across which the counter drops (it restarted
+    while no one read it); for a power series (``counter=False``), any interval longer than that.
+    """
+    ts_ns, values = np.asarray(ts_ns), np.asarray(values, np.float64)
+    if len(ts_ns) < 2:
+        return np.zeros(0, bool)
+    long = np.diff(ts_ns) > max_gap_ns
+    return long & (values[1:] < values[:-1]) if counter else long
+
+
+def windows_holding(ts_ns: np.ndarray, intervals: np.ndarray, starts_ns: np.ndarray, ends_ns: np.ndarray) -> np.ndarray:
+    """Whether each window [start, end] overlaps one of the sampling intervals marked in ``intervals``."""
+    k = np.flatnonzero(intervals)
+    if len(k) == 0:
+        return np.zeros(len(starts_ns), bool)
+    lo, hi = np.asarray(ts_ns)[k], np.asarray(ts_ns)[k + 1]  # both increasing: the intervals do not overlap
+    return (np.searchsorted(lo, ends_ns, side="left") - np.searchsorted(hi, starts_ns, side="right")) > 0
 
 
 def integral_counter(ts_ns: np.ndarray, power_w: np.ndarray, max_gap_ns: float) -> np.ndarray:

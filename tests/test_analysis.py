@@ -179,3 +179,29 @@ def test_several_hosts_without_host_is_an_error(tmp_path):
         assert analyze_campaign(store, "c", host="other").windows.mean_power_w.iloc[0] == pytest.approx(300.0)
     result = CliRunner().invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "s.db")])
     assert result.exit_code == 1 and "--host" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_power_fallback_window_holding_a_long_gap_gets_no_energy(tmp_path):
+    # pm_power_watts only, 100 W, no samples from 501 s to 520 s (a 21 s gap: more than 3 intervals)
+    events = [Event("c", "x", 1, "run", 50 * S, 1050 * S), Event("c", "x", 2, "run", 600 * S, 700 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 1100, metric=schema.PM_POWER,
+                     skip=lambda t: 500 < t <= 520, events=events) as store:
+        windows = analyze_campaign(store, "c").windows.set_index("run")
+    # the gap's 21 s added 0 J: (1000 − 21) × 100 J = 27.194 Wh, coverage 98 %, not flagged
+    assert np.isnan(windows.loc[1, "energy_wh"]) and windows.loc[1, "flagged"]
+    assert "samples stop for more than 3 sampling intervals" in windows.loc[1, "note"]
+    assert windows.loc[2, "energy_wh"] == pytest.approx(100 * 100 / 3600) and not windows.loc[2, "flagged"]
+
+
+def test_counter_reset_across_a_gap_gives_no_energy(tmp_path):
+    # the exporter is down from 501 s to 510 s and its counter restarts from 0 at 511 s (100 W throughout)
+    samples = [Sample(schema.PM_ENERGY, {"host": "h", "meter": "m"}, 100.0 * (t if t <= 500 else t - 511), t * S)
+               for t in range(1101) if not 500 < t < 511]
+    with Store(tmp_path / "s.db") as store:
+        store.write(samples)
+        store.write_events([Event("c", "x", 1, "run", 50 * S, 1050 * S), Event("c", "x", 2, "run", 600 * S, 700 * S)])
+        windows = analyze_campaign(store, "c").windows.set_index("run")
+    # read as a restart from 0 at 511 s, the 11 s of downtime were lost: (45 000 + 53 900) J = 27.472 Wh
+    assert np.isnan(windows.loc[1, "energy_wh"]) and windows.loc[1, "flagged"]
+    assert "counter restarts" in windows.loc[1, "note"]
+    assert windows.loc[2, "energy_wh"] == pytest.approx(100 * 100 / 3600)
