@@ -149,16 +149,33 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def _serve_wsgi(app: Callable, host: str, port: int, context: ssl.SSLContext | None) -> WSGIServer:
-    """A threaded WSGI server on HOST:PORT (IPv4 or IPv6), TLS-wrapped when ``context`` is given."""
+def _serve_wsgi(app: Callable, host: str, port: int, context: ssl.SSLContext | None,
+                handshake_timeout_s: float = 10.0) -> WSGIServer:
+    """A threaded WSGI server on HOST:PORT (IPv4 or IPv6), TLS-wrapped when ``context`` is given.
+
+    The TLS handshake runs in each connection's own thread and gives up after ``handshake_timeout_s``,
+    so a client that connects and says nothing holds one thread for a while, never the accept loop.
+    """
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True
         address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
 
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            if context is not None:
+                try:
+                    request.settimeout(handshake_timeout_s)
+                    request.do_handshake()
+                    request.settimeout(None)
+                except (OSError, ValueError) as e:  # ssl.SSLError and TimeoutError are OSErrors
+                    log.debug("TLS handshake with %s failed: %s", client_address, e)
+                    self.shutdown_request(request)
+                    return
+            super().process_request_thread(request, client_address)
+
     server = make_server(host, port, app, Server, handler_class=_QuietHandler)
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+    if context is not None:  # accept() only accepts; the handshake waits for the connection's thread
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, name=f"metrics-{port}", daemon=True).start()
     return server
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -51,6 +53,19 @@ def test_metrics_over_tls_with_basic_auth(certificate, tmp_path):
         assert requests.get(url, verify=str(cert), headers={"Authorization": "Basic !!"}, timeout=5).status_code == 401
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{sink.port}/metrics", timeout=5)  # no plain HTTP
+    finally:
+        sink.close()
+
+
+def test_a_silent_connection_does_not_block_tls_scrapes(certificate):
+    cert, key = certificate
+    sink = PrometheusSink("127.0.0.1", 0, WebSecurity(cert, key))
+    try:
+        with socket.create_connection(("127.0.0.1", sink.port)):  # connects, never starts the handshake
+            time.sleep(0.2)
+            for _ in range(3):
+                response = requests.get(f"https://127.0.0.1:{sink.port}/metrics", verify=str(cert), timeout=5)
+                assert response.status_code == 200
     finally:
         sink.close()
 
