@@ -40,17 +40,34 @@ class Sink(Protocol):
 
 
 class StoreSink:
-    """Writes samples to the embedded store in batches, at most ``flush_interval_s`` apart."""
+    """Writes samples to the embedded store in batches, at most ``flush_interval_s`` apart.
 
-    def __init__(self, path: str | Path, flush_interval_s: float = 1.0, clock=time.monotonic) -> None:
+    A write the store refuses (disk full, database locked) keeps the batch for the next flush, but at most
+    ``max_buffered`` samples: past that the oldest are dropped, counted in ``dropped_samples`` and logged,
+    so a store that keeps failing cannot eat the exporter's memory and a sample it can never take leaves.
+    """
+
+    def __init__(self, path: str | Path, flush_interval_s: float = 1.0, clock=time.monotonic,
+                 max_buffered: int = 200_000) -> None:
         self.store = Store(path)
         self.flush_interval_s = flush_interval_s
+        self.max_buffered = max_buffered
+        self.dropped_samples = 0
         self._clock = clock
         self._buffer: list[Sample] = []
         self._last_flush = clock()
+        self._warned_at: float | None = None
 
     def publish(self, samples: Sequence[Sample]) -> None:
         self._buffer.extend(samples)
+        excess = len(self._buffer) - self.max_buffered
+        if excess > 0:
+            del self._buffer[:excess]
+            self.dropped_samples += excess
+            if self._warned_at is None or self._clock() - self._warned_at > 60:  # once a minute at most
+                self._warned_at = self._clock()
+                log.warning("the store %s takes no samples: %d buffered, dropping the oldest, %d so far",
+                            self.store.path, self.max_buffered, self.dropped_samples)
         if self._clock() - self._last_flush >= self.flush_interval_s:
             self.flush()
 

@@ -2,7 +2,8 @@ import requests
 
 from mltelemetry import schema
 from mltelemetry.schema import Sample
-from mltelemetry.sinks import PrometheusSink
+from mltelemetry.sinks import PrometheusSink, StoreSink
+from mltelemetry.store import Store
 
 GOLDEN = """\
 # HELP mltelemetry_pm_energy_joules_total Energy integrated by the exporter from the meter's power readings.
@@ -49,3 +50,20 @@ def test_series_not_published_for_a_while_leave_metrics():
         assert 'gpu="1"' not in body and 'mltelemetry_gpu_temperature_celsius{gpu="0"' in body
     finally:
         sink.close()
+
+
+def test_store_sink_buffer_is_capped_while_the_store_refuses_and_the_rest_is_written(tmp_path, caplog):
+    sink = StoreSink(tmp_path / "s.db", flush_interval_s=0, max_buffered=10)
+    labels = {"host": "h", "meter": "m"}
+    failures = 0
+    for k in range(25):  # the first sample's time is no number: every write fails until it is dropped
+        try:
+            sink.publish([Sample(schema.PM_POWER, labels, float(k), "not a time" if k == 0 else k)])
+        except ValueError:
+            failures += 1
+        assert len(sink._buffer) <= 10
+    sink.close()
+    assert failures == 10 and sink.dropped_samples == 1
+    assert "dropping the oldest" in caplog.text
+    with Store(tmp_path / "s.db") as store:
+        assert list(store.query(schema.PM_POWER)["value"]) == [float(k) for k in range(1, 25)]
