@@ -333,15 +333,17 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     # --- training fields and efficiency ------------------------------------------------------------
     for name in TRAINING_FIELDS:
         columns[name] = np.array([_field(e, name) for e in events])
-    last_epoch: dict[tuple[str, int], dict[str, float]] = {}
+    epochs_of: dict[tuple[str, int], list[Event]] = {}
     for e in sorted((e for e in events if e.action == "epoch" and e.epoch is not None), key=lambda e: e.epoch):
-        values = last_epoch.setdefault((e.scenario, e.run), {})
-        for name in TRAINING_FIELDS:
-            if np.isfinite(_field(e, name)):
-                values[name] = _field(e, name)
-    for i, e in enumerate(events):  # a run or train window without its own figures takes its last epoch's
-        if e.action in ("run", "train"):
-            for name, value in last_epoch.get((e.scenario, e.run), {}).items():
+        epochs_of.setdefault((e.scenario, e.run), []).append(e)
+    for i, e in enumerate(events):  # a run or train window without its own figures takes its last epoch's,
+        if e.action in ("run", "train"):  # among the epochs that start inside it (a resumed run repeats its key)
+            last: dict[str, float] = {}
+            for epoch in epochs_of.get((e.scenario, e.run), []):
+                if e.start_ns <= epoch.start_ns <= e.end_ns:
+                    last.update({name: _field(epoch, name) for name in TRAINING_FIELDS
+                                 if np.isfinite(_field(epoch, name))})
+            for name, value in last.items():
                 if not np.isfinite(columns[name][i]):
                     columns[name][i] = value
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -205,3 +205,24 @@ def test_counter_reset_across_a_gap_gives_no_energy(tmp_path):
     assert np.isnan(windows.loc[1, "energy_wh"]) and windows.loc[1, "flagged"]
     assert "counter restarts" in windows.loc[1, "note"]
     assert windows.loc[2, "energy_wh"] == pytest.approx(100 * 100 / 3600)
+
+
+def resumed_events():
+    """cnn run 1 fails at epoch 7 (10..100 s), is resumed and ends ok after epoch 3 (200..300 s); epoch i of
+    either attempt has val_accuracy 0.2 + 0.1 i."""
+    events = [Event("c", "cnn", 1, "run", 10 * S, 100 * S, status="failed")]
+    events += [Event("c", "cnn", 1, "epoch", (10 + 10 * i) * S, (20 + 10 * i) * S, i,
+                     fields={"val_accuracy": 0.2 + 0.1 * i}) for i in range(1, 8)]
+    events += [Event("c", "cnn", 1, "run", 200 * S, 300 * S)]
+    events += [Event("c", "cnn", 1, "epoch", (200 + 10 * i) * S, (210 + 10 * i) * S, i,
+                     fields={"val_accuracy": 0.2 + 0.1 * i}) for i in range(1, 4)]
+    return events
+
+
+def test_a_run_takes_the_last_epoch_inside_it(tmp_path):
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 400, events=resumed_events()) as store:
+        runs = analyze_campaign(store, "c").windows[lambda w: w.action == "run"].set_index("status")
+    assert runs.loc["failed", "val_accuracy"] == pytest.approx(0.9)  # its epoch 7
+    # the retry's last epoch is 3 (0.5), not the failed attempt's 7 (0.9): 0.5 / (100 × 100 / 3600 Wh)
+    assert runs.loc["ok", "val_accuracy"] == pytest.approx(0.5)
+    assert runs.loc["ok", "efficiency_acc_per_wh"] == pytest.approx(0.5 / (100 * 100 / 3600))
