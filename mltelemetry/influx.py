@@ -421,6 +421,8 @@ class InfluxSink:
             if deadline is not None and self._clock() > deadline:
                 return
             segments, lines = self.spool.peek(self.batch_lines)
+            if not segments:  # every segment left was unreadable and is dropped
+                break
             if not self._send(lines):
                 return
             self.spool.pop(segments)

@@ -121,14 +121,28 @@ class Spool:
                             self.max_bytes, self.dropped_lines)
 
     def peek(self, max_lines: int) -> tuple[list[Segment], list[str]]:
-        """The oldest segments holding at most ``max_lines`` lines (at least one segment), and their lines."""
+        """The oldest segments holding at most ``max_lines`` lines (at least one while any is left), and their lines.
+
+        A segment that cannot be read (deleted, unreadable) is dropped and its lines counted in
+        ``dropped_lines``, so one lost file does not stall the segments after it.
+        """
         taken: list[Segment] = []
         lines: list[str] = []
-        for segment in self._segments:
+        for segment in list(self._segments):
             if taken and len(lines) + segment.lines > max_lines:
                 break
+            try:
+                text = (self.directory / segment.name).read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                if taken:  # return what was read; the bad segment is the oldest at the next peek
+                    break
+                self._remove_oldest(segment)
+                self.dropped_lines += segment.lines
+                log.error("spool %s: cannot read segment %s, its %d line(s) are dropped: %s", self.directory,
+                          segment.name, segment.lines, e)
+                continue
             taken.append(segment)
-            lines += (self.directory / segment.name).read_text().splitlines()
+            lines += text.splitlines()
         return taken, lines
 
     def pop(self, segments: Sequence[Segment]) -> None:

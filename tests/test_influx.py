@@ -294,3 +294,20 @@ def test_a_batch_that_cannot_be_spooled_is_kept_and_written_later(influxdb, tmp_
     sink.close()
     rows = influxql(influxdb, f"SELECT value FROM {schema.PM_POWER}", db="later")
     assert rows[0]["values"] == [[t0 + k, float(k)] for k in range(5)]
+
+
+def test_a_lost_spool_segment_is_dropped_and_counted_not_a_stall(influxdb, tmp_path):
+    influxql(influxdb, "CREATE DATABASE telemetry", db=None)
+    spool = Spool(tmp_path / "spool")
+    t0 = time.time_ns()
+    for k in range(4):  # four batches of two points spooled by an earlier run
+        spool.append([sample_line(Sample(schema.PM_POWER, {"host": "h"}, float(k), t0 + 10 * k + i)) for i in range(2)])
+    segments = sorted((tmp_path / "spool").glob("*.lp"))
+    segments[0].unlink()  # the oldest, and one in the middle, are gone
+    segments[2].unlink()
+    sink = InfluxSink(V1Writer(influxdb, "telemetry"), spool, flush_interval_s=0.1)
+    wait_for(lambda: sink.spool.empty, 10, "the spool to drain")
+    sink.close()
+    assert spool.dropped_lines == 4 and sink.written_total == 4
+    rows = influxql(influxdb, f"SELECT value FROM {schema.PM_POWER}")
+    assert rows[0]["values"] == [[t0 + 10 * k + i, float(k)] for k in (1, 3) for i in range(2)]
