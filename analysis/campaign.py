@@ -411,6 +411,20 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     for column, values in methods.items():
         windows[column] = values
     windows["flagged"] = flagged
+    # the status of the run each window lies in (its own for a run, and where none encloses it): a failed
+    # run's epochs and actions are left out of the statistics with it
+    runs_of: dict[tuple[str, int], list[Event]] = {}
+    for e in events:
+        if e.action == "run":
+            runs_of.setdefault((e.scenario, e.run), []).append(e)
+    run_status = []
+    for i, e in enumerate(events):
+        enclosing = e if e.action == "run" else next(
+            (r for r in runs_of.get((e.scenario, e.run), []) if r.start_ns <= e.start_ns <= r.end_ns), e)
+        run_status.append(enclosing.status)
+        if enclosing is not e and enclosing.status != "ok":
+            row_notes[i].append(f"inside a run that is not ok ({enclosing.status}): left out of the statistics")
+    windows["run_status"] = run_status
 
     # --- baseline and induced energy --------------------------------------------------------------
     # time-weighted over every second of the ok baseline runs: Σ energy / Σ duration, so the baseline's own
@@ -461,7 +475,11 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
 
 
 def _ok(windows: pd.DataFrame) -> pd.DataFrame:
-    return windows[(windows.status == "ok") & windows.duration_s.notna()]
+    """The windows the statistics use: ok, with a duration, and inside an ok run (when that is known)."""
+    ok = (windows.status == "ok") & windows.duration_s.notna()
+    if "run_status" in windows:
+        ok &= windows.run_status == "ok"
+    return windows[ok]
 
 
 def summarize(windows: pd.DataFrame) -> pd.DataFrame:

@@ -226,3 +226,16 @@ def test_a_run_takes_the_last_epoch_inside_it(tmp_path):
     # the retry's last epoch is 3 (0.5), not the failed attempt's 7 (0.9): 0.5 / (100 × 100 / 3600 Wh)
     assert runs.loc["ok", "val_accuracy"] == pytest.approx(0.5)
     assert runs.loc["ok", "efficiency_acc_per_wh"] == pytest.approx(0.5 / (100 * 100 / 3600))
+
+
+def test_epochs_of_a_failed_run_are_left_out_of_the_statistics(tmp_path):
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 400, events=resumed_events()) as store:
+        result = analyze_campaign(store, "c")
+    epochs = result.summary.set_index(["scenario", "action"]).loc[("cnn", "epoch")]
+    assert epochs["n"] == 3  # the retry's 3 epochs; with the failed attempt's 7 it was 10
+    assert epochs["val_accuracy_mean"] == pytest.approx((0.3 + 0.4 + 0.5) / 3)
+    assert epochs["energy_wh_mean"] == pytest.approx(10 * 100 / 3600)
+    correlation = result.correlations.set_index("x").loc["val_accuracy"]
+    assert correlation["n"] == 3
+    failed_epoch = result.windows[(result.windows.action == "epoch") & (result.windows.epoch == 7)].iloc[0]
+    assert failed_epoch.run_status == "failed" and "inside a run that is not ok (failed)" in failed_epoch.note
