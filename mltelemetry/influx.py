@@ -33,7 +33,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import http.client
 import logging
 import math
 import os
@@ -51,6 +50,7 @@ from typing import Any, Literal, Protocol
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.schema import Event, Sample
+from mltelemetry.sinks import PostFailed, PostRefused, http_post
 from mltelemetry.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -208,15 +208,12 @@ class V1Writer:
             self._headers["Authorization"] = f"Token {token}"
 
     def write(self, lines: Sequence[str]) -> None:
-        body = ("\n".join(lines) + "\n").encode()
-        request = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                response.read()
-        except urllib.error.HTTPError as e:
-            raise _http_failure(e.code, e.read().decode(errors="replace"), self.url) from e
-        except (OSError, http.client.HTTPException) as e:
-            raise WriteFailed(f"{self.url}: {getattr(e, 'reason', None) or e}") from e
+            http_post(self.url, ("\n".join(lines) + "\n").encode(), self._headers, self.timeout_s)
+        except PostRefused as e:
+            raise _http_failure(e.status, e.body, self.url) from e
+        except PostFailed as e:
+            raise WriteFailed(str(e)) from e
 
     def close(self) -> None:
         pass

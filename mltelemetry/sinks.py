@@ -11,11 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import http.client
 import logging
 import socket
 import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +86,38 @@ class StoreSink:
             self.flush()
         finally:
             self.store.close()
+
+
+class PostFailed(Exception):
+    """A POST that got no usable answer: no connection, a timeout, a broken HTTP response."""
+
+
+class PostRefused(Exception):
+    """A POST the server answered with an HTTP error status; ``body`` is the start of its answer."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body.strip()[:300]}")
+        self.status, self.body = status, body
+
+
+def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> None:
+    """POST ``body`` to ``url`` with the standard library; every failure is PostRefused or PostFailed.
+
+    The push sinks (InfluxDB 1.x, Grafana annotations) share it, so an error that is neither an
+    HTTP status nor an OSError (``http.client.IncompleteRead``, ``BadStatusLine``) cannot slip past one of them.
+    """
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except urllib.error.HTTPError as e:
+        try:
+            answer = e.read().decode(errors="replace")
+        except (OSError, http.client.HTTPException):
+            answer = ""
+        raise PostRefused(e.code, answer) from e
+    except (OSError, http.client.HTTPException) as e:
+        raise PostFailed(f"{url}: {getattr(e, 'reason', None) or e!r}") from e
 
 
 def parse_listen(listen: str) -> tuple[str, int] | None:

@@ -25,8 +25,6 @@ import os
 import queue
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 
@@ -35,7 +33,7 @@ from mltelemetry.cliutil import SinkOptions, current_sink_options
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.influx import event_line, event_tags, is_numeric_field
 from mltelemetry.schema import Event, Sample
-from mltelemetry.sinks import PrometheusSink, Sink
+from mltelemetry.sinks import PostFailed, PostRefused, PrometheusSink, Sink, http_post
 
 log = logging.getLogger(__name__)
 
@@ -168,19 +166,18 @@ class GrafanaAnnotations:
 
     def _run(self) -> None:
         while (body := self._queue.get()) is not None:
-            request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=self._headers,
-                                             method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    response.read()
+                http_post(self.url, json.dumps(body).encode(), self._headers, self.timeout_s)
                 self.posted += 1
-            except urllib.error.HTTPError as e:
+            except PostRefused as e:
                 self.failed += 1
-                log.warning("Grafana refused an annotation: HTTP %d %s", e.code,
-                            e.read()[:200].decode(errors="replace"))
-            except OSError as e:
+                log.warning("Grafana refused an annotation: %s", e)
+            except PostFailed as e:
                 self.failed += 1
-                log.warning("cannot post an annotation to %s: %s", self.url, getattr(e, "reason", None) or e)
+                log.warning("cannot post an annotation: %s", e)
+            except Exception:  # a bug: say it, and keep the thread for the next annotation
+                self.failed += 1
+                log.exception("posting an annotation to %s failed", self.url)
 
     def close(self) -> None:
         """Post what is queued, then stop."""

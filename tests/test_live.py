@@ -15,6 +15,7 @@ from conftest import free_port, wait_for
 from mltelemetry import schema
 from mltelemetry.cli import app
 from mltelemetry.influx import stored_tag_value
+from mltelemetry.schema import Event
 from mltelemetry.sinks import PrometheusSink
 from mltelemetry.sinks_events import GrafanaAnnotations, PrometheusEvents, live_events
 from mltelemetry.store import Store
@@ -188,6 +189,35 @@ def test_events_are_posted_as_grafana_annotations(tmp_path, monkeypatch):
                     "tags": ["mltelemetry", f"campaign:{HOSTILE_CAMPAIGN}", "scenario:mnist", "run:1", "action:epoch",
                              "status:ok", "epoch:4"],
                     "text": "epoch · mnist run 1 epoch 4 · ok"}
+
+
+class _BrokenGrafana(_FakeGrafana):
+    """Answers its first post with a body shorter than its Content-Length (IncompleteRead), then as Grafana."""
+
+    def do_POST(self):  # noqa: N802
+        if self.received:
+            return super().do_POST()
+        self.received.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        self.wfile.write(b'{"mess')
+        self.close_connection = True
+
+
+def test_a_broken_grafana_answer_is_counted_and_later_annotations_still_go(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenGrafana)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _BrokenGrafana.received = []
+    try:
+        grafana = GrafanaAnnotations(f"http://127.0.0.1:{server.server_port}", "glsa_secret")
+        for run in (1, 2):
+            grafana.window_closed(Event("c", "mnist", run, "run", start_ns=run * 10**9, end_ns=(run + 1) * 10**9))
+        grafana.close()
+    finally:
+        server.shutdown()
+    assert grafana.failed == 1 and grafana.posted == 1
+    assert _BrokenGrafana.received[1][2]["tags"][3] == "run:2"
 
 
 def test_tokens_are_never_command_line_options():
