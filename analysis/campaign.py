@@ -484,7 +484,11 @@ def _ok(windows: pd.DataFrame) -> pd.DataFrame:
 
 def summarize(windows: pd.DataFrame) -> pd.DataFrame:
     """Per scenario and action, over the ok windows (every epoch of every run for ``epoch``): n, the number
-    flagged, and for each figure mean, standard deviation (ddof=1), 95 % CI, median, min, max, Shapiro–Wilk p."""
+    flagged, and for each figure mean, standard deviation (ddof=1), 95 % CI, median, min, max, Shapiro–Wilk p.
+    The columns are there even when no window is ok (no rows then)."""
+    statistics = [k for k in stats.describe(np.array([])) if k != "n"]
+    columns = ["scenario", "action", "n", "n_flagged"] + [f"{figure}_{statistic}" for figure in FIGURES
+                                                          if figure in windows for statistic in statistics]
     rows = []
     for (scenario, action), group in _ok(windows).groupby(["scenario", "action"], sort=False):
         row: dict = {"scenario": scenario, "action": action, "n": len(group),
@@ -496,7 +500,7 @@ def summarize(windows: pd.DataFrame) -> pd.DataFrame:
                 if statistic != "n":
                     row[f"{figure}_{statistic}"] = value
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _recorded(frame: pd.DataFrame, figure: str) -> bool:

@@ -239,3 +239,17 @@ def test_epochs_of_a_failed_run_are_left_out_of_the_statistics(tmp_path):
     assert correlation["n"] == 3
     failed_epoch = result.windows[(result.windows.action == "epoch") & (result.windows.epoch == 7)].iloc[0]
     assert failed_epoch.run_status == "failed" and "inside a run that is not ok (failed)" in failed_epoch.note
+
+
+def test_csv_when_no_run_is_ok(tmp_path):
+    events = [Event("c", "x", 1, "run", 10 * S, 100 * S, status="failed"),
+              Event("c", "x", 2, "run", 110 * S, 200 * S, status="aborted")]
+    meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 300, events=events).close()
+    with Store(tmp_path / "s.db") as store:
+        summary = analyze_campaign(store, "c").summary
+    assert summary.empty and {"scenario", "action", "n", "energy_wh_mean", "energy_wh_std"} <= set(summary.columns)
+    result = CliRunner().invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "s.db"),
+                                      "--format", "csv"])
+    assert result.exit_code == 0, result.output  # was a KeyError on the summary's missing columns
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("scenario,run,action") and len(lines) == 1 + 2  # the two windows, no summary rows
