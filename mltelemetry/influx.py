@@ -51,7 +51,7 @@ from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.schema import Event, Sample
 from mltelemetry.sinks import PostFailed, PostRefused, http_post
-from mltelemetry.spool import Spool
+from mltelemetry.spool import Spool, SpoolInUse
 
 log = logging.getLogger(__name__)
 
@@ -267,11 +267,34 @@ def read_token(token_file: str | Path | None = None) -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
-def default_spool_dir(name: str, url: str, bucket: str) -> Path:
-    """``$XDG_STATE_HOME/mltelemetry/spool/<name>-<hash of url and bucket>``: a backlog only goes where it was meant."""
+DEFAULT_SPOOL_SLOTS = 16
+
+
+def default_spool_dir(name: str, url: str, bucket: str, slot: int = 1) -> Path:
+    """``$XDG_STATE_HOME/mltelemetry/spool/<name>-<hash of url and bucket>[-<slot>]``: a backlog only goes
+    where it was meant.
+
+    Several exporters of one kind pushing to the same server and bucket (two PM exporters, one per
+    meter) each take the first free slot (1 has no suffix, then ``-2``, ``-3``, ...). Any backlog in
+    a slot is bound for that same server and bucket, and its points carry their own tags, so it does
+    not matter which of them sends it after a restart.
+    """
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     digest = hashlib.sha256(f"{url}\n{bucket}".encode()).hexdigest()[:10]
-    return state / "mltelemetry" / "spool" / f"{name}-{digest}"
+    return state / "mltelemetry" / "spool" / (f"{name}-{digest}" + (f"-{slot}" if slot > 1 else ""))
+
+
+def open_spool(config: InfluxConfig, name: str) -> Spool:
+    """``config.spool_dir`` (refused when another process holds it), else the first free default slot."""
+    if config.spool_dir:
+        return Spool(config.spool_dir, config.spool_max_bytes)
+    for slot in range(1, DEFAULT_SPOOL_SLOTS + 1):
+        try:
+            return Spool(default_spool_dir(name, config.url, config.bucket, slot), config.spool_max_bytes)
+        except SpoolInUse:
+            continue
+    raise MltelemetryError(f"all {DEFAULT_SPOOL_SLOTS} default spool folders of {name} for {config.url} are in "
+                           "use; give this exporter its own --spool-dir")
 
 
 @dataclass(frozen=True)
@@ -333,7 +356,7 @@ class InfluxSink:
     @classmethod
     def open(cls, config: InfluxConfig, name: str, **kwargs: Any) -> InfluxSink:
         """The sink for ``config``, spooling under ``config.spool_dir`` or the default folder for ``name``."""
-        spool = Spool(config.spool_dir or default_spool_dir(name, config.url, config.bucket), config.spool_max_bytes)
+        spool = open_spool(config, name)
         try:
             writer = config.writer()
         except BaseException:

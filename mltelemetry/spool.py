@@ -34,6 +34,10 @@ _SEGMENT = re.compile(r"^(\d{20})-(\d+)\.lp$")
 _TMP_PREFIX = ".tmp-"
 
 
+class SpoolInUse(MltelemetryError):
+    """Another process holds the spool folder."""
+
+
 @dataclass(frozen=True)
 class Segment:
     seq: int
@@ -65,7 +69,7 @@ class Spool:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lock.close()
-            raise MltelemetryError(f"spool folder {self.directory} is in use by another process; "
+            raise SpoolInUse(f"spool folder {self.directory} is in use by another process; "
                                    "give each exporter its own --spool-dir") from None
         found: list[Segment] = []
         for path in self.directory.iterdir():

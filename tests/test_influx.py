@@ -311,3 +311,26 @@ def test_a_lost_spool_segment_is_dropped_and_counted_not_a_stall(influxdb, tmp_p
     assert spool.dropped_lines == 4 and sink.written_total == 4
     rows = influxql(influxdb, f"SELECT value FROM {schema.PM_POWER}")
     assert rows[0]["values"] == [[t0 + 10 * k + i, float(k)] for k in (1, 3) for i in range(2)]
+
+
+def test_two_exporters_of_one_kind_pushing_to_one_server_get_their_own_default_spools(influxdb, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    config = InfluxConfig(influxdb, "telemetry", api="v1")
+    first, second = InfluxSink.open(config, "pm"), InfluxSink.open(config, "pm")  # one per meter
+    try:
+        assert first.spool.directory != second.spool.directory
+        assert second.spool.directory.name == first.spool.directory.name + "-2"
+    finally:
+        first.close()
+        second.close()
+    again = InfluxSink.open(config, "pm")  # after a restart the first slot, and its backlog, is taken again
+    again.close()
+    assert again.spool.directory == first.spool.directory
+    explicit = InfluxConfig(influxdb, "telemetry", api="v1", spool_dir=tmp_path / "mine")
+    sink = InfluxSink.open(explicit, "pm")
+    try:
+        with pytest.raises(MltelemetryError, match="in use by another process"):
+            InfluxSink.open(explicit, "pm")  # a folder named on the command line is never swapped for another
+    finally:
+        sink.close()
