@@ -279,17 +279,32 @@ def read_collectl(path: Path) -> dict[int, dict[str, float]]:
 
 
 def power_samples(rows: dict[int, float], host: str) -> list[Sample]:
-    """The meter's energy counter at every second edge (flat over seconds with no reading) and its power."""
+    """The meter's energy counter at the edges of every second with a reading, and its power.
+
+    A second whose cell is blank gets no counter sample (its energy is unknown, so the counter has a
+    gap there rather than a flat stretch), and when there are such seconds the meter's gap counter
+    (``pm_gap_seconds_total``) counts them, so a window holding one is flagged.
+    """
     labels = {"host": host, "meter": "oscar"}
-    samples, energy = [], 0.0
-    times = sorted(rows)
-    for i, t in enumerate(times):
-        if i == 0 or times[i - 1] != t - S:
-            samples.append(Sample(schema.PM_ENERGY, labels, energy, t))
-        if math.isfinite(rows[t]):
-            samples.append(Sample(schema.PM_POWER, labels, rows[t], t + S // 2))
-            energy += rows[t]
-        samples.append(Sample(schema.PM_ENERGY, labels, energy, t + S))
+    samples, energy, blank = [], 0.0, 0.0
+    counted = any(not math.isfinite(v) for v in rows.values())
+    last_edge = None  # the end of the last second with a reading
+
+    def edge(t: int) -> None:
+        samples.append(Sample(schema.PM_ENERGY, labels, energy, t))
+        if counted:
+            samples.append(Sample(schema.PM_GAP, labels, blank, t))
+
+    for t in sorted(rows):
+        if not math.isfinite(rows[t]):
+            blank += 1.0
+            continue
+        if last_edge != t:
+            edge(t)
+        samples.append(Sample(schema.PM_POWER, labels, rows[t], t + S // 2))
+        energy += rows[t]
+        edge(t + S)
+        last_edge = t + S
     return samples
 
 

@@ -95,3 +95,21 @@ def test_bad_oscar_input_is_one_clear_line(exported, tmp_path):
                                      "(startTestrun … stopTestrun)")
     with pytest.raises(MltelemetryError, match="holds no OSCAR input"):
         import_oscar(tmp_path, tmp_path / "x.db", "c")
+
+
+def test_blank_power_cells_are_a_gap_not_a_flat_counter(tmp_path):
+    folder = tmp_path / "oscar" / "x"
+    folder.mkdir(parents=True)
+    (folder / "actions.csv").write_text(f"Zeitstempel;Aktion\n{stamp(10)};startTestrun\n{stamp(110)};stopTestrun\n")
+    lines = ["Zeitstempel;Wirkleistung [W]"] + [f"{stamp(s, False)};{'' if 30 <= s < 60 else '100,00'}"
+                                                for s in range(120)]
+    (folder / "power.csv").write_text("\n".join(lines) + "\n")
+    (folder / "collectl.csv").write_text("#Date Time [CPU]Totl%\n")
+    import_oscar(tmp_path / "oscar", tmp_path / "s.db", "c")
+    with Store(tmp_path / "s.db") as store:
+        row = analyze_campaign(store, "c").windows.iloc[0]
+    # 30 blank seconds of the 100: the counter stayed flat through them with coverage 1.0 and no flag
+    assert row.coverage == pytest.approx(72 / 100)  # edges 10..30 and 60..110 s: 21 + 51
+    assert row.meter_gap_s == pytest.approx(30.0)
+    assert row.flagged and "no valid reading for 30.0 s" in row.note
+    assert row.energy_wh == pytest.approx(70 * 100 / 3600)  # what was measured, marked under-counted
