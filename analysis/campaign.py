@@ -147,12 +147,13 @@ class _Reader:
                 if len(hosts) > 1:
                     raise MltelemetryError(f"{metric} was recorded on {len(hosts)} hosts ({', '.join(hosts)}): "
                                            "name one with --host")
-            self._cache[metric] = _split(frame)
+            self._cache[metric] = split_series(frame)
             self.done += 1
         return [s for s in self._cache[metric] if all(s.labels.get(k) == v for k, v in (labels or {}).items())]
 
 
-def _split(frame: pd.DataFrame) -> list[Series]:
+def split_series(frame: pd.DataFrame) -> list[Series]:
+    """A Store-shaped frame (ts_ns, value, label columns) as one Series per label set."""
     if frame.empty:
         return []
     label_columns = [c for c in frame.columns if c not in ("ts_ns", "value")]
@@ -190,8 +191,9 @@ def _increases(s: Series, starts: np.ndarray, ends: np.ndarray, values: np.ndarr
                      MAX_GAP_INTERVALS * sampling_interval_ns(s.ts))
 
 
-def _energy_of(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Joules per window: counter increases summed over the series."""
+def energy_of(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Counter increases per window summed over the series (joules for an energy counter), with the max-gap and
+    reset rules of ``increases``; NaN where any series has none."""
     return _sum_strict([_increases(s, starts, ends) for s in series], len(starts))
 
 
@@ -271,7 +273,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     # --- wall energy from the meter -------------------------------------------------------------
     meters = reader.get(schema.PM_ENERGY)
     if meters:
-        energy_j = _energy_of(meters, starts, ends)
+        energy_j = energy_of(meters, starts, ends)
         meter_method = METHOD_METER
         meter_series = meters
     else:
@@ -286,7 +288,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         columns["mean_power_w"] = np.where(duration > 0, energy_j / duration, np.nan)
     methods["energy_method"] = np.where(np.isfinite(energy_j), meter_method, "")
     gaps = reader.get(schema.PM_GAP)
-    columns["meter_gap_s"] = _energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
+    columns["meter_gap_s"] = energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
     columns["coverage"] = _coverage(meter_series, starts, ends) if meter_series else np.zeros(n)
     meter_interval = max((sampling_interval_ns(s.ts) for s in meter_series), default=1e9)
     meter_blind = np.zeros(n, bool)
@@ -296,7 +298,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     # --- GPU and RAPL energy ------------------------------------------------------------------------
     gpus = reader.get(schema.GPU_ENERGY)
     if gpus:
-        gpu_j = _energy_of(gpus, starts, ends)
+        gpu_j = energy_of(gpus, starts, ends)
         gpu_method = "GPU counter (" + ", ".join(sorted({s.labels.get("method") or "?" for s in gpus})) + ")"
     else:
         power = reader.get(schema.GPU_POWER)
@@ -312,8 +314,8 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     rapl = reader.get(schema.HOST_RAPL_ENERGY)
     packages = [s for s in rapl if s.labels.get("zone", "").startswith("package")]
     drams = [s for s in rapl if s.labels.get("zone", "").startswith("dram")]
-    columns["cpu_energy_wh"] = _energy_of(packages, starts, ends) / J_PER_WH
-    columns["dram_energy_wh"] = _energy_of(drams, starts, ends) / J_PER_WH
+    columns["cpu_energy_wh"] = energy_of(packages, starts, ends) / J_PER_WH
+    columns["dram_energy_wh"] = energy_of(drams, starts, ends) / J_PER_WH
     methods["rapl_method"] = np.where(np.isfinite(columns["cpu_energy_wh"]), METHOD_RAPL, "")
 
     # --- hardware indicators ----------------------------------------------------------------------

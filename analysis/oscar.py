@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from mltelemetry import schema
-from mltelemetry.analysis.campaign import CampaignAnalysis
-from mltelemetry.analysis.energy import increases, window_means
+from mltelemetry.analysis.campaign import CampaignAnalysis, Series, energy_of, split_series
+from mltelemetry.analysis.energy import window_means
 from mltelemetry.analysis.sources import Source, open_source
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.schema import Event, Sample
@@ -119,17 +119,13 @@ def _write_actions(path: Path, events: list[Event]) -> None:
 
 def _series(source: Source, metric: str, labels: dict | None, extra: dict, lo: int, hi: int):
     frame = source.query(metric, {**(labels or {}), **extra}, lo - 60 * S, hi + 60 * S)
-    if frame.empty:
-        return []
-    label_columns = [c for c in frame.columns if c not in ("ts_ns", "value")]
-    groups = frame.groupby(label_columns, sort=True) if label_columns else [((), frame)]
-    return [(g["ts_ns"].to_numpy(np.int64), g["value"].to_numpy(np.float64)) for _, g in groups]
+    return [(s.ts, s.values) for s in split_series(frame)]
 
 
 def _per_second_increase(series, starts: np.ndarray) -> np.ndarray:
-    if not series:
-        return np.full(len(starts), np.nan)
-    return np.sum([increases(ts, v, starts, starts + S) for ts, v in series], axis=0)
+    """The counters' increase over each second from ``starts``, by the analysis' own rules: a second inside a
+    gap longer than the max gap, or holding a reset across one, is NaN (an empty cell), never spread evenly."""
+    return energy_of([Series({}, ts, v) for ts, v in series], starts, starts + S)
 
 
 def _write_power(path: Path, source: Source, labels, lo: int, hi: int, scenario: str) -> None:

@@ -96,9 +96,17 @@ class StoreSource:
             self.store.close()
 
 
+def last_of_duplicates(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Samples sorted by time (stably, in write order) with a repeated timestamp kept once: its last value, the
+    newest write, as the store keeps it."""
+    last = np.append(ts[1:] != ts[:-1], True) if len(ts) else np.zeros(0, bool)
+    return ts[last], values[last]
+
+
 def _frame(parts: dict[tuple, list[tuple[np.ndarray, np.ndarray]]], start_ns: int | None,
            end_ns: int | None) -> pd.DataFrame:
-    """One Store-shaped frame from per-series parts: sorted by time, clipped, a repeated timestamp kept once."""
+    """One Store-shaped frame from per-series parts: sorted by time, clipped, a repeated timestamp kept once
+    (its last value, see :func:`last_of_duplicates`)."""
     frames = []
     for key, chunks in sorted(parts.items()):
         ts = np.concatenate([c[0] for c in chunks])
@@ -110,8 +118,8 @@ def _frame(parts: dict[tuple, list[tuple[np.ndarray, np.ndarray]]], start_ns: in
             keep &= ts >= start_ns
         if end_ns is not None:
             keep &= ts <= end_ns
-        keep[1:] &= ts[1:] != ts[:-1]
-        frame = pd.DataFrame({"ts_ns": ts[keep], "value": values[keep]})
+        ts, values = last_of_duplicates(ts[keep], values[keep])
+        frame = pd.DataFrame({"ts_ns": ts, "value": values})
         for k, v in key:
             frame[k] = v
         frames.append(frame)

@@ -10,10 +10,12 @@ import pytest
 from test_analysis_figures import S, lab_store
 from typer.testing import CliRunner
 
+from mltelemetry import schema
 from mltelemetry.analysis.campaign import analyze_campaign
-from mltelemetry.analysis.oscar import import_oscar
+from mltelemetry.analysis.oscar import export_oscar, import_oscar
 from mltelemetry.cli import app
 from mltelemetry.errors import MltelemetryError
+from mltelemetry.schema import Event, Sample
 from mltelemetry.store import Store
 
 ORIGIN_NS = 1_795_770_000 * S  # 2026-11-27 09:00:00 UTC
@@ -113,3 +115,17 @@ def test_blank_power_cells_are_a_gap_not_a_flat_counter(tmp_path):
     assert row.meter_gap_s == pytest.approx(30.0)
     assert row.flagged and "no valid reading for 30.0 s" in row.note
     assert row.energy_wh == pytest.approx(70 * 100 / 3600)  # what was measured, marked under-counted
+
+
+def test_export_leaves_the_seconds_of_a_meter_gap_empty(tmp_path):
+    # 100 W; the meter's counter has no samples from 21 s to 38 s (20 … 39 s: a 19 s gap), the run is 10 … 50 s
+    samples = [Sample(schema.PM_ENERGY, {"host": "h", "meter": "m"}, 100.0 * t, ORIGIN_NS + t * S)
+               for t in range(61) if not 20 < t < 39]
+    with Store(tmp_path / "s.db") as store:
+        store.write(samples)
+        store.write_events([Event("c", "x", 1, "run", ORIGIN_NS + 10 * S, ORIGIN_NS + 50 * S)])
+        export_oscar(store, "c", tmp_path / "oscar")
+    power = dict(line.split(";") for line in (tmp_path / "oscar" / "x" / "power.csv").read_text().splitlines()[1:])
+    assert power[stamp(19, False)] == "100,00" and power[stamp(39, False)] == "100,00"
+    # the 19 s were spread evenly at 100 W each before; how the energy fell inside the gap is unknown
+    assert all(power[stamp(t, False)] == "" for t in range(20, 39))

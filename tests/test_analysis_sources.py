@@ -151,3 +151,11 @@ def test_unreachable_and_unknown_sources_are_one_line_errors(tmp_path):
         open_source("influxdb+http://127.0.0.1:8086")
     with pytest.raises(MltelemetryError, match="no store at"):
         open_source(tmp_path / "missing.db")
+
+
+def test_a_repeated_timestamp_keeps_its_last_value_as_the_store_does():
+    from mltelemetry.analysis.sources import _frame
+
+    parts = {(("host", "h"),): [(np.array([0, 1]), np.array([1.0, 2.0])), (np.array([1, 2]), np.array([5.0, 6.0]))]}
+    frame = _frame(parts, None, None)
+    assert frame.ts_ns.tolist() == [0, 1, 2] and frame.value.tolist() == [1.0, 5.0, 6.0]  # was 2.0 at ts 1
