@@ -22,37 +22,11 @@ def monotonic(values: np.ndarray) -> np.ndarray:
     return values + np.concatenate(([0.0], np.cumsum(drops)))
 
 
-def counter_at(ts_ns: np.ndarray, counter: np.ndarray, t_ns: int) -> float | None:
-    """The (monotonic) counter interpolated at ``t_ns``; None outside the samples' time range."""
-    if len(ts_ns) == 0 or t_ns < ts_ns[0] or t_ns > ts_ns[-1]:
-        return None
-    return float(np.interp(t_ns, ts_ns, counter))
-
-
-def increase(ts_ns: np.ndarray, values: np.ndarray, start_ns: int, end_ns: int) -> float | None:
-    """Counter increase over [start_ns, end_ns]; None when the samples do not bracket both edges."""
-    counter = monotonic(values)
-    at_start, at_end = counter_at(ts_ns, counter, start_ns), counter_at(ts_ns, counter, end_ns)
-    if at_start is None or at_end is None:
-        return None
-    return at_end - at_start
-
-
-def coverage(ts_ns: np.ndarray, start_ns: int, end_ns: int, interval_ns: float) -> float:
-    """Fraction of the samples expected at ``interval_ns`` that are present inside the window (capped at 1)."""
-    expected = np.floor((end_ns - start_ns) / interval_ns)
-    if expected < 1:  # shorter than one interval: no sample need fall inside, the edges carry it
-        return 1.0
-    present = np.count_nonzero((ts_ns >= start_ns) & (ts_ns <= end_ns))
-    return min(1.0, present / expected)
-
-
-# --- vectorised forms: one series, many windows at once ---------------------------------------
 def increases(ts_ns: np.ndarray, values: np.ndarray, starts_ns: np.ndarray, ends_ns: np.ndarray,
               max_gap_ns: float | None = None) -> np.ndarray:
     """Counter increase over each window [starts_ns[i], ends_ns[i]]; NaN where the samples do not bracket both edges.
 
-    Same arithmetic as :func:`increase` (resets undone, linear interpolation at the edges). With
+    Resets are undone (:func:`monotonic`) and the counter is interpolated linearly at the edges. With
     ``max_gap_ns``, an edge that falls between two samples further apart than that gives NaN too:
     how the energy of a long gap spreads inside it is unknown, so it is not made up. (A window that
     holds a whole gap is still exact: the counter integrated through it at the source.) So does a
@@ -133,7 +107,8 @@ def window_means(ts_ns: np.ndarray, values: np.ndarray, starts_ns: np.ndarray, e
 
 
 def coverages(ts_ns: np.ndarray, starts_ns: np.ndarray, ends_ns: np.ndarray, interval_ns: float) -> np.ndarray:
-    """:func:`coverage` for many windows: fraction of the expected samples present, capped at 1."""
+    """Per window: the fraction of the samples expected at ``interval_ns`` that are present inside it, capped at 1
+    (1 for a window shorter than one interval: no sample need fall inside, the edges carry it)."""
     expected = np.floor((np.asarray(ends_ns) - np.asarray(starts_ns)) / interval_ns)
     present = window_counts(ts_ns, starts_ns, ends_ns)
     with np.errstate(invalid="ignore", divide="ignore"):

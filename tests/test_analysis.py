@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from mltelemetry import schema
 from mltelemetry.analysis.campaign import analyze_campaign
-from mltelemetry.analysis.energy import counter_at, increase, monotonic
+from mltelemetry.analysis.energy import coverages, increases, monotonic
 from mltelemetry.cli import app
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.schema import Event, Sample
@@ -18,16 +18,25 @@ S = 10**9
 def test_counter_interpolated_inside_a_sampling_interval():
     ts = np.array([0, 1, 2, 3]) * S
     counter = np.array([0.0, 100.0, 350.0, 450.0])
-    assert counter_at(ts, counter, int(1.2 * S)) == pytest.approx(150.0)  # 100 + 0.2 × 250
-    assert increase(ts, counter, int(0.5 * S), int(2.5 * S)) == pytest.approx(400 - 50)
-    assert increase(ts, counter, -1, 2 * S) is None  # the window starts before the first sample
-    assert increase(ts, counter, 0, int(3.1 * S)) is None
+    starts, ends = np.array([0, int(0.5 * S), -1, 0]), np.array([int(1.2 * S), int(2.5 * S), 2 * S, int(3.1 * S)])
+    got = increases(ts, counter, starts, ends, max_gap_ns=3 * S)
+    assert got[0] == pytest.approx(150.0)  # 100 + 0.2 × 250
+    assert got[1] == pytest.approx(400 - 50)
+    assert np.isnan(got[2])  # the window starts before the first sample
+    assert np.isnan(got[3])  # it ends after the last
 
 
 def test_counter_reset_is_undone():
     values = np.array([0.0, 100.0, 200.0, 50.0, 150.0])  # the exporter restarted between 2 and 3
     assert monotonic(values).tolist() == [0.0, 100.0, 200.0, 250.0, 350.0]
-    assert increase(np.arange(5) * S, values, int(0.5 * S), int(3.5 * S)) == pytest.approx(300 - 50)
+    got = increases(np.arange(5) * S, values, np.array([int(0.5 * S)]), np.array([int(3.5 * S)]), max_gap_ns=3 * S)
+    assert got[0] == pytest.approx(300 - 50)  # samples 1 s apart: a reset, undone
+
+
+def test_coverage_of_many_windows():
+    ts = np.array([0, 1, 2, 5, 6, 7, 8, 9, 10]) * S  # 3 and 4 missing
+    got = coverages(ts, np.array([0, 0, 0, int(2.5 * S)]), np.array([10 * S, 2 * S, int(0.5 * S), int(4.5 * S)]), S)
+    assert got.tolist() == pytest.approx([9 / 10, 1.0, 1.0, 0.0])  # 3 of 2 capped; shorter than 1 s; none of 2
 
 
 def power_at(t):
