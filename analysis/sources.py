@@ -37,7 +37,7 @@ import pandas as pd
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.schema import Event
-from mltelemetry.store import Store
+from mltelemetry.store import Store, newest_per_timestamp
 
 DEFAULT_LOOKBACK_S = 31 * 86400
 _EMPTY = pd.DataFrame({"ts_ns": pd.Series(dtype="int64"), "value": pd.Series(dtype="float64")})
@@ -96,29 +96,20 @@ class StoreSource:
             self.store.close()
 
 
-def last_of_duplicates(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Samples sorted by time (stably, in write order) with a repeated timestamp kept once: its last value, the
-    newest write, as the store keeps it."""
-    last = np.append(ts[1:] != ts[:-1], True) if len(ts) else np.zeros(0, bool)
-    return ts[last], values[last]
-
-
 def _frame(parts: dict[tuple, list[tuple[np.ndarray, np.ndarray]]], start_ns: int | None,
            end_ns: int | None) -> pd.DataFrame:
     """One Store-shaped frame from per-series parts: sorted by time, clipped, a repeated timestamp kept once
-    (its last value, see :func:`last_of_duplicates`)."""
+    (its last value, see :func:`mltelemetry.store.newest_per_timestamp`)."""
     frames = []
     for key, chunks in sorted(parts.items()):
         ts = np.concatenate([c[0] for c in chunks])
         values = np.concatenate([c[1] for c in chunks])
-        order = np.argsort(ts, kind="stable")
-        ts, values = ts[order], values[order]
         keep = np.ones(len(ts), bool)
         if start_ns is not None:
             keep &= ts >= start_ns
         if end_ns is not None:
             keep &= ts <= end_ns
-        ts, values = last_of_duplicates(ts[keep], values[keep])
+        ts, values = newest_per_timestamp(ts[keep], values[keep])
         frame = pd.DataFrame({"ts_ns": ts, "value": values})
         for k, v in key:
             frame[k] = v

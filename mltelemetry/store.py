@@ -73,6 +73,14 @@ def decode_chunk(data: bytes, t_start: int, n: int) -> tuple[np.ndarray, np.ndar
     return t_start + np.cumsum(deltas), values
 
 
+def newest_per_timestamp(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Samples in write order, sorted by time, a repeated timestamp kept once with its last (newest) value."""
+    order = np.argsort(ts, kind="stable")
+    ts, values = ts[order], values[order]
+    last = np.append(ts[1:] != ts[:-1], True) if len(ts) else np.zeros(0, bool)
+    return ts[last], values[last]
+
+
 class Store:
     """One store file. Open one ``Store`` per process (or thread); SQLite serialises the writers."""
 
@@ -242,11 +250,7 @@ class Store:
             return np.empty(0, np.int64), np.empty(0, np.float64)
         ts, values = np.concatenate(ts_parts), np.concatenate(value_parts)
         keep = (ts >= lo) & (ts <= hi)
-        ts, values = ts[keep], values[keep]
-        order = np.argsort(ts, kind="stable")
-        ts, values = ts[order], values[order]
-        last_of_each = np.append(ts[1:] != ts[:-1], True)  # late duplicates: the newest write wins
-        return ts[last_of_each], values[last_of_each]
+        return newest_per_timestamp(ts[keep], values[keep])
 
     def events(self, campaign: str | None = None) -> list[Event]:
         sql = "SELECT campaign, scenario, run, action, epoch, start_ns, end_ns, status, fields FROM events"
