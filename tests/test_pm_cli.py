@@ -134,10 +134,13 @@ def test_emulate_rejects_bad_combinations(tmp_path, args, message):
     (["--driver", "ptd", "--sync"], "--sync applies to --driver wt300, not ptd"),
     (["--driver", "mcp39f511", "--mark", "x"], "--mark applies to --driver ptd, not mcp39f511"),
     (["--driver", "ptd", "--baudrate", "9600"], "--baudrate applies to serial meters"),
-    (["--driver", "mcp39f511", "--accumulation", "0"], "--accumulation must be 1 to 8"),
-    (["--driver", "mcp39f511", "--channel", "3"], "--channel must be 1 or 2"),
+    (["--driver", "mcp39f511", "--accumulation", "0"], "accumulation N must be 1 to 8"),
+    (["--driver", "mcp39f511", "--channel", "3"], "channel must be 1 or 2"),
     (["--interval", "0.5"], "--interval 0.5 is shorter than the meter's update interval 1 s"),
     (["--driver", "ptd", "--port", "tcp://h:x"], "is not tcp://HOST:PORT"),
+    (["--driver", "ptd", "--port", "127.0.0.1:9", "--meter-rate", "0.05"], "must be 100 to 60000 ms"),
+    (["--driver", "ptd", "--port", "127.0.0.1:9", "--mark", "two words"], "mark 'two words' must be 1 to 64"),
+    (["--driver", "mcp39f511", "--energy-unit", "0"], "energy unit must be positive"),
 ])
 def test_exporter_rejects_options_of_other_drivers(args, message):
     if "--port" not in args:

@@ -182,7 +182,7 @@ def test_driver_initialises_and_reads(emulator):
 
 
 def test_driver_refuses_bad_settings(emulator):
-    for kwargs, message in (({"channel": 3}, "channels 1 and 2"), ({"accumulation_n": 0}, "1 to 8"),
+    for kwargs, message in (({"channel": 3}, "must be 1 or 2"), ({"accumulation_n": 0}, "1 to 8"),
                             ({"energy_unit_j": 0}, "positive")):
         with pytest.raises(MeterError, match=message):
             _open(emulator, **kwargs)

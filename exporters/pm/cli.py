@@ -137,23 +137,19 @@ def _meter_factory(driver: str, port: str, *, meter_rate: float, baudrate: int |
     if driver == "mcp39f511":
         from mltelemetry.exporters.pm import mcp39f511
 
-        n, unit, ch = accumulation if accumulation is not None else 4, energy_unit or 3.6, channel or 1
-        if ch not in (1, 2):
-            raise MltelemetryError(f"--channel must be 1 or 2, not {ch}")
-        if not 1 <= n <= 8:
-            raise MltelemetryError(f"--accumulation must be 1 to 8 (2^N line cycles), not {n}")
-        if not unit > 0:
-            raise MltelemetryError(f"--energy-unit must be positive joules per count, not {unit:g}")
+        n = accumulation if accumulation is not None else 4
+        unit = energy_unit if energy_unit is not None else 3.6
+        ch = channel if channel is not None else 1
+        mcp39f511.check_options(ch, n, unit)  # refuse bad settings now, not on every reconnect
 
         def open_mcp() -> MeterDriver:
             return mcp39f511.Mcp39f511(port, baudrate=baud, channel=ch, accumulation_n=n, energy_unit_j=unit)
 
         return open_mcp
     from mltelemetry.exporters.pm import ptd
-    from mltelemetry.exporters.pm.transport import parse_tcp
 
-    parse_tcp(port, ptd.DEFAULT_PORT)  # refuse a bad address now
     period_ms = round(meter_rate * 1000)
+    ptd.check_options(port, period_ms, mark or "mltelemetry")  # refuse bad settings now, not on every reconnect
 
     def open_ptd() -> MeterDriver:
         return ptd.Ptd(port, period_ms=period_ms, mark=mark or "mltelemetry", voltage_range=voltage_range,

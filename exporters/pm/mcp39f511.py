@@ -133,6 +133,16 @@ def decode_block(data: bytes, channel: int) -> Reading:
                    current if current <= MAX_CURRENT_A else None)
 
 
+def check_options(channel: int, accumulation_n: int, energy_unit_j: float) -> None:
+    """Refuse settings the MCP39F511N cannot take (:class:`MeterError`, one line)."""
+    if channel not in (1, 2):
+        raise MeterError(f"channel must be 1 or 2 (the MCP39F511N's two channels), not {channel}")
+    if not 1 <= accumulation_n <= 8:
+        raise MeterError(f"accumulation N must be 1 to 8 (2^N line cycles), not {accumulation_n}")
+    if not energy_unit_j > 0:
+        raise MeterError(f"the energy unit must be positive joules per count, not {energy_unit_j:g}")
+
+
 class Mcp39f511:
     """An open MCP39F511N demo board measuring ``channel`` (1 or 2).
 
@@ -145,12 +155,7 @@ class Mcp39f511:
 
     def __init__(self, port: str, *, baudrate: int = 115200, timeout_s: float = 0.2, channel: int = 1,
                  accumulation_n: int = 4, energy: bool = True, energy_unit_j: float = 3.6) -> None:
-        if channel not in (1, 2):
-            raise MeterError(f"the MCP39F511N has channels 1 and 2, not {channel}")
-        if not 1 <= accumulation_n <= 8:
-            raise MeterError(f"accumulation interval N must be 1 to 8 (2^N line cycles), not {accumulation_n}")
-        if not energy_unit_j > 0:
-            raise MeterError(f"the energy unit must be positive joules per count, not {energy_unit_j}")
+        check_options(channel, accumulation_n, energy_unit_j)
         self.port = port
         self.channel = channel
         self.timeout_s = timeout_s

@@ -153,6 +153,16 @@ def parse_uncertainty(text: str) -> tuple[float, int] | None:
     return average, int(total - unknown)  # type: ignore[operator]
 
 
+def check_options(address: str, period_ms: int, mark: str) -> tuple[str, int]:
+    """Refuse settings PTDaemon cannot take (:class:`MeterError`, one line); the address as (host, port)."""
+    if not 100 <= period_ms <= 60_000:
+        raise MeterError(f"PTDaemon's sampling period must be 100 to 60000 ms (a meter rate of 0.1 to 60 s), "
+                         f"not {period_ms} ms")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", mark):
+        raise MeterError(f"mark {mark!r} must be 1 to 64 letters, digits, '_', '.' or '-'")
+    return parse_tcp(address, DEFAULT_PORT)
+
+
 class Ptd:
     """A PTDaemon at ``address`` (``tcp://HOST:PORT``, ``HOST:PORT`` or ``HOST``; port 8888), sampling
     every ``period_ms``. ``voltage_range``/``current_range`` (a number or ``Auto``) are set before ``Go``
@@ -162,11 +172,7 @@ class Ptd:
 
     def __init__(self, address: str, *, timeout_s: float = 2.0, period_ms: int = 1000, mark: str = "mltelemetry",
                  voltage_range: str | None = None, current_range: str | None = None) -> None:
-        if not 100 <= period_ms <= 60_000:
-            raise MeterError(f"PTDaemon's sampling period must be 100 to 60000 ms, not {period_ms}")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", mark):
-            raise MeterError(f"mark {mark!r} must be 1 to 64 letters, digits, '_', '.' or '-'")
-        host, port = parse_tcp(address, DEFAULT_PORT)
+        host, port = check_options(address, period_ms, mark)
         self.address = f"{host}:{port}"
         self.timeout_s = timeout_s
         self.period_s = period_ms / 1000
