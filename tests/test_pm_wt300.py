@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import struct
 import time
 import tty
 
@@ -308,6 +309,30 @@ def test_vxi11_transport_as_a_wt310e_on_ethernet():
         emu.plug()
         with Wt300(emu.address, rate_s=0.25, timeout_s=0.3) as meter:
             assert meter.read().power_w == pytest.approx(emu.served.power_w, rel=5e-5)
+
+
+def test_a_malformed_vxi11_reply_is_an_invalid_reading_and_the_link_recovers():
+    from mltelemetry.exporters.pm.vxi11 import Vxi11ServerLink
+
+    class ShortReplies(Vxi11ServerLink):
+        """Answers the next ``short`` device_reads with an error code and nothing after it."""
+
+        short = 0
+
+        def _serve_reads(self) -> None:
+            while self.short and self._waiting and self._output:
+                self.short -= 1
+                client, xid, _, _ = self._waiting.pop(0)
+                self._reply(client, xid, struct.pack(">i", 0))  # no reason, no data: XDR ends early
+            super()._serve_reads()
+
+    cable = ShortReplies()
+    with Wt300Emulator(constant_profile(100.0), cable, update_interval_s=0.25) as emu:
+        with Wt300(emu.address, rate_s=0.25, timeout_s=0.3) as meter:
+            cable.short = 1
+            with pytest.raises(InvalidReading, match="malformed VXI-11 reply"):
+                meter.read()
+            assert meter.read().power_w == pytest.approx(100.0, rel=5e-5)  # device_clear, then a clean read
 
 
 @settings(max_examples=300, deadline=None)

@@ -17,11 +17,14 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from mltelemetry.exporters.pm.meter import MeterDisconnected
+from mltelemetry.exporters.pm.meter import InvalidReading, MeterDisconnected
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PORTMAPPER, PORTMAPPER_VERSION, GETPORT = 100000, 2, 3
 CORE, CORE_VERSION = 0x0607AF, 1
@@ -120,7 +123,10 @@ class Vxi11Link:
         sock.sendall(_record(call))
         buffer = bytearray()
         while True:
-            records = _split_records(buffer)
+            try:
+                records = _split_records(buffer)
+            except ValueError as e:  # the record framing is lost: the stream cannot be resynchronised
+                raise ConnectionResetError(f"RPC framing lost ({e})") from e
             for record in records:
                 reply = _Unpacker(record)
                 if reply.uint() != self._xid:
@@ -140,33 +146,44 @@ class Vxi11Link:
     def _core(self, procedure: int, args: bytes, timeout_s: float) -> _Unpacker:
         return self._call(self._socket, CORE, CORE_VERSION, procedure, args, timeout_s)
 
-    def _guarded(self, procedure: int, args: bytes, timeout_s: float) -> _Unpacker:
+    def _guarded(self, procedure: int, args: bytes, timeout_s: float, parse: Callable[[_Unpacker], T]) -> T:
+        """One core call and the parse of its reply: a lost connection is :class:`MeterDisconnected`, a
+        malformed reply (short XDR, an RPC refusal) :class:`InvalidReading`, so the caller resets the link."""
         try:
-            return self._core(procedure, args, timeout_s)
-        except (OSError, ValueError) as e:
-            raise MeterDisconnected(f"{self.description}: {getattr(e, 'strerror', None) or e}") from e
+            return parse(self._core(procedure, args, timeout_s))
+        except OSError as e:
+            raise MeterDisconnected(f"{self.description}: {e.strerror or e}") from e
+        except ValueError as e:
+            raise InvalidReading(f"{self.description}: malformed VXI-11 reply ({e})") from e
 
     def write(self, data: bytes) -> None:
         io_ms = round(self.timeout_s * 1000)
         error = self._guarded(DEVICE_WRITE, struct.pack(">iIII", self._lid, io_ms, 0, FLAG_END) + _opaque(data),
-                              self.timeout_s + 1).int()
+                              self.timeout_s + 1, _Unpacker.int)
         if error:
             raise MeterDisconnected(f"{self.description}: device_write failed with VXI-11 error {error}")
 
     def read_some(self, timeout_s: float) -> bytes:
         io_ms = max(1, round(timeout_s * 1000))
-        reply = self._guarded(DEVICE_READ, struct.pack(">iIIIIi", self._lid, 4096, io_ms, 0, 0, 0),
-                              max(timeout_s, 0) + self.timeout_s)
-        error = reply.int()
+
+        def parse(reply: _Unpacker) -> tuple[int, bytes]:
+            error = reply.int()
+            if error:
+                return error, b""
+            reply.int()  # reason
+            return 0, reply.opaque()
+
+        error, data = self._guarded(DEVICE_READ, struct.pack(">iIIIIi", self._lid, 4096, io_ms, 0, 0, 0),
+                                    max(timeout_s, 0) + self.timeout_s, parse)
         if error == ERROR_IO_TIMEOUT:
             return b""
         if error:
             raise MeterDisconnected(f"{self.description}: device_read failed with VXI-11 error {error}")
-        reply.int()  # reason
-        return reply.opaque()
+        return data
 
     def reset_input(self) -> None:
-        error = self._guarded(DEVICE_CLEAR, struct.pack(">iIII", self._lid, 0, 0, 1000), self.timeout_s).int()
+        error = self._guarded(DEVICE_CLEAR, struct.pack(">iIII", self._lid, 0, 0, 1000), self.timeout_s,
+                              _Unpacker.int)
         if error:
             raise MeterDisconnected(f"{self.description}: device_clear failed with VXI-11 error {error}")
 
