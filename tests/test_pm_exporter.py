@@ -308,10 +308,21 @@ def test_meter_energy_is_kept_monotonic_across_meter_restarts():
         Reading(100.0, 230.0, 0.4, meter_energy_j=5100.0),
         Reading(100.0, 230.0, 0.4, meter_energy_j=30.0, meter_restarted=True),  # reset: starts again
         Reading(100.0, 230.0, 0.4, meter_energy_j=130.0),
-        Reading(100.0, 230.0, 0.4, meter_energy_j=110.0),  # net energy may fall (the meter knows: no restart)
+        Reading(100.0, 230.0, 0.4, meter_energy_j=110.0),  # back without the flag: a restart all the same
     ])
     values = [tick()[schema.PM_METER_ENERGY] for _ in range(5)]
-    assert values == [5000.0, 5100.0, 5130.0, 5230.0, 5210.0]
+    assert values == [5000.0, 5100.0, 5130.0, 5230.0, 5340.0]
+
+
+def test_meter_energy_stays_monotonic_when_a_reconnected_meter_counts_lower():
+    collector, tick = scripted([
+        Reading(100.0, 230.0, 0.4, meter_energy_j=1000.0),
+        MeterDisconnected("scripted: cable pulled"),
+        Reading(100.0, 230.0, 0.4, meter_energy_j=50.0),  # a reconnected meter that lost its count
+        Reading(100.0, 230.0, 0.4, meter_energy_j=150.0),
+    ])
+    values = [tick().get(schema.PM_METER_ENERGY) for _ in range(4)]
+    assert values == [1000.0, None, 1050.0, 1150.0]
 
 
 def test_uncertainty_and_dropped_samples():

@@ -129,10 +129,16 @@ class PmCollector:
         return (len(times) - 1) / max(now - times[0], 1e-9)
 
     def _meter_energy(self, reading: Reading) -> float:
-        """The meter's counter made monotonic across its restarts (a new integration run, a reset)."""
+        """The meter's counter made monotonic across its restarts (a new integration run, a reset): one
+        the driver flags, or any decrease (a reconnected meter counting from a lower value), as a
+        Prometheus counter reset is read."""
         assert reading.meter_energy_j is not None
-        if reading.meter_restarted and self._meter_last_j is not None:
-            self._meter_base_j += self._meter_last_j
+        last = self._meter_last_j
+        if last is not None and (reading.meter_restarted or reading.meter_energy_j < last):
+            if not reading.meter_restarted:
+                log.info("power meter %s: its energy counter went back (%g J -> %g J); counted as a restart",
+                         self.labels["meter"], last, reading.meter_energy_j)
+            self._meter_base_j += last
         self._meter_last_j = reading.meter_energy_j
         return self._meter_base_j + reading.meter_energy_j
 
