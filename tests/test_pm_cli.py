@@ -171,6 +171,26 @@ def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds:
         assert emulator.wait(10) == 0, emulator.stderr.read()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--start", "inf"], "--start wants a finite time, not 'inf'"),
+    (["--end", "-inf"], "--end wants a finite time"),
+    (["--last", "inf"], "--last wants a finite duration"),
+    (["--last", "1e400s"], "--last wants a finite duration"),
+    (["--reference-window", "inf"], "--reference-window wants a finite number"),
+    (["--max-lag", "inf"], "--max-lag wants a finite number"),
+])
+def test_align_refuses_infinite_times_and_windows_in_one_line(tmp_path, args, message):
+    result = runner.invoke(app, ["align", "--source", str(tmp_path / "none.db"), *args])
+    assert message in _one_error_line(result)
+    assert result.exit_code == 1
+
+
+def test_align_refuses_negative_windows_as_usage_errors(tmp_path):
+    for option in ("--meter-window", "--reference-window"):
+        result = runner.invoke(app, ["align", "--source", str(tmp_path / "none.db"), option, "-5"])
+        assert result.exit_code == 2 and option in result.output
+
+
 def test_mcp_and_ptd_processes_end_to_end(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 

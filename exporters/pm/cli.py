@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -283,9 +284,13 @@ def _parse_time_ns(text: str | None, what: str) -> int | None:
     import datetime
 
     try:
-        return round(float(text) * 1e9)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise MltelemetryError(f"{what} wants a finite time, not {text!r}")
+        return round(seconds * 1e9)
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
@@ -302,8 +307,8 @@ def _parse_duration_s(text: str) -> float:
         seconds = float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
     except ValueError:
         seconds = float("nan")
-    if not seconds > 0:
-        raise MltelemetryError(f"--last wants a duration such as 90s, 15m or 2h, not {text!r}")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise MltelemetryError(f"--last wants a finite duration such as 90s, 15m or 2h, not {text!r}")
     return seconds
 
 
@@ -328,9 +333,9 @@ def align_command(
         help="The range is this long, up to --end: 90s, 15m, 2h.")] = None,
     max_lag: Annotated[float, typer.Option(min=0.1, help="Largest offset searched, in seconds.")] = 3.0,
     meter_window: Annotated[Optional[float], typer.Option(  # noqa: UP045
-        help="Seconds each meter value averages (default: its sampling interval).")] = None,
+        min=0, help="Seconds each meter value averages (default: its sampling interval).")] = None,
     reference_window: Annotated[Optional[float], typer.Option(  # noqa: UP045
-        help="Seconds each reference value averages (default: its sampling interval).")] = None,
+        min=0, help="Seconds each reference value averages (default: its sampling interval).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Estimate how far the meter's power series lags a series that moves with it, in milliseconds."""
@@ -345,6 +350,10 @@ def align_command(
         labels[key] = value
     if not labels and reference.removeprefix("mltelemetry_") == "host_cpu_utilization_ratio":
         labels = {"cpu": "total"}
+    for name, value in (("--max-lag", max_lag), ("--meter-window", meter_window),
+                        ("--reference-window", reference_window)):
+        if value is not None and not math.isfinite(value):
+            raise MltelemetryError(f"{name} wants a finite number of seconds, not {value}")
     end_ns = _parse_time_ns(end, "--end")
     start_ns = _parse_time_ns(start, "--start")
     if last is not None:
