@@ -190,6 +190,19 @@ def test_connection_drops_and_comes_back(emulator):
         assert meter.read().power_w == pytest.approx(emulator.served[0].watts, rel=5e-5)
 
 
+def test_every_bad_sample_of_a_reply_is_counted_whether_some_or_all_are_bad():
+    with PtdEmulator(constant_profile(175.0), TcpLink("127.0.0.1", free_port())) as emu:
+        collector = PmCollector(lambda: Ptd(emu.address, period_ms=250, timeout_s=0.3), host="sut", meter="ptd")
+        collector.sample(0)
+        assert collector.invalid_total == 0
+        emu._sample_line = lambda sample, watts=None: PtdEmulator._sample_line(emu, sample, "-1.000000")
+        time.sleep(0.8)  # several new samples, every one without valid watts
+        collector.sample(1)
+        bad = len(emu.served)
+        assert bad >= 2 and collector.invalid_total == bad
+        collector.close()
+
+
 # --- the exporter ----------------------------------------------------------------------------
 def test_exporter_counts_drops_and_survives_every_fault_and_a_disconnect():
     faults = Faults(seed=2, markers=("nan",))

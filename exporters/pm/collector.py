@@ -165,7 +165,7 @@ class PmCollector:
                 self._warned = False
             reading = self.driver.read()
         except InvalidReading as e:
-            self.invalid_total += 1
+            self.invalid_total += e.samples
             log.debug("invalid reading dropped: %s", e)
             return None
         except MeterError as e:

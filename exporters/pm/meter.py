@@ -31,7 +31,12 @@ class MeterDisconnected(MeterError):
 
 
 class InvalidReading(MeterError):
-    """A reply that must not become a number: garbage, partial, silent, bad checksum, NAK, error reply."""
+    """A reply that must not become a number: garbage, partial, silent, bad checksum, NAK, error reply.
+    ``samples`` is how many of the meter's samples it spoiled (several where one reply carried several)."""
+
+    def __init__(self, message: str, samples: int = 1) -> None:
+        super().__init__(message)
+        self.samples = samples
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ class Ptd:
             raise
         valid = [s for s in samples if s.watts is not None]
         if not valid:
-            raise InvalidReading(f"no valid sample among the {count} new ones")
+            raise InvalidReading(f"no valid sample among the {count} new ones", samples=max(count, 1))
 
         def mean(values: list[float | None]) -> float | None:
             known = [v for v in values if v is not None]
