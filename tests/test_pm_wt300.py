@@ -311,6 +311,18 @@ def test_vxi11_transport_as_a_wt310e_on_ethernet():
             assert meter.read().power_w == pytest.approx(emu.served.power_w, rel=5e-5)
 
 
+def test_wt300_and_ptd_decode_replies_with_the_one_shared_function():
+    from mltelemetry.exporters.pm import meter, ptd, wt300
+
+    assert wt300.decode_reply is ptd.decode_reply is meter.decode_reply
+    assert wt300.NUMBER is ptd.NUMBER is meter.NUMBER
+    assert meter.decode_reply(b"1.5E+2,230\r\n") == "1.5E+2,230"
+    for line, message in ((b"1.5", "partial"), (b"", "no reply"), (b"\xff1\n", "garbage"), (b"1\x002\n", "garbage")):
+        with pytest.raises(InvalidReading, match=message):
+            meter.decode_reply(line)
+    assert parse_reply(b"1.5e+2,2.3E2,5\n", 3) == (150.0, 230.0, 5.0)
+
+
 def test_a_malformed_vxi11_reply_is_an_invalid_reading_and_the_link_recovers():
     from mltelemetry.exporters.pm.vxi11 import Vxi11ServerLink
 

@@ -16,6 +16,7 @@ in one place (``transport.py``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +38,24 @@ class InvalidReading(MeterError):
     def __init__(self, message: str, samples: int = 1) -> None:
         super().__init__(message)
         self.samples = samples
+
+
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([Ee][+-]?\d+)?", re.ASCII)
+"""A decimal number as the meters write it (NR1, NR2, NR3): no NAN/INF words, no underscores."""
+
+
+def decode_reply(line: bytes) -> str:
+    """One reply line (as read, with its LF) as text without the terminator; :class:`InvalidReading`
+    where it is partial (no LF), not ASCII or not printable."""
+    if not line.endswith(b"\n"):
+        raise InvalidReading(f"partial reply (no terminator): {line[:40]!r}" if line else "no reply")
+    try:
+        text = line.decode("ascii").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise InvalidReading(f"garbage reply: {line[:40]!r}") from None
+    if not text.isprintable():
+        raise InvalidReading(f"garbage reply: {text[:40]!r}")
+    return text
 
 
 @dataclass(frozen=True)

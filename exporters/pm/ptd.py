@@ -35,14 +35,13 @@ import math
 import re
 from dataclasses import dataclass
 
-from mltelemetry.exporters.pm.meter import InvalidReading, MeterError, MeterIdentity, Reading
+from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, Reading, decode_reply
 from mltelemetry.exporters.pm.transport import LineReader, Link, TcpLink, parse_tcp
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8888
 HELLO = "Hello, PTDaemon here!"
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([Ee][+-]?\d+)?", re.ASCII)
 _LAST = re.compile(r"Last (\d{1,6}) samples?", re.ASCII)
 _CHANNEL = re.compile(r"Ch\d+", re.ASCII)
 MAX_POWER_W = 1e9  # SPEC's limit for "unreasonably large"
@@ -72,22 +71,10 @@ class PtdIdentity:
 
 def _number(text: str) -> float | None:
     text = text.strip()
-    if not _NUMBER.fullmatch(text):
+    if not NUMBER.fullmatch(text):
         return None
     value = float(text)
     return value if math.isfinite(value) else None
-
-
-def _decode(line: bytes) -> str:
-    if not line.endswith(b"\n"):
-        raise InvalidReading(f"partial reply (no terminator): {line[:40]!r}" if line else "no reply")
-    try:
-        text = line.decode("ascii").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise InvalidReading(f"garbage reply: {line[:40]!r}") from None
-    if not text.isprintable():
-        raise InvalidReading(f"garbage reply: {text[:40]!r}")
-    return text
 
 
 def parse_identify(text: str) -> PtdIdentity:
@@ -106,7 +93,7 @@ def parse_identify(text: str) -> PtdIdentity:
 
 def parse_last(line: bytes) -> int:
     """How many sample lines an ``RL`` reply announces (``Last N samples``)."""
-    text = _decode(line)
+    text = decode_reply(line)
     match = _LAST.fullmatch(text.strip())
     if not match:
         raise InvalidReading(f"PTDaemon answered RL with {text[:60]!r}")
@@ -118,7 +105,7 @@ def parse_sample(line: bytes) -> Sample:
 
     InvalidReading when the line is not a sample; a value that is negative, NaN or absurd is None.
     """
-    text = _decode(line)
+    text = decode_reply(line)
     fields = text.split(",")
     if len(fields) < 4 or fields[0] != "Time":
         raise InvalidReading(f"not a PTDaemon sample: {text[:60]!r}")
@@ -189,21 +176,21 @@ class Ptd:
             raise
 
     def _initialise(self, period_ms: int, mark: str, voltage_range: str | None, current_range: str | None) -> None:
-        hello = _decode(self._query("Hello"))
+        hello = decode_reply(self._query("Hello"))
         if hello != HELLO:
             raise MeterError(f"{self.address} is not PTDaemon (it answered Hello with {hello[:60]!r})")
-        identify = parse_identify(_decode(self._query("Identify")))
+        identify = parse_identify(decode_reply(self._query("Identify")))
         self.identity = identify.meter
         self.can_accuracy = identify.can_accuracy
         log.info("%s: %s", self.address, identify.meter.raw)
         self._query("Stop")  # a measurement left running (our earlier session's) would refuse Go
-        log.info("%s: ranges %s", self.address, _decode(self._query("RR")))
+        log.info("%s: ranges %s", self.address, decode_reply(self._query("RR")))
         for kind, value in (("V", voltage_range), ("A", current_range)):
             if value is not None:
-                reply = _decode(self._query(f"SR,{kind},{value}"))
+                reply = decode_reply(self._query(f"SR,{kind},{value}"))
                 if not reply.lower().startswith(f"range {kind.lower()}"):
                     raise MeterError(f"{self.address}: PTDaemon refused range {kind}={value}: {reply[:80]}")
-        reply = _decode(self._query(f"Go,{period_ms},0,{mark}"))
+        reply = decode_reply(self._query(f"Go,{period_ms},0,{mark}"))
         if not reply.startswith("Starting"):
             raise MeterError(f"{self.address}: PTDaemon did not start measuring: {reply[:80]}")
 
@@ -238,7 +225,7 @@ class Ptd:
     def _uncertainty(self) -> float | None:
         """PTDaemon's average uncertainty over the samples since ``Go`` (None where unknown)."""
         try:
-            parsed = parse_uncertainty(_decode(self._query("Uncertainty")))
+            parsed = parse_uncertainty(decode_reply(self._query("Uncertainty")))
         except InvalidReading:
             self._flush = True
             return None

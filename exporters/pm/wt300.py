@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 
-from mltelemetry.exporters.pm.meter import InvalidReading, MeterError, MeterIdentity, Reading
+from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, Reading, decode_reply
 from mltelemetry.exporters.pm.transport import Link, open_link, read_line
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,6 @@ INTEGRATION_ITEMS = ("WH,1", "TIME")
 """Read after ``ITEMS`` when the meter integrates: its energy (Wh) and integration time (s)."""
 SYNC_QUERY = ":COMM:WAIT 1;:STAT:EESR?;:NUM:NORM:VAL?"
 
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)(E[+-]?\d+)?", re.ASCII | re.IGNORECASE)
 _SPECIAL = {"NAN", "+NAN", "-NAN", "INF", "+INF", "-INF"}
 _MAX_REPLY_BYTES = 256
 
@@ -62,21 +60,12 @@ def parse_value(field: str) -> float | None:
     field = field.strip()
     if field.upper() in _SPECIAL:
         return None
-    if not _NUMBER.fullmatch(field):
+    if not NUMBER.fullmatch(field):
         raise InvalidReading(f"not a number: {field[:20]!r}")
     value = float(field)
     if not math.isfinite(value) or abs(value) >= OVER_RANGE:
         return None
     return value
-
-
-def _decode(line: bytes) -> str:
-    if not line.endswith(b"\n"):
-        raise InvalidReading(f"partial reply (no terminator): {line[:40]!r}" if line else "no reply")
-    try:
-        return line.decode("ascii").rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise InvalidReading(f"garbage reply: {line[:40]!r}") from None
 
 
 def _fields(text: str, count: int) -> tuple[float | None, ...]:
@@ -88,12 +77,12 @@ def _fields(text: str, count: int) -> tuple[float | None, ...]:
 
 def parse_reply(line: bytes, count: int) -> tuple[float | None, ...]:
     """``count`` comma-separated values of one reply line, which must end in LF (CR+LF or LF)."""
-    return _fields(_decode(line), count)
+    return _fields(decode_reply(line), count)
 
 
 def parse_sync_reply(line: bytes, count: int) -> tuple[int, tuple[float | None, ...]]:
     """The reply to ``SYNC_QUERY``: the extended event register (NR1) and ``count`` values."""
-    text = _decode(line)
+    text = decode_reply(line)
     register, sep, values = text.partition(";")
     if not sep or not register.strip().isdigit() or len(register.strip()) > 5:
         raise InvalidReading(f"not an event register and values: {text[:40]!r}")
