@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import free_port
+from conftest import free_port, wait_for
 from mltelemetry import schema
 from mltelemetry.exporters.pm.collector import PmCollector
 from mltelemetry.exporters.pm.emulator import Faults, TcpLink, constant_profile, steps_profile
@@ -123,7 +123,8 @@ def test_client_handshake_and_samples(emulator):
             # PTDaemon's running average since Go (0.1 % of reading + 0.05 % of the 600 W range)
             every = [0.001 + 0.0005 * 600 / s.watts for s in emulator.samples]
             assert reading.uncertainty == pytest.approx(sum(every) / len(every), rel=1e-3)
-    assert emulator.period_s is None  # close() stopped the measurement
+    # close() sent Stop; the emulator handles it in its own thread
+    wait_for(lambda: emulator.period_s is None, 5, "the emulator to stop the measurement")
 
 
 def test_reads_after_a_pause_merge_the_samples(emulator):
