@@ -157,3 +157,15 @@ def restartable_influxdb(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+def ticks_on_deadlines(exporter, n: int, before_tick: Callable[[int], object] | None = None) -> list[dict]:
+    """``n`` ticks of ``exporter`` every ``exporter.interval_s`` on absolute deadlines from now; ``before_tick(k)``
+    runs just before tick ``k`` (inject a fault, unplug). Returns each tick's samples as {metric: value}."""
+    start, ticks = time.monotonic(), []
+    for k in range(n):
+        time.sleep(max(0.0, start + k * exporter.interval_s - time.monotonic()))
+        if before_tick:
+            before_tick(k)
+        ticks.append({s.metric: s.value for s in exporter.tick()})
+    return ticks

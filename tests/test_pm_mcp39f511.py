@@ -15,6 +15,7 @@ import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import ticks_on_deadlines
 from mltelemetry import schema
 from mltelemetry.exporters.pm.collector import PmCollector
 from mltelemetry.exporters.pm.emulator import Faults, constant_profile, steps_profile
@@ -247,16 +248,9 @@ def test_exporter_counts_drops_and_survives_every_fault_and_an_unplug(tmp_path):
         exporter = Exporter(collector, sinks=[], interval_s=0.08, host="sut")
         exporter.tick()  # connects; sets N=2, which starts a new window now
         time.sleep(emu.seconds_to_next_window() + 0.04)
-        start, ticks = time.monotonic(), []
-        for k in range(40):
-            time.sleep(max(0.0, start + k * 0.08 - time.monotonic()))
-            if k in schedule:
-                emu.inject(schedule[k])
-            if k == 24:
-                emu.unplug()
-            if k == 30:
-                emu.plug()
-            ticks.append({s.metric: s.value for s in exporter.tick()})
+        actions = {**{k: (lambda kind=kind: emu.inject(kind)) for k, kind in schedule.items()},
+                   24: emu.unplug, 30: emu.plug}
+        ticks = ticks_on_deadlines(exporter, 40, lambda k: actions[k]() if k in actions else None)
     last = ticks[-1]
     assert dict(faults.counts) == {"garbage": 1, "partial": 1, "checksum": 2, "nak": 1, "csfail": 1}
     assert last[schema.PM_INVALID] == 6

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import free_port, wait_for
+from conftest import free_port, ticks_on_deadlines, wait_for
 from mltelemetry import schema
 from mltelemetry.exporters.pm.collector import PmCollector
 from mltelemetry.exporters.pm.emulator import Faults, TcpLink, constant_profile, steps_profile
@@ -211,16 +211,9 @@ def test_exporter_counts_drops_and_survives_every_fault_and_a_disconnect():
     with PtdEmulator(constant_profile(175.0), TcpLink("127.0.0.1", free_port()), faults=faults) as emu:
         collector = PmCollector(lambda: Ptd(emu.address, period_ms=250, timeout_s=0.1), host="sut", meter="ptd")
         exporter = Exporter(collector, sinks=[], interval_s=0.25, host="sut")
-        start, ticks = time.monotonic(), []
-        for k in range(34):
-            time.sleep(max(0.0, start + k * 0.25 - time.monotonic()))
-            if k in schedule:
-                emu.inject(schedule[k])
-            if k == 20:
-                emu.unplug()
-            if k == 25:
-                emu.plug()
-            ticks.append({s.metric: s.value for s in exporter.tick()})
+        actions = {**{k: (lambda kind=kind: emu.inject(kind)) for k, kind in schedule.items()},
+                   20: emu.unplug, 25: emu.plug}
+        ticks = ticks_on_deadlines(exporter, 34, lambda k: actions[k]() if k in actions else None)
     last = ticks[-1]
     assert dict(faults.counts) == {"garbage": 1, "partial": 1, "nan": 2, "error": 1}
     assert last[schema.PM_INVALID] == 5
