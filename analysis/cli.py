@@ -142,6 +142,20 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
         console.print(f"note: {note}", markup=False, highlight=False)
 
 
+def render_oscar(figures: pd.DataFrame, console: Console) -> None:
+    """OSCAR's report figures per scenario beside ours, each column labelled with its definition."""
+    from mltelemetry.analysis.oscar import OSCAR_LABELS
+
+    table = Table(title="OSCAR's figures beside mltelemetry's (ok runs, mean over runs)",
+                  caption="\n".join(f"{k}: {v}" for k, v in OSCAR_LABELS.items()))
+    columns = ["scenario", "runs", *OSCAR_LABELS]
+    for c in columns:
+        table.add_column(c, justify="left" if c == "scenario" else "right")
+    for row in figures.to_dict(orient="records"):
+        table.add_row(*[_cell(row[c], _digits(c)) for c in columns])
+    console.print(table)
+
+
 def render_comparison(comparison: CampaignComparison, console: Console) -> None:
     table = Table(title=f"{comparison.a.campaign} (A) against {comparison.b.campaign} (B): ok runs; "
                   "difference = B − A")
@@ -228,7 +242,16 @@ def analyze_command(
     export_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Write the campaign as OSCAR's three input files into this directory.")] = None,
     import_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        help="First import OSCAR's input files from this directory into the store --source as --campaign.")] = None,
+        help="First import an OSCAR measurement (a folder per scenario) into the store --source as "
+             "--campaign.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="With --import-oscar: the scenario folder that is the baseline (default: the one named baseline, any "
+             "case).")] = None,
+    timezone: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="With --import-oscar/--export-oscar: the time zone of the OSCAR files' local time, e.g. Europe/Berlin "
+             "(default: their stamps are stored, and written, as UTC).")] = None,
+    oscar_figures: Annotated[bool, typer.Option(
+        help="Also OSCAR's report figures per scenario beside ours (always with --import-oscar).")] = False,
 ) -> None:
     """Energy per run, action and epoch (counters at the event edges), baseline-adjusted, with statistics."""
     if format not in FORMATS:
@@ -243,9 +266,9 @@ def analyze_command(
     if import_oscar:
         from mltelemetry.analysis.oscar import import_oscar as do_import
 
-        count = do_import(import_oscar, source, campaign, host or "oscar")
-        stderr.print(f"imported {count} events of OSCAR input {import_oscar} into {source} as campaign {campaign}",
-                     soft_wrap=True, highlight=False)
+        imported = do_import(import_oscar, source, campaign, host or campaign, baseline, timezone)
+        for line in [imported.summary(), *imported.notes]:
+            stderr.print(line, soft_wrap=True, highlight=False, markup=False)
     opened = open_source(source, lookback_s=parse_duration_s(lookback))
     try:
         with progress_callback(stderr) as progress:
@@ -260,9 +283,14 @@ def analyze_command(
             if export_oscar and result is not None:
                 from mltelemetry.analysis.oscar import export_oscar as do_export
 
-                folders = do_export(opened, result, export_oscar, host)
-                stderr.print(f"OSCAR input files written to {', '.join(str(f) for f in folders)}", soft_wrap=True,
-                             highlight=False)
+                exported = do_export(opened, result, export_oscar, host, timezone)
+                for line in [f"OSCAR files written to {', '.join(str(f) for f in exported.folders)}", *exported.notes]:
+                    stderr.print(line, soft_wrap=True, highlight=False, markup=False)
+            oscar = None
+            if result is not None and (oscar_figures or import_oscar):
+                from mltelemetry.analysis.oscar import oscar_figures as figures_of
+
+                oscar = figures_of(opened, result, host)
     finally:
         opened.close()
     if report:
@@ -280,4 +308,13 @@ def analyze_command(
         else:
             render_comparison(comparison, Console(width=200))
         return
+    if oscar is not None and format == "json":
+        from mltelemetry.analysis.campaign import records
+        from mltelemetry.analysis.oscar import OSCAR_LABELS
+
+        typer.echo(json.dumps({**result.to_dict(), "oscar": {"labels": OSCAR_LABELS, "scenarios": records(oscar)}},
+                              indent=2))
+        return
     print_analysis(result, format)
+    if oscar is not None and format == "table":
+        render_oscar(oscar, Console(width=200))
