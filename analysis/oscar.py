@@ -189,7 +189,7 @@ def _text(path: Path, limit: int | None = None) -> str:
     with open(path, "rb") as f:
         raw = f.read() if limit is None else f.read(limit)
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig", errors="strict" if limit is None else "replace")  # a head may cut a character
     except UnicodeDecodeError:
         return raw.decode("cp1252", errors="replace")  # GridVis on German Windows
 
@@ -332,8 +332,8 @@ def read_actions(path: Path, clock: Clock) -> list[Run]:
     return runs
 
 
-def read_power(path: Path, clock: Clock) -> tuple[dict[int, float], dict[int, int]]:
-    """The power analyser's mean watts by the start (ns) of their second, and each second's line.
+def read_power(path: Path, clock: Clock) -> dict[int, float]:
+    """The power analyser's mean watts by the start (ns) of their second.
 
     Blank cells are NaN (a gap). Implausible readings (negative, not finite, above
     ``MAX_PLAUSIBLE_W``) are counted and refuse the whole file: none is stored as a number.
@@ -349,10 +349,10 @@ def read_power(path: Path, clock: Clock) -> tuple[dict[int, float], dict[int, in
     if len(watts) != 1:
         raise MltelemetryError(f"{path}:{header_line}: expected one column of mean watts ('Wert 1-avg[W]'), found "
                                f"{len(watts)} in {header.strip()!r}")
-    time_column, value_column = columns.index("zeit"), watts[0]
+    time_column, value_column = 1, watts[0]  # Nummer;Zeit;…
     rows: dict[int, float] = {}
-    line_of: dict[int, int] = {}
     implausible: list[tuple[int, str]] = []
+    last = None
     for number, line in lines[header_at + 1:]:
         fields = line.split(";")
         try:
@@ -369,12 +369,12 @@ def read_power(path: Path, clock: Clock) -> tuple[dict[int, float], dict[int, in
             value = _number(text)
         except ValueError:
             raise MltelemetryError(f"{path}:{number}: expected watts such as 12,345, found {text.strip()!r}") from None
-        if t in rows or (rows and t < max(rows)):
+        if last is not None and t <= last:
             raise MltelemetryError(f"{path}:{number}: time stamp {stamp.strip()!r} repeats or goes back (a daylight "
                                    "saving change in local time?): expected one row per second, in order")
         if text.strip() and not (math.isfinite(value) and 0.0 <= value <= MAX_PLAUSIBLE_W):
             implausible.append((number, text.strip()))
-        rows[t], line_of[t] = value, number
+        rows[t], last = value, t
     if implausible:
         number, text = implausible[0]
         raise MltelemetryError(f"{path}: {len(implausible)} implausible power reading(s) (negative, not finite or "
@@ -383,7 +383,7 @@ def read_power(path: Path, clock: Clock) -> tuple[dict[int, float], dict[int, in
     if len(steps) and np.median(steps) != S:
         raise MltelemetryError(f"{path}: rows are {np.median(steps) / S:g} s apart: OSCAR's power file holds one "
                                "row per second")
-    return rows, line_of
+    return rows
 
 
 def read_hardware(path: Path, clock: Clock) -> dict[int, dict[str, float]]:
@@ -396,6 +396,8 @@ def read_hardware(path: Path, clock: Clock) -> dict[int, dict[str, float]]:
         raise MltelemetryError(f"{path}:{header_line}: expected collectl's header 'Date Time;[CPU]User%;…'")
     wanted = {name: i for i, name in enumerate(names) if name in HARDWARE}
     rows: dict[int, dict[str, float]] = {}
+    blank: dict[str, int] = {}  # the first line of a blank disk or network cell, per column
+    last = None
     for number, line in lines[1:]:
         fields = line.split(";")
         stamp = " ".join(fields[:stamp_fields])
@@ -404,7 +406,7 @@ def read_hardware(path: Path, clock: Clock) -> dict[int, dict[str, float]]:
         except ValueError as e:
             raise MltelemetryError(f"{path}:{number}: {stamp.strip()!r}: {e}; expected a time stamp such as "
                                    "05.03.2024 14:02:11") from None
-        if rows and t <= max(rows):
+        if last is not None and t <= last:
             raise MltelemetryError(f"{path}:{number}: time stamp {stamp.strip()!r} repeats or goes back")
         values = {}
         for name, i in wanted.items():
@@ -418,7 +420,14 @@ def read_hardware(path: Path, clock: Clock) -> dict[int, dict[str, float]]:
             if text.strip() and not (math.isfinite(values[name]) and lo <= values[name] <= hi):
                 raise MltelemetryError(f"{path}:{number}: column {name}: {text.strip()!r} is implausible (expected "
                                        f"{lo:g}–{hi:g}); nothing imported")
-        rows[t] = values
+        for name, value in values.items():
+            if HARDWARE[name][2] == "kb/s" and math.isnan(value):
+                blank.setdefault(name, number)
+        rows[t], last = values, t
+    for name, number in blank.items():  # bytes of an unknown interval would read as none: no made-up zeros
+        if any(math.isfinite(values[name]) for values in rows.values()):
+            raise MltelemetryError(f"{path}:{number}: column {name}: a blank cell among numbers; expected a number "
+                                   "(a disk or network column is all numbers, or all blank when not recorded)")
     return rows
 
 
@@ -426,9 +435,9 @@ def read_hardware(path: Path, clock: Clock) -> dict[int, dict[str, float]]:
 def power_samples(rows: dict[int, float], host: str) -> list[Sample]:
     """The meter's energy counter at the edges of every second with a reading, and its power.
 
-    A second whose cell is blank gets no counter sample (its energy is unknown, so the counter has a
-    gap there rather than a flat stretch), and when there are such seconds the meter's gap counter
-    (``pm_gap_seconds_total``) counts them, so a window holding one is flagged.
+    A second whose cell is blank adds nothing to the counter (its energy is unknown) and the meter's
+    gap counter (``pm_gap_seconds_total``) counts it, so a window holding one is flagged as
+    under-counted, as the exporter does for a meter that gave no valid reading.
     """
     labels = {"host": host, "meter": "oscar"}
     samples, energy, blank = [], 0.0, 0.0
@@ -454,31 +463,34 @@ def power_samples(rows: dict[int, float], host: str) -> list[Sample]:
 
 
 def hardware_samples(rows: dict[int, dict[str, float]], host: str) -> list[Sample]:
-    """Host series: gauges at the middle of their interval, byte counters (rate × interval) at its edges;
-    a blank cell leaves a gap, never a flat stretch."""
-    times = sorted(rows)
-    steps = np.diff(times)
+    """Host series: gauges at the middle of their interval (a blank cell: no sample), byte counters
+    (rate × interval) at its edges."""
+    if not rows:
+        return []
+    ts = np.array(sorted(rows), np.int64)
+    steps = np.diff(ts)
     typical = int(np.median(steps)) if len(steps) else S
+    interval = np.minimum(np.concatenate(([typical], steps)), typical)  # after a pause: one interval, not the pause
     samples = []
-    totals: dict[str, float] = {}
-    last_edge: dict[str, int] = {}
-    for i, t in enumerate(times):
-        interval = min(int(steps[i - 1]), typical) if i else typical  # after a pause: one interval, not the pause
-        for name, value in rows[t].items():
-            if not math.isfinite(value):
-                continue
-            metric, extra, kind, _ = HARDWARE[name]
-            labels = {"host": host, **extra}
-            if kind == "percent":
-                samples.append(Sample(metric, labels, value / 100, t - interval // 2))
-            elif kind == "kb":
-                samples.append(Sample(metric, labels, value * 1024, t - interval // 2))
-            else:
-                if last_edge.get(name) != t - interval:
-                    samples.append(Sample(metric, labels, totals.get(name, 0.0), t - interval))
-                totals[name] = totals.get(name, 0.0) + value * 1024 * interval / S
-                samples.append(Sample(metric, labels, totals[name], t))
-                last_edge[name] = t
+    for name in dict.fromkeys(k for t in ts.tolist() for k in rows[t]):
+        metric, extra, kind, _ = HARDWARE[name]
+        labels = {"host": host, **extra}
+        values = np.array([rows[t].get(name, math.nan) for t in ts.tolist()])
+        known = np.isfinite(values)
+        if kind != "kb/s":
+            scale = 1 / 100 if kind == "percent" else 1024.0
+            samples += [Sample(metric, labels, v * scale, t) for v, t in
+                        zip(values[known].tolist(), (ts - interval // 2)[known].tolist())]
+            continue
+        added = np.where(known, values * 1024 * interval / S, 0.0)
+        after = np.cumsum(added)
+        starts = ts - interval
+        # an interval's start edge is written unless the interval before it ended there with a reading
+        joined = np.concatenate(([False], known[:-1] & (ts[:-1] == starts[1:])))
+        for i in np.flatnonzero(known).tolist():
+            if not joined[i]:
+                samples.append(Sample(metric, labels, float(after[i] - added[i]), int(starts[i])))
+            samples.append(Sample(metric, labels, float(after[i]), int(ts[i])))
     return samples
 
 
@@ -543,8 +555,7 @@ def import_oscar(root: str | Path, store_path: str | Path, campaign: str, host: 
     for f in folders:
         scenario = scenario_of[f.scenario]
         runs = read_actions(f.actions, clock)
-        power_rows, _ = read_power(f.power, clock)
-        _merge(power, power_from, power_rows, f.power, _same_number)
+        _merge(power, power_from, read_power(f.power, clock), f.power, _same_number)
         if f.hardware is not None:
             _merge(hardware, hardware_from, read_hardware(f.hardware, clock), f.hardware, _same_row)
         else:

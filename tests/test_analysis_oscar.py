@@ -184,6 +184,21 @@ def test_fractional_stamps_interpolate_where_oscar_counts_whole_seconds(tmp_path
     assert oscar.oscar_energy_wh[0] == pytest.approx((1000 + 1000 + 500) / 3 / 3600)
 
 
+def test_actions_named_per_epoch_become_epochs_and_reserved_names_stay_actions(tmp_path):
+    root = measurement(tmp_path / "oscar", folders=["Baseline"])
+    (root / "Baseline" / "log.txt").write_text(
+        "2024-03-05 14:00:10.000;startTestrun\n2024-03-05 14:00:10.000;startAction;Epoch 1\n"
+        "2024-03-05 14:00:20.000;stopAction\n2024-03-05 14:00:20.000;startAction;epoch 2\n"
+        "2024-03-05 14:00:25.000;stopAction\n2024-03-05 14:00:25.000;startAction;Run\n"
+        "2024-03-05 14:00:30.000;stopAction\n2024-03-05 14:00:30.000;stopTestrun\n")
+    import_oscar(root, tmp_path / "s.db", "m")
+    with Store(tmp_path / "s.db") as store:
+        windows = analyze_campaign(store, "m").windows
+    assert [(a, e) for a, e in zip(windows.action, windows.epoch.fillna(0))] == [
+        ("run", 0), ("epoch", 1), ("epoch", 2), ("Run (action)", 0)]
+    assert list(windows.energy_wh) == pytest.approx([20 * 50 / 3600, 10 * 50 / 3600, 5 * 50 / 3600, 5 * 50 / 3600])
+
+
 def test_timezone_makes_the_stamps_utc_and_checks_their_offsets(tmp_path):
     root = measurement(tmp_path / "oscar", "rfc3339")
     import_oscar(root, tmp_path / "s.db", "m", timezone="Europe/Berlin")
@@ -276,6 +291,8 @@ BAD = [  # (file, edit, the one line expected after 'PATH:')
      ":8: time stamp '05.03.24, 14:00:03' repeats or goes back (a daylight saving change in local time?)"),
     ("hw.csv", _set(5, "05.03.2024 14:00:05;0;0;0;0;2;0;4000000;16000000;250;0;0;0;249"),
      ":6: column [CPU]Totl%: '250' is implausible (expected 0–100); nothing imported"),
+    ("hw.csv", _set(5, "05.03.2024 14:00:05;0;0;0;0;;0;4000000;16000000;10;0;0;0;9"),
+     ":6: column [NET]RxKBTot: a blank cell among numbers; expected a number"),
 ]
 
 
@@ -462,7 +479,7 @@ def test_export_leaves_the_seconds_of_a_meter_gap_empty(tmp_path):
         store.write(samples)
         store.write_events([Event("c", "x", 1, "run", ORIGIN_NS + 10 * S, ORIGIN_NS + 50 * S)])
         export_oscar(store, "c", tmp_path / "oscar")
-    rows, _ = read_power(tmp_path / "oscar" / "x" / "power.csv", Clock())
+    rows = read_power(tmp_path / "oscar" / "x" / "power.csv", Clock())
     watts = {(t - ORIGIN_NS) // S: w for t, w in rows.items()}
     assert watts[19] == 100.0 and watts[39] == 100.0
     # how the energy fell inside the gap is unknown: no number, not 19 s spread evenly at 100 W
