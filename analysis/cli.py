@@ -3,7 +3,8 @@
 - ``--campaign X [--source PATH|URL]``: one campaign;
 - ``--compare A B`` (or ``A:scenario B:scenario``): two campaigns side by side with the same tests;
 - ``--report DIR``: also write the self-contained HTML report with its figures and data files;
-- ``--export-oscar DIR`` / ``--import-oscar DIR``: OSCAR's three input files out of, or into, a campaign.
+- ``--export-oscar DIR`` / ``--import-oscar DIR``: a campaign out as OSCAR measurement folders, or such folders in
+  (``--baseline``, ``--timezone``), with OSCAR's own figures beside ours (``--oscar-figures``).
 """
 
 from __future__ import annotations
@@ -240,7 +241,8 @@ def analyze_command(
     lookback: Annotated[str, typer.Option(
         help="How far back a Prometheus-compatible source looks for the campaign's events.")] = "31d",
     export_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        help="Write the campaign as OSCAR's three input files into this directory.")] = None,
+        help="Write the campaign as OSCAR measurement folders (one per scenario) into this new or empty "
+             "directory.")] = None,
     import_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="First import an OSCAR measurement (a folder per scenario) into the store --source as "
              "--campaign.")] = None,
@@ -262,6 +264,8 @@ def analyze_command(
                                    "options")
     elif not campaign:
         raise MltelemetryError("say which campaign: --campaign X (or --compare A B)")
+    if oscar_figures and format == "csv":
+        raise MltelemetryError("--oscar-figures shows a table or JSON: use --format table or json")
     stderr = Console(stderr=True)
     if import_oscar:
         from mltelemetry.analysis.oscar import import_oscar as do_import
