@@ -263,7 +263,11 @@ class _Refusal(ValueError):
 
 
 def _lines(path: Path) -> list[tuple[int, str]]:
-    return [(n, line) for n, line in enumerate(_text(path).splitlines(), start=1) if line.strip()]
+    try:
+        text = _text(path)
+    except OSError as e:
+        raise MltelemetryError(f"{path}: cannot be read: {e.strerror or e}") from None
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 @dataclass
@@ -396,7 +400,6 @@ def read_hardware(path: Path, clock: Clock) -> dict[int, dict[str, float]]:
         raise MltelemetryError(f"{path}:{header_line}: expected collectl's header 'Date Time;[CPU]User%;…'")
     wanted = {name: i for i, name in enumerate(names) if name in HARDWARE}
     rows: dict[int, dict[str, float]] = {}
-    blank: dict[str, int] = {}  # the first line of a blank disk or network cell, per column
     last = None
     for number, line in lines[1:]:
         fields = line.split(";")
@@ -420,14 +423,7 @@ def read_hardware(path: Path, clock: Clock) -> dict[int, dict[str, float]]:
             if text.strip() and not (math.isfinite(values[name]) and lo <= values[name] <= hi):
                 raise MltelemetryError(f"{path}:{number}: column {name}: {text.strip()!r} is implausible (expected "
                                        f"{lo:g}–{hi:g}); nothing imported")
-        for name, value in values.items():
-            if HARDWARE[name][2] == "kb/s" and math.isnan(value):
-                blank.setdefault(name, number)
         rows[t], last = values, t
-    for name, number in blank.items():  # bytes of an unknown interval would read as none: no made-up zeros
-        if any(math.isfinite(values[name]) for values in rows.values()):
-            raise MltelemetryError(f"{path}:{number}: column {name}: a blank cell among numbers; expected a number "
-                                   "(a disk or network column is all numbers, or all blank when not recorded)")
     return rows
 
 
@@ -463,8 +459,10 @@ def power_samples(rows: dict[int, float], host: str) -> list[Sample]:
 
 
 def hardware_samples(rows: dict[int, dict[str, float]], host: str) -> list[Sample]:
-    """Host series: gauges at the middle of their interval (a blank cell: no sample), byte counters
-    (rate × interval) at its edges."""
+    """Host series: gauges at the middle of their interval (a blank cell: no sample); byte counters (rate ×
+    interval) at the end of every interval with a number, and at the start of the first. A stretch of blank
+    cells (or missing rows) is a gap in the counter's samples: by the analysis' rules a window with an edge
+    inside a gap longer than 3 intervals gets no figure, and the gap's bytes, unknown, count as none."""
     if not rows:
         return []
     ts = np.array(sorted(rows), np.int64)
@@ -484,13 +482,10 @@ def hardware_samples(rows: dict[int, dict[str, float]], host: str) -> list[Sampl
             continue
         added = np.where(known, values * 1024 * interval / S, 0.0)
         after = np.cumsum(added)
-        starts = ts - interval
-        # an interval's start edge is written unless the interval before it ended there with a reading
-        joined = np.concatenate(([False], known[:-1] & (ts[:-1] == starts[1:])))
-        for i in np.flatnonzero(known).tolist():
-            if not joined[i]:
-                samples.append(Sample(metric, labels, float(after[i] - added[i]), int(starts[i])))
-            samples.append(Sample(metric, labels, float(after[i]), int(ts[i])))
+        rows_known = np.flatnonzero(known)
+        if len(rows_known):
+            samples.append(Sample(metric, labels, 0.0, int(ts[rows_known[0]] - interval[rows_known[0]])))
+        samples += [Sample(metric, labels, float(after[i]), int(ts[i])) for i in rows_known.tolist()]
     return samples
 
 

@@ -291,8 +291,6 @@ BAD = [  # (file, edit, the one line expected after 'PATH:')
      ":8: time stamp '05.03.24, 14:00:03' repeats or goes back (a daylight saving change in local time?)"),
     ("hw.csv", _set(5, "05.03.2024 14:00:05;0;0;0;0;2;0;4000000;16000000;250;0;0;0;249"),
      ":6: column [CPU]Totl%: '250' is implausible (expected 0–100); nothing imported"),
-    ("hw.csv", _set(5, "05.03.2024 14:00:05;0;0;0;0;;0;4000000;16000000;10;0;0;0;9"),
-     ":6: column [NET]RxKBTot: a blank cell among numbers; expected a number"),
 ]
 
 
@@ -350,6 +348,27 @@ def test_blank_power_cells_are_a_gap_not_a_flat_counter(tmp_path):
     assert run["flagged"] and "no valid reading for 10.0 s" in run["note"]
     assert run["energy_wh"] == pytest.approx(20 * 60 / 3600)  # what was measured, marked under-counted
     assert oscar.missing_s[0] == 10 and oscar.oscar_energy_wh[0] == pytest.approx((20 * 60 + 30 * 60) / 2 / 3600)
+
+
+def test_blank_collectl_cells_are_a_gap_in_the_byte_counter(tmp_path):
+    root = measurement(tmp_path / "oscar", folders=["Standardnutzungsszenario"])
+    path = root / "Standardnutzungsszenario" / "collectl-sut.csv"
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    column = lines[0].split(";").index("[DSK]ReadKBTot")
+    for s in range(203, 209):  # the rows of the seconds 203 … 208 (stamped at their ends) lose their disk cell
+        fields = lines[s + 1].split(";")
+        fields[column] = ""
+        lines[s + 1] = ";".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    import_oscar(root, tmp_path / "s.db", "m")
+    with Store(tmp_path / "s.db") as store:
+        rows = by_key(analyze_campaign(store, "m"))
+    # the run holds the whole gap: the 6 read seconds with numbers (209 … 214 s at 100 KB/s); the 4 blank ones
+    # inside the action (205 … 208 s) are unknown and count none
+    assert rows[("Standardnutzungsszenario", 1, "run")]["disk_read_bytes"] == pytest.approx(6 * 100 * 1024)
+    # the action starts inside the 7 s between the counter's samples at 203 and 210 s: no figure, not a guess
+    assert np.isnan(rows[("Standardnutzungsszenario", 1, ACTION)]["disk_read_bytes"])
+    assert rows[("Standardnutzungsszenario", 2, ACTION)]["disk_read_bytes"] == pytest.approx(10 * 100 * 1024)
 
 
 # --- export ------------------------------------------------------------------------------------------------
@@ -501,3 +520,7 @@ def test_cli_shows_oscar_figures_labelled_beside_ours(tmp_path):
     figures = {r["scenario"]: r for r in json.loads(again.output)["oscar"]["scenarios"]}
     assert figures["Leerlauf"]["oscar_corrected_wh"] == pytest.approx(800 / 3600)
     assert figures["Leerlauf"]["induced_wh"] == pytest.approx(300 / 3600)
+    csv = CliRunner().invoke(app, ["analyze", "--campaign", "m", "--source", str(tmp_path / "s.db"),
+                                   "--oscar-figures", "--format", "csv"])
+    assert (csv.exit_code, csv.output.strip()) == (1, "error: --oscar-figures shows a table or JSON: use --format "
+                                                      "table or json")
