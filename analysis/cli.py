@@ -264,6 +264,11 @@ def analyze_command(
                                    "options")
     elif not campaign:
         raise MltelemetryError("say which campaign: --campaign X (or --compare A B)")
+    if baseline and not import_oscar:
+        raise MltelemetryError("--baseline names the baseline folder of --import-oscar: give both")
+    if timezone and not (import_oscar or export_oscar):
+        raise MltelemetryError("--timezone is the OSCAR files' local time: give it with --import-oscar or "
+                               "--export-oscar")
     if oscar_figures and format == "csv":
         raise MltelemetryError("--oscar-figures shows a table or JSON: use --format table or json")
     stderr = Console(stderr=True)

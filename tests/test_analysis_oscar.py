@@ -233,8 +233,13 @@ def test_the_baseline_folder_is_found_by_name_or_named(tmp_path):
 def test_one_scenario_folder_given_directly(tmp_path):
     root = measurement(tmp_path / "oscar", folders=["Leerlauf"])
     (root / "Leerlauf" / "notes.txt").write_text("measured by hand\n")  # anything else in the folder is ignored
+    (root / "Leerlauf" / "hw.csv").unlink()  # no collectl file: power and events still, no hardware figures
     imported = import_oscar(root / "Leerlauf", tmp_path / "s.db", "m")
     assert imported.scenarios == {"Leerlauf": ("Leerlauf", 2)}
+    assert imported.notes == [f"{root / 'Leerlauf'} has no collectl file: no hardware figures for 'Leerlauf'"]
+    with Store(tmp_path / "s.db") as store:
+        run = by_key(analyze_campaign(store, "m"))[("Leerlauf", 1, "run")]
+    assert run["energy_wh"] == pytest.approx(30 * 60 / 3600) and np.isnan(run["cpu_utilization"])
 
 
 def _broken(tmp_path: Path, file: str, edit) -> Path:
@@ -520,7 +525,8 @@ def test_cli_shows_oscar_figures_labelled_beside_ours(tmp_path):
     figures = {r["scenario"]: r for r in json.loads(again.output)["oscar"]["scenarios"]}
     assert figures["Leerlauf"]["oscar_corrected_wh"] == pytest.approx(800 / 3600)
     assert figures["Leerlauf"]["induced_wh"] == pytest.approx(300 / 3600)
-    csv = CliRunner().invoke(app, ["analyze", "--campaign", "m", "--source", str(tmp_path / "s.db"),
-                                   "--oscar-figures", "--format", "csv"])
-    assert (csv.exit_code, csv.output.strip()) == (1, "error: --oscar-figures shows a table or JSON: use --format "
-                                                      "table or json")
+    for options, message in ((["--oscar-figures", "--format", "csv"], "--oscar-figures shows a table or JSON"),
+                             (["--baseline", "Leerlauf"], "--baseline names the baseline folder of --import-oscar"),
+                             (["--timezone", "UTC"], "--timezone is the OSCAR files' local time")):
+        refused = CliRunner().invoke(app, ["analyze", "--campaign", "m", "--source", str(tmp_path / "s.db"), *options])
+        assert refused.exit_code == 1 and refused.output.startswith(f"error: {message}"), refused.output
