@@ -513,8 +513,10 @@ def test_export_leaves_the_seconds_of_a_meter_gap_empty(tmp_path):
 def test_cli_shows_oscar_figures_labelled_beside_ours(tmp_path):
     root = measurement(tmp_path / "oscar")
     result = CliRunner().invoke(app, ["analyze", "--campaign", "m", "--source", str(tmp_path / "s.db"),
-                                      "--import-oscar", str(root)])
+                                      "--import-oscar", str(root), "--report", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
+    report = (tmp_path / "report" / "index.html").read_text()  # analysed like any campaign, report included
+    assert "Standardnutzungsszenario" in report and (tmp_path / "report" / "figures" / "energy_overview.png").exists()
     assert "imported campaign m: baseline (Baseline, 2 runs), Leerlauf (2 runs), Standardnutzungsszenario (2 runs)" \
         in result.output
     assert "OSCAR's figures beside mltelemetry's" in result.output
