@@ -91,6 +91,7 @@ _STAMPS = [
     re.compile(r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})\s+" + _CLOCK),  # collectl's own 20240305 14:02:11
 ]
 _EPOCH_ORIGIN = datetime(1970, 1, 1)
+_DST_HINT = " (the night daylight saving time ends? --timezone tells the repeated hour's two passes apart)"
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,9 @@ class Clock:
             raise MltelemetryError(f"--timezone {name!r}: not a time zone name such as Europe/Berlin or UTC") \
                 from None
 
-    def ns(self, text: str) -> int:
-        """UTC nanoseconds of a stamp; ValueError saying what is wrong with it."""
+    def ns(self, text: str, fold: int = 0) -> int:
+        """UTC nanoseconds of a stamp; ValueError saying what is wrong with it. ``fold=1`` takes the second
+        pass of a local hour that repeats when daylight saving time ends."""
         text = text.strip()
         match = next((m for m in (p.fullmatch(text) for p in _STAMPS) if m), None)
         if match is None:
@@ -130,14 +132,32 @@ class Clock:
                         int(parts["second"]))  # ValueError for month 13, 25 o'clock …
         fraction_ns = int((parts["fraction"] or "0").ljust(9, "0"))
         if self.zone is not None:
-            local_offset = wall.replace(tzinfo=self.zone).utcoffset()
-            offset = parts.get("offset")
-            if offset and _offset(offset) != local_offset:
-                raise ValueError(f"its offset {offset} is not {self.zone.key}'s ({_format_offset(local_offset)}) at "
-                                 "that time")
+            offsets = [wall.replace(tzinfo=self.zone, fold=f).utcoffset() for f in (fold, 1 - fold)]
+            local_offset = offsets[0]
+            if parts.get("offset"):  # the stamp says which pass of a repeated hour it is
+                if _offset(parts["offset"]) not in offsets:
+                    raise ValueError(f"its offset {parts['offset']} is not {self.zone.key}'s "
+                                     f"({_format_offset(local_offset)}) at that time")
+                local_offset = _offset(parts["offset"])
             wall -= local_offset
         seconds = (wall - _EPOCH_ORIGIN) // timedelta(seconds=1)
         return seconds * S + fraction_ns
+
+    def reader(self) -> Callable[[str], int]:
+        """``ns`` for the stamps of one file, in order: with a zone, a stamp that would go back in time is
+        taken from the second pass of a repeated hour (the night daylight saving time ends) where that
+        keeps the order."""
+        last = None
+
+        def ns(text: str) -> int:
+            nonlocal last
+            t = self.ns(text)
+            if self.zone is not None and last is not None and t < last:
+                t = max(t, self.ns(text, fold=1))
+            last = t
+            return t
+
+        return ns
 
     def wall(self, ns: int) -> datetime:
         """The wall-clock time of UTC nanoseconds (whole microseconds), as the files write it."""
@@ -251,6 +271,9 @@ def find_folders(root: Path) -> list[Folder]:
         kinds = files_of(sub)
         if "actions" in kinds:
             found.append(folder(sub, kinds))
+        elif kinds:
+            raise MltelemetryError(f"{sub} has a {' and a '.join(kinds)} file but no action log (lines such as "
+                                   "'2024-03-05 14:02:11.250;startTestrun')")
     if not found:
         raise MltelemetryError(f"{root} holds no OSCAR measurement: no action log (lines such as "
                                "'2024-03-05 14:02:11.250;startTestrun'), neither in it nor in a sub-folder "
@@ -280,6 +303,7 @@ class Run:
 
 def read_actions(path: Path, clock: Clock) -> list[Run]:
     """The runs of an action log, each with its actions."""
+    stamp_ns = clock.reader()
     runs: list[Run] = []
     run_start: tuple[int, int] | None = None  # (ns, line)
     action: tuple[str, int] | None = None
@@ -294,12 +318,12 @@ def read_actions(path: Path, clock: Clock) -> list[Run]:
             raise MltelemetryError(f"{where}: expected 'time stamp;startTestrun|startAction;NAME|stopAction|"
                                    f"stopTestrun', found {line.strip()!r}")
         try:
-            t = clock.ns(fields[0])
+            t = stamp_ns(fields[0])
         except ValueError as e:
             raise MltelemetryError(f"{where}: {fields[0]!r}: {e}; expected a time stamp such as "
                                    "2024-03-05 14:02:11.250") from None
         if previous is not None and t < previous:
-            raise MltelemetryError(f"{where}: the time goes back from the line before")
+            raise MltelemetryError(f"{where}: the time goes back from the line before" + _DST_HINT)
         previous = t
         keyword = KEYWORDS[fields[1].lower()]
         if keyword != START_RUN and run_start is None:
@@ -342,7 +366,7 @@ def read_power(path: Path, clock: Clock) -> dict[int, float]:
     Blank cells are NaN (a gap). Implausible readings (negative, not finite, above
     ``MAX_PLAUSIBLE_W``) are counted and refuse the whole file: none is stored as a number.
     """
-    lines = _lines(path)
+    lines, stamp_ns = _lines(path), clock.reader()
     header_at = next((i for i, (_, line) in enumerate(lines[:10]) if line.lower().startswith("nummer;zeit")), None)
     if header_at is None:
         raise MltelemetryError(f"{path}:1: expected the header 'Nummer;Zeit;Wert 1-avg[W];…'")
@@ -365,7 +389,7 @@ def read_power(path: Path, clock: Clock) -> dict[int, float]:
             raise MltelemetryError(f"{path}:{number}: expected 'number;DD.MM.YY, HH:MM:SS;watts;…', found "
                                    f"{line.strip()!r}") from None
         try:
-            t = clock.ns(stamp)
+            t = stamp_ns(stamp)
         except ValueError as e:
             raise MltelemetryError(f"{path}:{number}: {stamp.strip()!r}: {e}; expected a time stamp such as "
                                    "05.03.24, 14:02:11") from None
@@ -374,8 +398,8 @@ def read_power(path: Path, clock: Clock) -> dict[int, float]:
         except ValueError:
             raise MltelemetryError(f"{path}:{number}: expected watts such as 12,345, found {text.strip()!r}") from None
         if last is not None and t <= last:
-            raise MltelemetryError(f"{path}:{number}: time stamp {stamp.strip()!r} repeats or goes back (a daylight "
-                                   "saving change in local time?): expected one row per second, in order")
+            raise MltelemetryError(f"{path}:{number}: time stamp {stamp.strip()!r} repeats or goes back; expected one "
+                                   "row per second, in order" + _DST_HINT)
         if text.strip() and not (math.isfinite(value) and 0.0 <= value <= MAX_PLAUSIBLE_W):
             implausible.append((number, text.strip()))
         rows[t], last = value, t
@@ -392,7 +416,7 @@ def read_power(path: Path, clock: Clock) -> dict[int, float]:
 
 def read_hardware(path: Path, clock: Clock) -> dict[int, dict[str, float]]:
     """collectl's values of the columns in ``HARDWARE`` by the end (ns) of the interval they describe."""
-    lines = _lines(path)
+    lines, stamp_ns = _lines(path), clock.reader()
     header_line, header = lines[0]
     names = [c.strip() for c in header.lstrip("\ufeff#").split(";")]
     stamp_fields = 2 if [n.lower() for n in names[:2]] == ["date", "time"] else 1
@@ -405,12 +429,12 @@ def read_hardware(path: Path, clock: Clock) -> dict[int, dict[str, float]]:
         fields = line.split(";")
         stamp = " ".join(fields[:stamp_fields])
         try:
-            t = clock.ns(stamp)
+            t = stamp_ns(stamp)
         except ValueError as e:
             raise MltelemetryError(f"{path}:{number}: {stamp.strip()!r}: {e}; expected a time stamp such as "
                                    "05.03.2024 14:02:11") from None
         if last is not None and t <= last:
-            raise MltelemetryError(f"{path}:{number}: time stamp {stamp.strip()!r} repeats or goes back")
+            raise MltelemetryError(f"{path}:{number}: time stamp {stamp.strip()!r} repeats or goes back" + _DST_HINT)
         values = {}
         for name, i in wanted.items():
             text = fields[i] if i < len(fields) else ""

@@ -217,6 +217,26 @@ def test_timezone_makes_the_stamps_utc_and_checks_their_offsets(tmp_path):
         import_oscar(root, tmp_path / "t.db", "m", timezone="Mars/Olympus")
 
 
+def test_the_repeated_hour_when_daylight_saving_time_ends_is_told_apart_with_a_timezone(tmp_path):
+    # 2024-10-27 in Berlin: 02:59:59 CEST (00:59:59 UTC) is followed by 02:00:00 CET (01:00:00 UTC)
+    utc = datetime(2024, 10, 27, 0, 59, 50)
+    local = [utc + timedelta(seconds=s, hours=2 if s < 10 else 1) for s in range(20)]  # 02:59:50 … 02:00:09
+    folder = tmp_path / "oscar" / "Nacht"
+    folder.mkdir(parents=True)
+    (folder / "log.txt").write_text(f"{local[7]:%Y-%m-%d %H:%M:%S};startTestrun\n"  # 02:59:57, the first pass
+                                    f"{local[13]:%Y-%m-%d %H:%M:%S};stopTestrun\n")  # 02:00:03, the second
+    (folder / "power.csv").write_text("Nummer;Zeit;Wert 1-avg[W];\n" + "".join(
+        f"{s + 1};{moment:%d.%m.%y, %H:%M:%S};{10 * (s + 1)},0;\n" for s, moment in enumerate(local)))
+    import_oscar(tmp_path / "oscar", tmp_path / "s.db", "m", timezone="Europe/Berlin")
+    with Store(tmp_path / "s.db") as store:
+        run = by_key(analyze_campaign(store, "m"))[("Nacht", 1, "run")]
+    assert run["start"] == "2024-10-27T00:59:57+00:00" and run["duration_s"] == 6.0
+    assert run["energy_wh"] == pytest.approx((80 + 90 + 100 + 110 + 120 + 130) / 3600)  # rows 8 … 13
+    with pytest.raises(MltelemetryError, match=r"log\.txt:2: the time goes back from the line before \(the night "
+                                               "daylight saving time ends"):
+        import_oscar(tmp_path / "oscar", tmp_path / "t.db", "m")  # without the zone the hour cannot be told apart
+
+
 def test_the_baseline_folder_is_found_by_name_or_named(tmp_path):
     root = measurement(tmp_path / "oscar", folders=["Leerlauf", "Standardnutzungsszenario"])
     imported = import_oscar(root, tmp_path / "a.db", "m", baseline="leerlauf")
@@ -293,7 +313,8 @@ BAD = [  # (file, edit, the one line expected after 'PATH:')
     ("gridvis.txt", _set(7, "6;05.03.9999, 14:00:05;50,000;;;"), ":8: '05.03.9999, 14:00:05': year 9999 is outside"),
     ("gridvis.txt", _set(7, "6;05.03.24, 14:00:05;fünfzig;;;"), ":8: expected watts such as 12,345, found 'fünfzig'"),
     ("gridvis.txt", _set(7, "6;05.03.24, 14:00:03;50,000;;;"),
-     ":8: time stamp '05.03.24, 14:00:03' repeats or goes back (a daylight saving change in local time?)"),
+     ":8: time stamp '05.03.24, 14:00:03' repeats or goes back; expected one row per second, in order (the night "
+     "daylight saving time ends? --timezone tells the repeated hour's two passes apart)"),
     ("hw.csv", _set(5, "05.03.2024 14:00:05;0;0;0;0;2;0;4000000;16000000;250;0;0;0;249"),
      ":6: column [CPU]Totl%: '250' is implausible (expected 0–100); nothing imported"),
 ]
@@ -322,6 +343,9 @@ def test_missing_and_doubled_files_name_the_folder(tmp_path):
     (root / "Leerlauf" / "copy.csv").unlink()
     (root / "Leerlauf" / "gridvis.txt").unlink()
     with pytest.raises(MltelemetryError, match=r"Leerlauf has an action log but no power file"):
+        import_oscar(root, tmp_path / "s.db", "m")
+    (root / "Leerlauf" / "aktionen_leerlauf.csv").unlink()
+    with pytest.raises(MltelemetryError, match=r"Leerlauf has a hardware file but no action log"):
         import_oscar(root, tmp_path / "s.db", "m")
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     with pytest.raises(MltelemetryError, match="holds no OSCAR measurement"):
