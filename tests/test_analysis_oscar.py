@@ -30,6 +30,7 @@ from mltelemetry.analysis.oscar import (
     import_oscar,
     oscar_figures,
     path_name,
+    read_hardware,
     read_power,
 )
 from mltelemetry.cli import app
@@ -377,6 +378,14 @@ def test_blank_power_cells_are_a_gap_not_a_flat_counter(tmp_path):
     assert run["flagged"] and "no valid reading for 10.0 s" in run["note"]
     assert run["energy_wh"] == pytest.approx(20 * 60 / 3600)  # what was measured, marked under-counted
     assert oscar.missing_s[0] == 10 and oscar.oscar_energy_wh[0] == pytest.approx((20 * 60 + 30 * 60) / 2 / 3600)
+
+
+def test_collectls_own_plot_format_reads_too(tmp_path):
+    path = tmp_path / "plot.csv"
+    path.write_text("#Date;Time;[CPU]Totl%;[DSK]ReadKBTot\n20240305;14:00:01;10;0\n20240305;14:00:02;12.5;4\n")
+    rows = read_hardware(path, Clock())
+    assert rows == {DAY_NS + S: {"[CPU]Totl%": 10.0, "[DSK]ReadKBTot": 0.0},
+                    DAY_NS + 2 * S: {"[CPU]Totl%": 12.5, "[DSK]ReadKBTot": 4.0}}
 
 
 def test_blank_collectl_cells_are_a_gap_in_the_byte_counter(tmp_path):
