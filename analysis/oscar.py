@@ -596,6 +596,7 @@ def import_oscar(root: str | Path, store_path: str | Path, campaign: str, host: 
         if start < stop:
             raise MltelemetryError(f"{other_path}:{line}: this run of {other!r} overlaps a run of {scenario!r} "
                                    f"({path}): one machine runs one scenario at a time")
+    notes += _runs_without_power(runs_at, power)
     with Store(store_path) as store:
         if campaign in store.campaigns():
             raise MltelemetryError(f"campaign {campaign!r} already exists in {store_path}; import under a new name")
@@ -603,6 +604,20 @@ def import_oscar(root: str | Path, store_path: str | Path, campaign: str, host: 
         store.write_events(events)
     return Imported(campaign, counts, len(events), sum(math.isfinite(v) for v in power.values()), len(hardware),
                     f"the zone {clock.zone.key}" if clock.zone else "the SUT's local time, stored as UTC", notes)
+
+
+def _runs_without_power(runs_at: list[tuple[int, int, str, int, Path]], power: dict[int, float]) -> list[str]:
+    """Per scenario, the runs with no power reading at all: most often a power file of another day, or one
+    exported in another clock (UTC against local time)."""
+    seconds = np.array(sorted(t for t, w in power.items() if math.isfinite(w)), np.int64)
+    missing: dict[str, list[int]] = {}
+    for start, stop, scenario, line, _ in runs_at:
+        if np.searchsorted(seconds, stop, "left") == np.searchsorted(seconds, start - S + 1, "left"):
+            missing.setdefault(scenario, []).append(line)
+    span = (f"{Clock().wall(int(seconds[0])):%Y-%m-%d %H:%M:%S} – {Clock().wall(int(seconds[-1]) + S):%H:%M:%S}"
+            if len(seconds) else "nothing")
+    return [f"{len(lines)} run(s) of {scenario!r} have no power reading (the power files cover {span}): another "
+            "day's file, or another clock?" for scenario, lines in missing.items()]
 
 
 def _scenarios(folders: list[Folder], baseline: str | None) -> dict[str, str]:

@@ -359,11 +359,16 @@ def test_scenarios_that_disagree_or_overlap_are_not_one_measurement(tmp_path):
     with pytest.raises(MltelemetryError, match=r"give different values for the same second \(2024-03-05 14:00:03\)"):
         import_oscar(root, tmp_path / "s.db", "m")
     (root / "Leerlauf" / "gridvis.txt").write_text(power_file())
+    log = root / "Leerlauf" / "aktionen_leerlauf.csv"
+    log.write_text(log.read_text().replace("14:0", "15:0"))  # an hour after the power files' end: imported, said
+    imported = import_oscar(root, tmp_path / "s.db", "m")
+    assert imported.notes == ["2 run(s) of 'Leerlauf' have no power reading (the power files cover 2024-03-05 "
+                              "14:00:00 – 14:05:20): another day's file, or another clock?"]
     (root / "Leerlauf" / "aktionen_leerlauf.csv").write_text(
         "2024-03-05 14:00:20.000;startTestrun\n2024-03-05 14:00:50.000;stopTestrun\n")
     with pytest.raises(MltelemetryError, match=r"aktionen_leerlauf\.csv:1: this run of 'Leerlauf' overlaps a run of "
                                                r"'baseline'"):
-        import_oscar(root, tmp_path / "s.db", "m")
+        import_oscar(root, tmp_path / "t.db", "m")
 
 
 def test_blank_power_cells_are_a_gap_not_a_flat_counter(tmp_path):
