@@ -513,12 +513,13 @@ def hardware_samples(rows: dict[int, dict[str, float]], host: str) -> list[Sampl
     return samples
 
 
-def _merge(into: dict, sources: dict, rows: dict, path: Path, same: Callable[[object, object], bool]) -> None:
+def _merge(into: dict, sources: dict, rows: dict, path: Path, same: Callable[[object, object], bool],
+           clock: Clock) -> None:
     """One machine, one timeline: the scenarios' seconds merge; two files disagreeing on one second is refused."""
     for t, value in rows.items():
         if t in into and not same(into[t], value):
             raise MltelemetryError(f"{path} and {sources[t]} give different values for the same second "
-                                   f"({Clock().wall(t):%Y-%m-%d %H:%M:%S}): not one measurement; import them as "
+                                   f"({clock.wall(t):%Y-%m-%d %H:%M:%S}): not one measurement; import them as "
                                    "separate campaigns")
         into.setdefault(t, value)
         sources.setdefault(t, path)
@@ -574,9 +575,9 @@ def import_oscar(root: str | Path, store_path: str | Path, campaign: str, host: 
     for f in folders:
         scenario = scenario_of[f.scenario]
         runs = read_actions(f.actions, clock)
-        _merge(power, power_from, read_power(f.power, clock), f.power, _same_number)
+        _merge(power, power_from, read_power(f.power, clock), f.power, _same_number, clock)
         if f.hardware is not None:
-            _merge(hardware, hardware_from, read_hardware(f.hardware, clock), f.hardware, _same_row)
+            _merge(hardware, hardware_from, read_hardware(f.hardware, clock), f.hardware, _same_row, clock)
         else:
             notes.append(f"{f.path} has no collectl file: no hardware figures for {scenario!r}")
         counts[scenario] = (f.scenario, len(runs))
@@ -596,7 +597,7 @@ def import_oscar(root: str | Path, store_path: str | Path, campaign: str, host: 
         if start < stop:
             raise MltelemetryError(f"{other_path}:{line}: this run of {other!r} overlaps a run of {scenario!r} "
                                    f"({path}): one machine runs one scenario at a time")
-    notes += _runs_without_power(runs_at, power)
+    notes += _runs_without_power(runs_at, power, clock)
     with Store(store_path) as store:
         if campaign in store.campaigns():
             raise MltelemetryError(f"campaign {campaign!r} already exists in {store_path}; import under a new name")
@@ -606,7 +607,8 @@ def import_oscar(root: str | Path, store_path: str | Path, campaign: str, host: 
                     f"the zone {clock.zone.key}" if clock.zone else "the SUT's local time, stored as UTC", notes)
 
 
-def _runs_without_power(runs_at: list[tuple[int, int, str, int, Path]], power: dict[int, float]) -> list[str]:
+def _runs_without_power(runs_at: list[tuple[int, int, str, int, Path]], power: dict[int, float],
+                        clock: Clock) -> list[str]:
     """Per scenario, the runs with no power reading at all: most often a power file of another day, or one
     exported in another clock (UTC against local time)."""
     seconds = np.array(sorted(t for t, w in power.items() if math.isfinite(w)), np.int64)
@@ -614,7 +616,7 @@ def _runs_without_power(runs_at: list[tuple[int, int, str, int, Path]], power: d
     for start, stop, scenario, line, _ in runs_at:
         if np.searchsorted(seconds, stop, "left") == np.searchsorted(seconds, start - S + 1, "left"):
             missing.setdefault(scenario, []).append(line)
-    span = (f"{Clock().wall(int(seconds[0])):%Y-%m-%d %H:%M:%S} – {Clock().wall(int(seconds[-1]) + S):%H:%M:%S}"
+    span = (f"{clock.wall(int(seconds[0])):%Y-%m-%d %H:%M:%S} – {clock.wall(int(seconds[-1]) + S):%H:%M:%S}"
             if len(seconds) else "nothing")
     return [f"{len(lines)} run(s) of {scenario!r} have no power reading (the power files cover {span}): another "
             "day's file, or another clock?" for scenario, lines in missing.items()]
