@@ -253,6 +253,7 @@ def analyze_command(
         help="With --import-oscar/--export-oscar: the time zone of the OSCAR files' local time, e.g. Europe/Berlin "
              "(default: their stamps are stored, and written, as UTC).")] = None,
     oscar_figures: Annotated[bool, typer.Option(
+        "--oscar-figures",
         help="Also OSCAR's report figures per scenario beside ours (always with --import-oscar).")] = False,
 ) -> None:
     """Energy per run, action and epoch (counters at the event edges), baseline-adjusted, with statistics."""
