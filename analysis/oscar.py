@@ -647,16 +647,23 @@ def _series(source: Source, metric: str, labels: dict | None, lo: int, hi: int) 
 
 
 def per_second_watts(source: Source, labels: dict | None, starts: np.ndarray) -> np.ndarray | None:
-    """The meter's mean power over each second from ``starts`` (NaN where unknown: a second inside a gap, or
-    holding a reset across one, by the analysis' own rules); None when there is no meter series."""
+    """The meter's mean power over each second from ``starts``; None when there is no meter series. NaN where
+    unknown: a second inside a gap of the samples, or holding a reset across one (the analysis' own rules), or
+    one in which the meter gave no valid reading (its gap counter rose: the energy counter stood still there)."""
     lo, hi = int(starts[0]), int(starts[-1]) + S
     meters = _series(source, schema.PM_ENERGY, labels, lo, hi)
     if meters:
-        return energy_of(meters, starts, starts + S)
-    gauges = _series(source, schema.PM_POWER, labels, lo, hi)
-    if not gauges:
-        return None
-    return np.sum([window_means(s.ts, s.values, starts, starts + S - 1) for s in gauges], axis=0)
+        watts = energy_of(meters, starts, starts + S)
+    else:
+        gauges = _series(source, schema.PM_POWER, labels, lo, hi)
+        if not gauges:
+            return None
+        watts = np.sum([window_means(s.ts, s.values, starts, starts + S - 1) for s in gauges], axis=0)
+    gaps = _series(source, schema.PM_GAP, labels, lo, hi)
+    if gaps:
+        with np.errstate(invalid="ignore"):
+            watts[energy_of(gaps, starts, starts + S) > 0] = np.nan
+    return watts
 
 
 # --- export --------------------------------------------------------------------------------------------------

@@ -548,6 +548,28 @@ def test_export_leaves_the_seconds_of_a_meter_gap_empty(tmp_path):
     assert all(np.isnan(watts[t]) for t in range(20, 39))
 
 
+def test_export_blanks_the_seconds_without_a_valid_reading_and_the_import_flags_them(tmp_path):
+    # 100 W; the meter gave no valid reading from 20 to 25 s: its energy counter stood still, its gap counter rose
+    labels = {"host": "h", "meter": "m"}
+    energy = np.cumsum([0.0] + [0.0 if 20 <= t < 25 else 100.0 for t in range(60)])
+    samples = [Sample(schema.PM_ENERGY, labels, energy[t], ORIGIN_NS + t * S) for t in range(61)]
+    samples += [Sample(schema.PM_GAP, labels, float(min(max(t - 20, 0), 5)), ORIGIN_NS + t * S) for t in range(61)]
+    with Store(tmp_path / "s.db") as store:
+        store.write(samples)
+        store.write_events([Event("c", "x", 1, "run", ORIGIN_NS + 10 * S, ORIGIN_NS + 50 * S)])
+        original = by_key(analyze_campaign(store, "c"))[("x", 1, "run")]
+        export_oscar(store, "c", tmp_path / "oscar")
+    watts = {(t - ORIGIN_NS) // S: w for t, w in read_power(tmp_path / "oscar" / "x" / "power.csv", Clock()).items()}
+    # 20 … 24 s: not 0 W but unknown; 60 s lies past the last sample
+    assert [t for t, w in watts.items() if np.isnan(w)] == [20, 21, 22, 23, 24, 60]
+    assert watts[19] == watts[25] == 100.0
+    import_oscar(tmp_path / "oscar", tmp_path / "back.db", "c")
+    with Store(tmp_path / "back.db") as store:
+        back = by_key(analyze_campaign(store, "c"))[("x", 1, "run")]
+    assert back["meter_gap_s"] == original["meter_gap_s"] == 5.0 and back["flagged"] and original["flagged"]
+    assert back["energy_wh"] == pytest.approx(original["energy_wh"]) == 35 * 100 / 3600
+
+
 def test_cli_shows_oscar_figures_labelled_beside_ours(tmp_path):
     root = measurement(tmp_path / "oscar")
     result = CliRunner().invoke(app, ["analyze", "--campaign", "m", "--source", str(tmp_path / "s.db"),
