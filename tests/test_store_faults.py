@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
+from conftest import wait_for
 from mltelemetry.errors import MltelemetryError, StoreWriteError
+from mltelemetry.exporters.pm.emulator import Wt300Emulator, constant_profile
 from mltelemetry.schema import PM_POWER, Event, Sample
 from mltelemetry.sinks import StoreSink
 from mltelemetry.store import Store
@@ -163,3 +168,58 @@ def test_a_damaged_store_is_a_one_line_error_for_analyze_and_for_writers(tmp_pat
     assert f"cannot read the store {path}: the file is damaged" in result.stderr
     with Store(path) as store, pytest.raises(StoreWriteError, match="the file is damaged"):
         store.write([power("X", t, 100.0) for t in range(1000, 1700)])
+
+
+def count_rows(path, host: str) -> int:
+    """Samples stored under every series whose host label is ``host``."""
+    with Store(path, create=False) as store:
+        return sum(len(store.query(metric, {"host": host})) for metric in {m for _, m, _ in store.series()})
+
+
+def test_two_exporters_on_a_disk_that_fills_store_or_count_every_sample(small_fs, tmp_path):
+    """Two PM exporter processes (meters X at 111 W and Z at 222 W, emulated on real ptys) write one store on a
+    16 MiB tmpfs. The disk fills, frees, then fills again and stays full through the shutdown. Every sample
+    must be either stored under its own series or counted as lost, and no sample may read back under the other
+    meter. (main: the exporters logged two-part tracebacks every tick, and the shutdown said "stopped after
+    flushing its sinks" although what they buffered was lost.)"""
+    store = small_fs / "s.db"
+    meters = {"X": 111.0, "Z": 222.0}
+    with Wt300Emulator(constant_profile(111.0), tmp_path / "x", update_interval_s=0.5) as emu_x, \
+            Wt300Emulator(constant_profile(222.0), tmp_path / "z", update_interval_s=0.5) as emu_z:
+        logs = {m: tmp_path / f"exporter-{m}.log" for m in meters}
+        exporters = {m: subprocess.Popen(
+            [sys.executable, "-m", "mltelemetry", "exporter", "pm", "--port", str(emu.port.link), "--meter", m,
+             "--host-label", f"host-{m}", "--listen", "off", "--store", str(store), "--interval", "0.5",
+             "--meter-rate", "0.5"], stderr=logs[m].open("wb"))
+            for m, emu in (("X", emu_x), ("Z", emu_z))}
+        try:
+            wait_for(lambda: store.exists() and all(count_rows(store, f"host-{m}") > 0 for m in meters), 60,
+                     "both exporters to store samples")
+            filler = fill(small_fs)
+            wait_for(lambda: all("the disk is full" in logs[m].read_text() for m in meters), 30,
+                     "both exporters to hit the full disk")
+            time.sleep(2)  # a few more ticks on the full disk
+            os.remove(filler)
+            wait_for(lambda: all("takes samples again" in logs[m].read_text() for m in meters), 30,
+                     "both exporters to write their backlog")
+            filler = fill(small_fs)
+            wait_for(lambda: all(logs[m].read_text().count("the disk is full") == 2 for m in meters), 30,
+                     "both exporters to hit the full disk again")
+        finally:
+            for process in exporters.values():
+                process.send_signal(signal.SIGTERM)
+            codes = [process.wait(timeout=60) for process in exporters.values()]
+    os.remove(filler)
+    assert codes == [0, 0]
+    for m, watts in meters.items():
+        log = logs[m].read_text()
+        assert "Traceback" not in log and "flushing its sinks" not in log, log
+        assert "could not write what they held" in log
+        received, stored, not_finite, lost = map(int, re.search(
+            r"(\d+) samples received, (\d+) stored, (\d+) refused as not finite, (\d+) lost", log).groups())
+        assert lost > 0 and received == stored + not_finite + lost
+        assert count_rows(store, f"host-{m}") == stored  # what the exporter says it stored is there, no more
+        with Store(store, create=False) as db:
+            power = db.query(PM_POWER, {"meter": m})
+        assert len(power) > 0 and set(power.value) == {watts}  # none of the other meter's readings
+        assert set(power.host) == {f"host-{m}"}
