@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, s
 from mltelemetry.analysis.sources import open_source
 from mltelemetry.cliutil import one_line_errors
 from mltelemetry.errors import MltelemetryError
+from mltelemetry.safety import write_csv
 
 FORMATS = ("table", "json", "csv")
 _TABLE_COLUMNS = ["scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
@@ -173,9 +173,7 @@ def render_csv(result: CampaignAnalysis) -> str:
             if column.endswith(f"_{statistic}"):
                 part[column.removesuffix(f"_{statistic}")] = result.summary[column]
         summary_rows.append(part)
-    out = io.StringIO()
-    pd.concat([result.windows.assign(statistic=""), *summary_rows], ignore_index=True).to_csv(out, index=False)
-    return out.getvalue()
+    return write_csv(pd.concat([result.windows.assign(statistic=""), *summary_rows], ignore_index=True))
 
 
 def parse_duration_s(text: str) -> float:
@@ -276,7 +274,7 @@ def analyze_command(
         if format == "json":
             typer.echo(json.dumps(comparison.to_dict(), indent=2))
         elif format == "csv":
-            typer.echo(comparison.table.to_csv(index=False), nl=False)
+            typer.echo(write_csv(comparison.table), nl=False)
         else:
             render_comparison(comparison, Console(width=200))
         return
