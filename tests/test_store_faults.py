@@ -13,43 +13,13 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import fill, wait_for
 from mltelemetry.errors import MltelemetryError, StoreWriteError
 from mltelemetry.exporters.pm.emulator import Wt300Emulator, constant_profile
 from mltelemetry.schema import PM_POWER, Event, Sample
 from mltelemetry.sinks import StoreSink
 from mltelemetry.store import Store
 from mltelemetry.workload.instrument import Annotator
-
-
-@pytest.fixture
-def small_fs(tmp_path):
-    """A real 16 MiB tmpfs mounted for the test (we are root in CI and here); unmounted after."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def fill(folder) -> os.PathLike:
-    """Fill the filesystem of ``folder`` to the last byte with a filler file; returns its path."""
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError as e:
-        assert e.errno == 28  # ENOSPC
-    try:
-        while True:  # the last partial block
-            os.write(fd, b"\0")
-    except OSError:
-        pass
-    os.close(fd)
-    return filler
 
 
 def power(meter: str, t: int, watts: float) -> Sample:
