@@ -237,6 +237,8 @@ def analyze_command(
                                    "options")
     elif not campaign:
         raise MltelemetryError("say which campaign: --campaign X (or --compare A B)")
+    if report is not None and report.exists() and not report.is_dir():  # before the analysis, not after
+        raise MltelemetryError(f"--report wants a folder, and {report} is a file")
     stderr = Console(stderr=True)
     if import_oscar:
         from mltelemetry.analysis.oscar import import_oscar as do_import
@@ -267,8 +269,11 @@ def analyze_command(
         from mltelemetry.analysis.report import write_comparison_report, write_report
 
         with progress_callback(stderr) as progress:
-            index = (write_report(result, report, progress=progress) if result is not None
-                     else write_comparison_report(comparison, report, progress=progress))
+            try:
+                index = (write_report(result, report, progress=progress) if result is not None
+                         else write_comparison_report(comparison, report, progress=progress))
+            except OSError as e:  # no permission, disk full, a file where a folder goes
+                raise MltelemetryError(f"cannot write the report into {report}: {e.strerror or e}") from e
         stderr.print(f"report written to {index}", soft_wrap=True, highlight=False)
     if comparison is not None:
         if format == "json":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import socket
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -19,7 +20,17 @@ F = TypeVar("F", bound=Callable)
 
 Listen = Annotated[str, typer.Option(help="HOST:PORT to serve Prometheus /metrics on, or 'off'.")]
 StorePath = Annotated[Optional[Path], typer.Option("--store", help="Embedded store file to write to.")]  # noqa: UP045
-Interval = Annotated[float, typer.Option("--interval", min=0.05, help="Sampling interval in seconds.")]
+
+
+def finite_number(value: float | None) -> float | None:
+    """Option callback: NAN and INF pass typer's range checks (every comparison with NAN is false); refuse them."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"want a finite number, got {value}")
+    return value
+
+
+Interval = Annotated[float, typer.Option("--interval", min=0.05, max=86400, callback=finite_number,
+                                         help="Sampling interval in seconds.")]
 HostLabel = Annotated[str, typer.Option("--host-label", help="Value of the host label (the SUT's name).")]
 
 DEFAULT_HOST = socket.gethostname()
