@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS events (
     status TEXT NOT NULL, fields TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_campaign ON events (campaign, start_ns);
 """
+_TABLES = {"series", "samples", "chunks", "events"}
 
 
 def labels_key(labels: dict[str, str]) -> str:
@@ -87,11 +88,12 @@ def newest_per_timestamp(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray
     return ts[last], values[last]
 
 
-def _os_reason(path: Path, mode: str) -> str:
-    """Why ``path`` cannot be opened in ``mode``, as the OS says it (SQLite only says "unable to open")."""
+def _os_reason(path: Path, mode: str) -> str | None:
+    """Why ``path`` cannot be opened in ``mode``, as the OS says it (SQLite only says "unable to open");
+    None when the OS can open it."""
     try:
         with open(path, mode):
-            return "SQLite cannot open it"
+            return None
     except OSError as e:
         return e.strerror or str(e)
 
@@ -108,21 +110,21 @@ class Store:
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as e:  # a missing folder, no permission: say which
             raise MltelemetryError(f"cannot open the store {self.path}: "
-                                   f"{_os_reason(self.path, 'ab' if create else 'rb')}") from e
+                                   f"{_os_reason(self.path, 'ab' if create else 'rb') or e}") from e
         try:
             tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if "events" not in tables and (tables or not create):
-                # another application's database: change nothing in it (no tables, no WAL switch)
+            # A reader needs the events; a writer refuses a file with tables none of which is ours (another
+            # application's database), and changes nothing in it (no tables, no WAL switch).
+            if ("events" not in tables) if not create else (tables and not tables & _TABLES):
                 raise MltelemetryError(f"{self.path} is not an mltelemetry store (it has no events table)")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.OperationalError as e:
+            # One transaction, so a second process opening the new file meanwhile sees no table or all of them.
+            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except sqlite3.OperationalError as e:  # a missing folder, no permission, locked for a minute
             self._db.close()
-            reason = _os_reason(self.path, "ab" if create else "rb")
-            raise MltelemetryError(f"cannot open the store {self.path}: {e} ({reason})"
-                                   if reason == "SQLite cannot open it" else
-                                   f"cannot open the store {self.path}: {reason}") from e
+            raise MltelemetryError(f"cannot open the store {self.path}: "
+                                   f"{_os_reason(self.path, 'ab' if create else 'rb') or e}") from e
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise MltelemetryError(f"{self.path} is not a readable mltelemetry store: {e}") from e
