@@ -88,6 +88,16 @@ def newest_per_timestamp(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray
     return ts[last], values[last]
 
 
+# Python 3.10 has no sqlite_errorname: the messages SQLite gives for the codes we tell apart.
+_ERROR_NAMES = {"database or disk is full": "SQLITE_FULL", "database disk image is malformed": "SQLITE_CORRUPT",
+                "file is not a database": "SQLITE_NOTADB"}
+
+
+def _error_name(e: sqlite3.Error) -> str:
+    """SQLite's name of the error (SQLITE_FULL, SQLITE_CORRUPT, ...), "" where unknown."""
+    return getattr(e, "sqlite_errorname", None) or _ERROR_NAMES.get(str(e), "")
+
+
 def _os_reason(path: Path, mode: str) -> str | None:
     """Why ``path`` cannot be opened in ``mode``, as the OS says it (SQLite only says "unable to open");
     None when the OS can open it."""
@@ -168,7 +178,7 @@ class Store:
                 raise
 
     def _write_error(self, e: sqlite3.Error) -> StoreWriteError:
-        name = getattr(e, "sqlite_errorname", "")
+        name = _error_name(e)
         if name == "SQLITE_FULL":
             return StoreWriteError(f"cannot write to the store {self.path}: the disk is full", self.path, True)
         if name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB":
@@ -198,26 +208,22 @@ class Store:
             # created in a rolled-back transaction no longer exists and may be handed to another series next.
             new_ids: dict[tuple[str, str], int] = {}
             new_counts: dict[int, int] = {}
-            try:
-                with self._write_transaction():
-                    head_rows: list[tuple[int, int, float]] = []
-                    for series, rows in by_series.items():
-                        sid = self._series_ids.get(series)
-                        if sid is None:
-                            sid = new_ids[series] = self._create_series(*series)
-                        in_head = self._head_counts.get(sid)
-                        if in_head is None:
-                            in_head = self._db.execute("SELECT count(*) FROM samples WHERE series_id=?",
-                                                       (sid,)).fetchone()[0]
-                        if in_head + len(rows) < CHUNK_SAMPLES:
-                            head_rows += [(sid, t, v) for t, v in rows]
-                            new_counts[sid] = in_head + len(rows)
-                        else:
-                            new_counts[sid] = self._compact(sid, rows)
-                    self._db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", head_rows)
-            except BaseException:
-                self._head_counts.clear()  # counts may be off after a failed compaction: re-read them
-                raise
+            with self._write_transaction():
+                head_rows: list[tuple[int, int, float]] = []
+                for series, rows in by_series.items():
+                    sid = self._series_ids.get(series)
+                    if sid is None:
+                        sid = new_ids[series] = self._create_series(*series)
+                    in_head = self._head_counts.get(sid)
+                    if in_head is None:
+                        in_head = self._db.execute("SELECT count(*) FROM samples WHERE series_id=?",
+                                                   (sid,)).fetchone()[0]
+                    if in_head + len(rows) < CHUNK_SAMPLES:
+                        head_rows += [(sid, t, v) for t, v in rows]
+                        new_counts[sid] = in_head + len(rows)
+                    else:
+                        new_counts[sid] = self._compact(sid, rows)
+                self._db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", head_rows)
             self._series_ids.update(new_ids)
             self._head_counts.update(new_counts)
         return sum(len(rows) for rows in by_series.values())
@@ -270,7 +276,7 @@ class Store:
             except sqlite3.DatabaseError as e:
                 if type(e) not in (sqlite3.OperationalError, sqlite3.DatabaseError):
                     raise
-                damaged = getattr(e, "sqlite_errorname", "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+                damaged = _error_name(e).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
                 raise MltelemetryError(f"cannot read the store {self.path}: " + (
                     f"the file is damaged ({e}); `sqlite3 {self.path} .recover` may save what is left"
                     if damaged else str(e))) from e
