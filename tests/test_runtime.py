@@ -87,8 +87,9 @@ def test_sigterm_flushes_the_store(tmp_path):
         except MltelemetryError:  # not created yet
             return 0
 
-    wait_for(lambda: stored_ticks() >= 8, 60, "the exporter to store its first ticks")  # not a fixed sleep: a
-    process.terminate()  # loaded machine takes seconds to import
+    # not a fixed sleep: a loaded machine takes seconds to import before the handlers are in place
+    wait_for(lambda: stored_ticks() >= 8, 60, "the exporter to store its first ticks")
+    process.terminate()
     _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0, stderr
     assert b"stopped after flushing" in stderr
