@@ -29,6 +29,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.metrics_core import Metric as PromMetric
 
+from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError, StoreWriteError
 from mltelemetry.schema import METRICS, Sample
 from mltelemetry.store import Store
@@ -83,6 +84,20 @@ class StoreSink:
                        self.store.path, self.max_buffered, self.dropped_samples)
         if self._clock() - self._last_flush >= self.flush_interval_s:
             self.flush()
+
+    kind = "store"
+
+    def health(self, labels: Mapping[str, str], ts_ns: int) -> list[Sample]:
+        """This sink's own series (as the InfluxDB sink's): the buffer's fill (1: full, the oldest get dropped),
+        samples stored, refused as not finite, lost, and failed writes."""
+        labels = {**labels, "sink": self.kind}
+        return [
+            Sample(schema.EXPORTER_SPOOL_FILL, labels, min(1.0, len(self._buffer) / self.max_buffered), ts_ns),
+            Sample(schema.EXPORTER_SPOOL_DROPPED, labels, float(self.dropped_samples), ts_ns),
+            Sample(schema.EXPORTER_SINK_WRITTEN, labels, float(self.written_samples), ts_ns),
+            Sample(schema.EXPORTER_SINK_REJECTED, labels, float(self.store.dropped_non_finite), ts_ns),
+            Sample(schema.EXPORTER_SINK_ERRORS, labels, float(self.write_errors), ts_ns),
+        ]
 
     def flush(self) -> StoreWriteError | None:
         """Write the buffer; on a refusal keep it for the next flush and return the store's error."""

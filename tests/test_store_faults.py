@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import fill, wait_for
+from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError, StoreWriteError
 from mltelemetry.exporters.pm.emulator import Wt300Emulator, constant_profile
 from mltelemetry.schema import PM_POWER, Event, Sample
@@ -62,6 +63,10 @@ def test_a_sink_on_a_full_disk_keeps_its_samples_logs_once_and_counts_what_it_lo
         now[0] += 0.5
         sink.publish([power("X", t, 111.0)])
     assert sink.dropped_samples == 10
+    health = {s.metric: s.value for s in sink.health({"host": "sut", "exporter": "pm"}, 0)}
+    assert health[schema.EXPORTER_SPOOL_FILL] == 1.0  # 50 of 50 samples buffered
+    assert health[schema.EXPORTER_SPOOL_DROPPED] == 10 and health[schema.EXPORTER_SINK_WRITTEN] == 41
+    assert health[schema.EXPORTER_SINK_ERRORS] == 20 + 30  # 20 failed flushes, then 30 more
     with pytest.raises(StoreWriteError, match="50 buffered samples are lost"):
         sink.close()
     # every sample is accounted for: 101 received = 41 stored + 10 dropped + 50 lost at the close
