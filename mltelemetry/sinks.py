@@ -67,6 +67,7 @@ class StoreSink:
         self._last_flush = clock()
         self._warned_at: float | None = None
         self._failing_since: float | None = None
+        self._non_finite_warned_at: float | None = None
 
     def _warn(self, message: str, *args: object) -> None:
         if self._warned_at is None or self._clock() - self._warned_at >= 60:  # once a minute at most
@@ -113,6 +114,12 @@ class StoreSink:
             self._warn("%s; keeping %d samples for the next attempt (at most %d), %d lost so far", e,
                        len(self._buffer), self.max_buffered, self.dropped_samples)
             return e
+        now = self._clock()
+        if self.store.dropped_non_finite and (self._non_finite_warned_at is None
+                                              or now - self._non_finite_warned_at >= 60):  # once a minute at most
+            self._non_finite_warned_at = now
+            log.warning("the store %s refused %d sample(s) so far whose value was no finite number (NAN, INF)",
+                        self.store.path, self.store.dropped_non_finite)
         if self._failing_since is not None:
             log.warning("the store %s takes samples again after %.0f s; the %d buffered ones are written",
                         self.store.path, self._clock() - self._failing_since, len(self._buffer))
