@@ -53,6 +53,8 @@ class StoreSink:
     (``written_samples``), refused as not finite (``store.dropped_non_finite``) or lost (``dropped_samples``).
     """
 
+    kind = "store"
+
     def __init__(self, path: str | Path, flush_interval_s: float = 1.0, clock=time.monotonic,
                  max_buffered: int = 200_000) -> None:
         self.store = Store(path)
@@ -67,7 +69,7 @@ class StoreSink:
         self._last_flush = clock()
         self._warned_at: float | None = None
         self._failing_since: float | None = None
-        self._non_finite_warned_at: float | None = None
+        self._non_finite_warned: tuple[float, int] | None = None  # when, and how many had been refused then
 
     def _warn(self, message: str, *args: object) -> None:
         if self._warned_at is None or self._clock() - self._warned_at >= 60:  # once a minute at most
@@ -85,8 +87,6 @@ class StoreSink:
                        self.store.path, self.max_buffered, self.dropped_samples)
         if self._clock() - self._last_flush >= self.flush_interval_s:
             self.flush()
-
-    kind = "store"
 
     def health(self, labels: Mapping[str, str], ts_ns: int) -> list[Sample]:
         """This sink's own series (as the InfluxDB sink's): the buffer's fill (1: full, the oldest get dropped),
@@ -114,10 +114,10 @@ class StoreSink:
             self._warn("%s; keeping %d samples for the next attempt (at most %d), %d lost so far", e,
                        len(self._buffer), self.max_buffered, self.dropped_samples)
             return e
-        now = self._clock()
-        if self.store.dropped_non_finite and (self._non_finite_warned_at is None
-                                              or now - self._non_finite_warned_at >= 60):  # once a minute at most
-            self._non_finite_warned_at = now
+        refused, now = self.store.dropped_non_finite, self._clock()
+        last = self._non_finite_warned
+        if refused > (last[1] if last else 0) and (last is None or now - last[0] >= 60):  # new ones, once a minute
+            self._non_finite_warned = (now, refused)
             log.warning("the store %s refused %d sample(s) so far whose value was no finite number (NAN, INF)",
                         self.store.path, self.store.dropped_non_finite)
         if self._failing_since is not None:
