@@ -37,11 +37,16 @@ def test_a_full_disk_never_files_a_sample_under_another_series(small_fs):
         with pytest.raises(StoreWriteError, match=r"cannot write to the store .*s\.db: the disk is full") as failed:
             store.write([power("X", t, 111.0) for t in range(2000)])
         assert failed.value.disk_full and "rollback" not in str(failed.value)
+        with pytest.raises(StoreWriteError, match="the disk is full"):  # what an Annotator's window raises
+            store.write_events([Event("c", "cpu", k, "run", k, k + 1, fields={"note": "x" * 4000})
+                                for k in range(2000)])
         os.remove(filler)
         store.write([power("Z", 10, 5.0)])
         store.write([power("X", 11, 111.0)])
         frame = store.query(PM_POWER)
     assert sorted(zip(frame.meter, frame.ts_ns, frame.value)) == [("W", 1, 1.0), ("X", 11, 111.0), ("Z", 10, 5.0)]
+    with Store(small_fs / "s.db") as store:
+        assert store.events() == []  # all or nothing
 
 
 def test_a_sink_on_a_full_disk_keeps_its_samples_logs_once_and_counts_what_it_loses(small_fs, caplog):
