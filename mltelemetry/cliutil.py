@@ -71,7 +71,7 @@ SpoolDir = Annotated[Optional[Path], typer.Option(  # noqa: UP045
     "--spool-dir", envvar="MLTELEMETRY_SPOOL_DIR", rich_help_panel="InfluxDB",
     help="Folder for samples waiting while InfluxDB is away (default: under $XDG_STATE_HOME/mltelemetry).")]
 SpoolMaxMb = Annotated[float, typer.Option(
-    "--spool-max-mb", min=0.001, rich_help_panel="InfluxDB",
+    "--spool-max-mb", min=0.001, callback=finite_number, rich_help_panel="InfluxDB",
     help="Size limit of the spool in MiB; past it the oldest samples are dropped (and counted).")]
 TlsCert = Annotated[Optional[Path], typer.Option(  # noqa: UP045
     "--tls-cert", rich_help_panel="/metrics security", help="PEM certificate: serve /metrics over HTTPS.")]

@@ -63,3 +63,12 @@ def test_an_empty_campaign_name_is_refused_before_anything_runs(tmp_path):
     result = CliRunner().invoke(app, ["campaign", "run", "--campaign", " ", "--store", str(tmp_path / "s.db"),
                                       "--scenario", "idle", "--runs", "1", "--seconds", "1", "--no-progress"])
     assert result.exit_code == 1 and "--campaign needs a name" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_a_non_finite_spool_size_is_a_usage_error(value, tmp_path):
+    # main: inf became OverflowError (int(inf * 2**20)) as a traceback
+    result = CliRunner().invoke(app, ["exporter", "host", "--listen", "off", "--influx-url", "http://127.0.0.1:1",
+                                      "--influx-api", "v1", "--spool-dir", str(tmp_path / "spool"),
+                                      "--spool-max-mb", value])
+    assert result.exit_code == 2 and "Invalid value for '--spool-max-mb'" in result.output
