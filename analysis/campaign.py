@@ -35,6 +35,7 @@ from mltelemetry.analysis.energy import (
 )
 from mltelemetry.analysis.sources import Source, StoreSource, open_source
 from mltelemetry.errors import MltelemetryError
+from mltelemetry.safety import printable, printable_list
 from mltelemetry.schema import Event
 
 J_PER_WH = 3600.0
@@ -251,8 +252,8 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     events = [e for e in all_events if e.action != "campaign"]
     if not events:
         known = source.campaigns()
-        raise MltelemetryError(f"no campaign {campaign!r} in {source.description}" +
-                               (f"; campaigns there: {', '.join(known)}" if known
+        raise MltelemetryError(f"no campaign {printable(campaign)} in {source.description}" +
+                               (f"; campaigns there: {printable_list(known)}" if known
                                 else "; the store has no events" if isinstance(source, StoreSource)
                                 else "; it holds no events"))
     events.sort(key=lambda e: (e.start_ns, -e.end_ns, ACTION_ORDER.get(e.action, 2)))

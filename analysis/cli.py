@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, s
 from mltelemetry.analysis.sources import open_source
 from mltelemetry.cliutil import one_line_errors
 from mltelemetry.errors import MltelemetryError
+from mltelemetry.safety import write_csv
 
 FORMATS = ("table", "json", "csv")
 _TABLE_COLUMNS = ["scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
@@ -188,9 +188,7 @@ def render_csv(result: CampaignAnalysis) -> str:
             if column.endswith(f"_{statistic}"):
                 part[column.removesuffix(f"_{statistic}")] = result.summary[column]
         summary_rows.append(part)
-    out = io.StringIO()
-    pd.concat([result.windows.assign(statistic=""), *summary_rows], ignore_index=True).to_csv(out, index=False)
-    return out.getvalue()
+    return write_csv(pd.concat([result.windows.assign(statistic=""), *summary_rows], ignore_index=True))
 
 
 def parse_duration_s(text: str) -> float:
@@ -272,6 +270,8 @@ def analyze_command(
                                "--export-oscar")
     if oscar_figures and format == "csv":
         raise MltelemetryError("--oscar-figures shows a table or JSON: use --format table or json")
+    if report is not None and report.exists() and not report.is_dir():  # before the analysis, not after
+        raise MltelemetryError(f"--report wants a folder, and {report} is a file")
     stderr = Console(stderr=True)
     if import_oscar:
         from mltelemetry.analysis.oscar import import_oscar as do_import
@@ -307,14 +307,17 @@ def analyze_command(
         from mltelemetry.analysis.report import write_comparison_report, write_report
 
         with progress_callback(stderr) as progress:
-            index = (write_report(result, report, progress=progress) if result is not None
-                     else write_comparison_report(comparison, report, progress=progress))
+            try:
+                index = (write_report(result, report, progress=progress) if result is not None
+                         else write_comparison_report(comparison, report, progress=progress))
+            except OSError as e:  # no permission, disk full, a file where a folder goes
+                raise MltelemetryError(f"cannot write the report into {report}: {e.strerror or e}") from e
         stderr.print(f"report written to {index}", soft_wrap=True, highlight=False)
     if comparison is not None:
         if format == "json":
             typer.echo(json.dumps(comparison.to_dict(), indent=2))
         elif format == "csv":
-            typer.echo(comparison.table.to_csv(index=False), nl=False)
+            typer.echo(write_csv(comparison.table), nl=False)
         else:
             render_comparison(comparison, Console(width=200))
         return

@@ -21,6 +21,7 @@ import pandas as pd
 from mltelemetry import __version__
 from mltelemetry.analysis.campaign import J_PER_WH, CampaignAnalysis, _ok
 from mltelemetry.analysis.compare import CampaignComparison
+from mltelemetry.safety import write_csv
 
 Progress = Callable[[str, float, float], None]
 DPI = 110
@@ -328,7 +329,7 @@ def write_data(result: CampaignAnalysis, data: Path) -> list[str]:
     if result.traces is not None:
         files["power_traces.csv"] = result.traces
     for name, frame in files.items():
-        frame.to_csv(data / name, index=False)
+        write_csv(frame, data / name)
     (data / "analysis.json").write_text(json.dumps(result.to_dict(), indent=1))
     return [*files, "analysis.json"]
 
@@ -443,7 +444,7 @@ def write_comparison_report(comparison: CampaignComparison, out: str | Path,
         folder = f"{side}-{''.join(ch if ch.isalnum() or ch in '-_.' else '_' for ch in analysis.campaign)}"
         write_report(analysis, out / folder, progress)
         links.append(f'<li><a href="{folder}/index.html">{side.upper()}: {html.escape(analysis.campaign)}</a></li>')
-    comparison.table.to_csv(out / "data" / "comparison.csv", index=False)
+    write_csv(comparison.table, out / "data" / "comparison.csv")
     try:
         fig_comparison(comparison).savefig(out / "figures" / "comparison.png")
         figure = ('<figure><img src="figures/comparison.png" alt="energy per run, A against B">'

@@ -59,6 +59,7 @@ class Exporter:
     samples_total: int = 0
     errors_total: int = 0
     missed_ticks_total: int = 0
+    unflushed_sinks: int = 0  # sinks whose closing flush failed: what they held is lost
 
     def _self_metrics(self, ts_ns: int, duration_s: float) -> list[Sample]:
         labels = {"host": self.host, "exporter": self.collector.name}
@@ -120,6 +121,7 @@ class Exporter:
                     sink.close()
                 except Exception as e:
                     self.errors_total += 1
+                    self.unflushed_sinks += 1
                     log.error("%s: closing sink %s failed: %s", self.collector.name, type(sink).__name__, e)
 
 
@@ -174,4 +176,8 @@ def serve(collector: Collector, *, listen: str, store: str | None, interval_s: f
     exporter = Exporter(collector, sinks, interval_s=interval_s, host=host)
     log.info("%s exporter running every %.3g s", collector.name, interval_s)
     exporter.run(stop)
-    log.info("%s exporter stopped after flushing its sinks", collector.name)
+    if exporter.unflushed_sinks:
+        log.error("%s exporter stopped; %d sink(s) could not write what they held (see above)", collector.name,
+                  exporter.unflushed_sinks)
+    else:
+        log.info("%s exporter stopped after flushing its sinks", collector.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import socket
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -19,7 +20,17 @@ F = TypeVar("F", bound=Callable)
 
 Listen = Annotated[str, typer.Option(help="HOST:PORT to serve Prometheus /metrics on, or 'off'.")]
 StorePath = Annotated[Optional[Path], typer.Option("--store", help="Embedded store file to write to.")]  # noqa: UP045
-Interval = Annotated[float, typer.Option("--interval", min=0.05, help="Sampling interval in seconds.")]
+
+
+def finite_number(value: float | None) -> float | None:
+    """Option callback: NAN and INF pass typer's range checks (every comparison with NAN is false); refuse them."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"want a finite number, got {value}")
+    return value
+
+
+Interval = Annotated[float, typer.Option("--interval", min=0.05, max=86400, callback=finite_number,
+                                         help="Sampling interval in seconds.")]
 HostLabel = Annotated[str, typer.Option("--host-label", help="Value of the host label (the SUT's name).")]
 
 DEFAULT_HOST = socket.gethostname()
@@ -60,7 +71,7 @@ SpoolDir = Annotated[Optional[Path], typer.Option(  # noqa: UP045
     "--spool-dir", envvar="MLTELEMETRY_SPOOL_DIR", rich_help_panel="InfluxDB",
     help="Folder for samples waiting while InfluxDB is away (default: under $XDG_STATE_HOME/mltelemetry).")]
 SpoolMaxMb = Annotated[float, typer.Option(
-    "--spool-max-mb", min=0.001, rich_help_panel="InfluxDB",
+    "--spool-max-mb", min=0.001, callback=finite_number, rich_help_panel="InfluxDB",
     help="Size limit of the spool in MiB; past it the oldest samples are dropped (and counted).")]
 TlsCert = Annotated[Optional[Path], typer.Option(  # noqa: UP045
     "--tls-cert", rich_help_panel="/metrics security", help="PEM certificate: serve /metrics over HTTPS.")]

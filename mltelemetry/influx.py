@@ -255,10 +255,15 @@ class V2Writer:
 # --- configuration -------------------------------------------------------------------------------
 
 def read_token(token_file: str | Path | None = None) -> str | None:
-    """The token from ``token_file`` if given, else from the environment (INFLUX_TOKEN); never an argument."""
+    """The token from ``token_file`` if given, else from the environment (INFLUX_TOKEN); never an argument.
+
+    A token file other users can read is warned about, as the basic-auth file is.
+    """
     if token_file:
         try:
             token = Path(token_file).read_text().strip()
+            if Path(token_file).stat().st_mode & 0o077:
+                log.warning("the token file %s can be read by other users; chmod 600 it", token_file)
         except OSError as e:
             raise MltelemetryError(f"cannot read the token file {token_file}: {e.strerror or e}") from e
         if not token:
@@ -312,6 +317,10 @@ class InfluxConfig:
 
     def __post_init__(self) -> None:
         parsed = urllib.parse.urlsplit(self.url)
+        if "@" in parsed.netloc:  # shown by ps and in every log line naming the server: refuse, never echo it
+            raise MltelemetryError("--influx-url must not hold credentials (USER:PASSWORD@): they would show in "
+                                   "ps and the logs; put them in --influx-token-file (v1: user:password) or "
+                                   f"${TOKEN_ENV}")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise MltelemetryError(f"--influx-url wants http(s)://HOST:PORT, got {self.url!r}")
         if self.api not in APIS:
@@ -335,14 +344,20 @@ class InfluxSink:
     kind = "influxdb"
 
     def __init__(self, writer: Writer, spool: Spool, *, flush_interval_s: float = 1.0, batch_lines: int = 5000,
-                 max_backoff_s: float = 10.0, close_timeout_s: float = 5.0, clock=time.monotonic) -> None:
+                 max_backoff_s: float = 10.0, close_timeout_s: float = 5.0, clock=time.monotonic,
+                 max_pending_lines: int = 100_000) -> None:
         self.writer, self.spool = writer, spool
         self.flush_interval_s, self.batch_lines = flush_interval_s, batch_lines
         self.max_backoff_s, self.close_timeout_s = max_backoff_s, close_timeout_s
+        # Lines wait in memory between flushes, and longer while the spool cannot take them (its disk is full):
+        # at most max_pending_lines; past that the oldest are dropped and counted in dropped_pending_lines.
+        self.max_pending_lines = max_pending_lines
         self._clock = clock
         self.written_total = 0
         self.rejected_total = 0
         self.errors_total = 0
+        self.dropped_pending_lines = 0
+        self._warned_at: dict[str, float] = {}
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -374,17 +389,42 @@ class InfluxSink:
         """Queue lines of line protocol (events, or samples encoded elsewhere) for the next write."""
         with self._lock:
             self._pending.extend(lines)
+            self._bound_pending()
             full = len(self._pending) >= self.batch_lines
         if full:
             self._wake.set()
+
+    def _bound_pending(self) -> None:
+        """Drop the oldest waiting lines past ``max_pending_lines`` (hold ``_lock``)."""
+        excess = len(self._pending) - self.max_pending_lines
+        if excess > 0:
+            del self._pending[:excess]
+            self.dropped_pending_lines += excess
+            self._warn("memory", "InfluxDB sink: %d line(s) wait in memory (the spool %s takes none): dropping the "
+                       "oldest, %d so far", self.max_pending_lines, self.spool.directory, self.dropped_pending_lines)
+
+    def _warn(self, what: str, message: str, *args: object) -> None:
+        """``log.error`` once a minute at most per kind of trouble ``what``."""
+        now = self._clock()
+        if what not in self._warned_at or now - self._warned_at[what] >= 60:
+            self._warned_at[what] = now
+            log.error(message, *args)
+
+    @property
+    def fill_ratio(self) -> float:
+        """How full the backlog is, 0 to 1: the spool on disk or, when its disk takes nothing, the lines in memory."""
+        with self._lock:
+            waiting = len(self._pending)
+        return max(self.spool.fill_ratio, min(1.0, waiting / self.max_pending_lines))
 
     def health(self, labels: Mapping[str, str], ts_ns: int) -> list[Sample]:
         """This sink's own series: spool fill, lines written, refused and dropped, failed writes."""
         labels = {**labels, "sink": self.kind}
         return [
             Sample(schema.EXPORTER_SPOOL_BYTES, labels, float(self.spool.bytes), ts_ns),
-            Sample(schema.EXPORTER_SPOOL_FILL, labels, self.spool.fill_ratio, ts_ns),
-            Sample(schema.EXPORTER_SPOOL_DROPPED, labels, float(self.spool.dropped_lines), ts_ns),
+            Sample(schema.EXPORTER_SPOOL_FILL, labels, self.fill_ratio, ts_ns),
+            Sample(schema.EXPORTER_SPOOL_DROPPED, labels, float(self.spool.dropped_lines + self.dropped_pending_lines),
+                   ts_ns),
             Sample(schema.EXPORTER_SINK_WRITTEN, labels, float(self.written_total), ts_ns),
             Sample(schema.EXPORTER_SINK_REJECTED, labels, float(self.rejected_total), ts_ns),
             Sample(schema.EXPORTER_SINK_ERRORS, labels, float(self.errors_total), ts_ns),
@@ -455,9 +495,11 @@ class InfluxSink:
         except OSError as e:
             with self._lock:
                 self._pending[:0] = lines
+                self._bound_pending()
+                waiting = len(self._pending)
             self.errors_total += 1
-            log.error("InfluxDB sink: cannot spool %d line(s), kept in memory for the next attempt: %s",
-                      len(lines), e)
+            self._warn("spool", "InfluxDB sink: cannot spool in %s (%s); %d line(s) wait in memory, at most %d",
+                       self.spool.directory, e.strerror or e, waiting, self.max_pending_lines)
             return False
         return True
 

@@ -29,7 +29,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.metrics_core import Metric as PromMetric
 
-from mltelemetry.errors import MltelemetryError
+from mltelemetry import schema
+from mltelemetry.errors import MltelemetryError, StoreWriteError
 from mltelemetry.schema import METRICS, Sample
 from mltelemetry.store import Store
 
@@ -45,45 +46,103 @@ class Sink(Protocol):
 class StoreSink:
     """Writes samples to the embedded store in batches, at most ``flush_interval_s`` apart.
 
-    A write the store refuses (disk full, database locked) keeps the batch for the next flush, but at most
-    ``max_buffered`` samples: past that the oldest are dropped, counted in ``dropped_samples`` and logged,
-    so a store that keeps failing cannot eat the exporter's memory and a sample it can never take leaves.
+    A write the store refuses (disk full, read-only, damaged: :class:`StoreWriteError`) keeps the batch for
+    the next flush and logs the cause, naming the file, once a minute at most; at most ``max_buffered``
+    samples wait: past that the oldest are dropped and counted in ``dropped_samples``, so a store that keeps
+    failing cannot eat the exporter's memory. Every sample received ends up counted once: stored
+    (``written_samples``), refused as not finite (``store.dropped_non_finite``) or lost (``dropped_samples``).
     """
+
+    kind = "store"
 
     def __init__(self, path: str | Path, flush_interval_s: float = 1.0, clock=time.monotonic,
                  max_buffered: int = 200_000) -> None:
         self.store = Store(path)
         self.flush_interval_s = flush_interval_s
         self.max_buffered = max_buffered
+        self.received_samples = 0
+        self.written_samples = 0
         self.dropped_samples = 0
+        self.write_errors = 0
         self._clock = clock
         self._buffer: list[Sample] = []
         self._last_flush = clock()
         self._warned_at: float | None = None
+        self._failing_since: float | None = None
+        self._non_finite_warned: tuple[float, int] | None = None  # when, and how many had been refused then
+
+    def _warn(self, message: str, *args: object) -> None:
+        if self._warned_at is None or self._clock() - self._warned_at >= 60:  # once a minute at most
+            self._warned_at = self._clock()
+            log.error(message, *args)
 
     def publish(self, samples: Sequence[Sample]) -> None:
+        self.received_samples += len(samples)
         self._buffer.extend(samples)
         excess = len(self._buffer) - self.max_buffered
         if excess > 0:
             del self._buffer[:excess]
             self.dropped_samples += excess
-            if self._warned_at is None or self._clock() - self._warned_at > 60:  # once a minute at most
-                self._warned_at = self._clock()
-                log.warning("the store %s takes no samples: %d buffered, dropping the oldest, %d so far",
-                            self.store.path, self.max_buffered, self.dropped_samples)
+            self._warn("the store %s takes no samples: %d buffered, dropping the oldest, %d lost so far",
+                       self.store.path, self.max_buffered, self.dropped_samples)
         if self._clock() - self._last_flush >= self.flush_interval_s:
             self.flush()
 
-    def flush(self) -> None:
-        if self._buffer:
-            self.store.write(self._buffer)
-            self._buffer = []
+    def health(self, labels: Mapping[str, str], ts_ns: int) -> list[Sample]:
+        """This sink's own series (as the InfluxDB sink's): the buffer's fill (1: full, the oldest get dropped),
+        samples stored, refused as not finite, lost, and failed writes."""
+        labels = {**labels, "sink": self.kind}
+        return [
+            Sample(schema.EXPORTER_SPOOL_FILL, labels, min(1.0, len(self._buffer) / self.max_buffered), ts_ns),
+            Sample(schema.EXPORTER_SPOOL_DROPPED, labels, float(self.dropped_samples), ts_ns),
+            Sample(schema.EXPORTER_SINK_WRITTEN, labels, float(self.written_samples), ts_ns),
+            Sample(schema.EXPORTER_SINK_REJECTED, labels, float(self.store.dropped_non_finite), ts_ns),
+            Sample(schema.EXPORTER_SINK_ERRORS, labels, float(self.write_errors), ts_ns),
+        ]
+
+    def flush(self) -> StoreWriteError | None:
+        """Write the buffer; on a refusal keep it for the next flush and return the store's error."""
         self._last_flush = self._clock()
+        if not self._buffer:
+            return None
+        try:
+            self.written_samples += self.store.write(self._buffer)
+        except StoreWriteError as e:
+            self.write_errors += 1
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+            self._warn("%s; keeping %d samples for the next attempt (at most %d), %d lost so far", e,
+                       len(self._buffer), self.max_buffered, self.dropped_samples)
+            return e
+        refused, now = self.store.dropped_non_finite, self._clock()
+        last = self._non_finite_warned
+        if refused > (last[1] if last else 0) and (last is None or now - last[0] >= 60):  # new ones, once a minute
+            self._non_finite_warned = (now, refused)
+            log.warning("the store %s refused %d sample(s) so far whose value was no finite number (NAN, INF)",
+                        self.store.path, self.store.dropped_non_finite)
+        if self._failing_since is not None:
+            log.warning("the store %s takes samples again after %.0f s; the %d buffered ones are written",
+                        self.store.path, self._clock() - self._failing_since, len(self._buffer))
+            self._failing_since, self._warned_at = None, None
+        self._buffer = []
+        return None
 
     def close(self) -> None:
-        """Flush what is buffered, then close the store, also when the flush fails."""
+        """Flush what is buffered, then close the store, also when the flush fails.
+
+        Raises StoreWriteError, saying how many samples are lost, when the last flush fails.
+        """
         try:
-            self.flush()
+            error = self.flush()
+            unwritten = len(self._buffer)
+            self.dropped_samples += unwritten
+            self._buffer = []
+            summary = (f"{self.received_samples} samples received, {self.written_samples} stored, "
+                       f"{self.store.dropped_non_finite} refused as not finite, {self.dropped_samples} lost")
+            if error is not None:
+                raise StoreWriteError(f"{error}; {unwritten} buffered samples are lost ({summary})",
+                                      error.path, error.disk_full)
+            (log.warning if self.dropped_samples else log.info)("store %s: %s", self.store.path, summary)
         finally:
             self.store.close()
 

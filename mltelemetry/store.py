@@ -2,7 +2,11 @@
 
 Several exporter processes write at once while the analysis reads. Each ``write`` is one
 committed transaction, so a writer killed with SIGKILL loses only what it had not yet
-written (the sinks flush at least once a second) and the file stays readable.
+written (the sinks flush at least once a second) and the file stays readable. A write the
+file does not take (disk full, read-only, damaged) raises :class:`StoreWriteError` naming the
+file and the cause, and nothing of it is stored; the writer's caches only ever hold what was
+committed, so the next write cannot file a sample under another series' id. One ``Store`` may be
+shared by threads: a lock serialises its use of the one connection.
 
 Layout: recent samples of a series sit in ``samples`` (one row each); once a series has
 ``CHUNK_SAMPLES`` of them they move, in the same transaction, into one compressed row of
@@ -12,18 +16,20 @@ of 1 Hz data small on disk and a window query down to a couple of rows per serie
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
+import threading
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import MltelemetryError, StoreWriteError
 from mltelemetry.schema import Event, Sample
 
 CHUNK_SAMPLES = 600
@@ -45,6 +51,7 @@ CREATE TABLE IF NOT EXISTS events (
     status TEXT NOT NULL, fields TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_campaign ON events (campaign, start_ns);
 """
+_TABLES = {"series", "samples", "chunks", "events"}
 
 
 def labels_key(labels: dict[str, str]) -> str:
@@ -81,8 +88,29 @@ def newest_per_timestamp(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray
     return ts[last], values[last]
 
 
+# Python 3.10 has no sqlite_errorname: the messages SQLite gives for the codes we tell apart.
+_ERROR_NAMES = {"database or disk is full": "SQLITE_FULL", "database disk image is malformed": "SQLITE_CORRUPT",
+                "file is not a database": "SQLITE_NOTADB"}
+
+
+def _error_name(e: sqlite3.Error) -> str:
+    """SQLite's name of the error (SQLITE_FULL, SQLITE_CORRUPT, ...), "" where unknown."""
+    return getattr(e, "sqlite_errorname", None) or _ERROR_NAMES.get(str(e), "")
+
+
+def _os_reason(path: Path, mode: str) -> str | None:
+    """Why ``path`` cannot be opened in ``mode``, as the OS says it (SQLite only says "unable to open");
+    None when the OS can open it."""
+    try:
+        with open(path, mode):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
 class Store:
-    """One store file. Open one ``Store`` per process (or thread); SQLite serialises the writers."""
+    """One store file. Open one ``Store`` per process, or share it between threads (a lock serialises them);
+    SQLite serialises the writing processes."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
@@ -90,18 +118,34 @@ class Store:
             raise MltelemetryError(f"no store at {self.path}")
         try:
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            if not create and self._db.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='events'").fetchone() is None:
-                self._db.close()  # another application's database: change nothing in it
+        except sqlite3.OperationalError as e:  # a missing folder, no permission: say which
+            raise MltelemetryError(f"cannot open the store {self.path}: "
+                                   f"{_os_reason(self.path, 'ab' if create else 'rb') or e}") from e
+        try:
+            tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            # A reader needs the events; a writer refuses a file with tables none of which is ours (another
+            # application's database), and changes nothing in it (no tables, no WAL switch).
+            if ("events" not in tables) if not create else (tables and not tables & _TABLES):
                 raise MltelemetryError(f"{self.path} is not an mltelemetry store (it has no events table)")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            # One transaction, so a second process opening the new file meanwhile sees no table or all of them.
+            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except sqlite3.OperationalError as e:  # a missing folder, no permission, locked for a minute
+            self._db.close()
+            raise MltelemetryError(f"cannot open the store {self.path}: "
+                                   f"{_os_reason(self.path, 'ab' if create else 'rb') or e}") from e
         except sqlite3.DatabaseError as e:
+            self._db.close()
             raise MltelemetryError(f"{self.path} is not a readable mltelemetry store: {e}") from e
+        except BaseException:
+            self._db.close()
+            raise
+        self._lock = threading.RLock()  # one connection, shared by the threads that share this Store
+        # Caches of committed facts only: ids of series that exist in the file, and the rows each series has
+        # in the head table as far as this writer knows (another writer of the same series only makes the
+        # count low, which delays compaction; compaction re-reads the real head).
         self._series_ids: dict[tuple[str, str], int] = {}
-        # Rows each series has in the head table, as far as this writer knows. Another writer of the same
-        # series only makes the count low, which delays compaction; compaction re-reads the real head.
         self._head_counts: dict[int, int] = {}
         self._label_keys: dict[tuple[tuple[str, str], ...], str] = {}  # labels_key is most of a write's cost
         self.dropped_non_finite = 0  # samples refused by write() for a NAN or infinite value
@@ -116,50 +160,78 @@ class Store:
         self.close()
 
     # --- writing --------------------------------------------------------------------------
-    def _series_id(self, metric: str, key: str) -> int:
-        sid = self._series_ids.get((metric, key))
-        if sid is None:
-            self._db.execute("INSERT OR IGNORE INTO series (metric, labels) VALUES (?, ?)", (metric, key))
-            sid = self._db.execute("SELECT id FROM series WHERE metric=? AND labels=?", (metric, key)).fetchone()[0]
-            self._series_ids[(metric, key)] = sid
-        return sid
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT under the lock; on any error roll back (unless SQLite already did, as it
+        does on a full disk) and raise what the file refused as StoreWriteError."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield
+                self._db.execute("COMMIT")
+            except BaseException as e:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if type(e) in (sqlite3.OperationalError, sqlite3.DatabaseError):  # not a bug (IntegrityError)
+                    raise self._write_error(e) from e
+                raise
+
+    def _write_error(self, e: sqlite3.Error) -> StoreWriteError:
+        name = _error_name(e)
+        if name == "SQLITE_FULL":
+            return StoreWriteError(f"cannot write to the store {self.path}: the disk is full", self.path, True)
+        if name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB":
+            return StoreWriteError(f"cannot write to the store {self.path}: the file is damaged ({e})", self.path)
+        return StoreWriteError(f"cannot write to the store {self.path}: {e}", self.path)
 
     def write(self, samples: Iterable[Sample]) -> int:
-        """Write samples in one transaction; returns how many were written."""
+        """Write samples in one transaction; returns how many were written.
+
+        All or nothing: on StoreWriteError none of them is stored.
+        """
         by_series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
-        keys = self._label_keys
-        for s in samples:
-            if not math.isfinite(s.value):  # no sink may turn NAN or INF into a stored number
-                self.dropped_non_finite += 1
-                continue
-            items = tuple(s.labels.items())
-            key = keys.get(items)
-            if key is None:
-                key = keys[items] = labels_key(s.labels)
-            by_series[(s.metric, key)].append((int(s.ts_ns), float(s.value)))
-        if not by_series:
-            return 0
-        head_rows: list[tuple[int, int, float]] = []
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for (metric, key), rows in by_series.items():
-                sid = self._series_id(metric, key)
-                in_head = self._head_counts.get(sid)
-                if in_head is None:
-                    in_head = self._db.execute("SELECT count(*) FROM samples WHERE series_id=?", (sid,)).fetchone()[0]
-                if in_head + len(rows) < CHUNK_SAMPLES:
-                    head_rows += [(sid, t, v) for t, v in rows]
-                    self._head_counts[sid] = in_head + len(rows)
-                else:
-                    self._head_counts[sid] = self._compact(sid, rows)
-            self._db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", head_rows)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._series_ids.clear()  # ids created inside the rolled-back transaction are gone
-            self._head_counts.clear()
-            raise
+        with self._lock:
+            keys = self._label_keys
+            for s in samples:
+                if not math.isfinite(s.value):  # no sink may turn NAN or INF into a stored number
+                    self.dropped_non_finite += 1
+                    continue
+                items = tuple(s.labels.items())
+                key = keys.get(items)
+                if key is None:
+                    key = keys[items] = labels_key(s.labels)
+                by_series[(s.metric, key)].append((int(s.ts_ns), float(s.value)))
+            if not by_series:
+                return 0
+            # Ids and head counts learnt inside the transaction join the caches only once it committed: an id
+            # created in a rolled-back transaction no longer exists and may be handed to another series next.
+            new_ids: dict[tuple[str, str], int] = {}
+            new_counts: dict[int, int] = {}
+            with self._write_transaction():
+                head_rows: list[tuple[int, int, float]] = []
+                for series, rows in by_series.items():
+                    sid = self._series_ids.get(series)
+                    if sid is None:
+                        sid = new_ids[series] = self._create_series(*series)
+                    in_head = self._head_counts.get(sid)
+                    if in_head is None:
+                        in_head = self._db.execute("SELECT count(*) FROM samples WHERE series_id=?",
+                                                   (sid,)).fetchone()[0]
+                    if in_head + len(rows) < CHUNK_SAMPLES:
+                        head_rows += [(sid, t, v) for t, v in rows]
+                        new_counts[sid] = in_head + len(rows)
+                    else:
+                        new_counts[sid] = self._compact(sid, rows)
+                self._db.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?)", head_rows)
+            self._series_ids.update(new_ids)
+            self._head_counts.update(new_counts)
         return sum(len(rows) for rows in by_series.values())
+
+    def _create_series(self, metric: str, key: str) -> int:
+        """The id of series (metric, labels key), inserted if new; call inside the write transaction."""
+        self._db.execute("INSERT OR IGNORE INTO series (metric, labels) VALUES (?, ?)", (metric, key))
+        return self._db.execute("SELECT id FROM series WHERE metric=? AND labels=?", (metric, key)).fetchone()[0]
 
     def _compact(self, sid: int, rows: list[tuple[int, float]]) -> int:
         """Merge the series' head with ``rows`` and move every full chunk out; returns the rows left in the head."""
@@ -184,26 +256,40 @@ class Store:
 
     def write_events(self, events: Sequence[Event]) -> None:
         """Write events in one transaction: all of them or, on an error, none."""
+        for e in events:
+            if isinstance(e.campaign, str) and not e.campaign.strip():  # it could never be named to analyse it
+                raise MltelemetryError("an event needs a campaign name; got an empty one")
         rows = [(e.campaign, e.scenario, e.run, e.action, e.epoch, e.start_ns, e.end_ns, e.status, e.fields_json())
                 for e in events]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write_transaction():
             self._db.executemany(
                 "INSERT INTO events (campaign, scenario, run, action, epoch, start_ns, end_ns, status, fields)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     # --- reading --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Under the lock; a file SQLite cannot read (a damaged page) is a one-line error naming it."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.DatabaseError as e:
+                if type(e) not in (sqlite3.OperationalError, sqlite3.DatabaseError):
+                    raise
+                damaged = _error_name(e).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+                raise MltelemetryError(f"cannot read the store {self.path}: " + (
+                    f"the file is damaged ({e}); `sqlite3 {self.path} .recover` may save what is left"
+                    if damaged else str(e))) from e
+
     def series(self, metric: str | None = None, labels: dict[str, str] | None = None) -> list[tuple[int, str, dict]]:
         """Series ``(id, metric, labels)`` of ``metric`` whose labels include every pair of ``labels``."""
         sql, args = "SELECT id, metric, labels FROM series", ()
         if metric is not None:
             sql, args = sql + " WHERE metric=?", (metric,)
         found = []
-        for sid, name, key in self._db.execute(sql, args):
+        with self._reading():
+            rows = self._db.execute(sql, args).fetchall()
+        for sid, name, key in rows:
             series_labels = json.loads(key)
             if all(series_labels.get(k) == v for k, v in (labels or {}).items()):
                 found.append((sid, name, series_labels))
@@ -219,16 +305,17 @@ class Store:
         hi = 2**63 - 1 if end_ns is None else int(end_ns)
         frames = []
         # One read transaction: a writer compacting the head into a chunk meanwhile is seen before or after, whole.
-        self._db.execute("BEGIN")
-        try:
-            for sid, _, series_labels in self.series(metric, labels):
-                ts, values = self._read_series(sid, lo, hi)
-                frame = pd.DataFrame({"ts_ns": ts, "value": values})
-                for k, v in series_labels.items():
-                    frame[k] = v
-                frames.append(frame)
-        finally:
-            self._db.execute("COMMIT")
+        with self._reading():
+            self._db.execute("BEGIN")
+            try:
+                for sid, _, series_labels in self.series(metric, labels):
+                    ts, values = self._read_series(sid, lo, hi)
+                    frame = pd.DataFrame({"ts_ns": ts, "value": values})
+                    for k, v in series_labels.items():
+                        frame[k] = v
+                    frames.append(frame)
+            finally:
+                self._db.execute("COMMIT")
         if not frames:
             return pd.DataFrame({"ts_ns": pd.Series(dtype="int64"), "value": pd.Series(dtype="float64")})
         return pd.concat(frames, ignore_index=True)
@@ -254,10 +341,13 @@ class Store:
 
     def events(self, campaign: str | None = None) -> list[Event]:
         sql = "SELECT campaign, scenario, run, action, epoch, start_ns, end_ns, status, fields FROM events"
-        rows = self._db.execute(sql + " WHERE campaign=? ORDER BY start_ns, id" if campaign is not None
-                                else sql + " ORDER BY start_ns, id", (campaign,) if campaign is not None else ())
+        with self._reading():
+            rows = self._db.execute(sql + " WHERE campaign=? ORDER BY start_ns, id" if campaign is not None
+                                    else sql + " ORDER BY start_ns, id",
+                                    (campaign,) if campaign is not None else ()).fetchall()
         return [Event(campaign=c, scenario=s, run=r, action=a, epoch=ep, start_ns=t0, end_ns=t1, status=st,
                       fields=json.loads(f)) for c, s, r, a, ep, t0, t1, st, f in rows]
 
     def campaigns(self) -> list[str]:
-        return [c for (c,) in self._db.execute("SELECT DISTINCT campaign FROM events ORDER BY campaign")]
+        with self._reading():
+            return [c for (c,) in self._db.execute("SELECT DISTINCT campaign FROM events ORDER BY campaign")]

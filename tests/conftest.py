@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import requests
@@ -169,3 +171,35 @@ def ticks_on_deadlines(exporter, n: int, before_tick: Callable[[int], object] | 
             before_tick(k)
         ticks.append({s.metric: s.value for s in exporter.tick()})
     return ticks
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 16 MiB filesystem (tmpfs) mounted for the test, to fill up with :func:`fill`; unmounted after.
+    Mounting needs root (CI and the lab machines run the tests as root); elsewhere the test is skipped."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the filesystem of ``folder`` to the last byte with a filler file; returns its path."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as e:
+        assert e.errno == 28  # ENOSPC
+    try:
+        while True:  # the last partial block
+            os.write(fd, b"\0")
+    except OSError:
+        pass
+    os.close(fd)
+    return filler

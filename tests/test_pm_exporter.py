@@ -193,10 +193,10 @@ class ScriptedDriver:
         self.closed = True
 
 
-def scripted(script: list, *, connected: list[bool] | None = None):
-    """A collector on a scripted clock (one tick per second) whose meter plays ``script``."""
+def scripted(script: list, *, connected: list[bool] | None = None, driver_class: type | None = None):
+    """A collector on a scripted clock (one tick per second) whose meter (a ``driver_class``) plays ``script``."""
     now = [0.0]
-    driver = ScriptedDriver(script)
+    driver = (driver_class or ScriptedDriver)(script)
     connected = list(connected) if connected else None
 
     def factory():
@@ -330,3 +330,25 @@ def test_uncertainty_and_dropped_samples():
     first, second = tick(), tick()
     assert first[schema.PM_UNCERTAINTY] == 0.002 and schema.PM_UNCERTAINTY not in second
     assert first[schema.PM_INVALID] == 2 and first[schema.PM_SAMPLES] == 1
+
+
+class Wt300Scripted(ScriptedDriver):
+    name = "wt300"  # a WT310 cannot measure more than 840 V x 28 A = 23.5 kW
+
+
+def test_power_that_is_not_physics_is_counted_as_invalid_and_never_integrated_or_published(caplog):
+    # main: 1e308 W was integrated, so the energy counter overflowed to infinity (and the store dropped it
+    # without a word from then on); negative and beyond-range power were published and integrated as load.
+    collector, tick = scripted([100, 1e308, 1e308, 100, -5, 30_000, Reading(100.0, math.inf, -1.0), 100],
+                               driver_class=Wt300Scripted)
+    values = [tick() for _ in range(8)]
+    # valid readings at t = 0, 3, 6, 7; each refused stretch is short, so it is bridged by the next one:
+    # 100 W x 3 s (t 0..3) + 100 W x 3 s (t 3..6) + 100 W x 1 s (t 6..7) = 700 J
+    assert values[-1][schema.PM_ENERGY] == 700.0
+    assert values[-1][schema.PM_INVALID] == 4 and values[-1][schema.PM_SAMPLES] == 4
+    assert collector.implausible_total == 4
+    assert [schema.PM_POWER in v for v in values] == [True, False, False, True, False, False, True, True]
+    assert schema.PM_VOLTAGE not in values[6] and schema.PM_CURRENT not in values[6]  # INF V and -1 A
+    assert all(math.isfinite(value) for v in values for value in v.values())
+    assert caplog.text.count("is no measurement") == 1  # once a minute at most
+    assert "1e+308 W is no measurement (want 0 to 24000 W)" in caplog.text

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
+from conftest import wait_for
 from mltelemetry import schema
+from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.runtime import Exporter, next_tick
 from mltelemetry.schema import Sample
 from mltelemetry.sinks import StoreSink
@@ -77,7 +79,16 @@ def test_sigterm_flushes_the_store(tmp_path):
     path = tmp_path / "s.db"
     process = subprocess.Popen([sys.executable, "-m", "mltelemetry", "exporter", "host", "--store", str(path),
                                 "--listen", "off", "--interval", "0.2"], stderr=subprocess.PIPE)
-    time.sleep(3)
+
+    def stored_ticks() -> int:  # the exporter runs (its signal handlers are in place) once it stored ticks
+        try:
+            with Store(path, create=False) as store:
+                return len(store.query(schema.EXPORTER_SAMPLES))
+        except MltelemetryError:  # not created yet
+            return 0
+
+    # not a fixed sleep: a loaded machine takes seconds to import before the handlers are in place
+    wait_for(lambda: stored_ticks() >= 8, 60, "the exporter to store its first ticks")
     process.terminate()
     _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0, stderr

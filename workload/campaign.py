@@ -11,6 +11,7 @@ Every window is in the store the moment it closes, so nothing recorded is lost i
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -98,8 +99,10 @@ def _validate(plan: CampaignPlan) -> None:
     unknown = [s for s in plan.scenarios if s not in SCENARIOS]
     if unknown:
         raise MltelemetryError(f"unknown scenario {unknown[0]!r}; known: {', '.join(sorted(SCENARIOS))}")
-    if plan.runs < 1 or plan.seconds <= 0:
-        raise MltelemetryError("--runs must be at least 1 and --seconds positive")
+    if plan.runs < 1 or not 0 < plan.seconds < math.inf:  # NAN fails this comparison too
+        raise MltelemetryError("--runs must be at least 1 and --seconds positive and finite")
+    if not plan.campaign.strip():
+        raise MltelemetryError("--campaign needs a name (it is how the analysis finds the campaign)")
     if plan.order not in ("blocked", "interleaved", "random"):
         raise MltelemetryError(f"--order must be blocked, interleaved or random, not {plan.order!r}")
     if plan.idle_framework not in IDLE_FRAMEWORKS:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, one_line_errors, with_sink_options
+from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, finite_number, one_line_errors, with_sink_options
 from mltelemetry.workload.campaign import CampaignPlan, CooldownSettings, Order, run_campaign
 from mltelemetry.workload.compare import make_compare
 from mltelemetry.workload.config import DEFAULT_HUB_HANDLE, MLConfig
@@ -27,8 +27,9 @@ def run_command(
     scenario: Annotated[list[str], typer.Option(help="Scenario to run (repeat the option).")] = [  # noqa: B006
         "baseline", "idle", "cpu"],
     runs: Annotated[int, typer.Option(min=1, help="Runs of each scenario.")] = 3,
-    seconds: Annotated[float, typer.Option(help="Length of the main action of baseline, idle and cpu runs, in "
-                                             "seconds (the paper's idle: 10 minutes).")] = 600.0,
+    seconds: Annotated[float, typer.Option(callback=finite_number,
+                                           help="Length of the main action of baseline, idle and cpu runs, in "
+                                                "seconds (the paper's idle: 10 minutes).")] = 600.0,
     order: Annotated[str, typer.Option(help="blocked, interleaved or random.")] = "blocked",
     pause: Annotated[float, typer.Option(min=0, help="Seconds between runs.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for --order random.")] = 0,

@@ -7,7 +7,9 @@ Energy is integrated here, at the source. A meter's value is the average power o
 last update interval, so each valid reading adds ``power × seconds since the previous
 reading's tick`` to a monotonic joule counter. Rules for time without a valid reading:
 
-- Invalid readings (garbage, partial, NAN, INF, over-range) are counted and dropped. If the
+- Invalid readings (garbage, partial, NAN, INF, over-range) are counted and dropped, and so is
+  a power that is not physics: negative, not finite, or above what the driver's meter can
+  measure at all (``MAX_POWER_W``). If the
   next valid reading comes at most ``bridge_limit_s`` after the last valid one, the whole
   stretch is integrated with that reading's power (the bridge).
 - A longer stretch, and any time the meter was disconnected, is not integrated: it is added
@@ -25,7 +27,9 @@ meter identified itself,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -46,6 +50,13 @@ log = logging.getLogger(__name__)
 DEFAULT_BRIDGE_LIMIT_S = 5.0
 RATE_WINDOW_S = 60.0
 
+# The largest active power each driver's meter can measure at all (its top ranges with their over-range
+# margin); a reading above it is a fault, not a load. WT310/WT330: 600 V and 20 A ranges, shown up to 140 %
+# (840 V x 28 A = 23.5 kW). MCP39F511N board: 15 A at up to 265 V (4 kW). PTDaemon drives analyzers of
+# every size: 100 kW, as for a driver not named here.
+MAX_POWER_W = {"wt300": 24_000.0, "mcp39f511": 5_000.0}
+DEFAULT_MAX_POWER_W = 100_000.0
+
 
 class PmCollector:
     """Reads one meter per tick; reconnects through ``driver_factory`` whenever the port is gone.
@@ -60,13 +71,17 @@ class PmCollector:
 
     def __init__(self, driver_factory: Callable[[], Driver], host: str, meter: str, *,
                  clock: Callable[[], float] = time.monotonic, wall_ns: Callable[[], int] | None = None,
-                 bridge_limit_s: float = DEFAULT_BRIDGE_LIMIT_S, rate_window_s: float = RATE_WINDOW_S) -> None:
+                 bridge_limit_s: float = DEFAULT_BRIDGE_LIMIT_S, rate_window_s: float = RATE_WINDOW_S,
+                 max_power_w: float | None = None) -> None:
         self.driver_factory = driver_factory
         self.labels = {"host": host, "meter": meter}
         self.clock = clock
         self.wall_ns = wall_ns
         self.bridge_limit_s = bridge_limit_s
         self.rate_window_s = rate_window_s
+        self.max_power_w = max_power_w  # None: the driver's meter's range (MAX_POWER_W)
+        self.implausible_total = 0  # readings whose power was refused as not physics (also in invalid_total)
+        self._implausible_warned_at: float | None = None
         self.driver: Driver | None = None
         self.energy_j = 0.0
         self.samples_total = 0
@@ -176,12 +191,34 @@ class PmCollector:
                 self._warned = True
             self.close()
             return None
+        reading = self._plausible(reading)
         self.invalid_total += reading.dropped
         if reading.power_w is None:
             self.invalid_total += 1
         else:
             self.samples_total += 1
         return reading
+
+    def _plausible(self, reading: Reading) -> Reading:
+        """``reading`` with every value that cannot be a measurement (negative, not finite, a power beyond the
+        meter's range) set to None, so it is counted and never stored; a refused power makes the reading invalid."""
+        limit = self.max_power_w or MAX_POWER_W.get(getattr(self.driver, "name", ""), DEFAULT_MAX_POWER_W)
+
+        def measured(value: float | None, top: float = math.inf) -> float | None:
+            return value if value is not None and math.isfinite(value) and 0 <= value <= top else None
+
+        power = measured(reading.power_w, limit)
+        if reading.power_w is not None and power is None:
+            self.implausible_total += 1
+            now = self.clock()
+            if self._implausible_warned_at is None or now - self._implausible_warned_at >= 60:  # once a minute
+                self._implausible_warned_at = now
+                log.warning("power meter %s: %g W is no measurement (want 0 to %g W); such readings are counted as "
+                            "invalid and dropped, %d so far", self.labels["meter"], reading.power_w, limit,
+                            self.implausible_total)
+        return dataclasses.replace(
+            reading, power_w=power, voltage_v=measured(reading.voltage_v), current_a=measured(reading.current_a),
+            meter_energy_j=measured(reading.meter_energy_j), uncertainty=measured(reading.uncertainty))
 
     def _integrate(self, now: float, power_w: float) -> None:
         if self._since is not None:
