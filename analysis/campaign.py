@@ -49,7 +49,7 @@ METHOD_RAPL = "RAPL counter"
 
 # Hardware indicators of paper table 2: column, metric, label filter, how series combine.
 GAUGES: list[tuple[str, str, dict[str, str], str]] = [
-    ("cpu_utilization", schema.HOST_CPU_UTILIZATION, {"cpu": "total"}, "mean"),
+    ("cpu_utilization", schema.HOST_CPU_TOTAL_UTILIZATION, {}, "mean"),
     ("memory_used_bytes", schema.HOST_MEMORY_USED, {}, "sum"),
     ("gpu_utilization", schema.GPU_UTILIZATION, {}, "mean"),
     ("gpu_memory_utilization", schema.GPU_MEMORY_UTILIZATION, {}, "mean"),
@@ -61,6 +61,10 @@ GAUGES: list[tuple[str, str, dict[str, str], str]] = [
     ("gpu_clock_memory_hz", schema.GPU_CLOCK, {"clock": "memory"}, "mean"),
     ("gpu_clock_graphics_hz", schema.GPU_CLOCK, {"clock": "graphics"}, "mean"),
 ]
+# Series recorded before the whole-machine totals had names of their own (0.1), read where the new name is absent.
+LEGACY_GAUGES: dict[str, tuple[str, dict[str, str]]] = {
+    "cpu_utilization": (schema.HOST_CPU_UTILIZATION, {"cpu": "total"}),
+}
 COUNTERS: list[tuple[str, str]] = [
     ("disk_read_bytes", schema.HOST_DISK_READ), ("disk_written_bytes", schema.HOST_DISK_WRITTEN),
     ("net_received_bytes", schema.HOST_NET_RECEIVED), ("net_transmitted_bytes", schema.HOST_NET_TRANSMITTED),
@@ -321,11 +325,14 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     # --- hardware indicators ----------------------------------------------------------------------
     for column, metric, labels, how in GAUGES:
         series = reader.get(metric, labels)
+        if not series and column in LEGACY_GAUGES:
+            series = reader.get(*LEGACY_GAUGES[column])
         columns[column] = _combine([window_means(s.ts, s.values, starts, ends) for s in series], how, n)
     for column, metric in COUNTERS:
         series = reader.get(metric)
         columns[column] = _combine([_increases(s, starts, ends) for s in series], "sum", n)
-    sensor_series = {"host": reader.get(schema.HOST_CPU_UTILIZATION, {"cpu": "total"}),
+    sensor_series = {"host": (reader.get(schema.HOST_CPU_TOTAL_UTILIZATION)
+                              or reader.get(*LEGACY_GAUGES["cpu_utilization"])),
                      "GPU": reader.get(schema.GPU_ENERGY) or reader.get(schema.GPU_TEMPERATURE), "RAPL": rapl}
     sensor_cov = {name: _coverage(series, starts, ends) for name, series in sensor_series.items() if series}
     columns["sensor_coverage"] = (np.min(list(sensor_cov.values()), axis=0) if sensor_cov else np.full(n, np.nan))

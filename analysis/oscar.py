@@ -144,7 +144,8 @@ def _write_power(path: Path, source: Source, labels, lo: int, hi: int, scenario:
 
 def _write_collectl(path: Path, source: Source, labels, lo: int, hi: int) -> None:
     starts = np.arange(lo, hi, S, dtype=np.int64)
-    cpu = _series(source, schema.HOST_CPU_UTILIZATION, labels, {"cpu": "total"}, lo, hi)
+    cpu = (_series(source, schema.HOST_CPU_TOTAL_UTILIZATION, labels, {}, lo, hi)  # as stored before 0.2: ↓
+           or _series(source, schema.HOST_CPU_UTILIZATION, labels, {"cpu": "total"}, lo, hi))
     memory = _series(source, schema.HOST_MEMORY_USED, labels, {}, lo, hi)
     # gauges: the samples inside the second (start, end], as collectl averages the interval it reports
     cpu_pct = window_means(*cpu[0], starts + 1, starts + S) * 100 if cpu else np.full(len(starts), np.nan)
@@ -316,8 +317,8 @@ def collectl_samples(rows: dict[int, dict[str, float]], host: str) -> list[Sampl
     for i, t in enumerate(times):
         values, middle = rows[t], t - S // 2
         if math.isfinite(values.get("[CPU]Totl%", math.nan)):
-            samples.append(Sample(schema.HOST_CPU_UTILIZATION, {"host": host, "cpu": "total"},
-                                  values["[CPU]Totl%"] / 100, middle))
+            samples.append(Sample(schema.HOST_CPU_TOTAL_UTILIZATION, {"host": host}, values["[CPU]Totl%"] / 100,
+                                  middle))
         if math.isfinite(values.get("[MEM]Used", math.nan)):
             samples.append(Sample(schema.HOST_MEMORY_USED, {"host": host}, values["[MEM]Used"] * 1024, middle))
         for column, (metric, extra) in counters.items():
