@@ -171,7 +171,7 @@ ANNOTATIONS = [
               'AND "host" =~ /^$host$/ AND $timeFilter',
      "textColumn": "seconds", "tagsColumn": "scenario,run,status"},
     {"name": "Events (Grafana API)", "datasource": GRAFANA, "enable": False, "iconColor": "rgba(242, 204, 12, 1)",
-     "target": {"type": "tags", "tags": ["mltelemetry"], "limit": 500, "matchAny": False}},
+     "target": {"refId": "Anno", "type": "tags", "tags": ["mltelemetry"], "limit": 500, "matchAny": False}},
 ]
 
 
@@ -187,7 +187,9 @@ def dashboard(uid: str, title: str, description: str, variables: list[str], pane
     return {"uid": uid, "title": title, "description": description, "tags": ["mltelemetry"], "editable": True,
             "schemaVersion": 39, "version": 1, "refresh": "5s", "time": {"from": "now-30m", "to": "now"},
             "timezone": "utc", "graphTooltip": 1, "links": [
-                {"type": "dashboards", "tags": ["mltelemetry"], "asDropdown": True, "title": "mltelemetry"}],
+                {"type": "dashboards", "tags": ["mltelemetry"], "asDropdown": True, "title": "mltelemetry",
+                 "icon": "external link", "includeVars": True, "keepTime": True, "targetBlank": False, "tooltip": "",
+                 "url": ""}],
             "templating": {"list": [VARIABLES[v] for v in COMMON_VARIABLES + variables]},
             "annotations": {"list": ANNOTATIONS}, "panels": panels}
 
