@@ -214,6 +214,10 @@ def test_dcgm_exporter_and_node_exporter_series_give_the_figures_of_ours(prometh
     assert set(got.windows.gpu_energy_method) == {"GPU counter (dcgm-exporter)"}
     assert set(got.windows.rapl_method) == {"RAPL counter (node_exporter)"}
     assert set(expected["lab"].windows.gpu_energy_method) == {"GPU counter (nvml_counter)"}
+    ours_wh = expected["lab"].windows[["gpu_energy_wh", "cpu_energy_wh", "dram_energy_wh"]].to_numpy()
+    theirs_wh = got.windows[["gpu_energy_wh", "cpu_energy_wh", "dram_energy_wh"]].to_numpy()
+    print(f"dcgm/node_exporter against ours: {np.isfinite(theirs_wh).sum()} figures, largest relative difference "
+          f"{np.nanmax(np.abs(theirs_wh / ours_wh - 1)):.2e}")
     # every figure of every window, statistic and test equals the one from our own series, within 0.1 %
     assert_same(dataclasses.replace(expected["lab"], windows=expected["lab"].windows.drop(columns=methods)),
                 dataclasses.replace(got, windows=got.windows.drop(columns=methods)))
