@@ -251,3 +251,15 @@ def test_standard_exporters_of_two_hosts_need_host_and_ours_win_unless_told(prom
     np.testing.assert_allclose(sut.cpu_energy_wh, auto.windows.cpu_energy_wh, rtol=1e-9)
     # the other box's node_exporter counted twice the energy (and no meter of its own ran: no wall energy)
     np.testing.assert_allclose(other.cpu_energy_wh, 2 * auto.windows.cpu_energy_wh, rtol=1e-9)
+
+
+def test_sensor_exporters_takes_three_values(tmp_path):
+    from typer.testing import CliRunner
+
+    from mltelemetry.cli import app
+
+    result = CliRunner().invoke(app, ["analyze", "--campaign", "lab", "--source", str(tmp_path / "none.db"),
+                                      "--sensor-exporters", "both"])
+    assert result.exit_code == 2 and "--sensor-exporters takes auto, mltelemetry, standard" in result.output
+    with pytest.raises(MltelemetryError, match="sensor exporters 'both'"):
+        analyze_campaign(tmp_path / "none.db", "lab", sensor_exporters="both")
