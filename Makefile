@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The real servers the integration tests start (never mocks), as command:Debian-package.
-SERVERS := prometheus:prometheus victoria-metrics:victoria-metrics influxd:influxdb chromium:chromium docker-compose:docker-compose openssl:openssl systemd-analyze:systemd
+SERVERS := prometheus:prometheus victoria-metrics:victoria-metrics influxd:influxdb chromium:chromium docker-compose:docker-compose openssl:openssl systemd-analyze:systemd node:nodejs npm:npm
+# Grafana's own dashboard types (of the Grafana compose.yaml runs) and TypeScript: the dashboards' schema check.
+GRAFANA_SCHEMA := .cache/grafana-schema
+GRAFANA_SCHEMA_PACKAGES := @grafana/schema@11.1.3 typescript@5.9.3
 # PyTorch for the workload tests: a CPU build (a plain `torch` from PyPI is a CUDA build of several GB).
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint servers clean
+.PHONY: demo test lint servers grafana-schema clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,14 +27,18 @@ servers:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+grafana-schema: servers
+	@[ -d $(GRAFANA_SCHEMA)/node_modules/@grafana/schema ] || \
+	  npm install --silent --no-audit --no-fund --prefix $(GRAFANA_SCHEMA) $(GRAFANA_SCHEMA_PACKAGES)
+
 demo: $(BIN)/.installed
 	$(BIN)/mltelemetry demo
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
-test: $(BIN)/.installed servers lint
+test: $(BIN)/.installed servers grafana-schema lint
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

@@ -33,7 +33,15 @@ from mltelemetry.analysis.energy import (
     window_means,
     windows_holding,
 )
-from mltelemetry.analysis.sources import Source, StoreSource, open_source
+from mltelemetry.analysis.sources import (
+    METHOD_NODE_EXPORTER,
+    SENSOR_EXPORTERS,
+    Source,
+    StoreSource,
+    dcgm_gpu_energy,
+    node_rapl_energy,
+    open_source,
+)
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.safety import printable, printable_list
 from mltelemetry.schema import Event
@@ -50,7 +58,7 @@ METHOD_RAPL = "RAPL counter"
 
 # Hardware indicators of paper table 2: column, metric, label filter, how series combine.
 GAUGES: list[tuple[str, str, dict[str, str], str]] = [
-    ("cpu_utilization", schema.HOST_CPU_UTILIZATION, {"cpu": "total"}, "mean"),
+    ("cpu_utilization", schema.HOST_CPU_TOTAL_UTILIZATION, {}, "mean"),
     ("memory_used_bytes", schema.HOST_MEMORY_USED, {}, "sum"),
     ("gpu_utilization", schema.GPU_UTILIZATION, {}, "mean"),
     ("gpu_memory_utilization", schema.GPU_MEMORY_UTILIZATION, {}, "mean"),
@@ -62,6 +70,10 @@ GAUGES: list[tuple[str, str, dict[str, str], str]] = [
     ("gpu_clock_memory_hz", schema.GPU_CLOCK, {"clock": "memory"}, "mean"),
     ("gpu_clock_graphics_hz", schema.GPU_CLOCK, {"clock": "graphics"}, "mean"),
 ]
+# Series recorded before the whole-machine totals had names of their own (0.1), read where the new name is absent.
+LEGACY_GAUGES: dict[str, tuple[str, dict[str, str]]] = {
+    "cpu_utilization": (schema.HOST_CPU_UTILIZATION, {"cpu": "total"}),
+}
 COUNTERS: list[tuple[str, str]] = [
     ("disk_read_bytes", schema.HOST_DISK_READ), ("disk_written_bytes", schema.HOST_DISK_WRITTEN),
     ("net_received_bytes", schema.HOST_NET_RECEIVED), ("net_transmitted_bytes", schema.HOST_NET_TRANSMITTED),
@@ -152,6 +164,13 @@ class _Reader:
             self.done += 1
         return [s for s in self._cache[metric] if all(s.labels.get(k) == v for k, v in (labels or {}).items())]
 
+    def foreign(self, read: Callable[[Source, str | None, int, int], pd.DataFrame]) -> list[Series]:
+        """Series another exporter published, read by ``read`` (analysis.sources) as ours."""
+        key = f"{read.__module__}.{read.__name__}"
+        if key not in self._cache:
+            self._cache[key] = split_series(read(self.source, self.host, self.lo, self.hi))
+        return self._cache[key]
+
 
 def split_series(frame: pd.DataFrame) -> list[Series]:
     """A Store-shaped frame (ts_ns, value, label columns) as one Series per label set."""
@@ -239,13 +258,19 @@ def _codecarbon_wh(event: Event) -> float:
 
 
 def analyze_campaign(source, campaign: str, host: str | None = None, *, progress: Progress | None = None,
-                     traces: bool = False) -> CampaignAnalysis:
+                     traces: bool = False, sensor_exporters: str = "auto") -> CampaignAnalysis:
     """Every figure of ``campaign`` from ``source`` (a Store, a source, or a ``--source`` text).
 
     Raises MltelemetryError when the campaign has no events at all, or when ``host`` is None and a
     metric was recorded on several hosts; everything else that is missing gives no figure and a
     note, and the rest is still computed. Several meters of one host are summed.
+
+    ``sensor_exporters``: where GPU and RAPL energy come from: ``auto`` (ours, else dcgm-exporter's and
+    node_exporter's counters), ``mltelemetry`` (ours only) or ``standard`` (theirs only).
     """
+    if sensor_exporters not in SENSOR_EXPORTERS:
+        raise MltelemetryError(f"sensor exporters {sensor_exporters!r}: use one of {', '.join(SENSOR_EXPORTERS)}")
+    ours, theirs = sensor_exporters != "standard", sensor_exporters != "mltelemetry"
     source = open_source(source)
     notes: list[str] = []
     all_events = source.events(campaign)
@@ -297,12 +322,14 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         meter_blind |= _blind(s, starts, ends, counter=meter_method == METHOD_METER)
 
     # --- GPU and RAPL energy ------------------------------------------------------------------------
-    gpus = reader.get(schema.GPU_ENERGY)
+    gpus = reader.get(schema.GPU_ENERGY) if ours else []
+    if not gpus and theirs:
+        gpus = reader.foreign(dcgm_gpu_energy)  # method label "dcgm-exporter"
     if gpus:
         gpu_j = energy_of(gpus, starts, ends)
         gpu_method = "GPU counter (" + ", ".join(sorted({s.labels.get("method") or "?" for s in gpus})) + ")"
     else:
-        power = reader.get(schema.GPU_POWER)
+        power = reader.get(schema.GPU_POWER) if ours else []
         kinds = {s.labels.get("kind") for s in power}
         kind = "instant" if "instant" in kinds else "average" if "average" in kinds else None
         power = [s for s in power if s.labels.get("kind") == kind] if kind else power
@@ -312,22 +339,29 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
             notes.append("no GPU energy counter: GPU energy integrated from gpu_power_watts by the analysis")
     columns["gpu_energy_wh"] = gpu_j / J_PER_WH
     methods["gpu_energy_method"] = np.where(np.isfinite(gpu_j), gpu_method, "")
-    rapl = reader.get(schema.HOST_RAPL_ENERGY)
+    rapl = reader.get(schema.HOST_RAPL_ENERGY) if ours else []
+    rapl_method = METHOD_RAPL
+    if not rapl and theirs:
+        rapl = reader.foreign(node_rapl_energy)
+        rapl_method = f"{METHOD_RAPL} ({METHOD_NODE_EXPORTER})"
     packages = [s for s in rapl if s.labels.get("zone", "").startswith("package")]
     drams = [s for s in rapl if s.labels.get("zone", "").startswith("dram")]
     columns["cpu_energy_wh"] = energy_of(packages, starts, ends) / J_PER_WH
     columns["dram_energy_wh"] = energy_of(drams, starts, ends) / J_PER_WH
-    methods["rapl_method"] = np.where(np.isfinite(columns["cpu_energy_wh"]), METHOD_RAPL, "")
+    methods["rapl_method"] = np.where(np.isfinite(columns["cpu_energy_wh"]), rapl_method, "")
 
     # --- hardware indicators ----------------------------------------------------------------------
     for column, metric, labels, how in GAUGES:
         series = reader.get(metric, labels)
+        if not series and column in LEGACY_GAUGES:
+            series = reader.get(*LEGACY_GAUGES[column])
         columns[column] = _combine([window_means(s.ts, s.values, starts, ends) for s in series], how, n)
     for column, metric in COUNTERS:
         series = reader.get(metric)
         columns[column] = _combine([_increases(s, starts, ends) for s in series], "sum", n)
-    sensor_series = {"host": reader.get(schema.HOST_CPU_UTILIZATION, {"cpu": "total"}),
-                     "GPU": reader.get(schema.GPU_ENERGY) or reader.get(schema.GPU_TEMPERATURE), "RAPL": rapl}
+    sensor_series = {"host": (reader.get(schema.HOST_CPU_TOTAL_UTILIZATION)
+                              or reader.get(*LEGACY_GAUGES["cpu_utilization"])),
+                     "GPU": gpus or reader.get(schema.GPU_TEMPERATURE), "RAPL": rapl}
     sensor_cov = {name: _coverage(series, starts, ends) for name, series in sensor_series.items() if series}
     columns["sensor_coverage"] = (np.min(list(sensor_cov.values()), axis=0) if sensor_cov else np.full(n, np.nan))
     if progress:

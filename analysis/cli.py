@@ -24,7 +24,7 @@ from rich.table import Table
 
 from mltelemetry.analysis.campaign import CampaignAnalysis, analyze_campaign
 from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
-from mltelemetry.analysis.sources import open_source
+from mltelemetry.analysis.sources import SENSOR_EXPORTERS, open_source
 from mltelemetry.cliutil import one_line_errors
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.safety import write_csv
@@ -232,6 +232,9 @@ def analyze_command(
              "Mimir) or influxdb+http://HOST:8086/DATABASE (InfluxQL; token from INFLUX_TOKEN).")] = "mltelemetry.db",
     format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
     host: Annotated[Optional[str], typer.Option(help="Only this host's series (default: all).")] = None,  # noqa: UP045
+    sensor_exporters: Annotated[str, typer.Option(
+        help="GPU and RAPL energy from: auto (ours, else dcgm-exporter's and node_exporter's), mltelemetry (ours "
+             "only) or standard (dcgm-exporter's and node_exporter's only).")] = "auto",
     report: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Also write an HTML report with figures and data files into this directory.")] = None,
     compare: Annotated[Optional[tuple[str, str]], typer.Option(  # noqa: UP045
@@ -257,6 +260,8 @@ def analyze_command(
     """Energy per run, action and epoch (counters at the event edges), baseline-adjusted, with statistics."""
     if format not in FORMATS:
         raise MltelemetryError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if sensor_exporters not in SENSOR_EXPORTERS:
+        raise typer.BadParameter(f"--sensor-exporters takes {', '.join(SENSOR_EXPORTERS)}, not {sensor_exporters!r}")
     if compare and compare[0] is not None:
         if campaign or export_oscar or import_oscar:
             raise MltelemetryError("--compare takes the two campaigns itself: leave out --campaign and the OSCAR "
@@ -284,11 +289,13 @@ def analyze_command(
         with progress_callback(stderr) as progress:
             if compare and compare[0] is not None:
                 (ca, sa), (cb, sb) = split_spec(compare[0]), split_spec(compare[1])
-                a, b = (analyze_campaign(opened, c, host, progress=progress, traces=bool(report)) for c in (ca, cb))
+                a, b = (analyze_campaign(opened, c, host, progress=progress, traces=bool(report),
+                                             sensor_exporters=sensor_exporters) for c in (ca, cb))
                 comparison = compare_analyses(a, b, sa, sb)
                 result = None
             else:
-                result = analyze_campaign(opened, campaign, host, progress=progress, traces=bool(report))
+                result = analyze_campaign(opened, campaign, host, progress=progress, traces=bool(report),
+                                          sensor_exporters=sensor_exporters)
                 comparison = None
             if export_oscar and result is not None:
                 from mltelemetry.analysis.oscar import export_oscar as do_export

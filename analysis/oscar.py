@@ -70,7 +70,7 @@ POWER_TITLE = "Wert 1 : Wirkleistung (1s) [mltelemetry]"
 POWER_HEADER = "Nummer;Zeit;Wert 1-avg[W];Wert 1-min[W];Wert 1-max[W];"
 # collectl columns read and written: column -> (metric, extra labels, kind, plausible range)
 HARDWARE = {
-    "[CPU]Totl%": (schema.HOST_CPU_UTILIZATION, {"cpu": "total"}, "percent", (0.0, 100.0)),
+    "[CPU]Totl%": (schema.HOST_CPU_TOTAL_UTILIZATION, {}, "percent", (0.0, 100.0)),
     "[MEM]Used": (schema.HOST_MEMORY_USED, {}, "kb", (0.0, 1e12)),
     "[DSK]ReadKBTot": (schema.HOST_DISK_READ, {"device": "oscar"}, "kb/s", (0.0, 1e9)),
     "[DSK]WriteKBTot": (schema.HOST_DISK_WRITTEN, {"device": "oscar"}, "kb/s", (0.0, 1e9)),
@@ -784,7 +784,10 @@ def _write_hardware(path: Path, source: Source, labels: dict | None, starts: np.
             return np.full(len(starts), np.nan)
         return np.sum([window_means(s.ts, s.values, starts + 1, ends) for s in series], axis=0)
 
-    cpu = gauge(schema.HOST_CPU_UTILIZATION, {"cpu": "total"}) * 100
+    cpu = gauge(schema.HOST_CPU_TOTAL_UTILIZATION, {})
+    if np.isnan(cpu).all():  # as stored before 0.2
+        cpu = gauge(schema.HOST_CPU_UTILIZATION, {"cpu": "total"})
+    cpu = cpu * 100
     columns = {"[CPU]Totl%": cpu, "[CPU]Idle%": 100 - cpu, "[MEM]Used": gauge(schema.HOST_MEMORY_USED, {}) / 1024}
     for name in EXPORTED_HARDWARE[3:]:
         series = _series(source, HARDWARE[name][0], labels, lo, hi)

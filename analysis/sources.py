@@ -382,3 +382,87 @@ class InfluxSource:
                     epoch=int(float(epoch)) if epoch != "" else None, status=tags.get("status") or "ok",
                     fields={k: v for k, v in point.items() if v is not None and k not in tags}))
         return sorted(events, key=lambda e: (e.start_ns, e.end_ns))
+
+
+# --- series of the exporters a lab already runs (dcgm-exporter, node_exporter) ------------------------------
+# Read where ours are absent (or when told, ``--sensor-exporters``), as Store-shaped frames in joules with our
+# label names, so the figures are computed by the same code; ``method`` tags where each figure came from.
+# Neither exporter has our ``host`` label: a series belongs to the host named by its ``host`` or dcgm-exporter's
+# ``Hostname`` label, else by the host part of Prometheus' ``instance`` ("sut-01:9100" -> "sut-01").
+
+DCGM_ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"  # mJ since the driver loaded, NVML's hardware counter
+NODE_RAPL = "node_rapl_{zone}_joules_total"  # node_exporter's RAPL zone counters in J (index, path labels)
+NODE_RAPL_ZONE_LABEL = "node_rapl_joules_total"  # the same with --collector.rapl.enable-zone-label (rapl_zone)
+METHOD_DCGM = "dcgm-exporter"
+METHOD_NODE_EXPORTER = "node_exporter"
+SENSOR_EXPORTERS = ("auto", "mltelemetry", "standard")
+
+
+def series_host(labels: dict[str, str]) -> str:
+    """The host a series of another exporter describes: its host or Hostname label, else instance's host part."""
+    for key in ("host", "Hostname"):
+        if labels.get(key):
+            return labels[key]
+    instance = labels.get("instance", "")
+    host, sep, port = instance.rpartition(":")
+    return (host if sep and port.isdigit() else instance).strip("[]")
+
+
+def _of_host(frame: pd.DataFrame, host: str | None, metric: str) -> pd.DataFrame:
+    """The rows of ``host``'s series with their host label set; one host's only, or an error naming them."""
+    if frame.empty:
+        return frame
+    labels = frame[[c for c in frame.columns if c not in ("ts_ns", "value")]].fillna("").astype(str)
+    series = labels.drop_duplicates()  # one host per series, not per sample
+    series = series.assign(_host=[series_host({k: v for k, v in row.items() if v}) for row in
+                                  series.to_dict(orient="records")])
+    hosts = labels.merge(series, how="left", on=list(labels.columns))["_host"].to_numpy()
+    if host is not None:
+        frame, hosts = frame[hosts == host].copy(), hosts[hosts == host]
+    else:
+        found = sorted(set(hosts))
+        if len(found) > 1:
+            raise MltelemetryError(f"{metric} was recorded on {len(found)} hosts ({', '.join(found)}): "
+                                   "name one with --host")
+        frame = frame.copy()
+    frame["host"] = host if host is not None else hosts
+    return frame
+
+
+def _relabelled(frame: pd.DataFrame, labels: dict[str, pd.Series | str], scale: float) -> pd.DataFrame:
+    out = pd.DataFrame({"ts_ns": frame["ts_ns"].to_numpy(np.int64), "value": frame["value"].to_numpy() * scale})
+    for name, values in labels.items():
+        out[name] = values if isinstance(values, str) else values.to_numpy()
+    return out
+
+
+def dcgm_gpu_energy(source: Source, host: str | None, start_ns: int, end_ns: int) -> pd.DataFrame:
+    """dcgm-exporter's GPU energy counter (mJ) as ours: joules, labels host, gpu, uuid, name, method."""
+    frame = _of_host(source.query(DCGM_ENERGY, None, start_ns, end_ns), host, DCGM_ENERGY)
+    if frame.empty:
+        return _EMPTY.copy()
+    column = lambda name: frame[name].fillna("").astype(str) if name in frame else ""  # noqa: E731
+    return _relabelled(frame, {"host": frame["host"], "gpu": column("gpu"), "uuid": column("UUID"),
+                               "name": column("modelName"), "method": METHOD_DCGM}, 1e-3)
+
+
+def node_rapl_energy(source: Source, host: str | None, start_ns: int, end_ns: int) -> pd.DataFrame:
+    """node_exporter's RAPL package and DRAM counters (J) as ours: labels host, zone ("package-0", "dram-1") and
+    method. (node_exporter passes energy_uj on as it is: where the zone's counter wraps, increase() sees a reset
+    and loses what it counted between the last scrape and the wrap, at most one scrape interval's energy.)"""
+    parts = []
+    for zone in ("package", "dram"):
+        per_zone = source.query(NODE_RAPL.format(zone=zone), None, start_ns, end_ns)
+        if per_zone.empty:  # run with --collector.rapl.enable-zone-label: one name, the zone as a label
+            labelled = source.query(NODE_RAPL_ZONE_LABEL, None, start_ns, end_ns)
+            if "rapl_zone" in labelled:
+                per_zone = labelled[labelled["rapl_zone"].astype(str).str.startswith(zone)]
+        frame = _of_host(per_zone, host, NODE_RAPL.format(zone=zone))
+        if frame.empty:
+            continue
+        index = frame["index"].fillna("0").astype(str) if "index" in frame else pd.Series("0", index=frame.index)
+        labels = {"host": frame["host"], "zone": zone + "-" + index, "method": METHOD_NODE_EXPORTER}
+        if "path" in frame:  # two zones of one name and index (sub-zones of two packages) stay two series
+            labels["path"] = frame["path"].fillna("").astype(str)
+        parts.append(_relabelled(frame, labels, 1.0))
+    return pd.concat(parts, ignore_index=True) if parts else _EMPTY.copy()

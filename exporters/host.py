@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Annotated, Literal
 
 import psutil
+import typer
 
 from mltelemetry import schema
 from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, Interval, Listen, StorePath, one_line_errors
@@ -17,6 +20,26 @@ log = logging.getLogger(__name__)
 
 # Pseudo block devices whose traffic is not the SUT's disk activity.
 _SKIPPED_DISK_PREFIXES = ("loop", "ram", "zram")
+# Where /sys/block cannot be read: partitions and stacked devices by name (node_exporter's default
+# --collector.diskstats.device-exclude, plus mmcblk partitions, device-mapper and md devices).
+_NOT_WHOLE_DISK = re.compile(r"^((h|s|v|xv)d[a-z]+|nvme\d+n\d+p|mmcblk\d+p)\d+$|^(dm|md)-?\d+$")
+DiskDevices = Literal["whole", "all"]
+
+
+def whole_disks(sysfs_root: Path = Path("/sys")) -> set[str] | None:
+    """Names of the whole disks: the devices in ``/sys/block`` (partitions live below their disk there) that sit
+    on no other device (``slaves/`` empty: not device-mapper, md or bcache over a disk counted already).
+    None where ``/sys/block`` cannot be read."""
+    try:
+        devices = list((sysfs_root / "block").iterdir())
+    except OSError:
+        return None
+    disks = set()
+    for device in devices:
+        slaves = device / "slaves"
+        if not (slaves.is_dir() and any(slaves.iterdir())):
+            disks.add(device.name.replace("!", "/"))  # sysfs writes cciss/c0d0 as cciss!c0d0
+    return disks
 _SKIPPED_INTERFACES = ("lo",)
 
 
@@ -66,8 +89,10 @@ class HostCollector:
 
     name = "host"
 
-    def __init__(self, host: str, sysfs_root: Path = Path("/sys")) -> None:
+    def __init__(self, host: str, sysfs_root: Path = Path("/sys"), disk_devices: DiskDevices = "whole") -> None:
         self.host = host
+        self.sysfs_root = sysfs_root
+        self.disk_devices = disk_devices
         self.rapl = find_rapl_zones(sysfs_root)
         if not self.rapl:
             log.info("no readable RAPL zones under %s/class/powercap: CPU energy will not be recorded",
@@ -104,7 +129,7 @@ class HostCollector:
 
     def _cpu(self, ts_ns: int) -> list[Sample]:
         s = self._s
-        return [s(schema.HOST_CPU_UTILIZATION, psutil.cpu_percent() / 100, ts_ns, cpu="total"),
+        return [s(schema.HOST_CPU_TOTAL_UTILIZATION, psutil.cpu_percent() / 100, ts_ns),
                 *(s(schema.HOST_CPU_UTILIZATION, pct / 100, ts_ns, cpu=str(i))
                   for i, pct in enumerate(psutil.cpu_percent(percpu=True)))]
 
@@ -122,10 +147,20 @@ class HostCollector:
         return [self._s(schema.HOST_LOAD, load, ts_ns, period=period)
                 for period, load in zip(("1m", "5m", "15m"), psutil.getloadavg())]
 
+    def _is_counted(self, device: str, disks: set[str] | None) -> bool:
+        if device.startswith(_SKIPPED_DISK_PREFIXES):
+            return False
+        if self.disk_devices == "all":
+            return True
+        return device in disks if disks is not None else not _NOT_WHOLE_DISK.match(device)
+
     def _disk(self, ts_ns: int) -> list[Sample]:
+        """Bytes per device: whole disks only by default, so a sum over devices counts each byte once (psutil
+        lists partitions and device-mapper devices beside their disks)."""
         out = []
+        disks = whole_disks(self.sysfs_root) if self.disk_devices == "whole" else None
         for device, io in (psutil.disk_io_counters(perdisk=True) or {}).items():
-            if not device.startswith(_SKIPPED_DISK_PREFIXES):
+            if self._is_counted(device, disks):
                 out += [self._s(schema.HOST_DISK_READ, io.read_bytes, ts_ns, device=device),
                         self._s(schema.HOST_DISK_WRITTEN, io.write_bytes, ts_ns, device=device)]
         return out
@@ -152,9 +187,14 @@ def host_command(
     interval: Interval = 1.0,
     host_label: HostLabel = DEFAULT_HOST,
     sysfs: Path = Path("/sys"),
+    disk_devices: Annotated[str, typer.Option(
+        "--disk-devices", help="whole: whole disks only (what sums correctly; partitions, device-mapper and md "
+        "devices left out); all: every block device (for a per-device view: do not sum those).")] = "whole",
 ) -> None:
     """Publish CPU, memory, disk, network, load, swap and RAPL energy of this machine."""
     from mltelemetry.exporters.runtime import serve
 
-    serve(HostCollector(host_label, sysfs_root=sysfs), listen=listen, store=str(store) if store else None,
-          interval_s=interval, host=host_label)
+    if disk_devices not in ("whole", "all"):
+        raise typer.BadParameter(f"--disk-devices takes whole or all, not {disk_devices!r}")
+    serve(HostCollector(host_label, sysfs_root=sysfs, disk_devices=disk_devices), listen=listen,
+          store=str(store) if store else None, interval_s=interval, host=host_label)

@@ -1,3 +1,3 @@
 """mltelemetry: measure the energy and hardware cost of training ML models."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

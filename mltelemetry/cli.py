@@ -10,6 +10,7 @@ import typer
 from mltelemetry import __version__
 from mltelemetry.analysis.cli import analyze_command
 from mltelemetry.demo import demo_command
+from mltelemetry.deploy import app as deploy_app
 from mltelemetry.exporters.cli import app as exporter_app
 from mltelemetry.exporters.pm.cli import app as pm_app
 from mltelemetry.workload.cli import app as campaign_app
@@ -19,6 +20,7 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
 app.add_typer(exporter_app, name="exporter", help="Run one exporter (host, pm, gpu).")
 app.add_typer(pm_app, name="pm", help="Power-meter tools: meter emulators and the clock-alignment check.")
 app.add_typer(campaign_app, name="campaign", help="Run workload campaigns.")
+app.add_typer(deploy_app, name="deploy", help="Deployment files: compose, Prometheus alerts, units, dashboards.")
 app.command("analyze")(analyze_command)
 app.command("demo")(demo_command)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import json
 import logging
 import math
 import os
@@ -124,21 +125,44 @@ def is_numeric_field(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def event_tags(event: Event) -> dict[str, str]:
-    """The labels of an event's series (EVENT_LABELS), ``epoch`` empty when the event has none."""
-    return {"campaign": event.campaign, "scenario": event.scenario, "run": str(event.run), "action": event.action,
-            "epoch": "" if event.epoch is None else str(event.epoch), "status": event.status}
+def event_tags(event: Event, host: str | None = None) -> dict[str, str]:
+    """The labels of an event's series (EVENT_LABELS): ``epoch`` empty when the event has none, ``host`` that of
+    the machine the publisher runs on (empty where it is not known)."""
+    return {"host": host or "", "campaign": event.campaign, "scenario": event.scenario, "run": str(event.run),
+            "action": event.action, "epoch": "" if event.epoch is None else str(event.epoch), "status": event.status}
 
 
-def event_line(event: Event) -> str:
-    """An event as a point of ``mltelemetry_event``: start and end in seconds plus its numeric fields."""
+MAX_STRING_FIELD = 16384  # characters of a text field kept (InfluxDB takes up to 64 KiB per string field)
+
+
+def _string_field(value: str) -> str:
+    """A line-protocol string field: quotes and backslashes escaped, line breaks as the two characters ``\\n``."""
+    text = value[:MAX_STRING_FIELD].replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text.replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+
+def event_line(event: Event, host: str | None = None) -> str:
+    """An event as a point of ``mltelemetry_event``: start and end in seconds plus its fields (numbers as floats,
+    flags as booleans, text and anything else as strings; a field named like a tag is left out)."""
     fields: dict[str, float] = {"start_seconds": event.start_ns / 1e9, "end_seconds": event.end_ns / 1e9}
+    tags = event_tags(event, host)
+    others: list[str] = []
     for name, value in sorted(event.fields.items()):
-        if is_numeric_field(value) and name not in fields:
+        if name in fields or name in tags or value is None:
+            continue
+        if is_numeric_field(value):
             fields[name] = float(value)
-    line = encode_point(schema.EVENT_MEASUREMENT, event_tags(event), fields, event.end_ns)
+        elif isinstance(value, bool):
+            others.append(f"{_key(name)}={'true' if value else 'false'}")
+        elif not isinstance(value, (int, float)):  # NaN and infinities have no line-protocol form
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+            others.append(f"{_key(name)}={_string_field(text)}")
+    line = encode_point(schema.EVENT_MEASUREMENT, tags, fields, event.end_ns)
     assert line is not None  # start and end are always finite
-    return line
+    if not others:
+        return line
+    head, timestamp = line.rsplit(" ", 1)
+    return f"{head},{','.join(others)} {timestamp}"
 
 
 # --- InfluxQL ------------------------------------------------------------------------------------

@@ -81,8 +81,13 @@ PM_DISCONNECTS = _metric("pm_disconnects_total", "counter", "1",
 
 # --- host ----------------------------------------------------------------------------------
 HOST_CPU_UTILIZATION = _metric("host_cpu_utilization_ratio", "gauge", "1",
-                               "CPU utilisation over the last sampling interval, 0 to 1; cpu=\"total\" "
-                               "for the whole machine.", ("host", "cpu"))
+                               "Utilisation of one logical CPU over the last sampling interval, 0 to 1.",
+                               ("host", "cpu"))
+# Whole-machine totals have names of their own, so a sum() or avg() over the per-device series never
+# counts a total with its parts. (Stored before 0.2: host_cpu_utilization_ratio{cpu="total"}.)
+HOST_CPU_TOTAL_UTILIZATION = _metric("host_cpu_total_utilization_ratio", "gauge", "1",
+                                     "Utilisation of the whole machine (all logical CPUs) over the last sampling "
+                                     "interval, 0 to 1.")
 HOST_MEMORY_USED = _metric("host_memory_used_bytes", "gauge", "B", "Memory in use (total minus available).")
 HOST_MEMORY_AVAILABLE = _metric("host_memory_available_bytes", "gauge", "B",
                                 "Memory available to new processes without swapping.")
@@ -90,10 +95,12 @@ HOST_MEMORY_TOTAL = _metric("host_memory_total_bytes", "gauge", "B", "Physical m
 HOST_SWAP_USED = _metric("host_swap_used_bytes", "gauge", "B", "Swap space in use.")
 HOST_LOAD = _metric("host_load_average", "gauge", "1",
                     "System load average over the given period.", ("host", "period"))
-HOST_DISK_READ = _metric("host_disk_read_bytes_total", "counter", "B", "Bytes read from the disk.",
-                         ("host", "device"))
-HOST_DISK_WRITTEN = _metric("host_disk_written_bytes_total", "counter", "B", "Bytes written to the disk.",
-                            ("host", "device"))
+HOST_DISK_READ = _metric("host_disk_read_bytes_total", "counter", "B",
+                         "Bytes read from the disk (whole disks only unless the exporter runs with "
+                         "--disk-devices all, so a sum over devices counts each byte once).", ("host", "device"))
+HOST_DISK_WRITTEN = _metric("host_disk_written_bytes_total", "counter", "B",
+                            "Bytes written to the disk (whole disks only unless the exporter runs with "
+                            "--disk-devices all).", ("host", "device"))
 HOST_NET_RECEIVED = _metric("host_network_received_bytes_total", "counter", "B",
                             "Bytes received on the network interface.", ("host", "interface"))
 HOST_NET_TRANSMITTED = _metric("host_network_transmitted_bytes_total", "counter", "B",
@@ -105,9 +112,12 @@ HOST_RAPL_ENERGY = _metric("host_rapl_energy_joules_total", "counter", "J",
 # --- GPU -----------------------------------------------------------------------------------
 GPU_LABELS = ("host", "gpu", "uuid", "name")
 GPU_POWER = _metric("gpu_power_watts", "gauge", "W",
-                    "GPU board power from NVML; kind=\"instant\" (field 186), \"average\" (field 185, NVML's 1 s "
-                    "average) or \"usage\" (nvmlDeviceGetPowerUsage, where the fields are missing).",
-                    GPU_LABELS + ("kind",))
+                    "GPU board power from NVML, one series per GPU; kind=\"instant\" (field 186) or \"usage\" "
+                    "(nvmlDeviceGetPowerUsage, where the fields are missing).", GPU_LABELS + ("kind",))
+# NVML's 1 s average beside the instant power: a name of its own, so sum(gpu_power_watts) counts each GPU once.
+# (Stored before 0.2: gpu_power_watts{kind="average"}.)
+GPU_POWER_AVERAGE = _metric("gpu_power_average_watts", "gauge", "W",
+                            "GPU board power averaged by NVML over the last second (field 185).", GPU_LABELS)
 GPU_ENERGY = _metric("gpu_energy_joules_total", "counter", "J",
                      "GPU energy: method=\"nvml_counter\" from NVML's hardware counter (Volta and newer), "
                      "\"power_integral\" integrated from power at the sampling rate where there is none.",
@@ -164,7 +174,7 @@ EXPORTER_SINK_ERRORS = _metric("exporter_sink_errors_total", "counter", "1",
 
 
 # --- workload events as series (how events reach Prometheus, VictoriaMetrics and InfluxDB) ------
-EVENT_LABELS = ("campaign", "scenario", "run", "action", "epoch", "status")
+EVENT_LABELS = ("host", "campaign", "scenario", "run", "action", "epoch", "status")
 EVENT_START = _metric("event_start_seconds", "gauge", "s",
                       "Start of a finished workload event, UTC seconds since the epoch.", EVENT_LABELS)
 EVENT_END = _metric("event_end_seconds", "gauge", "s",
@@ -177,8 +187,9 @@ WORKLOAD_INFO = _metric("workload_info", "info", "1", "The campaign, scenario, r
 # Contract for push backends (InfluxDB line protocol, also VictoriaMetrics' /api/v2/write, which must run
 # with -influxSkipSingleField so the names match Prometheus'):
 # - a sample is a point of measurement <full metric name>, tags = its labels, one float field "value";
-# - an event is a point of measurement EVENT_MEASUREMENT, tags = EVENT_LABELS (epoch omitted when None),
-#   float fields start_seconds and end_seconds plus its numeric fields, timestamp = its end.
+# - an event is a point of measurement EVENT_MEASUREMENT, tags = EVENT_LABELS (epoch omitted when None, host
+#   where the publisher knows it), float fields start_seconds and end_seconds plus its numeric fields, string
+#   fields for its text fields (framework, device, error, ...), boolean ones for its flags; timestamp = its end.
 #   In VictoriaMetrics that yields the series EVENT_START and EVENT_END above.
 # In Prometheus (pull), the workload serves EVENT_START / EVENT_END / EVENT_FIELD for every finished event.
 SAMPLE_FIELD = "value"

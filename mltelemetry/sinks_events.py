@@ -6,8 +6,9 @@ Publishers for :class:`mltelemetry.workload.events.EventRecorder` (``window_open
 - **Prometheus** (the workload's own ``/metrics``): ``mltelemetry_workload_info`` with value 1 and
   the labels of what runs now (campaign, scenario, run, action, epoch; gone when nothing runs), and
   for every finished window ``mltelemetry_event_start_seconds``, ``..._end_seconds`` and
-  ``mltelemetry_event_field_value{field=...}`` for its numeric fields.
-- **InfluxDB**: every finished window as a point of ``mltelemetry_event``; ``workload_info`` as a
+  ``mltelemetry_event_field_value{field=...}`` for its numeric fields, each with the ``host`` label.
+- **InfluxDB**: every finished window as a point of ``mltelemetry_event`` (tagged ``host``; text
+  fields such as framework, device and error kept as string fields); ``workload_info`` as a
   sample each time what runs changes.
 - **Grafana** (``--grafana-url``, token from ``$GRAFANA_TOKEN``): every finished window as a region
   annotation tagged ``mltelemetry``, ``campaign:...``, ``scenario:...``, ``run:...``, ``action:...``.
@@ -73,9 +74,10 @@ class _OpenWindows:
                     "action": action, "epoch": "" if epoch is None else str(epoch)}
 
 
-def event_samples(event: Event) -> list[Sample]:
-    """A finished window as Prometheus series: its start, its end and each numeric field."""
-    labels = event_tags(event)
+def event_samples(event: Event, host: str | None = None) -> list[Sample]:
+    """A finished window as Prometheus series: its start, its end and each numeric field, labelled with the host
+    the workload runs on (so a dashboard or query can tell two SUTs' campaigns apart)."""
+    labels = event_tags(event, host)
     samples = [Sample(schema.EVENT_START, labels, event.start_ns / 1e9, event.end_ns),
                Sample(schema.EVENT_END, labels, event.end_ns / 1e9, event.end_ns)]
     samples += [Sample(schema.EVENT_FIELD, {**labels, "field": name}, float(value), event.end_ns)
@@ -103,7 +105,7 @@ class PrometheusEvents:
 
     def window_closed(self, event: Event) -> None:
         self.windows.closed(event)
-        self.sink.publish(event_samples(event))
+        self.sink.publish(event_samples(event, self.windows.host))
         self._publish_info()
 
 
@@ -124,7 +126,7 @@ class InfluxEvents:
 
     def window_closed(self, event: Event) -> None:
         self.windows.closed(event)
-        self.sink.publish_lines([event_line(event)])
+        self.sink.publish_lines([event_line(event, self.windows.host)])
         self._publish_info(event.end_ns + 1)  # after the closing window's own info point
 
 

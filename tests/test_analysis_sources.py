@@ -13,6 +13,7 @@ How the campaign gets in, each the way a lab's data would:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import time
@@ -25,6 +26,7 @@ from test_analysis_figures import END_S, S, lab_events, lab_samples
 
 from conftest import require_binary, wait_for
 from mltelemetry import schema
+from mltelemetry.analysis import sources
 from mltelemetry.analysis.campaign import analyze_campaign
 from mltelemetry.analysis.sources import InfluxSource, PrometheusSource, open_source
 from mltelemetry.errors import MltelemetryError
@@ -159,3 +161,105 @@ def test_a_repeated_timestamp_keeps_its_last_value_as_the_store_does():
     parts = {(("host", "h"),): [(np.array([0, 1]), np.array([1.0, 2.0])), (np.array([1, 2]), np.array([5.0, 6.0]))]}
     frame = _frame(parts, None, None)
     assert frame.ts_ns.tolist() == [0, 1, 2] and frame.value.tolist() == [1.0, 5.0, 6.0]  # was 2.0 at ts 1
+
+
+# --- a lab's own exporters: dcgm-exporter's GPU counter and node_exporter's RAPL counters ----------------------
+DCGM_LABELS = {"gpu": "0", "UUID": "GPU-0000", "device": "nvidia0", "modelName": "Fake GPU", "Hostname": "sut",
+               "job": "dcgm", "instance": "gpu-box.lab:9400"}
+NODE_PATHS = {"package-0": "/sys/class/powercap/intel-rapl:0", "core": "/sys/class/powercap/intel-rapl:0:0",
+              "dram": "/sys/class/powercap/intel-rapl:0:1"}
+
+
+def standard_exporter_points(samples, zone_label: bool, instance: str = "sut:9100") -> list[tuple[str, float, int]]:
+    """Our GPU and RAPL counters as dcgm-exporter (mJ) and node_exporter (J) publish the same readings."""
+    lines = []
+    for s in samples:
+        if s.metric == schema.GPU_ENERGY:
+            lines.append((f"{sources.DCGM_ENERGY}{{{_om_labels(DCGM_LABELS)}}}", round(s.value * 1000), s.ts_ns))
+        elif s.metric == schema.HOST_RAPL_ENERGY:
+            zone = s.labels["zone"].split("-")[0]
+            labels = {"index": "0", "path": NODE_PATHS[s.labels["zone"]], "job": "node", "instance": instance}
+            name = f"node_rapl_{zone}_joules_total"
+            if zone_label:
+                name, labels = "node_rapl_joules_total", {**labels, "rapl_zone": zone}
+            lines.append((f"{name}{{{_om_labels(labels)}}}", s.value, s.ts_ns))
+    return lines
+
+
+def openmetrics_lines(points: list[tuple[str, float, int]]) -> str:
+    """Points as OpenMetrics lines, each series' together and in time order."""
+    return "\n".join(f"{series} {value!r} {ts / 1e9:.3f}" for series, value, ts in
+                     sorted(points, key=lambda p: (p[0], p[2])))
+
+
+@pytest.mark.parametrize("zone_label", [False, True], ids=["node-rapl-per-zone-names", "node-rapl-zone-label"])
+def test_dcgm_exporter_and_node_exporter_series_give_the_figures_of_ours(prometheus, tmp_path, expected, zone_label):
+    promtool = require_binary("promtool")
+    ours = lab_samples(ORIGIN_NS)
+    theirs = [s for s in ours if s.metric not in (schema.GPU_ENERGY, schema.HOST_RAPL_ENERGY)]
+    text = openmetrics(theirs, campaign_events(), ORIGIN_NS / S + END_S + 10).removesuffix("# EOF\n")
+    text += openmetrics_lines(standard_exporter_points(ours, zone_label)) + "\n# EOF\n"
+    (tmp_path / "campaign.om").write_text(text)
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "campaign.om"),
+                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+    source = open_source(prometheus([]))
+
+    got = analyze_campaign(source, "lab")  # auto: ours are absent, theirs are read
+    methods = ["gpu_energy_method", "rapl_method"]
+    windows = got.windows.set_index(["scenario", "run", "action", "epoch"], drop=False)
+    epoch = windows.loc[("cnn", 1, "epoch", 1.0)]
+    assert epoch.gpu_energy_wh == pytest.approx(1100 / 3600, rel=1e-6)  # 10 s × (180 − 70) W = 1100 J
+    assert epoch.cpu_energy_wh == pytest.approx(400 / 3600, rel=1e-6)  # 10 s × 40 W package (core not added)
+    assert epoch.dram_energy_wh == pytest.approx(50 / 3600, rel=1e-6)  # 10 s × 5 W
+    assert set(got.windows.gpu_energy_method) == {"GPU counter (dcgm-exporter)"}
+    assert set(got.windows.rapl_method) == {"RAPL counter (node_exporter)"}
+    assert set(expected["lab"].windows.gpu_energy_method) == {"GPU counter (nvml_counter)"}
+    ours_wh = expected["lab"].windows[["gpu_energy_wh", "cpu_energy_wh", "dram_energy_wh"]].to_numpy()
+    theirs_wh = got.windows[["gpu_energy_wh", "cpu_energy_wh", "dram_energy_wh"]].to_numpy()
+    print(f"dcgm/node_exporter against ours: {np.isfinite(theirs_wh).sum()} figures, largest relative difference "
+          f"{np.nanmax(np.abs(theirs_wh / ours_wh - 1)):.2e}")
+    # every figure of every window, statistic and test equals the one from our own series, within 0.1 %
+    assert_same(dataclasses.replace(expected["lab"], windows=expected["lab"].windows.drop(columns=methods)),
+                dataclasses.replace(got, windows=got.windows.drop(columns=methods)))
+
+    # told to read ours only, there are none: no GPU or RAPL energy, and the table says so by its empty cells
+    ours_only = analyze_campaign(source, "lab", sensor_exporters="mltelemetry")
+    assert ours_only.windows.gpu_energy_wh.isna().all() and ours_only.windows.cpu_energy_wh.isna().all()
+    assert ours_only.windows.energy_wh.tolist() == got.windows.energy_wh.tolist()  # the meter is untouched
+
+
+def test_standard_exporters_of_two_hosts_need_host_and_ours_win_unless_told(prometheus, tmp_path):
+    """Ours and node_exporter's on one Prometheus: auto takes ours; standard takes node_exporter's, per host."""
+    promtool = require_binary("promtool")
+    ours = lab_samples(ORIGIN_NS)
+    doubled = [s._replace(value=2 * s.value) for s in ours if s.metric == schema.HOST_RAPL_ENERGY]
+    text = openmetrics(ours, campaign_events(), ORIGIN_NS / S + END_S + 10).removesuffix("# EOF\n")
+    points = standard_exporter_points(ours, False) + standard_exporter_points(doubled, False, "other-box:9100")
+    text += openmetrics_lines(points) + "\n# EOF\n"
+    (tmp_path / "campaign.om").write_text(text)
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "campaign.om"),
+                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+    source = open_source(prometheus([]))
+    auto = analyze_campaign(source, "lab")
+    assert set(auto.windows.rapl_method) == {"RAPL counter"}
+    with pytest.raises(MltelemetryError, match=r"node_rapl_package_joules_total was recorded on 2 hosts "
+                                               r"\(other-box, sut\): name one with --host"):
+        analyze_campaign(source, "lab", sensor_exporters="standard")
+    other = analyze_campaign(source, "lab", "other-box", sensor_exporters="standard").windows
+    sut = analyze_campaign(source, "lab", "sut", sensor_exporters="standard").windows
+    assert set(sut.rapl_method) == {"RAPL counter (node_exporter)"}
+    np.testing.assert_allclose(sut.cpu_energy_wh, auto.windows.cpu_energy_wh, rtol=1e-9)
+    # the other box's node_exporter counted twice the energy (and no meter of its own ran: no wall energy)
+    np.testing.assert_allclose(other.cpu_energy_wh, 2 * auto.windows.cpu_energy_wh, rtol=1e-9)
+
+
+def test_sensor_exporters_takes_three_values(tmp_path):
+    from typer.testing import CliRunner
+
+    from mltelemetry.cli import app
+
+    result = CliRunner().invoke(app, ["analyze", "--campaign", "lab", "--source", str(tmp_path / "none.db"),
+                                      "--sensor-exporters", "both"])
+    assert result.exit_code == 2 and "--sensor-exporters takes auto, mltelemetry, standard" in result.output
+    with pytest.raises(MltelemetryError, match="sensor exporters 'both'"):
+        analyze_campaign(tmp_path / "none.db", "lab", sensor_exporters="both")

@@ -1,14 +1,18 @@
-"""The deployment files: compose.yaml (docker-compose config), Prometheus config and rules (promtool), systemd units."""
+"""The deployment files: compose.yaml (docker-compose config), Prometheus config, recording and alerting rules
+(promtool), systemd units (systemd-analyze, and their command lines run without InfluxDB)."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
+import requests
 import yaml
 
-from conftest import require_binary
+from conftest import free_port, require_binary, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -80,9 +84,11 @@ def test_prometheus_config_and_recording_rules():
     check = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    test = subprocess.run([promtool, "test", "rules", str(DEPLOY / "prometheus" / "rules_test.yml")],
-                          capture_output=True, text=True)
-    assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
+    assert "alerts.yml" in check.stdout  # the alerting rules are loaded with the recording rules
+    for tests in ("rules_test.yml", "alerts_test.yml"):  # alerts: meter gone, spool filling, exporter down, ticks
+        test = subprocess.run([promtool, "test", "rules", str(DEPLOY / "prometheus" / tests)],
+                              capture_output=True, text=True)
+        assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
 
 
 def test_systemd_units_verify_and_restart_on_failure(tmp_path):
@@ -91,12 +97,51 @@ def test_systemd_units_verify_and_restart_on_failure(tmp_path):
     units = sorted(DEPLOY.glob("systemd/*.service"))
     assert [u.name for u in units] == ["mltelemetry-exporter-gpu.service", "mltelemetry-exporter-host.service",
                                        "mltelemetry-exporter-pm.service"]
+    dropin = (DEPLOY / "systemd" / "influxdb.conf").read_text()
+    assert "LoadCredential=influx-token:/etc/mltelemetry/influx-token" in dropin
+    assert "Environment=MLTELEMETRY_INFLUX_TOKEN_FILE=%d/influx-token" in dropin  # a path, never the token
     for unit in units:
         text = unit.read_text()
         assert "Restart=on-failure" in text and "--listen 127.0.0.1:" in text
-        assert "--influx-token-file ${CREDENTIALS_DIRECTORY}/influx-token" in text and "INFLUX_TOKEN=" not in text
+        assert "influx-token" not in text and "INFLUX_TOKEN=" not in text  # alone, a unit needs no InfluxDB token
         # systemd-analyze checks the unit against this machine's systemd; the command must exist: use this venv's
-        (tmp_path / unit.name).write_text(text.replace("/opt/mltelemetry/.venv", str(venv)))
+        text = text.replace("/opt/mltelemetry/.venv", str(venv))
+        (tmp_path / unit.name).write_text(text)
+        # and with the InfluxDB drop-in's [Service] section added, as systemd merges it in
+        (tmp_path / unit.name.replace(".service", "-influxdb.service")).write_text(text + "\n" + dropin)
     result = subprocess.run([analyze, "verify", "--man=no", *map(str, sorted(tmp_path.glob("*.service")))],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
+
+
+def exec_start(unit: str, state: Path, port: int) -> list[str]:
+    """The unit's command line as systemd runs it, with this venv's mltelemetry and a free port."""
+    text = (DEPLOY / "systemd" / unit).read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    args = shlex.split(line.removeprefix("ExecStart=").replace("${STATE_DIRECTORY}", str(state)))
+    assert args[0] == "/opt/mltelemetry/.venv/bin/mltelemetry"
+    return [sys.executable, "-m", "mltelemetry", *(re.sub(r"^127\.0\.0\.1:98\d\d$", f"127.0.0.1:{port}", a)
+                                                  for a in args[1:])]
+
+
+def test_the_host_unit_runs_without_influxdb_and_the_dropin_hands_over_the_token_file(tmp_path):
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # the env file without MLTELEMETRY_INFLUX_*
+    process = subprocess.Popen(exec_start("mltelemetry-exporter-host.service", tmp_path, port), env=env,
+                               stderr=subprocess.DEVNULL)
+    try:
+        body = wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text, 30, "/metrics")
+        assert "mltelemetry_host_cpu_total_utilization_ratio" in body
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    # with InfluxDB set and the drop-in's token path, the exporter reads that file: an empty one is a clear error
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "influx-token").write_text("")
+    env |= {"MLTELEMETRY_INFLUX_URL": "http://127.0.0.1:9", "MLTELEMETRY_INFLUX_API": "v1",
+            "MLTELEMETRY_INFLUX_TOKEN_FILE": str(tmp_path / "credentials" / "influx-token")}
+    failed = subprocess.run(exec_start("mltelemetry-exporter-host.service", tmp_path, free_port()), env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().endswith(f"the token file {tmp_path}/credentials/influx-token is empty")

@@ -65,7 +65,7 @@ def test_every_indicator_published_with_the_scripts_exact_values():
     assert got == {
         (schema.GPU_UP, "0", ""): 1.0,
         (schema.GPU_POWER, "0", "instant"): 300.0,
-        (schema.GPU_POWER, "0", "average"): 200.0,  # mean over [1.5, 2.5] s: 0.5 s at 100 W, 0.5 s at 300 W
+        (schema.GPU_POWER_AVERAGE, "0", ""): 200.0,  # mean over [1.5, 2.5] s: 0.5 s at 100 W, 0.5 s at 300 W
         (schema.GPU_ENERGY, "0", METHOD_COUNTER): 1350.0,  # 1000 + 2 s x 100 W + 0.5 s x 300 W
         (schema.GPU_TEMPERATURE, "0", ""): 60.0,
         (schema.GPU_UTILIZATION, "0", ""): 1.0,
@@ -118,7 +118,7 @@ def test_unsupported_fields_are_left_out_said_once_and_not_asked_again(caplog):
             got = by_series(collector.sample(int(t * 1e9)))
     assert (schema.GPU_FAN, "0", "") not in got
     assert (schema.GPU_PCIE_WIDTH, "0", "") not in got
-    assert (schema.GPU_POWER, "0", "average") not in got
+    assert (schema.GPU_POWER_AVERAGE, "0", "") not in got
     assert got[(schema.GPU_POWER, "0", "instant")] == 300.0
     assert got[(schema.GPU_ENERGY, "0", METHOD_COUNTER)] == 1000 + 200 + 2.5 * 300
     assert fake.calls["nvmlDeviceGetFanSpeed"] == 1

@@ -58,7 +58,7 @@ def test_real_gpu_publishes_every_indicator_and_the_hardware_counter():
     assert before <= e0 <= middle and middle <= e1 <= after
     limit = value(last, schema.GPU_POWER_LIMIT)
     instant = value(last, schema.GPU_POWER, kind="instant")
-    average = value(last, schema.GPU_POWER, kind="average")
+    average = value(last, schema.GPU_POWER_AVERAGE)
     assert 50 <= limit <= 1500 and 5 <= instant <= 1.2 * limit and 5 <= average <= 1.2 * limit
     # The ticks span a little over 1 s: at least 5 W and at most the limit for 2 s.
     assert 5 <= e1 - e0 <= 2 * 1.2 * limit

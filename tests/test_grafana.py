@@ -1,5 +1,7 @@
-"""Grafana provisioning: the dashboards are current, name only schema metrics, and every panel query returns data
-from the real Prometheus and InfluxDB after a short recorded campaign (there is no Grafana server to render them)."""
+"""Grafana: the dashboards are current, name only schema metrics, read their datasources from variables, limit every
+Prometheus query to mltelemetry's jobs, import through Grafana's import format (``__inputs``), and every panel query
+returns data from the real Prometheus and InfluxDB after a short recorded campaign, with the variables substituted
+(there is no Grafana server here to render them)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 
-from conftest import free_port, wait_for
+from conftest import free_port, require_binary, wait_for
 from mltelemetry import schema
 from mltelemetry.cliutil import SinkOptions
 from mltelemetry.exporters.gpu import nvml
@@ -37,8 +40,8 @@ def load_generator():
     return module
 
 
-def dashboards() -> dict[str, dict]:
-    return {p.name: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}
+def dashboards(folder: str = "dashboards") -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in sorted((GRAFANA / folder).glob("*.json"))}
 
 
 def queries(dashboard: dict) -> list[tuple[str, dict]]:
@@ -46,8 +49,18 @@ def queries(dashboard: dict) -> list[tuple[str, dict]]:
     found = [(f"panel {p['title']!r} {t['refId']}", t) for p in dashboard["panels"] for t in p["targets"]]
     found += [(f"annotation {a['name']!r}", a) for a in dashboard["annotations"]["list"] if "expr" in a or "query" in a]
     found += [(f"variable {v['name']}", {"datasource": v["datasource"], "expr": v["query"]["query"]})
-              for v in dashboard["templating"]["list"]]
+              for v in dashboard["templating"]["list"] if v["type"] == "query"]
     return found
+
+
+def datasource_uid(dashboard: dict, ref: dict) -> str:
+    """The uid a datasource reference resolves to: a ``${variable}`` through that datasource variable's default."""
+    match = re.fullmatch(r"\$\{(\w+)\}", ref["uid"])
+    if not match:
+        return ref["uid"]
+    [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == match[1]]
+    assert variable["type"] == "datasource" and variable["query"] == ref["type"]
+    return variable["current"]["value"]
 
 
 def text_of(query: dict) -> str:
@@ -58,6 +71,7 @@ def test_dashboards_are_current_and_complete():
     generator = load_generator()
     assert generator.main(["--check"]) == 0, "run: python grafana/generate.py"
     assert set(dashboards()) == {"sut-power.json", "gpu.json", "host.json", "campaign.json", "exporter-health.json"}
+    assert set(dashboards("import")) == set(dashboards())
     gpu_panels = " ".join(text_of(t) for p in dashboards()["gpu.json"]["panels"] for t in p["targets"])
     assert all(m in gpu_panels for m in schema.METRICS if m.startswith("mltelemetry_gpu_"))  # every indicator
     host_panels = " ".join(text_of(t) for p in dashboards()["host.json"]["panels"] for t in p["targets"])
@@ -70,17 +84,75 @@ def test_queries_name_schema_metrics_and_defined_variables_and_provisioned_datas
     event_fields = {schema.EVENT_MEASUREMENT}
     for name, dashboard in dashboards().items():
         variables = {v["name"] for v in dashboard["templating"]["list"]}
+        assert {"prometheus", "influxdb", "job", "instance", "host"} <= variables, name
         for where, query in queries(dashboard):
             text = text_of(query)
-            assert uids[query["datasource"]["uid"]] == query["datasource"]["type"], (name, where)
+            assert query["datasource"]["uid"] in ("${prometheus}", "${influxdb}", "-- Grafana --"), (name, where)
+            assert uids[datasource_uid(dashboard, query["datasource"])] == query["datasource"]["type"], (name, where)
+            if query["datasource"]["type"] == "prometheus":
+                # only mltelemetry's jobs: every selector names $job (other exporters of a shared Prometheus
+                # would be summed in), and no subquery steps finer than the panel's interval over any range
+                for selector in re.findall(r"(\w+)\{([^}]*)\}", text):
+                    if selector[0] != "label_values" and "__name__" not in selector[1]:
+                        assert 'job=~"$job"' in selector[1], (name, where, selector)
+                for step in re.findall(r"\[[^\]:]+:([^\]]*)\]", text):
+                    assert step == "$__interval", (name, where, text)
             for metric in re.findall(r"mltelemetry_[a-z_]+", text):
                 assert metric in schema.METRICS or metric in event_fields, (name, where, metric)
             for used in re.findall(r"\$(\w+)", text):
                 assert used.startswith("__") or used == "timeFilter" or used in variables, (name, where, used)
         for panel in dashboard["panels"]:
-            assert panel["datasource"]["uid"] in uids
+            assert datasource_uid(dashboard, panel["datasource"]) in uids
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "mltelemetry.yaml").read_text())
     assert provider["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
+
+
+def test_import_format_asks_for_the_datasources_and_imports_as_the_provisioned_dashboard():
+    """What Grafana's import does (Dashboards → New → Import): each ``${DS_...}`` becomes the datasource the user
+    picked for that input; the result is the provisioned dashboard reading those datasources."""
+    chosen = {"DS_PROMETHEUS": "lab-prom-uid", "DS_INFLUXDB": "lab-influx-uid"}
+    for name, imported in dashboards("import").items():
+        inputs = {i["name"]: (i["type"], i["pluginId"]) for i in imported["__inputs"]}
+        assert inputs == {"DS_PROMETHEUS": ("datasource", "prometheus"), "DS_INFLUXDB": ("datasource", "influxdb")}
+        required = {(r["type"], r["id"]) for r in imported["__requires"]}
+        assert {("grafana", "grafana"), ("datasource", "prometheus"), ("datasource", "influxdb")} <= required
+        assert {("panel", p["type"]) for p in imported["panels"]} <= required, name
+        assert imported["id"] is None  # a new dashboard in the lab's Grafana
+        text = json.dumps(imported)
+        assert set(re.findall(r"\$\{(DS_\w+)\}", text)) == set(inputs)  # every input is used, nothing else asked
+        for input_name, uid in chosen.items():
+            text = text.replace(f"${{{input_name}}}", uid)
+        result = {k: v for k, v in json.loads(text).items() if k not in ("__inputs", "__elements", "__requires", "id")}
+        expected = dashboards()[name]
+        for variable in expected["templating"]["list"]:
+            if variable["type"] == "datasource":
+                variable["current"]["value"] = chosen[f"DS_{variable['query'].upper()}"]
+        assert result == expected, name
+
+
+SCHEMA = ROOT / ".cache" / "grafana-schema" / "node_modules"  # make grafana-schema installs it
+
+
+def test_dashboards_type_check_against_grafanas_dashboard_schema(tmp_path):
+    """Every dashboard, provisioned and for import, is a ``Dashboard`` of @grafana/schema 11.1.3 (the Grafana
+    compose.yaml runs; dashboard schemaVersion 39): tsc checks each field it names, required fields and enums."""
+    node, tsc = require_binary("node"), SCHEMA / "typescript" / "bin" / "tsc"
+    if not (SCHEMA / "@grafana" / "schema").is_dir() or not tsc.exists():
+        pytest.fail("Grafana's dashboard schema is not installed: make grafana-schema")
+    source = ['import type { Dashboard } from "@grafana/schema";',
+              "type Mutable<T> = { -readonly [K in keyof T]: Mutable<T[K]> };"]  # keep literal types, drop readonly
+    checked = [p for folder in ("dashboards", "import") for p in sorted((GRAFANA / folder).glob("*.json"))]
+    for i, path in enumerate(checked):
+        source += [f"// {path.relative_to(ROOT)}", f"const d{i} = {path.read_text().strip()} as const;",
+                   f"export const checked{i}: Dashboard = d{i} as Mutable<typeof d{i}>;"]
+    (tmp_path / "dashboards.ts").write_text("\n".join(source) + "\n")
+    (tmp_path / "node_modules").symlink_to(SCHEMA)
+    (tmp_path / "tsconfig.json").write_text(json.dumps({"files": ["dashboards.ts"], "compilerOptions": {
+        "strict": True, "noEmit": True, "module": "nodenext", "moduleResolution": "nodenext", "target": "es2022",
+        "skipLibCheck": True}}))
+    result = subprocess.run([node, str(tsc), "-p", str(tmp_path / "tsconfig.json")], capture_output=True,
+                            text=True, timeout=300)
+    assert len(checked) == 10 and result.returncode == 0, result.stdout[-5000:] + result.stderr
 
 
 # --- every query against the real backends ------------------------------------------------------------
@@ -118,6 +190,9 @@ def dashboard_scenario(hold: threading.Event):
     return train
 
 
+ALL = "$__all"  # a variable left at "All": Grafana puts its allValue, .*, in the query
+
+
 def escape_regex(value: str) -> str:
     return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", value)
 
@@ -128,10 +203,10 @@ class Backends:
 
     def substitute(self, text: str) -> str:
         range_s = int(time.time() - self.start) + 1
-        text = (text.replace("$__rate_interval", "5s").replace("$__interval", "1s")
+        text = (text.replace("$__rate_interval", "5s").replace("$__interval_ms", "1000").replace("$__interval", "1s")
                 .replace("$__range", f"{range_s}s").replace("$timeFilter", f"time > now() - {range_s}s"))
-        for name, value in self.values.items():
-            text = text.replace(f"${name}", escape_regex(value))
+        for name, value in sorted(self.values.items(), key=lambda item: -len(item[0])):  # $instance before $i...
+            text = text.replace(f"${name}", ".*" if value == ALL else escape_regex(value))
         return text
 
     def label_values(self, query: str) -> list[str]:
@@ -225,12 +300,18 @@ def test_every_panel_query_returns_data_after_a_campaign(prometheus, influxdb, t
                                                      "WHERE action = 'epoch'"}), 20, "the events in InfluxDB")
         time.sleep(2)  # a couple more scrapes
 
-        # template variables resolve, then every query of every dashboard returns data with their values
+        # template variables resolve in order (each may use the ones before), then every query of every dashboard
+        # returns data with their values; instance stays "All" (the workload's target is another instance)
+        resolved = {}
         for variable in dashboards()["sut-power.json"]["templating"]["list"]:
-            resolved = backends.label_values(variable["query"]["query"])
-            assert resolved, f"variable {variable['name']} has no values"
-            backends.values[variable["name"]] = resolved[0]
-        assert backends.values == {"host": "sut", "gpu": "0", "campaign": "dash-1"}
+            if variable["type"] != "query":
+                continue
+            resolved[variable["name"]] = backends.label_values(variable["query"]["query"])
+            assert resolved[variable["name"]], f"variable {variable['name']} has no values"
+            backends.values[variable["name"]] = ALL if variable["name"] == "instance" else resolved[variable["name"]][0]
+        assert backends.values == {"job": "mltelemetry", "instance": ALL, "host": "sut", "gpu": "0",
+                                   "campaign": "dash-1"}
+        assert resolved["instance"] == sorted(f"127.0.0.1:{ports[name]}" for name in ("pm", "host", "gpu"))
         empty, checked = [], {"prometheus": 0, "influxdb": 0}
         for name, dashboard in dashboards().items():
             for where, query in queries(dashboard):

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -7,7 +8,7 @@ import requests
 
 from conftest import free_port, wait_for
 from mltelemetry import schema
-from mltelemetry.exporters.host import HostCollector, find_rapl_zones
+from mltelemetry.exporters.host import HostCollector, find_rapl_zones, whole_disks
 
 
 def make_zone(root, name, zone, energy_uj, max_uj=1_000_000):
@@ -75,8 +76,10 @@ def test_host_samples_cover_the_method_indicators(tmp_path):
         assert s.labels["host"] == "sut" and s.ts_ns == 123
         by_metric.setdefault(s.metric, []).append(s)
     cpu = {s.labels["cpu"]: s.value for s in by_metric[schema.HOST_CPU_UTILIZATION]}
-    assert set(cpu) == {"total", *map(str, range(psutil.cpu_count()))}
+    assert set(cpu) == set(map(str, range(psutil.cpu_count())))  # per core only: the total has its own name
     assert all(0.0 <= v <= 1.0 for v in cpu.values())
+    [total] = by_metric[schema.HOST_CPU_TOTAL_UTILIZATION]
+    assert total.labels == {"host": "sut"} and 0.0 <= total.value <= 1.0
     assert by_metric[schema.HOST_MEMORY_TOTAL][0].value == psutil.virtual_memory().total
     assert {s.labels["period"] for s in by_metric[schema.HOST_LOAD]} == {"1m", "5m", "15m"}
     assert by_metric[schema.HOST_NET_RECEIVED] and by_metric[schema.HOST_DISK_READ]
@@ -99,7 +102,7 @@ def test_real_prometheus_scrapes_the_host_exporter(prometheus):
         memory = wait_for(lambda: query(f'{schema.HOST_MEMORY_TOTAL}{{host="sut-under-test"}}'), 30, "a scrape")
         assert float(memory[0]["value"][1]) == psutil.virtual_memory().total
         # five 1-second scrapes of the CPU ratio, read back through the HTTP API
-        samples = wait_for(lambda: (r := query(f'{schema.HOST_CPU_UTILIZATION}{{cpu="total"}}[30s]'))
+        samples = wait_for(lambda: (r := query(f"{schema.HOST_CPU_TOTAL_UTILIZATION}[30s]"))
                            and len(r[0]["values"]) >= 5 and r[0]["values"], 30, "five scrapes")
         assert all(0.0 <= float(v) <= 1.0 for _, v in samples)
         counters = query(f"{schema.HOST_NET_RECEIVED}")
@@ -109,3 +112,64 @@ def test_real_prometheus_scrapes_the_host_exporter(prometheus):
     finally:
         exporter.terminate()
         exporter.wait(timeout=10)
+
+
+# --- disks: whole disks only, so a sum over devices counts each byte once ------------------------------
+
+def make_block(root, devices: dict[str, list[str]]):
+    """/sys/block as the kernel lays it out: one entry per whole disk or stacked device, with its slaves."""
+    for name, slaves in devices.items():
+        (root / "block" / name / "slaves").mkdir(parents=True)
+        for slave in slaves:
+            (root / "block" / name / "slaves" / slave).touch()
+
+
+def disk_counters(read: dict[str, int]):
+    """psutil.disk_io_counters(perdisk=True) of a machine with a partitioned disk under LVM (no such disk here)."""
+    return lambda perdisk=False, nowrap=True: {
+        name: SimpleNamespace(read_bytes=n, write_bytes=2 * n) for name, n in read.items()}
+
+
+# sda holds sda1 (600 B read) and sda2 (400 B, under LVM as dm-0); nvme0n1 read 50 B through its partition
+READ = {"sda": 1000, "sda1": 600, "sda2": 400, "dm-0": 400, "nvme0n1": 50, "nvme0n1p1": 50, "loop0": 7,
+        "zram0": 9}
+
+
+def disk_samples(collector) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for s in collector.sample(1):
+        if s.metric in (schema.HOST_DISK_READ, schema.HOST_DISK_WRITTEN):
+            out.setdefault(s.metric, {})[s.labels["device"]] = s.value
+    return out
+
+
+def test_disk_bytes_are_whole_disks_only_so_their_sum_counts_each_byte_once(tmp_path, monkeypatch):
+    make_block(tmp_path, {"sda": [], "nvme0n1": [], "dm-0": ["sda2"], "loop0": [], "zram0": []})
+    assert whole_disks(tmp_path) == {"sda", "nvme0n1", "loop0", "zram0"}  # dm-0 sits on sda2
+    monkeypatch.setattr(psutil, "disk_io_counters", disk_counters(READ))
+    got = disk_samples(HostCollector("sut", sysfs_root=tmp_path))
+    assert got[schema.HOST_DISK_READ] == {"sda": 1000, "nvme0n1": 50}
+    assert sum(got[schema.HOST_DISK_READ].values()) == 1050  # 1000 + 50; every device would give 2450
+    assert sum(got[schema.HOST_DISK_WRITTEN].values()) == 2100  # 2 × 1050
+
+    # without /sys/block: partitions and stacked devices by name, as node_exporter's device-exclude does
+    got = disk_samples(HostCollector("sut", sysfs_root=tmp_path / "nothing"))
+    assert got[schema.HOST_DISK_READ] == {"sda": 1000, "nvme0n1": 50}
+
+    # --disk-devices all: every block device but the pseudo ones, for a per-device view
+    got = disk_samples(HostCollector("sut", sysfs_root=tmp_path, disk_devices="all"))
+    assert set(got[schema.HOST_DISK_READ]) == {"sda", "sda1", "sda2", "dm-0", "nvme0n1", "nvme0n1p1"}
+
+
+def test_disk_devices_of_this_machine_are_its_whole_disks():
+    disks = whole_disks()
+    expected = {d for d in psutil.disk_io_counters(perdisk=True) if d in disks and not d.startswith(
+        ("loop", "ram", "zram"))}
+    got = disk_samples(HostCollector("sut"))
+    assert set(got.get(schema.HOST_DISK_READ, {})) == expected
+
+
+def test_a_bad_disk_devices_value_is_a_usage_error():
+    result = subprocess.run([sys.executable, "-m", "mltelemetry", "exporter", "host", "--disk-devices", "some",
+                             "--listen", "off"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--disk-devices takes whole or all" in result.stderr

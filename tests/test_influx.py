@@ -49,10 +49,12 @@ def test_line_protocol_escapes_tags_fields_and_measurement():
         "m\\ e\\,x,k=v\\nw f\\ ield=1e-05 5"
     assert encode_point("m", {}, {"value": float("inf")}, 5) is None  # line protocol has no NaN or Inf
     event = Event("c,1", "resnet 50", 3, "epoch", start_ns=1_000_000_000, end_ns=2_500_000_000, epoch=7,
-                  fields={"loss": 0.25, "parameters": 11, "framework": "torch", "ok": True, "z=z": 1})
-    assert event_line(event) == ("mltelemetry_event,action=epoch,campaign=c\\,1,epoch=7,run=3,scenario=resnet\\ 50,"
-                                 "status=ok start_seconds=1.0,end_seconds=2.5,loss=0.25,parameters=11.0,z\\=z=1.0 "
-                                 "2500000000")
+                  fields={"loss": 0.25, "parameters": 11, "framework": "torch", "ok": True, "z=z": 1,
+                          "error": 'bad "x"\\\nline 2', "run": "a field named like a tag is left out"})
+    assert event_line(event, "sut 1") == (
+        "mltelemetry_event,action=epoch,campaign=c\\,1,epoch=7,host=sut\\ 1,run=3,scenario=resnet\\ 50,"
+        "status=ok start_seconds=1.0,end_seconds=2.5,loss=0.25,parameters=11.0,z\\=z=1.0,"
+        'error="bad \\"x\\"\\\\\\nline 2",framework="torch",ok=true 2500000000')
     no_epoch = Event("c", "s", 1, "run", start_ns=1, end_ns=2)
     assert ",epoch=" not in event_line(no_epoch)
 

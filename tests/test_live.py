@@ -71,8 +71,8 @@ def test_info_gauge_follows_the_innermost_window_and_finished_events_stay(tmp_pa
     assert info(seen["after epoch"]) == [{**base, "action": "train", "epoch": ""}]
     assert info(seen["end"]) == []  # nothing runs
     epoch = next(e for e in events if e.action == "epoch")
-    labels = frozenset({"campaign": HOSTILE_CAMPAIGN, "scenario": "mnist", "run": "3", "action": "epoch",
-                        "epoch": "2", "status": "ok"}.items())
+    labels = frozenset({"host": "sut", "campaign": HOSTILE_CAMPAIGN, "scenario": "mnist", "run": "3",
+                        "action": "epoch", "epoch": "2", "status": "ok"}.items())  # host: which SUT ran it
     end = seen["end"]
     assert end[(schema.EVENT_START, labels)] == pytest.approx(epoch.start_ns / 1e9)
     assert end[(schema.EVENT_END, labels)] == pytest.approx(epoch.end_ns / 1e9)

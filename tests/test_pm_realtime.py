@@ -199,7 +199,8 @@ def test_align_recovers_a_300_ms_clock_shift(runs):
 def test_align_refuses_what_it_cannot_measure(runs, tmp_path):
     runner = CliRunner()
     no_reference = runner.invoke(pm_app, ["align", "--source", runs["align"]])  # no host CPU series in this store
-    assert no_reference.exit_code == 1 and "no samples of mltelemetry_host_cpu_utilization_ratio" in no_reference.stderr
+    assert no_reference.exit_code == 1
+    assert "no samples of mltelemetry_host_cpu_total_utilization_ratio" in no_reference.stderr
     short = runner.invoke(pm_app, ["align", "--source", runs["align"], "--reference", "gpu_power_watts",
                                    "--last", "5s"])
     assert short.exit_code == 1 and short.stderr.startswith("error: ")

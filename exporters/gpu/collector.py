@@ -180,8 +180,11 @@ class GpuCollector:
 
         out: list[Sample] = []
         s(schema.GPU_UP, 1.0)
-        for kind, watts in r.power_w.items():
-            s(schema.GPU_POWER, watts, kind=kind)
+        for kind, watts in r.power_w.items():  # NVML's 1 s average has a name of its own: sum() counts a GPU once
+            if kind == "average":
+                s(schema.GPU_POWER_AVERAGE, watts)
+            else:
+                s(schema.GPU_POWER, watts, kind=kind)
         total = self._energy(gpu, r, now)
         if total is not None:
             s(schema.GPU_ENERGY, total, method=gpu.energy.method or "")

@@ -321,10 +321,10 @@ def align_command(
     meter: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="The meter label of the power series (default: the only meter in the source).")] = None,
     reference: Annotated[str, typer.Option(
-        help="Metric that should move with the meter's power: host_cpu_utilization_ratio, gpu_power_watts, ...")]
-        = "host_cpu_utilization_ratio",
+        help="Metric that should move with the meter's power: host_cpu_total_utilization_ratio, gpu_power_watts, "
+             "...")] = "host_cpu_total_utilization_ratio",
     label: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-        "--label", help="K=V label of the reference series (repeatable); host CPU defaults to cpu=total.")] = None,
+        "--label", help="K=V label of the reference series (repeatable).")] = None,
     host: Annotated[Optional[str], typer.Option(help="Only series of this host label.")] = None,  # noqa: UP045
     start: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Start of the range: ISO 8601 (UTC by default) or epoch seconds.")] = None,
@@ -349,7 +349,7 @@ def align_command(
             raise MltelemetryError(f"--label wants K=V, not {item!r}")
         labels[key] = value
     if not labels and reference.removeprefix("mltelemetry_") == "host_cpu_utilization_ratio":
-        labels = {"cpu": "total"}
+        labels = {"cpu": "total"}  # the whole machine as stored before it had its own series name
     for name, value in (("--max-lag", max_lag), ("--meter-window", meter_window),
                         ("--reference-window", reference_window)):
         if value is not None and not math.isfinite(value):
