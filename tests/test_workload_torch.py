@@ -139,12 +139,14 @@ def test_transfer_run_and_a_failing_run_that_does_not_stop_the_campaign(tmp_path
     assert create.fields["fallback_reason"] == "no torchvision MobileNetV2 weights file given"
     assert [e.action for e in good if e.action not in ("campaign", "epoch")] == [a for a in ML_ACTIONS
                                                                                if a != "epoch"]
-    # the corrupt image fails the first epoch; both runs are recorded failed, each cleaned up
+    # the corrupt image fails prepare_data, where every image is decoded; both runs are recorded failed, each
+    # cleaned up, and no model is built nor trained on a partial set
     runs = [e for e in failed if e.action == "run"]
     assert [(e.scenario, e.status) for e in runs] == [("cnn", "failed"), ("transfer", "failed")]
     assert all("UnidentifiedImageError" in e.fields["error"] for e in runs)
-    assert [(e.scenario, e.status) for e in failed if e.action == "epoch"] == [("cnn", "failed"), ("transfer",
-                                                                                                    "failed")]
+    assert [(e.scenario, e.status) for e in failed if e.action == "prepare_data"] == [("cnn", "failed"),
+                                                                                      ("transfer", "failed")]
+    assert not [e for e in failed if e.action in ("create_model", "train", "epoch")]
     assert [e.fields["left"] for e in failed if e.action == "cleanup"] == [[], []]
     assert not list((tmp_path / "work").iterdir())
 
