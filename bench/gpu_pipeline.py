@@ -161,7 +161,8 @@ def run_scenario(scenario: str, args: argparse.Namespace, tmp: Path) -> list:
     if args.code is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(args.code), env.get("PYTHONPATH", "")])
     print("$", " ".join(command), flush=True)
-    subprocess.run(command, env=env, check=True)
+    # cwd: not the repository root, whose mltelemetry/ folder would shadow the installed package
+    subprocess.run(command, env=env, check=True, cwd=tmp)
     with Store(store) as opened:
         return opened.events(f"bench-{scenario}")
 

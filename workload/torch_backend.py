@@ -155,13 +155,14 @@ def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device:
     out, so the host never waits for the copy."""
     index = order if order is not None else torch.arange(len(labels))
     index = index.to(images.device)
-    copy = images.device != device
+    copy = images.device.type != device.type  # (torch.device("cuda") != a tensor's "cuda:0")
     pending = None
     for start in range(0, len(labels), batch_size):
         chosen = index[start:start + batch_size]
         batch = images[chosen], labels[chosen]
         if copy:
-            batch = tuple(t.pin_memory().to(device, non_blocking=True) for t in batch)
+            batch = tuple((t.pin_memory() if device.type == "cuda" else t).to(device, non_blocking=True)
+                          for t in batch)
         if pending is not None:
             yield pending
         pending = batch
