@@ -11,7 +11,7 @@ For each scenario (``cnn``, ``transfer``) and backend:
 A sampler thread reads NVML every 0.1 s (GPU utilisation, power, the energy counter) and the host's CPU
 use, on the wall clock the events use; each window's mean utilisation and power come from the samples
 inside it. Images/s of a train window = training images × epochs / window length (validation passes
-included, as in the scenario); ``epochs 2+`` leaves out the first epoch (cuDNN autotuning, warm-up).
+included, as in the scenario); ``epochs 2+`` leaves out the first epoch (the device's warm-up).
 ``--code DIR`` runs the scenario with the package found in DIR instead (the "before" code); the ceiling
 always uses this checkout's training step. Results go to ``--out`` (JSON, one entry per ``--label``).
 
@@ -103,8 +103,6 @@ def torch_ceiling(scenario: str, args: argparse.Namespace) -> tuple[float, int, 
     cfg = MLConfig(backend="torch", image_size=args.image_size, batch_size=args.batch_size, precision=args.precision)
     torch.manual_seed(0)
     model = (tb.build_cnn(args.image_size) if scenario == "cnn" else tb.TransferNet()).to(device).train()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the scenario's training
     precision = tb.Precision(args.precision, device)
     optimizer = tb.optimizer_for(model, cfg, device)
     x = torch.rand(args.batch_size, 3, args.image_size, args.image_size, device=device)
@@ -209,6 +207,7 @@ def main() -> None:
                 "train_images": n_train, "epochs": len(epochs), "prepare_data_s": prepare.duration_s,
                 "train_s": train.duration_s, "images_per_s": n_train * len(epochs) / train.duration_s,
                 "images_per_s_epochs_2plus": statistics.median(later) if later else None,
+                "epoch_s": [round(e.duration_s, 3) for e in epochs],
                 **sampler.window(train.start_ns, train.end_ns),
                 "epoch_2plus_gpu_util_pct": (sampler.window(epochs[1].start_ns, epochs[-1].end_ns)["gpu_util_pct"]
                                              if len(epochs) > 1 else None),

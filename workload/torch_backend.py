@@ -289,8 +289,6 @@ class TorchBackend:
         train_images, train_labels = place(data.decoded["train"], self.device)
         val_images, val_labels = place(data.decoded["validation"], self.device)
         log.info("training images held on %s", train_images.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
         precision = Precision(cfg.precision, self.device)
         optimizer = optimizer_for(model, cfg, self.device)
         scale = cfg.augmentation.rescale
