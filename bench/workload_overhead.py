@@ -54,7 +54,8 @@ def keras_round(data, cfg, ann, instrumented: bool) -> tuple[list[float], float]
     k = kb.keras_module()
     backend = kb.KerasBackend()
     model, _ = backend.create_model("cnn", cfg, len(data.classes), cfg.seed)
-    train, validation = backend._datasets(k, data, cfg)
+    train, validation = backend.datasets(data, cfg)
+    model = backend.training_model(k, model, cfg)
     model.compile(optimizer=k.optimizers.Adam(cfg.learning_rate),
                   loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     times: list[float] = []

@@ -259,3 +259,21 @@ def test_decoded_image_is_the_png_as_tensorflow_reads_it(tmp_path):
     # bilinear to half size (align_corners=False, half-pixel centres) averages each 2×2 block
     blocks = rgb.reshape(16, 2, 16, 2, 3).astype(float).mean(axis=(1, 3))
     assert half.dtype == np.uint8 and np.abs(half.astype(float) - blocks).max() <= 0.5
+
+
+def test_augmentation_is_in_the_training_graph_with_the_papers_parameters_in_training_only():
+    backend, cfg = kb.KerasBackend(), MLConfig(image_size=32)
+    model, _ = backend.create_model("cnn", cfg, 5, 0)
+    training = backend.training_model(keras, model, cfg)
+    rescale, rotation, translation, flip, zoom, inner = training.layers
+    assert inner is model and kb.count_params(training) == kb.count_params(model) == (550_949, 550_949)
+    assert rescale.scale == pytest.approx(1 / 255)
+    assert rotation.factor == (-0.125, 0.125)  # ±45° as a fraction of a full turn: 45 / 360
+    assert (translation.height_factor, translation.width_factor) == (0.15, 0.15)
+    assert flip.mode == "horizontal" and zoom.height_factor == (-0.5, 0.5)
+    assert {rotation.fill_mode, translation.fill_mode, zoom.fill_mode} == {"nearest"}
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    direct = np.asarray(model(x.astype("float32") / 255, training=False))
+    # validation (inference): only the rescaling, as the old tf.data map did; training: augmented
+    assert np.allclose(np.asarray(training(x, training=False)), direct, atol=1e-5)
+    assert not np.allclose(np.asarray(training(x, training=True)), direct, atol=1e-3)

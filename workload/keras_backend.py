@@ -1,5 +1,8 @@
 """The Keras backend (TensorFlow): the paper's models, its input pipeline and the event callback.
 
+Training reads the images decoded once in ``prepare_data`` through ``tf.data`` (cached, prefetched) and
+augments them inside the training graph, on the GPU where there is one.
+
 TensorFlow and Keras are imported only when this module is (the ``keras`` extra). Keras 3 is
 used unless ``TF_USE_LEGACY_KERAS=1``; a tensorflow-hub layer needs tf-keras (Keras 2), so the
 transfer model built from a hub handle is a ``tf_keras`` model, and the fallback
@@ -240,13 +243,14 @@ class KerasBackend:
         model._mltelemetry_keras = k
         return model, fields
 
-    def _datasets(self, k: Any, data: PreparedData, cfg: MLConfig) -> tuple[Any, Any]:
-        """tf.data pipelines over the images decoded in prepare_data: cached, reshuffled every epoch, batched,
-        augmented in parallel (AUTOTUNE) and prefetched, so the host prepares the next batches while the
-        device trains. The augmentation layers compute in float32 whatever the precision."""
+    def training_model(self, k: Any, model: Any, cfg: MLConfig) -> Any:
+        """``model`` behind the augmentation, in one graph, so that on a GPU the augmentation runs there: uint8
+        images in, rescaled, then (in training only: Keras's random layers pass images through at inference)
+        randomly rotated, shifted, flipped and zoomed. The augmentation computes in float32 whatever the
+        precision; the wrapper takes the precision's dtype policy, so ``compile`` scales the loss for fp16.
+        The weights, their counts and the exported architecture stay those of ``model``."""
         aug, layers = cfg.augmentation, k.layers
-        rescale = layers.Rescaling(aug.rescale, dtype="float32")
-        steps = [rescale]
+        steps = [layers.Rescaling(aug.rescale, dtype="float32")]
         if aug.enabled:
             steps += [layers.RandomRotation(aug.rotation_deg / 360, fill_mode="nearest", seed=cfg.seed,
                                             dtype="float32"),
@@ -255,30 +259,34 @@ class KerasBackend:
                       *([layers.RandomFlip("horizontal", seed=cfg.seed, dtype="float32")]
                         if aug.horizontal_flip else []),
                       layers.RandomZoom((-aug.zoom, aug.zoom), fill_mode="nearest", seed=cfg.seed, dtype="float32")]
-        augment = k.Sequential(steps)
+        with _dtype_policy(cfg.precision):
+            return k.Sequential([k.Input((cfg.image_size, cfg.image_size, 3), dtype="uint8"), *steps, model],
+                                name=f"{model.name}_training")
+
+    def datasets(self, data: PreparedData, cfg: MLConfig) -> tuple[Any, Any]:
+        """tf.data pipelines of uint8 batches over the images decoded in prepare_data: cached, reshuffled every
+        epoch (training), batched and prefetched, so the host has the next batches ready while the device
+        trains."""
         autotune = tf.data.AUTOTUNE
         train_set, validation_set = data.decoded["train"], data.decoded["validation"]
         train = (tf.data.Dataset.from_tensor_slices((train_set.images, train_set.labels)).cache()
                  .shuffle(len(train_set.labels), seed=cfg.seed, reshuffle_each_iteration=True)
-                 .batch(cfg.batch_size)
-                 .map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y), num_parallel_calls=autotune)
-                 .prefetch(autotune))
+                 .batch(cfg.batch_size).prefetch(autotune))
         validation = (tf.data.Dataset.from_tensor_slices((validation_set.images, validation_set.labels))
-                      .cache().batch(cfg.batch_size)
-                      .map(lambda x, y: (rescale(tf.cast(x, tf.float32)), y), num_parallel_calls=autotune)
-                      .prefetch(autotune))
+                      .cache().batch(cfg.batch_size).prefetch(autotune))
         return train, validation
 
     def train(self, model: Any, data: PreparedData, cfg: MLConfig, *, target: float, annotator: Annotator,
               on_epoch: Any = None) -> list[dict[str, Any]]:
         k = model._mltelemetry_keras
-        train, validation = self._datasets(k, data, cfg)
-        model.compile(optimizer=k.optimizers.Adam(cfg.learning_rate),
-                      loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        train, validation = self.datasets(data, cfg)
+        training = self.training_model(k, model, cfg)
+        training.compile(optimizer=k.optimizers.Adam(cfg.learning_rate),
+                         loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
         callback = annotator.keras_callback(train_window=False, keras_module=k, on_epoch=on_epoch)
         with callback:
-            model.fit(train, validation_data=validation, epochs=cfg.max_epochs, verbose=0, shuffle=False,
-                      callbacks=[callback, _stop_class(k.callbacks.Callback)(target)])
+            training.fit(train, validation_data=validation, epochs=cfg.max_epochs, verbose=0, shuffle=False,
+                         callbacks=[callback, _stop_class(k.callbacks.Callback)(target)])
         return callback.history
 
     def export(self, model: Any, folder: Path) -> list[Path]:
