@@ -26,6 +26,7 @@ from mltelemetry.store import Store
 from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.data import Augmentation, make_synthetic, prepare
 from mltelemetry.workload.instrument import Annotator, OpenWindows
+from mltelemetry.workload.ml import load_backend
 
 
 class Timed(OpenWindows):
@@ -53,7 +54,8 @@ def keras_round(data, cfg, ann, instrumented: bool) -> tuple[list[float], float]
     k = kb.keras_module()
     backend = kb.KerasBackend()
     model, _ = backend.create_model("cnn", cfg, len(data.classes), cfg.seed)
-    train, validation = backend._datasets(k, data, cfg)
+    train, validation = backend.datasets(data, cfg)
+    model = backend.training_model(k, model, cfg)
     model.compile(optimizer=k.optimizers.Adam(cfg.learning_rate),
                   loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     times: list[float] = []
@@ -86,8 +88,8 @@ def torch_round(data, cfg, ann, instrumented: bool) -> tuple[list[float], float]
     from mltelemetry.workload import torch_backend as tb
     torch.manual_seed(cfg.seed)
     model = tb.build_cnn(cfg.image_size, len(data.classes))
-    loader = torch.utils.data.DataLoader(tb.ImageFiles(data.train, cfg.image_size), batch_size=cfg.batch_size,
-                                         shuffle=True, generator=torch.Generator().manual_seed(0))
+    images, labels = tb.place(data.decoded["train"], torch.device("cpu"))
+    order_seed = torch.Generator().manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     generator = torch.Generator().manual_seed(1)
     times, spent = [], 0.0
@@ -99,16 +101,17 @@ def torch_round(data, cfg, ann, instrumented: bool) -> tuple[list[float], float]
         spent += time.perf_counter() - t
         correct = seen = 0
         loss_sum = 0.0
-        for images, labels in loader:
-            x = tb.augment(images.float().mul_(1 / 255), cfg.augmentation, generator)
+        order = torch.randperm(len(labels), generator=order_seed)
+        for batch, batch_labels in tb.batches(images, labels, cfg.batch_size, torch.device("cpu"), order):
+            x = tb.augment(batch.float().mul_(1 / 255), cfg.augmentation, generator)
             optimizer.zero_grad()
             logits = model(x)
-            loss = torch.nn.functional.cross_entropy(logits, labels)
+            loss = torch.nn.functional.cross_entropy(logits, batch_labels)
             loss.backward()
             optimizer.step()
-            loss_sum += float(loss.detach()) * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += len(labels)
+            loss_sum += float(loss.detach()) * len(batch_labels)
+            correct += int((logits.argmax(1) == batch_labels).sum())
+            seen += len(batch_labels)
         fields.update(loss=loss_sum / seen, accuracy=correct / seen)
         t = time.perf_counter()
         window.__exit__(None, None, None)
@@ -136,6 +139,7 @@ def main() -> None:
         with Store(Path(tmp) / "events.db") as store:
             for backend in args.backends.split(","):
                 run_round = keras_round if backend == "keras" else torch_round
+                data.decode(args.image_size, load_backend(MLConfig(backend=backend, device="cpu")).decode_image)
                 plain, instrumented, spent = [], [], []
                 for i in range(args.rounds):
                     ann = Annotator(store, f"bench-{backend}-{i}", scenario="cnn", run=i + 1)

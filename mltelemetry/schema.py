@@ -244,6 +244,8 @@ FIELD_CODECARBON_ENERGY_KWH = "codecarbon_energy_kwh"  # the same in CodeCarbon'
 # Written by the workload's ML scenarios (create_model, train) and cooldown events.
 FIELD_PARAMS_TOTAL = "params_total"  # parameters as Keras counts them (BatchNorm moving statistics included)
 FIELD_PARAMS_TRAINABLE = "params_trainable"
+FIELD_PRECISION = "precision"  # run, create_model: fp32, tf32, bf16 or fp16 (workload.config.PRECISIONS)
+FIELD_BATCH_SIZE = "batch_size"  # run, create_model, train: images per training step
 FIELD_EPOCHS = "epochs"  # epochs the train window ran
 FIELD_REACHED_TARGET = "reached_target"  # bool: validation accuracy reached target_accuracy
 FIELD_TARGET_ACCURACY = "target_accuracy"  # 0–1

@@ -70,6 +70,23 @@ def test_failed_run_is_recorded_and_the_campaign_goes_on(tmp_path):
     assert status[("baseline", "run")] == ("ok", None)
 
 
+
+def test_a_scenario_adds_its_settings_to_its_run_event_also_when_it_fails(tmp_path):
+    @scenario("set")
+    def settings(ctx):
+        ctx.run_fields.update(precision="bf16", batch_size=ctx.run * 16)
+        if ctx.run == 2:
+            raise RuntimeError("diverged")
+
+    try:
+        run_campaign(tmp_path / "s.db", CampaignPlan("c", ["set"], 2, 0.1, pause_s=0), show_progress=False)
+    finally:
+        del SCENARIOS["set"]
+    with Store(tmp_path / "s.db") as store:
+        runs = [e for e in store.events("c") if e.action == "run"]
+    assert [(e.run, e.status, e.fields["precision"], e.fields["batch_size"]) for e in runs] == [
+        (1, "ok", "bf16", 16), (2, "failed", "bf16", 32)]
+
 def test_duplicate_campaign_and_unknown_scenario_are_refused(tmp_path):
     path = tmp_path / "s.db"
     run_campaign(path, CampaignPlan("c", ["baseline"], 1, 0.1), show_progress=False)

@@ -213,3 +213,67 @@ def test_png_writer_round_trips_through_tensorflow(tmp_path):
     image = synthetic_image("tulips", 20, np.random.default_rng(3))
     write_png(tmp_path / "x.png", image)
     assert np.array_equal(tf.io.decode_png((tmp_path / "x.png").read_bytes()).numpy(), image)
+
+
+# --- the in-memory pipeline, precision and batch size (issue 10) ---------------------------------
+def test_images_are_decoded_once_per_run_and_precision_and_batch_size_are_recorded(tmp_path, monkeypatch):
+    calls = []
+    original = kb.KerasBackend.decode_image
+
+    def counting(self, path, size):
+        calls.append(path.name)
+        return original(self, path, size)
+
+    monkeypatch.setattr(kb.KerasBackend, "decode_image", counting)
+    config = small(tmp_path, max_epochs=3, batch_size=8, precision="bf16")
+    assert run_campaign(tmp_path / "s.db", CampaignPlan("c", ["cnn"], 1, 1, pause_s=0, config=config),
+                        show_progress=False)["ok"] == 1
+    events = events_of(tmp_path / "s.db")
+    assert len([e for e in events if e.action == "epoch"]) == 3
+    assert len(calls) == 60 and len(set(calls)) == 60  # 12 images × 5 classes, each once over 3 epochs
+    for action in ("run", "create_model"):
+        event = next(e for e in events if e.action == action)
+        assert (event.fields["precision"], event.fields["batch_size"]) == ("bf16", 8)
+
+
+def test_precision_sets_the_dtype_policy_of_the_model_only():
+    backend = kb.KerasBackend()
+    model, _ = backend.create_model("cnn", MLConfig(precision="bf16", image_size=32), 5, 0)
+    assert model.layers[0].compute_dtype == "bfloat16" and model.layers[0].variable_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the build
+    model, _ = backend.create_model("cnn", MLConfig(precision="fp16", image_size=32), 5, 0)
+    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)  # fp16: the loss is scaled
+    assert tf.config.experimental.tensor_float_32_execution_enabled() is False
+    model, _ = backend.create_model("cnn", MLConfig(precision="tf32", image_size=32), 5, 0)
+    assert model.layers[0].compute_dtype == "float32" and tf.config.experimental.tensor_float_32_execution_enabled()
+    backend.create_model("cnn", MLConfig(precision="fp32", image_size=32), 5, 0)
+    assert tf.config.experimental.tensor_float_32_execution_enabled() is False
+
+
+def test_decoded_image_is_the_png_as_tensorflow_reads_it(tmp_path):
+    rgb = synthetic_image("roses", 32, np.random.default_rng(1))
+    write_png(tmp_path / "a.png", rgb)
+    assert np.array_equal(kb.KerasBackend().decode_image(tmp_path / "a.png", 32), rgb)  # same size: no resampling
+    half = kb.KerasBackend().decode_image(tmp_path / "a.png", 16)
+    # bilinear to half size (align_corners=False, half-pixel centres) averages each 2×2 block
+    blocks = rgb.reshape(16, 2, 16, 2, 3).astype(float).mean(axis=(1, 3))
+    assert half.dtype == np.uint8 and np.abs(half.astype(float) - blocks).max() <= 0.5
+
+
+def test_augmentation_is_in_the_training_graph_with_the_papers_parameters_in_training_only():
+    backend, cfg = kb.KerasBackend(), MLConfig(image_size=32)
+    model, _ = backend.create_model("cnn", cfg, 5, 0)
+    training = backend.training_model(keras, model, cfg)
+    rescale, rotation, translation, flip, zoom, inner = training.layers
+    assert inner is model and kb.count_params(training) == kb.count_params(model) == (550_949, 550_949)
+    assert rescale.scale == pytest.approx(1 / 255)
+    assert rotation.factor == (-0.125, 0.125)  # ±45° as a fraction of a full turn: 45 / 360
+    assert (translation.height_factor, translation.width_factor) == (0.15, 0.15)
+    assert flip.mode == "horizontal" and zoom.height_factor == (-0.5, 0.5)
+    assert {rotation.fill_mode, translation.fill_mode, zoom.fill_mode} == {"nearest"}
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    direct = np.asarray(model(x.astype("float32") / 255, training=False))
+    # validation (inference): only the rescaling, as the old tf.data map did; training: augmented
+    assert np.allclose(np.asarray(training(x, training=False)), direct, atol=1e-5)
+    assert not np.allclose(np.asarray(training(x, training=True)), direct, atol=1e-3)

@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import math
 
 import pytest
 
@@ -139,12 +140,14 @@ def test_transfer_run_and_a_failing_run_that_does_not_stop_the_campaign(tmp_path
     assert create.fields["fallback_reason"] == "no torchvision MobileNetV2 weights file given"
     assert [e.action for e in good if e.action not in ("campaign", "epoch")] == [a for a in ML_ACTIONS
                                                                                if a != "epoch"]
-    # the corrupt image fails the first epoch; both runs are recorded failed, each cleaned up
+    # the corrupt image fails prepare_data, where every image is decoded; both runs are recorded failed, each
+    # cleaned up, and no model is built nor trained on a partial set
     runs = [e for e in failed if e.action == "run"]
     assert [(e.scenario, e.status) for e in runs] == [("cnn", "failed"), ("transfer", "failed")]
     assert all("UnidentifiedImageError" in e.fields["error"] for e in runs)
-    assert [(e.scenario, e.status) for e in failed if e.action == "epoch"] == [("cnn", "failed"), ("transfer",
-                                                                                                    "failed")]
+    assert [(e.scenario, e.status) for e in failed if e.action == "prepare_data"] == [("cnn", "failed"),
+                                                                                      ("transfer", "failed")]
+    assert not [e for e in failed if e.action in ("create_model", "train", "epoch")]
     assert [e.fields["left"] for e in failed if e.action == "cleanup"] == [[], []]
     assert not list((tmp_path / "work").iterdir())
 
@@ -201,3 +204,131 @@ def test_campaign_command_with_the_ml_options(tmp_path):
     result = CliRunner().invoke(app, ["campaign", "run", "--campaign", "x", "--store", str(tmp_path / "s.db"),
                                       "--scenario", "cnn", "--backend", "jax"])
     assert result.exit_code == 1 and result.output.strip() == "error: backend must be one of keras, torch, not 'jax'"
+
+
+# --- the in-memory pipeline, precision and batch size (issue 10) ---------------------------------
+def augment_before_issue_10(x, aug, generator):
+    """The augmentation as it was before the pipeline moved to the device (kept verbatim as the reference)."""
+    import torch.nn.functional as F
+    n = x.shape[0]
+
+    def uniform(scale):
+        return (torch.rand(n, generator=generator) * 2 - 1) * scale
+
+    angle = uniform(math.radians(aug.rotation_deg))
+    zoom = 1 + uniform(aug.zoom)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if aug.horizontal_flip else torch.ones(n)
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    theta = torch.stack([torch.stack([cos * flip, -sin, uniform(2 * aug.width_shift)], 1),
+                         torch.stack([sin * flip, cos, uniform(2 * aug.height_shift)], 1)], 1).to(x)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def test_augmentation_draws_the_same_transforms_as_before():
+    x = torch.rand(16, 3, 24, 24)
+    for aug in (Augmentation(), Augmentation(horizontal_flip=False, zoom=0.2)):
+        now = tb.augment(x, aug, torch.Generator().manual_seed(5))
+        before = augment_before_issue_10(x, aug, torch.Generator().manual_seed(5))
+        assert torch.equal(now, before)
+    # the parameters themselves: five uniform draws of n from the generator, in this order
+    n, aug = 4, Augmentation(rotation_deg=90, width_shift=0.25, height_shift=0.1, zoom=0.5)
+    g = torch.Generator().manual_seed(9)
+    angle_u, zoom_u, flip_u, w_u, h_u = (torch.rand(n, generator=g) for _ in range(5))
+    theta = tb.affine_params(n, aug, torch.Generator().manual_seed(9))
+    angle = (angle_u * 2 - 1) * (math.pi / 2)  # ±90°
+    zoom = 1 + (zoom_u * 2 - 1) * 0.5  # 0.5…1.5
+    flip = torch.where(flip_u < 0.5, -1.0, 1.0)
+    assert torch.allclose(theta[:, 0, 0], torch.cos(angle) * zoom * flip)
+    assert torch.allclose(theta[:, 1, 0], torch.sin(angle) * zoom * flip)
+    assert torch.allclose(theta[:, 0, 2], (w_u * 2 - 1) * 0.5)  # shift ±0.25 of the width = ±0.5 in [-1, 1]
+    assert torch.allclose(theta[:, 1, 2], (h_u * 2 - 1) * 0.2)
+
+
+def test_batches_follow_the_order_and_keep_the_last_partial_batch():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 2, 2).contiguous()
+    labels = torch.arange(10) % 5
+    order = torch.tensor([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
+    got = list(tb.batches(images, labels, 4, torch.device("cpu"), order))
+    assert [b[0][:, 0, 0, 0].tolist() for b in got] == [[9, 8, 7, 6], [5, 4, 3, 2], [1, 0]]  # 10 = 4 + 4 + 2
+    assert [b[1].tolist() for b in got] == [[4, 3, 2, 1], [0, 4, 3, 2], [1, 0]]
+
+
+def test_images_are_decoded_once_per_run(tmp_path, monkeypatch):
+    calls = []
+
+    def counting(path, size):
+        calls.append(path.name)
+        return original(path, size)
+
+    original = tb.read_image
+    monkeypatch.setattr(tb, "read_image", counting)
+    config = small(tmp_path, max_epochs=3)
+    counts = run_campaign(tmp_path / "s.db", CampaignPlan("c", ["cnn"], 2, 1, pause_s=0, config=config),
+                          show_progress=False)
+    assert counts["ok"] == 2
+    with Store(tmp_path / "s.db") as store:
+        events = store.events("c")
+    assert len([e for e in events if e.action == "epoch"]) == 2 * 3
+    # 12 images × 5 classes = 60 per run, each decoded once whatever the epochs: 2 runs × 60 = 120 calls
+    assert len(calls) == 120 and len(set(calls)) == 60
+    prepare = [e for e in events if e.action == "prepare_data"]
+    assert [e.fields["train_images"] + e.fields["validation_images"] for e in prepare] == [60, 60]
+
+
+def test_precision_and_batch_size_are_recorded_and_applied(tmp_path, monkeypatch):
+    dtypes = []
+
+    def observed_cnn(image_size, n_classes=5):
+        model = original(image_size, n_classes)
+        model[0].register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+        return model
+
+    original = tb.build_cnn
+    monkeypatch.setattr(tb, "build_cnn", observed_cnn)
+    for precision, expected in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        dtypes.clear()
+        config = small(tmp_path, precision=precision, batch_size=8, max_epochs=1)
+        assert run_campaign(tmp_path / f"{precision}.db", CampaignPlan("c", ["cnn"], 1, 1, pause_s=0, config=config),
+                            show_progress=False)["ok"] == 1
+        with Store(tmp_path / f"{precision}.db") as store:
+            events = {e.action: e for e in store.events("c")}
+        for action in ("run", "create_model"):
+            assert (events[action].fields["precision"], events[action].fields["batch_size"]) == (precision, 8)
+        # 50 training images in batches of 8 = 7 steps, 10 validation images = 2 batches: 9 forward passes
+        assert len(dtypes) == 9 and set(dtypes) == {expected}
+    assert torch.backends.cudnn.allow_tf32 is False  # fp32 means IEEE fp32, also for cuDNN's convolutions
+
+
+def test_fp16_scales_the_loss_and_tf32_is_switched_by_the_precision():
+    torch.manual_seed(0)
+    model = tb.build_cnn(32)
+    optimizer = torch.optim.Adam(model.parameters())
+    precision = tb.Precision("fp16", torch.device("cpu"))
+    assert precision.scaler.is_enabled() and precision.dtype == torch.float16
+    before = model[0].weight.detach().clone()
+    loss, correct = tb.train_step(model, optimizer, precision, torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]))
+    assert torch.isfinite(loss) and 0 <= int(correct) <= 4 and not torch.equal(before, model[0].weight)
+    tb.Precision("tf32", torch.device("cpu"))
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    tb.Precision("fp32", torch.device("cpu"))
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert not tb.Precision("bf16", torch.device("cpu")).scaler.is_enabled()
+
+
+def test_precision_option_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from mltelemetry.cli import app
+    (tmp_path / "work").mkdir()
+    common = ["campaign", "run", "--store", str(tmp_path / "s.db"), "--scenario", "cnn", "--runs", "1",
+              "--pause", "0", "--backend", "torch", "--image-size", "32", "--max-epochs", "1",
+              "--synthetic-images", "4", "--workdir", str(tmp_path / "work"), "--export-dir",
+              str(tmp_path / "exports"), "--no-progress"]
+    result = CliRunner().invoke(app, [*common, "--campaign", "bad", "--precision", "fp64"])
+    assert result.exit_code == 2 and "--precision must be one of fp32, tf32, bf16, fp16" in result.output
+    result = CliRunner().invoke(app, [*common, "--campaign", "ok", "--precision", "bf16", "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    with Store(tmp_path / "s.db") as store:
+        run = next(e for e in store.events("ok") if e.action == "run")
+    assert (run.fields["precision"], run.fields["batch_size"]) == ("bf16", 4)

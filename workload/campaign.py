@@ -198,6 +198,7 @@ def _run_one(recorder: EventRecorder, ctx: RunContext, position: int, compare: C
     tracker = compare.start(f"{recorder.campaign}/{ctx.scenario}/{ctx.run}") if compare is not None else None
     try:
         with recorder.window("run", scenario=ctx.scenario, run=ctx.run, position=position) as fields:
+            ctx.run_fields = fields
             try:
                 SCENARIOS[ctx.scenario](ctx)
             finally:

@@ -13,7 +13,7 @@ import typer
 from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, finite_number, one_line_errors, with_sink_options
 from mltelemetry.workload.campaign import CampaignPlan, CooldownSettings, Order, run_campaign
 from mltelemetry.workload.compare import make_compare
-from mltelemetry.workload.config import DEFAULT_HUB_HANDLE, MLConfig
+from mltelemetry.workload.config import DEFAULT_HUB_HANDLE, PRECISIONS, MLConfig
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -58,7 +58,9 @@ def run_command(
     data: Annotated[str, typer.Option(help="Images for cnn and transfer: 'synthetic', a tf_flowers-layout "
                                            "directory (or one above it) or a TFDS data dir.")] = "synthetic",
     image_size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 224,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per training step (recorded on the run).")] = 32,
+    precision: Annotated[str, typer.Option(help="fp32, tf32, bf16 or fp16 (mixed precision); recorded on the "
+                                                "run.")] = "fp32",
     max_epochs: Annotated[int, typer.Option(min=1, help="Most epochs per training run.")] = 100,
     target_accuracy: Annotated[Optional[float], typer.Option(  # noqa: UP045
         min=0, max=1, help="Validation accuracy (0-1) that ends training (default 0.80 cnn, 0.85 transfer).")
@@ -83,9 +85,12 @@ def run_command(
     """Run a campaign of scenarios and record every run and action as an event."""
     if order not in Order.__args__:  # type: ignore[attr-defined]
         raise typer.BadParameter(f"--order must be one of {', '.join(Order.__args__)}")  # type: ignore[attr-defined]
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"--precision must be one of {', '.join(PRECISIONS)}")
     from mltelemetry.sinks_events import live_events
 
     config = MLConfig(backend=backend, data=data, image_size=image_size, batch_size=batch_size,  # type: ignore[arg-type]
+                      precision=precision,
                       max_epochs=max_epochs, target_accuracy=target_accuracy, learning_rate=learning_rate,
                       validation_split=validation_split, seed=seed, synthetic_per_class=synthetic_images,
                       hub_handle=None if hub_handle.lower() == "none" else hub_handle, torch_weights=torch_weights,

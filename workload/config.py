@@ -20,6 +20,9 @@ FRAMEWORK_MODULES = {"keras": "tensorflow", "torch": "torch"}
 
 # The paper's transfer-learning module (MobileNetV2 feature vector, 1280 values per image).
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
+# Numeric precision of training: plain IEEE fp32, TF32 matrix units allowed (NVIDIA Ampere and newer), or
+# mixed precision with bf16 or fp16 compute (autocast on torch, a mixed dtype policy on Keras).
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
 # Validation accuracy at which training stops, by scenario (the paper's 80 % and 85 %).
 DEFAULT_TARGETS = {"cnn": 0.80, "transfer": 0.85}
 
@@ -37,13 +40,16 @@ class MLConfig:
     state-dict file for ``transfer`` on torch. Without them the same architecture is built with
     random weights and the reason is logged and recorded. ``workdir`` is where each run's working
     folder is made (the system's temporary folder by default); exports (architecture and history)
-    go to ``export_dir/<campaign>/<scenario>-run<N>/`` (``None``: not exported).
+    go to ``export_dir/<campaign>/<scenario>-run<N>/`` (``None``: not exported). ``precision`` is one of
+    PRECISIONS; ``fp32`` turns TF32 off, which both frameworks otherwise use for some operations on
+    NVIDIA GPUs. ``batch_size`` and ``precision`` are recorded on the ``run`` and ``create_model`` events.
     """
 
     backend: Backend = "keras"
     data: str = SYNTHETIC
     image_size: int = 224
     batch_size: int = 32
+    precision: str = "fp32"
     max_epochs: int = 100
     target_accuracy: float | None = None
     learning_rate: float = 0.001
@@ -56,7 +62,6 @@ class MLConfig:
     torch_weights: Path | None = None
     keep_downloads: bool = False
     device: str = "auto"
-    workers: int = 0
     workdir: Path | None = None
     export_dir: Path | None = Path("mltelemetry-exports")
     augmentation: Augmentation = field(default_factory=Augmentation)
@@ -70,6 +75,8 @@ class MLConfig:
                                    f"not {self.image_size}")
         if self.max_epochs < 1 or self.batch_size < 1:
             raise MltelemetryError("max epochs and batch size must be at least 1")
+        if self.precision not in PRECISIONS:
+            raise MltelemetryError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.target_accuracy is not None and not 0 <= self.target_accuracy <= 1:
             raise MltelemetryError(f"target accuracy is a fraction from 0 to 1, not {self.target_accuracy}")
 

@@ -11,16 +11,21 @@ Three sources, all local (nothing is downloaded here):
 
 :func:`prepare` is the paper's image preparation: it groups the images by label into
 ``train/<class>/`` and ``validation/<class>/`` under a working folder, split per class with a seed.
-The framework backends read those folders and apply the augmentation.
+:meth:`PreparedData.decode` then decodes and resizes every image once, with the backend's decoder, into
+uint8 arrays kept in memory for the whole run; the backends train from those (on the accelerator
+where the set fits) and apply the augmentation to each batch there.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import struct
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,15 +66,53 @@ class Augmentation:
     enabled: bool = True
 
 
+# Reads one image file as a size×size×3 uint8 RGB array (each backend brings its own, as its framework decodes).
+Decoder = Callable[[Path, int], np.ndarray]
+
+
+@dataclass
+class DecodedImages:
+    """One split decoded and resized once: ``images`` N×size×size×3 uint8 (RGB), ``labels`` N int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.nbytes + self.labels.nbytes
+
+
+def decode_all(items: list[tuple[Path, int]], size: int, decoder: Decoder) -> DecodedImages:
+    """Decode every (path, label) with ``decoder`` into one array, on a thread per core (Pillow and
+    TensorFlow release the GIL while they decode)."""
+    images = np.empty((len(items), size, size, 3), np.uint8)
+
+    def one(index: int) -> None:
+        images[index] = decoder(items[index][0], size)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(one, range(len(items))))  # list(): the first decoding error is raised here
+    return DecodedImages(images, np.array([label for _, label in items], np.int64))
+
+
 @dataclass
 class PreparedData:
-    """Images grouped by label under ``root``: ``train/<class>/`` and ``validation/<class>/``."""
+    """Images grouped by label under ``root``: ``train/<class>/`` and ``validation/<class>/``; after
+    :meth:`decode`, also held in memory as ``decoded["train"]`` and ``decoded["validation"]``."""
 
     root: Path
     classes: tuple[str, ...]
     train: list[tuple[Path, int]] = field(default_factory=list)
     validation: list[tuple[Path, int]] = field(default_factory=list)
     source: str = ""
+    decoded: dict[str, DecodedImages] = field(default_factory=dict)
+
+    def decode(self, size: int, decoder: Decoder) -> None:
+        """Decode and resize each image of both splits once (the paper's image preparation)."""
+        self.decoded = {"train": decode_all(self.train, size, decoder),
+                        "validation": decode_all(self.validation, size, decoder)}
+        log.info("decoded %d images of %d×%d pixels (%.1f MB in memory)", len(self.train) + len(self.validation),
+                 size, size, sum(d.nbytes for d in self.decoded.values()) / 1e6)
 
     @property
     def train_dir(self) -> Path:

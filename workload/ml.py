@@ -3,8 +3,10 @@
 One run, each action a window (the paper's actions, §3)::
 
     run
-    ├── prepare_data   images grouped by label into train/ and validation/ folders (split with a seed)
-    ├── create_model   parameter counts, weights (hub, file or random, with the reason), framework, device
+    ├── prepare_data   images grouped by label into train/ and validation/ folders (split with a seed), then
+    │                  each decoded and resized once into memory, where training reads them from
+    ├── create_model   parameter counts, weights (hub, file or random, with the reason), framework, device,
+    │                  precision and batch size (also on the run event)
     ├── train          up to max_epochs, or until validation accuracy reaches the target
     │   └── epoch 1..n loss, accuracy, val_loss, val_accuracy
     ├── export         model architecture and history (JSON)
@@ -53,17 +55,20 @@ def run_ml(ctx: RunContext, kind: str) -> None:
     target = cfg.target_for(kind)
     backend = load_backend(cfg)
     annotator = ctx.annotator
+    settings = {schema.FIELD_PRECISION: cfg.precision, schema.FIELD_BATCH_SIZE: cfg.batch_size}
+    ctx.run_fields.update(settings)
     workdir = Path(tempfile.mkdtemp(prefix=f"mltelemetry-{kind}-run{ctx.run}-", dir=cfg.workdir))
     to_delete = [workdir]
     try:
         with ctx.action("prepare_data", validation_split=cfg.validation_split, seed=cfg.seed) as fields:
             data = prepare(cfg.source(), workdir / "images", validation_split=cfg.validation_split, seed=cfg.seed,
                            per_class_limit=cfg.per_class_limit)
+            data.decode(cfg.image_size, backend.decode_image)
             fields.update(source=data.source, classes=len(data.classes), train_images=len(data.train),
                           validation_images=len(data.validation), path=str(data.root))
         seed = cfg.seed + ctx.run
         with ctx.action("create_model", model=kind, backend=backend.name, seed=seed, image_size=cfg.image_size,
-                        **backend.describe()) as fields:
+                        **settings, **backend.describe()) as fields:
             model, info = backend.create_model(kind, cfg, len(data.classes), seed)
             to_delete.extend(info.pop("downloaded"))
             fields.update(info)

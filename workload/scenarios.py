@@ -33,7 +33,9 @@ def _no_progress(**_: Any) -> None:
 class RunContext:
     """One run of one scenario: where its windows go, how long its main action lasts (``seconds``, for
     baseline, idle and cpu), the ML settings, a progress hook (``progress(epoch=, max_epochs=,
-    val_accuracy=)``) and the module the idle process imports before it sleeps (``None``: nothing)."""
+    val_accuracy=)``), the module the idle process imports before it sleeps (``None``: nothing), and
+    ``run_fields``: the fields of the run's own ``run`` event, which the scenario may add to (settings such as
+    precision and batch size, so runs can be grouped by them)."""
 
     recorder: EventRecorder
     scenario: str
@@ -42,6 +44,7 @@ class RunContext:
     config: MLConfig = field(default_factory=MLConfig)
     progress: Callable[..., None] = _no_progress
     idle_import: str | None = None
+    run_fields: dict[str, Any] = field(default_factory=dict)
 
     @property
     def annotator(self) -> Annotator:

@@ -4,6 +4,10 @@ PyTorch (and Pillow, for decoding images) are imported only when this module is 
 extra). torchvision is not needed: MobileNetV2 is built here with torchvision's module layout
 (``features.<i>...`` names), so a torchvision ``mobilenet_v2`` state-dict file loads into it.
 
+Training reads the images decoded once in ``prepare_data``: from the GPU's memory where the set fits
+(else through pinned host memory, one batch ahead), augmented there, with no wait for the device
+between steps (loss and accuracy are summed on the device and read once an epoch).
+
 Parameter counts follow Keras's convention so both backends report the same numbers: the
 BatchNorm running mean and variance (buffers in PyTorch) count as non-trainable parameters;
 ``num_batches_tracked`` does not.
@@ -14,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +27,7 @@ import numpy as np
 
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.workload.config import MLConfig
-from mltelemetry.workload.data import Augmentation, PreparedData
+from mltelemetry.workload.data import Augmentation, DecodedImages, PreparedData
 from mltelemetry.workload.instrument import Annotator
 
 log = logging.getLogger(__name__)
@@ -126,27 +132,47 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 
 # --- data ---------------------------------------------------------------------------------------
-class ImageFiles(torch.utils.data.Dataset):
-    """(uint8 3×size×size tensor, label) for each (path, label), decoded with Pillow on every access."""
-
-    def __init__(self, items: list[tuple[Path, int]], size: int) -> None:
-        self.items, self.size = items, size
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.items[index]
-        with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((self.size, self.size), Image.BILINEAR)
-            return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1), label
+def read_image(path: Path, size: int) -> np.ndarray:
+    """One image file as a size×size×3 uint8 RGB array (Pillow, bilinear resize)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
 
 
-def augment(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
-    """Random rotation, width/height shift, horizontal flip and zoom of a float batch N×3×H×W, on its device;
-    pixels outside the image repeat the border (Keras's ``fill_mode="nearest"``)."""
-    n = x.shape[0]
+def place(decoded: DecodedImages, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images N×3×H×W, int64 labels) of a decoded split: on ``device`` when it is a GPU with room for
+    the set (a quarter of its free memory at most), else in host memory, from where :func:`batches` copies
+    each batch."""
+    images, labels = torch.from_numpy(decoded.images), torch.from_numpy(decoded.labels)
+    if device.type == "cuda" and decoded.nbytes < torch.cuda.mem_get_info(device)[0] / 4:
+        images, labels = images.to(device), labels.to(device)
+    return images.permute(0, 3, 1, 2).contiguous(), labels
 
+
+def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
+            order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of (images, labels) on ``device`` in ``order`` (default: as stored). A set held in host memory
+    for a GPU goes through pinned memory, each batch's copy issued before the previous batch is handed
+    out, so the host never waits for the copy."""
+    index = order if order is not None else torch.arange(len(labels))
+    index = index.to(images.device)
+    copy = images.device.type != device.type  # (torch.device("cuda") != a tensor's "cuda:0")
+    pending = None
+    for start in range(0, len(labels), batch_size):
+        chosen = index[start:start + batch_size]
+        batch = images[chosen], labels[chosen]
+        if copy:
+            batch = tuple((t.pin_memory() if device.type == "cuda" else t).to(device, non_blocking=True)
+                          for t in batch)
+        if pending is not None:
+            yield pending
+        pending = batch
+    if pending is not None:
+        yield pending
+
+
+def affine_params(n: int, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
+    """The augmentation's random transforms of a batch of ``n``, drawn on the host from ``generator``:
+    N×2×3 affine matrices (rotation, zoom, flip, shift) in ``F.affine_grid``'s normalised coordinates."""
     def uniform(scale: float) -> torch.Tensor:
         return (torch.rand(n, generator=generator) * 2 - 1) * scale
 
@@ -154,10 +180,60 @@ def augment(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> t
     zoom = 1 + uniform(aug.zoom)
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if aug.horizontal_flip else torch.ones(n)
     cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
-    theta = torch.stack([torch.stack([cos * flip, -sin, uniform(2 * aug.width_shift)], 1),
-                         torch.stack([sin * flip, cos, uniform(2 * aug.height_shift)], 1)], 1).to(x)
+    return torch.stack([torch.stack([cos * flip, -sin, uniform(2 * aug.width_shift)], 1),
+                        torch.stack([sin * flip, cos, uniform(2 * aug.height_shift)], 1)], 1)
+
+
+def augment(x: torch.Tensor, aug: Augmentation, generator: torch.Generator) -> torch.Tensor:
+    """Random rotation, width/height shift, horizontal flip and zoom of a float batch N×3×H×W, on its device;
+    pixels outside the image repeat the border (Keras's ``fill_mode="nearest"``). The parameters are drawn on
+    the host (:func:`affine_params`) and copied without waiting for the device."""
+    theta = affine_params(x.shape[0], aug, generator)
+    theta = (theta.pin_memory() if x.is_cuda else theta).to(x.device, x.dtype, non_blocking=True)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# --- precision and the training step ------------------------------------------------------------
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Precision:
+    """``cfg.precision`` applied: TF32 allowed only for ``tf32`` (PyTorch allows it for convolutions by
+    default), autocast to bf16 or fp16 for mixed precision, and gradient scaling for fp16."""
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        self.name, self.device = precision, device
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+        self.dtype = AUTOCAST_DTYPES.get(precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def autocast(self) -> AbstractContextManager:
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+
+def optimizer_for(model: nn.Module, cfg: MLConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam over the trainable parameters; on a GPU the fused kernel (same update, fewer launches, and fp16's
+    gradient scaling without a host round trip)."""
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                            fused=device.type == "cuda")
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, precision: Precision, x: torch.Tensor,
+               labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch; returns (summed loss, correct predictions) as device tensors, so the
+    host does not wait for the device between steps."""
+    optimizer.zero_grad(set_to_none=True)
+    with precision.autocast():
+        logits = model(x)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+    precision.scaler.scale(loss / len(labels)).backward()
+    precision.scaler.step(optimizer)
+    precision.scaler.update()
+    return loss.detach(), (logits.argmax(1) == labels).sum()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -203,46 +279,44 @@ class TorchBackend:
         fields.update(params_total=total, params_trainable=trainable, downloaded=[])
         return model.to(self.device), fields
 
+    def decode_image(self, path: Path, size: int) -> np.ndarray:
+        return read_image(path, size)
+
     def train(self, model: nn.Module, data: PreparedData, cfg: MLConfig, *, target: float, annotator: Annotator,
               on_epoch: Any = None) -> list[dict[str, Any]]:
         loader_seed = torch.Generator().manual_seed(cfg.seed)
         augment_seed = torch.Generator().manual_seed(cfg.seed + 1)
-        train = torch.utils.data.DataLoader(ImageFiles(data.train, cfg.image_size), batch_size=cfg.batch_size,
-                                            shuffle=True, generator=loader_seed, num_workers=cfg.workers)
-        validation = torch.utils.data.DataLoader(ImageFiles(data.validation, cfg.image_size),
-                                                 batch_size=cfg.batch_size, num_workers=cfg.workers)
-        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
-        loss_fn = nn.CrossEntropyLoss(reduction="sum")
+        train_images, train_labels = place(data.decoded["train"], self.device)
+        val_images, val_labels = place(data.decoded["validation"], self.device)
+        log.info("training images held on %s", train_images.device)
+        precision = Precision(cfg.precision, self.device)
+        optimizer = optimizer_for(model, cfg, self.device)
         scale = cfg.augmentation.rescale
         history = []
         for epoch in range(1, cfg.max_epochs + 1):
             with annotator.epoch(epoch) as fields:
                 model.train()
-                loss_sum, correct, seen = 0.0, 0, 0
-                for images, labels in train:
-                    x = images.to(self.device).float().mul_(scale)
+                loss_sum, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+                order = torch.randperm(len(train_labels), generator=loader_seed)  # as DataLoader(shuffle=True)
+                for images, labels in batches(train_images, train_labels, cfg.batch_size, self.device, order):
+                    x = images.float().mul_(scale)
                     if cfg.augmentation.enabled:
                         x = augment(x, cfg.augmentation, augment_seed)
-                    labels = labels.to(self.device)
-                    optimizer.zero_grad(set_to_none=True)
-                    logits = model(x)
-                    loss = loss_fn(logits, labels)
-                    (loss / len(labels)).backward()
-                    optimizer.step()
-                    loss_sum += float(loss.detach())
-                    correct += int((logits.argmax(1) == labels).sum())
-                    seen += len(labels)
+                    step_loss, step_correct = train_step(model, optimizer, precision, x, labels)
+                    loss_sum += step_loss
+                    correct += step_correct
                 model.eval()
-                val_loss, val_correct, val_seen = 0.0, 0, 0
-                with torch.no_grad():
-                    for images, labels in validation:
-                        logits = model(images.to(self.device).float().mul_(scale))
-                        labels = labels.to(self.device)
-                        val_loss += float(loss_fn(logits, labels))
-                        val_correct += int((logits.argmax(1) == labels).sum())
-                        val_seen += len(labels)
-                fields.update(loss=loss_sum / seen, accuracy=correct / seen, val_loss=val_loss / val_seen,
-                              val_accuracy=val_correct / val_seen, correct_classifications=val_correct)
+                val_loss, val_correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+                with torch.no_grad(), precision.autocast():
+                    for images, labels in batches(val_images, val_labels, cfg.batch_size, self.device):
+                        logits = model(images.float().mul_(scale))
+                        val_loss += F.cross_entropy(logits, labels, reduction="sum")
+                        val_correct += (logits.argmax(1) == labels).sum()
+                seen, val_seen = len(train_labels), len(val_labels)
+                correct_val = int(val_correct)  # the epoch's one wait for the device
+                fields.update(loss=float(loss_sum) / seen, accuracy=int(correct) / seen,
+                              val_loss=float(val_loss) / val_seen, val_accuracy=correct_val / val_seen,
+                              correct_classifications=correct_val)
             history.append({"epoch": epoch, **fields})
             if on_epoch is not None:
                 on_epoch(epoch, fields)
