@@ -26,7 +26,9 @@ DEFAULT_HOST = socket.gethostname()
 
 
 def one_line_errors(command: F) -> F:
-    """Turn the domain error into 'error: ...' on stderr and exit code 1, never a traceback."""
+    """Turn the domain errors into 'error: ...' on stderr, never a traceback: exit code 2 for a usage error
+    (:class:`~mltelemetry.errors.UsageError`), 1 for a runtime one, a file or folder that cannot be read or
+    written (``OSError``) included."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -34,6 +36,10 @@ def one_line_errors(command: F) -> F:
             return command(*args, **kwargs)
         except MltelemetryError as e:
             typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # a bad path given on the command line: say which and why, in one line
+            where = f": {e.filename}" if e.filename is not None else ""
+            typer.echo(f"error: {e.strerror or e}{where}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -122,3 +128,15 @@ def with_sink_options(command: F) -> F:
         parameters=[*signature.parameters.values(), *_SINK_PARAMETERS])
     wrapper.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in _SINK_PARAMETERS}}
     return wrapper  # type: ignore[return-value]
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """Create ``path`` (and its parents) now, before any long work, or say in one line why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".mltelemetry-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise MltelemetryError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
+    return path
