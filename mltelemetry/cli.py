@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from enum import Enum
 from typing import Annotated
 
@@ -11,22 +10,19 @@ import typer
 
 from mltelemetry import __version__
 from mltelemetry.analysis.cli import analyze_command
+from mltelemetry.cliutil import OneLineErrorsGroup
 from mltelemetry.demo import demo_command
 from mltelemetry.exporters.cli import app as exporter_app
 from mltelemetry.exporters.pm.cli import app as pm_app
 from mltelemetry.storecli import app as store_app
 from mltelemetry.workload.cli import app as campaign_app
 
-try:  # typer 0.2x parses with its own copy of click
-    from typer._click import exceptions as click_errors
-except ImportError:  # older typer: click itself
-    from click import exceptions as click_errors  # type: ignore[no-redef]
-
 ENV_PREFIX = "MLTELEMETRY"
 
 # auto_envvar_prefix: every option also reads MLTELEMETRY_<COMMAND>_<OPTION> (click's rule), e.g.
 # MLTELEMETRY_ANALYZE_SOURCE, MLTELEMETRY_EXPORTER_PM_DRIVER, MLTELEMETRY_LOG_LEVEL.
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
+app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True, pretty_exceptions_enable=False,
+                  add_completion=True,
                   context_settings={"auto_envvar_prefix": ENV_PREFIX},
                   help="Measure the energy and hardware cost of training ML models.\n\n"
                        f"Every option can also be set in the environment as {ENV_PREFIX}_<COMMAND>_<OPTION>, "
@@ -61,33 +57,4 @@ def root(
 
 
 def main() -> None:
-    """Run the command; a usage error is one line on stderr and exit code 2 (not click's boxed usage text)."""
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(prog_name="mltelemetry", standalone_mode=False)
-    except click_errors.NoArgsIsHelpError as e:  # bare `mltelemetry` (or a bare group): its help
-        typer.echo(e.format_message(), err=True)
-        sys.exit(e.exit_code)
-    except click_errors.UsageError as e:
-        typer.echo(f"error: {_usage_message(e)}", err=True)
-        sys.exit(e.exit_code)
-    except click_errors.ClickException as e:
-        typer.echo(f"error: {e.format_message()}", err=True)
-        sys.exit(e.exit_code)
-    except click_errors.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-def _usage_message(error: Exception) -> str:
-    """Click's message, without pydantic's prefix, naming the environment variable a bad value came from."""
-    message = error.format_message().replace("Value error, ", "")  # type: ignore[attr-defined]
-    ctx, param = getattr(error, "ctx", None), getattr(error, "param", None)
-    if ctx is None:
-        return message
-    source = ctx.get_parameter_source(param.name) if param is not None and param.name else None
-    if source is not None and source.name == "ENVIRONMENT":
-        envvar = param.envvar or f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
-        message += f" (from ${envvar if isinstance(envvar, str) else envvar[0]})"
-    return f"{message} (see: {ctx.command_path} --help)"
+    app(prog_name="mltelemetry")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import inspect
 import socket
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, fields
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from mltelemetry.errors import MltelemetryError
 
@@ -45,13 +48,61 @@ def one_line_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+try:  # typer 0.2x parses with its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer: click itself
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """A command group whose usage errors are one line on stderr and exit code 2 (not click's boxed usage
+    text), as the commands' own errors are (:func:`one_line_errors`)."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as e:  # a bare group: its help
+            typer.echo(e.format_message(), err=True)
+            sys.exit(e.exit_code)
+        except click_errors.UsageError as e:
+            typer.echo(f"error: {usage_message(e)}", err=True)
+            sys.exit(e.exit_code)
+        except click_errors.ClickException as e:
+            typer.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click_errors.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_message(error: Exception) -> str:
+    """Click's message, without pydantic's prefix, naming the environment variable a bad value came from."""
+    message = error.format_message().replace("Value error, ", "")  # type: ignore[attr-defined]
+    ctx, param = getattr(error, "ctx", None), getattr(error, "param", None)
+    if ctx is None:
+        return message
+    source = ctx.get_parameter_source(param.name) if param is not None and param.name else None
+    if source is not None and source.name == "ENVIRONMENT":
+        envvar = param.envvar or f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
+        message += f" (from ${envvar if isinstance(envvar, str) else envvar[0]})"
+    return f"{message} (see: {ctx.command_path} --help)"
+
+
 # --- push sinks and /metrics security: options every exporter (and the workload) shares -------------------
 
 InfluxUrl = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--influx-url", envvar="MLTELEMETRY_INFLUX_URL", rich_help_panel="InfluxDB",
     help="Also push to this InfluxDB (http(s)://HOST:PORT). The token comes from $INFLUX_TOKEN or "
          "--influx-token-file, never from the command line.")]
-InfluxApi = Annotated[str, typer.Option(
+class InfluxApiChoice(str, Enum):
+    v2 = "v2"
+    v1 = "v1"
+
+
+InfluxApi = Annotated[InfluxApiChoice, typer.Option(
     "--influx-api", envvar="MLTELEMETRY_INFLUX_API", rich_help_panel="InfluxDB",
     help="v2 (InfluxDB 2.x/3.x, VictoriaMetrics; needs influxdb-client) or v1 (InfluxDB 1.x /write).")]
 InfluxOrg = Annotated[str, typer.Option(
@@ -107,6 +158,11 @@ def current_sink_options() -> SinkOptions:
     return _current_sink_options.get() or SinkOptions()
 
 
+def _plain(value: object) -> object:
+    """An enum choice as its text (what the sinks compare against)."""
+    return value.value if isinstance(value, Enum) else value
+
+
 def with_sink_options(command: F) -> F:
     """Give an exporter command the ``--influx-*``, ``--spool-*``, ``--tls-*`` and ``--basic-auth-file`` options.
 
@@ -117,7 +173,7 @@ def with_sink_options(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        options = SinkOptions(**{p.name: kwargs.pop(p.name) for p in _SINK_PARAMETERS if p.name in kwargs})
+        options = SinkOptions(**{p.name: _plain(kwargs.pop(p.name)) for p in _SINK_PARAMETERS if p.name in kwargs})
         token = _current_sink_options.set(options)
         try:
             return command(*args, **kwargs)

@@ -11,12 +11,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mltelemetry.cliutil import one_line_errors
+from mltelemetry.cliutil import OneLineErrorsGroup, one_line_errors
 from mltelemetry.schema import Event
 from mltelemetry.store import Store
 from mltelemetry.tables import print_table
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True)
 
 SourceOption = Annotated[str, typer.Option(
     help="Embedded store file, a Prometheus-compatible API URL or influxdb+http://HOST:8086/DATABASE.")]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.store import Store
 from mltelemetry.workload.compare import CodeCarbonCompare
 from mltelemetry.workload.config import MLConfig
@@ -97,13 +97,13 @@ class CampaignStopped(Exception):
 def _validate(plan: CampaignPlan) -> None:
     unknown = [s for s in plan.scenarios if s not in SCENARIOS]
     if unknown:
-        raise MltelemetryError(f"unknown scenario {unknown[0]!r}; known: {', '.join(sorted(SCENARIOS))}")
+        raise UsageError(f"unknown scenario {unknown[0]!r}; known: {', '.join(sorted(SCENARIOS))}")
     if plan.runs < 1 or plan.seconds <= 0:
-        raise MltelemetryError("--runs must be at least 1 and --seconds positive")
+        raise UsageError("--runs must be at least 1 and --seconds positive")
     if plan.order not in ("blocked", "interleaved", "random"):
-        raise MltelemetryError(f"--order must be blocked, interleaved or random, not {plan.order!r}")
+        raise UsageError(f"--order must be blocked, interleaved or random, not {plan.order!r}")
     if plan.idle_framework not in IDLE_FRAMEWORKS:
-        raise MltelemetryError(f"--idle-framework must be one of {', '.join(IDLE_FRAMEWORKS)}")
+        raise UsageError(f"--idle-framework must be one of {', '.join(IDLE_FRAMEWORKS)}")
     if plan.has_ml:
         check_backend(plan.config)
         if plan.config.data != SYNTHETIC:

@@ -11,13 +11,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, one_line_errors, with_sink_options
+from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, OneLineErrorsGroup, one_line_errors, with_sink_options
 from mltelemetry.storecli import campaign_list_command
 from mltelemetry.workload.campaign import CampaignPlan, CooldownSettings, run_campaign
 from mltelemetry.workload.compare import make_compare
 from mltelemetry.workload.config import DEFAULT_HUB_HANDLE, MLConfig
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True)
 app.command("list")(campaign_list_command)
 
 
