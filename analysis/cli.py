@@ -140,6 +140,16 @@ def _action_summary(result: CampaignAnalysis, console: Console) -> None:
                 ["scenario", "action", "n", *(h for _, h in figures)], cells, _TEXT)
 
 
+def _reasons(console: Console, reasons: list[tuple[str, str]]) -> None:
+    """Why a table's row has no number, once per reason with the rows it holds for (keeps tables narrow)."""
+    rows: dict[str, list[str]] = {}
+    for row, reason in reasons:
+        if reason:
+            rows.setdefault(reason, []).append(row)
+    for reason, which in rows.items():
+        console.print(f"  – {reason}: {', '.join(which)}", markup=False, highlight=False, soft_wrap=True)
+
+
 def render_table(result: CampaignAnalysis, console: Console, detail: bool = False) -> None:
     """The analysis for people: the per-scenario summary first (within 100 columns), the scenario tests and the
     meter against the sensors; with ``detail`` also every action's summary, every run and action, and the
@@ -150,28 +160,37 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
     columns, cells = scenario_summary(result)
     print_table(console, "per scenario: mean over its ok runs (induced = energy above the baseline power)",
                 columns, cells, _TEXT)
+    console.print()
 
     if not result.tests.empty:
         figure = "induced_wh" if result.baseline_power_w is not None else "energy_wh"
         tests = result.tests[result.tests.figure == figure].to_dict(orient="records")
         print_table(console, f"{figure} of b against a over runs (diff % of a; Welch's t, Mann–Whitney U, "
-                    "Cohen's d)", ["a", "b", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d", "note"],
+                    "Cohen's d)", ["a", "b", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d"],
                     [[r["a"], r["b"], _cell(r["mean_a"], _decimals(r["mean_a"])),
                       _cell(r["mean_b"], _decimals(r["mean_b"])), _cell(r["difference_pct"], 1), _p(r["welch_p"]),
-                      _p(r["mannwhitney_p"]), _cell(r["cohens_d"], 2), r["reason"]] for r in tests], _TEXT)
+                      _p(r["mannwhitney_p"]), _cell(r["cohens_d"], 2)] for r in tests], _TEXT)
+        _reasons(console, [(f"{r['a']}/{r['b']}", r["reason"]) for r in tests])
+        console.print()
     if not result.sensors.empty:
+        sensors = result.sensors.to_dict(orient="records")
         print_table(console, "meter against on-board sensors (GPU + RAPL) and CodeCarbon: share of wall energy",
-                    ["scenario", "tracker", "n", "share ± sd", "slope", "intercept Wh", "r²", "note"],
+                    ["scenario", "tracker", "n", "share ± sd", "slope", "intercept Wh", "r²"],
                     [[r["scenario"], r["tracker"], str(r["n"]), f"{_cell(r['ratio_mean'], 3)} ± "
                       f"{_cell(r['ratio_std'], 3)}", _cell(r["slope"], 3), _cell(r["intercept_wh"], 4),
-                      _cell(r["r2"], 3), r["reason"]] for r in result.sensors.to_dict(orient="records")], _TEXT)
+                      _cell(r["r2"], 3)] for r in sensors], _TEXT)
+        _reasons(console, [(f"{r['scenario']} {r['tracker']}", r["reason"]) for r in sensors])
+        console.print()
     if detail:
         _action_summary(result, console)
+        console.print()
         _windows_table(result, console)
+        console.print()
         if not result.correlations.empty:
             print_table(console, "energy per epoch against … (Pearson)", ["scenario", "x", "n", "r", "p", "note"],
                         [[r["scenario"], r["x"], str(r["n"]), _cell(r["r"], 3), _p(r["p"]), r["reason"]]
                          for r in result.correlations.to_dict(orient="records")], _TEXT)
+            console.print()
     for note in result.notes:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if not detail:

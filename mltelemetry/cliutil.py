@@ -72,7 +72,7 @@ class OneLineErrorsGroup(TyperGroup):
         except click_errors.ClickException as e:
             typer.echo(f"error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)
-        except click_errors.Abort:
+        except typer.Abort:
             typer.echo("aborted", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)

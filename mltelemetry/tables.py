@@ -39,4 +39,3 @@ def print_table(console: Console, title: str | None, columns: list[str], cells: 
     else:
         console.print(plain_table(title, columns, cells, left, caption), markup=False, highlight=False,
                       soft_wrap=True)
-        console.print()
