@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 # Pseudo block devices whose traffic is not the SUT's disk activity.
 _SKIPPED_DISK_PREFIXES = ("loop", "ram", "zram")
 _SKIPPED_INTERFACES = ("lo",)
+# CPU modes published as host_cpu_seconds_total (those psutil has on this platform). Linux counts guest and
+# guest_nice inside user and nice already, so they are left out: the modes of a core sum to its elapsed time.
+CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
 class RaplZone:
@@ -73,6 +76,7 @@ class HostCollector:
             log.info("no readable RAPL zones under %s/class/powercap: CPU energy will not be recorded",
                      sysfs_root)
         self._failing: set[str] = set()  # sources whose failure was said, until they read again
+        self._cpu_seconds: dict[tuple[int, str], float] = {}  # the last CPU time published per core and mode
         psutil.cpu_percent(percpu=True)  # primes the per-interval utilisation
         psutil.cpu_percent()
 
@@ -103,8 +107,18 @@ class HostCollector:
         return Sample(metric, {"host": self.host, **labels}, float(value), ts_ns)
 
     def _cpu(self, ts_ns: int) -> list[Sample]:
+        """CPU time per core and mode as counters (what a window's mean utilisation is computed from), and the
+        last interval's busy share as a gauge (for dashboards: a scrape every 15 s keeps one tick of 15)."""
         s = self._s
-        return [s(schema.HOST_CPU_UTILIZATION, psutil.cpu_percent() / 100, ts_ns, cpu="total"),
+        times = []
+        for i, core in enumerate(psutil.cpu_times(percpu=True)):
+            for mode, seconds in core._asdict().items():
+                if mode in CPU_MODES:
+                    # Linux's idle and iowait can step back a little (NO_HZ accounting): the analysis would read
+                    # a drop as a restart, so a counter never goes below what it said (as node_exporter does)
+                    seconds = self._cpu_seconds[(i, mode)] = max(seconds, self._cpu_seconds.get((i, mode), 0.0))
+                    times.append(s(schema.HOST_CPU_SECONDS, seconds, ts_ns, cpu=str(i), mode=mode))
+        return [*times, s(schema.HOST_CPU_UTILIZATION, psutil.cpu_percent() / 100, ts_ns, cpu="total"),
                 *(s(schema.HOST_CPU_UTILIZATION, pct / 100, ts_ns, cpu=str(i))
                   for i, pct in enumerate(psutil.cpu_percent(percpu=True)))]
 

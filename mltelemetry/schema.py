@@ -83,6 +83,11 @@ PM_DISCONNECTS = _metric("pm_disconnects_total", "counter", "1",
 HOST_CPU_UTILIZATION = _metric("host_cpu_utilization_ratio", "gauge", "1",
                                "CPU utilisation over the last sampling interval, 0 to 1; cpu=\"total\" "
                                "for the whole machine.", ("host", "cpu"))
+HOST_CPU_SECONDS = _metric("host_cpu_seconds_total", "counter", "s",
+                           "Seconds each core spent in each mode (user, nice, system, idle, iowait, irq, softirq, "
+                           "steal), as node_exporter's node_cpu_seconds_total: a window's utilisation is "
+                           "1 − Δ(idle + iowait) / Δ(all modes), whatever the scrape interval.",
+                           ("host", "cpu", "mode"))
 HOST_MEMORY_USED = _metric("host_memory_used_bytes", "gauge", "B", "Memory in use (total minus available).")
 HOST_MEMORY_AVAILABLE = _metric("host_memory_available_bytes", "gauge", "B",
                                 "Memory available to new processes without swapping.")
