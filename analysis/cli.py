@@ -76,13 +76,26 @@ def _digits(column: str) -> int:
     return 4 if column.endswith("_wh") else 2
 
 
+_FIXED_DECIMALS = {"cpu_utilization": 2, "gpu_utilization": 2, "val_accuracy": 2, "duration_s": 1,
+                   "mean_power_w": 1}
+
+
+def _row_decimals(row: dict, figure: str) -> int:
+    """Decimals of a figure in a summary row: fixed for ratios, seconds and watts; else about 4 significant
+    digits, induced energy taking those of the energy (a baseline's induced energy is about 0)."""
+    if figure in _FIXED_DECIMALS:
+        return _FIXED_DECIMALS[figure]
+    like = "energy_wh" if figure == "induced_wh" else figure
+    return _decimals(row.get(f"{like}_mean", math.nan))
+
+
 def _mean_pm(row: dict, figure: str, spread: str) -> str:
-    """``mean ± spread`` of a summary row, both to the mean's decimals; spread is ``std`` or ``ci`` (95 % CI
+    """``mean ± spread`` of a summary row, both to the same decimals; spread is ``std`` or ``ci`` (95 % CI
     half-width); just the mean where there is no spread (one run)."""
     mean = row.get(f"{figure}_mean", math.nan)
     if mean is None or not math.isfinite(mean):
         return "–"
-    digits = _decimals(mean)
+    digits = _row_decimals(row, figure)
     half = row.get(f"{figure}_std") if spread == "std" else (row.get(f"{figure}_ci_high", math.nan) - mean)
     if half is None or not math.isfinite(half):
         return f"{mean:.{digits}f}"
@@ -101,10 +114,7 @@ _SUMMARY_ALWAYS = {"duration_s", "energy_wh", "mean_power_w", "induced_wh"}
 def _summary_cell(row: dict, figure: str, how: str) -> str:
     if how != "mean":
         return _mean_pm(row, figure, how)
-    mean = row.get(f"{figure}_mean", math.nan)
-    if figure in ("cpu_utilization", "gpu_utilization", "val_accuracy"):
-        return _cell(mean, 2)
-    return _cell(mean, 1) if figure in ("duration_s", "mean_power_w") else _cell(mean, _decimals(mean))
+    return _cell(row.get(f"{figure}_mean", math.nan), _row_decimals(row, figure))
 
 
 def scenario_summary(result: CampaignAnalysis, action: str = "run") -> tuple[list[str], list[list[str]]]:
@@ -167,8 +177,9 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
         tests = result.tests[result.tests.figure == figure].to_dict(orient="records")
         print_table(console, f"{figure} of b against a over runs (diff % of a; Welch's t, Mann–Whitney U, "
                     "Cohen's d)", ["a", "b", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d"],
-                    [[r["a"], r["b"], _cell(r["mean_a"], _decimals(r["mean_a"])),
-                      _cell(r["mean_b"], _decimals(r["mean_b"])), _cell(r["difference_pct"], 1), _p(r["welch_p"]),
+                    [[r["a"], r["b"], _cell(r["mean_a"], _decimals(max(abs(r["mean_a"]), abs(r["mean_b"])))),
+                      _cell(r["mean_b"], _decimals(max(abs(r["mean_a"]), abs(r["mean_b"])))),
+                      _cell(r["difference_pct"], 1), _p(r["welch_p"]),
                       _p(r["mannwhitney_p"]), _cell(r["cohens_d"], 2)] for r in tests], _TEXT)
         _reasons(console, [(f"{r['a']}/{r['b']}", r["reason"]) for r in tests])
         console.print()
