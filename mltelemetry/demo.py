@@ -148,7 +148,7 @@ def run_demo(store_path: Path, runs: int, seconds: float, console: Console, ml: 
         console.print(f"    {gpu.line}", markup=False, highlight=False)
         for name, args in commands.items():
             start(name, args)
-        metrics = [schema.PM_ENERGY, schema.HOST_CPU_UTILIZATION] + ([schema.GPU_ENERGY] if gpu.gpus else [])
+        metrics = [schema.PM_ENERGY, schema.HOST_CPU_UTILIZATION] + ([schema.GPU_UP] if gpu.gpus else [])
         _wait_until(lambda: all(_has_samples(store_path, m) for m in metrics), "the first samples", processes, logs)
         time.sleep(1.5)  # a sample before the first window's start
 
