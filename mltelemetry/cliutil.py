@@ -42,6 +42,7 @@ def one_line_errors(command: F) -> F:
             raise typer.Exit(e.exit_code) from None
         except OSError as e:  # a bad path given on the command line: say which and why, in one line
             where = f": {e.filename}" if e.filename is not None else ""
+            where += f" -> {e.filename2}" if e.filename2 is not None else ""  # a link or rename: both paths
             typer.echo(f"error: {e.strerror or e}{where}", err=True)
             raise typer.Exit(1) from None
 

@@ -99,6 +99,9 @@ def test_a_runtime_error_is_one_line_and_exit_1(store_path, tmp_path):
     assert result.exit_code == 1 and "is not a readable mltelemetry store" in one_error_line(result)
     result = runner.invoke(app, ["analyze", "--campaign", "nope", "--source", str(store_path)])
     assert result.exit_code == 1 and "campaigns there: c" in one_error_line(result)
+    result = runner.invoke(app, ["pm", "emulate", "--link", str(tmp_path / "no" / "such" / "link")])
+    assert result.exit_code == 1 and "No such file or directory" in one_error_line(result)
+    assert str(tmp_path / "no" / "such" / "link") in result.stderr  # the path given, not only the pty's
 
 
 def test_log_level_takes_any_case():
