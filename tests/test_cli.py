@@ -26,17 +26,23 @@ def power_at(t: int) -> float:
     return 150.0 if 20 <= t < 30 or 40 <= t < 50 else 175.0 if 60 <= t < 70 or 80 <= t < 90 else 100.0
 
 
-def campaign_store(path) -> None:
-    """1 Hz meter energy counter for 0..100 s and a campaign of two 10 s runs each of baseline, cpu and cnn."""
+def campaign_store(path, gpu: bool = False) -> None:
+    """1 Hz meter energy counter for 0..100 s and a campaign of two 10 s runs each of baseline, cpu and cnn; with
+    ``gpu`` also a GPU's energy counter (half the wall power), its load and the cnn runs' validation accuracy."""
     energy, samples = 0.0, []
+    gpu_labels = {"host": "sut", "gpu": "0", "uuid": "GPU-0", "name": "NVIDIA H200", "method": "nvml_counter"}
     for t in range(101):
         samples.append(Sample(schema.PM_ENERGY, {"host": "sut", "meter": "m"}, energy, T0 + t * S))
         samples.append(Sample(schema.HOST_CPU_UTILIZATION, {"host": "sut", "cpu": "total"}, 0.5, T0 + t * S))
+        if gpu:
+            samples.append(Sample(schema.GPU_ENERGY, gpu_labels, energy / 2, T0 + t * S))
+            samples.append(Sample(schema.GPU_UTILIZATION, gpu_labels, 0.9, T0 + t * S))
         energy += power_at(t)
     events = []
     for scenario, starts in (("baseline", (0, 10)), ("cpu", (20, 40)), ("cnn", (60, 80))):
         for run, start in enumerate(starts, 1):
-            events.append(Event("c", scenario, run, "run", T0 + start * S, T0 + (start + 10) * S))
+            fields = {"val_accuracy": 0.8} if gpu and scenario == "cnn" else {}
+            events.append(Event("c", scenario, run, "run", T0 + start * S, T0 + (start + 10) * S, fields=fields))
             events.append(Event("c", scenario, run, "cleanup", T0 + (start + 9) * S, T0 + start * S + int(9.4 * S)))
     with Store(path) as store:
         store.write(samples)
@@ -199,3 +205,17 @@ def test_summary_on_a_terminal_is_boxed_and_fits_100_columns(store_path):
     summary = text.split("b against a")[0]
     cpu = [line for line in summary.splitlines() if line.lstrip(" │").startswith("cpu ")]
     assert len(cpu) == 1 and "0.4167 ± 0.0000" in cpu[0]  # one row, not wrapped into several
+
+
+def test_every_summary_column_together_still_fits_100_columns(tmp_path):
+    campaign_store(tmp_path / "gpu.db", gpu=True)
+    result = CliRunner().invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "gpu.db")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[3].split() == ["scenario", "n", "time", "s", "energy", "Wh", "±", "sd", "power", "W", "induced", "Wh",
+                                "±", "CI", "CPU", "GPU", "Wh", "GPU", "val", "acc"]
+    assert all(len(line) <= 100 for line in lines), max(lines, key=len)
+    cnn = next(line for line in lines if line.startswith("cnn "))
+    # GPU: half of 175 W for 10 s = 875 J = 0.2431 Wh; load 0.90; accuracy 0.80
+    assert cnn.split()[-3:] == ["0.2431", "0.90", "0.80"]
+    assert "meter against on-board sensors" in result.stdout  # the meter-against-GPU comparison is shown
