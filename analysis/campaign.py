@@ -337,9 +337,6 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     for column, metric, labels, how in GAUGES:
         series = reader.get(metric, labels)
         columns[column] = _combine([window_means(s.ts, s.values, starts, ends) for s in series], how, n)
-    # the CPU-time counters give a window's true mean; the last-interval gauge above stays for data without them
-    from_counters = cpu_utilization_from_counters(reader.get(schema.HOST_CPU_SECONDS), starts, ends)
-    columns["cpu_utilization"] = np.where(np.isfinite(from_counters), from_counters, columns["cpu_utilization"])
     for column, metric in COUNTERS:
         series = reader.get(metric)
         columns[column] = _combine([_increases(s, starts, ends) for s in series], "sum", n)
@@ -379,6 +376,10 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         columns["sensors_ratio"] = columns["sensors_wh"] / energy_wh
         columns["codecarbon_wh"] = np.array([_codecarbon_wh(e) for e in events])
         columns["codecarbon_ratio"] = columns["codecarbon_wh"] / energy_wh
+    # CPU utilisation: the CPU-time counters give a window's true mean, read at its edges as energy is; the
+    # last-interval gauge (hardware indicators above) stays the figure of data recorded without them
+    from_counters = cpu_utilization_from_counters(reader.get(schema.HOST_CPU_SECONDS), starts, ends)
+    columns["cpu_utilization"] = np.where(np.isfinite(from_counters), from_counters, columns["cpu_utilization"])
 
     # --- notes per window -------------------------------------------------------------------------
     row_notes: list[list[str]] = [[] for _ in events]

@@ -83,11 +83,6 @@ PM_DISCONNECTS = _metric("pm_disconnects_total", "counter", "1",
 HOST_CPU_UTILIZATION = _metric("host_cpu_utilization_ratio", "gauge", "1",
                                "CPU utilisation over the last sampling interval, 0 to 1; cpu=\"total\" "
                                "for the whole machine.", ("host", "cpu"))
-HOST_CPU_SECONDS = _metric("host_cpu_seconds_total", "counter", "s",
-                           "Seconds each core spent in each mode (user, nice, system, idle, iowait, irq, softirq, "
-                           "steal), as node_exporter's node_cpu_seconds_total: a window's utilisation is "
-                           "1 − Δ(idle + iowait) / Δ(all modes), whatever the scrape interval.",
-                           ("host", "cpu", "mode"))
 HOST_MEMORY_USED = _metric("host_memory_used_bytes", "gauge", "B", "Memory in use (total minus available).")
 HOST_MEMORY_AVAILABLE = _metric("host_memory_available_bytes", "gauge", "B",
                                 "Memory available to new processes without swapping.")
@@ -106,6 +101,11 @@ HOST_NET_TRANSMITTED = _metric("host_network_transmitted_bytes_total", "counter"
 HOST_RAPL_ENERGY = _metric("host_rapl_energy_joules_total", "counter", "J",
                            "Energy of one RAPL zone, made monotonic across the counter's wrap-around.",
                            ("host", "zone"))
+HOST_CPU_SECONDS = _metric("host_cpu_seconds_total", "counter", "s",
+                           "Seconds each core spent in each mode (user, nice, system, idle, iowait, irq, softirq, "
+                           "steal), as node_exporter's node_cpu_seconds_total: a window's utilisation is "
+                           "1 − Δ(idle + iowait) / Δ(all modes), whatever the scrape interval.",
+                           ("host", "cpu", "mode"))
 
 # --- GPU -----------------------------------------------------------------------------------
 GPU_LABELS = ("host", "gpu", "uuid", "name")
