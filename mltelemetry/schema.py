@@ -137,6 +137,10 @@ GPU_POWER_LIMIT = _metric("gpu_power_limit_watts", "gauge", "W", "Enforced GPU p
 GPU_FAN = _metric("gpu_fan_speed_ratio", "gauge", "1", "GPU fan speed as a fraction of its maximum.",
                   GPU_LABELS)
 GPU_UP = _metric("gpu_up", "gauge", "1", "Whether the GPU answers NVML (1) or fell off the bus (0).", GPU_LABELS)
+GPU_BUSY_SECONDS = _metric("gpu_busy_seconds_total", "counter", "s",
+                           "Seconds the GPU was busy: NVML's utilisation times the time since the exporter's "
+                           "previous reading, summed. A window's mean load is its increase over the window's "
+                           "length, whatever the scrape interval (gpu_utilization_ratio is one reading).", GPU_LABELS)
 
 # --- every exporter ------------------------------------------------------------------------
 EXPORTER_LABELS = ("host", "exporter")

@@ -80,6 +80,7 @@ def test_every_indicator_published_with_the_scripts_exact_values():
         (schema.GPU_THROTTLE, "0", ""): 4.0,
         (schema.GPU_POWER_LIMIT, "0", ""): 700.0,
         (schema.GPU_FAN, "0", ""): 0.3,
+        (schema.GPU_BUSY_SECONDS, "0", ""): 0.0,  # the first reading only starts the busy-time count
     }
 
 
