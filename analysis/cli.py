@@ -167,8 +167,12 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
                 else f"{result.baseline_power_w:.2f} W")
     console.print(f"campaign {result.campaign}: baseline power {baseline}", markup=False, highlight=False)
     columns, cells = scenario_summary(result)
-    print_table(console, "per scenario, mean of its ok runs (induced: above the baseline power; CI: 95 %)",
-                columns, cells, _TEXT)
+    by_action = not cells and not result.summary.empty  # windows of your own but no run windows around them
+    if by_action:
+        _action_summary(result, console)
+    else:
+        print_table(console, "per scenario, mean of its ok runs (induced: above the baseline power; CI: 95 %)",
+                    columns, cells, _TEXT)
     console.print()
 
     if not result.tests.empty:
@@ -192,8 +196,9 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
         _reasons(console, [(f"{r['scenario']} {r['tracker']}", r["reason"]) for r in sensors])
         console.print()
     if detail:
-        _action_summary(result, console)
-        console.print()
+        if not by_action:
+            _action_summary(result, console)
+            console.print()
         _windows_table(result, console)
         console.print()
         if not result.correlations.empty:

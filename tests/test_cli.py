@@ -219,3 +219,18 @@ def test_every_summary_column_together_still_fits_100_columns(tmp_path):
     # GPU: half of 175 W for 10 s = 875 J = 0.2431 Wh; load 0.90; accuracy 0.80
     assert cnn.split()[-3:] == ["0.2431", "0.90", "0.80"]
     assert "meter against on-board sensors" in result.stdout  # the meter-against-GPU comparison is shown
+
+
+def test_windows_of_your_own_without_run_windows_are_summarised_per_action(tmp_path):
+    """An Annotator script that records train and epochs but no run: the summary per action stands in."""
+    with Store(tmp_path / "own.db") as store:
+        store.write([Sample(schema.PM_ENERGY, {"host": "sut", "meter": "m"}, 200.0 * t, T0 + t * S) for t in range(31)])
+        store.write_events([Event("mine", "resnet", 1, "train", T0 + 2 * S, T0 + 22 * S),
+                            *(Event("mine", "resnet", 1, "epoch", T0 + (2 + 5 * k) * S, T0 + (7 + 5 * k) * S,
+                                    epoch=k + 1) for k in range(4))])
+    result = CliRunner().invoke(app, ["analyze", "--campaign", "mine", "--source", str(tmp_path / "own.db")])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[1]: line.split() for line in result.stdout.splitlines() if line.startswith("resnet ")}
+    # 200 W: the 20-s train window 4000 J = 1.111 Wh, each 5-s epoch 1000 J = 0.2778 Wh (4 of them)
+    assert rows["train"][2:4] == ["1", "20.0"] and rows["train"][4] == "1.111"
+    assert rows["epoch"][2:6] == ["4", "5.0", "±", "0.0"] and rows["epoch"][6:9] == ["0.2778", "±", "0.0000"]
