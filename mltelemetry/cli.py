@@ -51,7 +51,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Logging level.")] = LogLevel.info,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          allow_from_autoenv=False)] = False,  # MLTELEMETRY_VERSION=… is common
 ) -> None:
     logging.basicConfig(level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

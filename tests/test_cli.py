@@ -128,6 +128,9 @@ def test_every_option_reads_an_mltelemetry_variable(store_path):
     result = CliRunner().invoke(app, ["campaign", "list", "--json"], env={"MLTELEMETRY_CAMPAIGN_LIST_SOURCE":
                                                                           str(store_path)})
     assert result.exit_code == 0 and [c["campaign"] for c in json.loads(result.stdout)] == ["c"]
+    # a variable that says which version is installed (Dockerfiles set such) is not the --version flag
+    result = CliRunner().invoke(app, ["analyze"], env={**env, "MLTELEMETRY_VERSION": "0.1.0"})
+    assert result.exit_code == 0 and json.loads(result.stdout)["campaign"] == "c"
 
 
 def test_shell_completion_offers_commands_and_choices(tmp_path):
