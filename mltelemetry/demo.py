@@ -143,8 +143,9 @@ def run_demo(store_path: Path, runs: int, seconds: float, console: Console, ml: 
         start("emulator", ["pm", "emulate", "--driver", "wt300", "--link", str(link), "--profile", DEMO_PROFILE])
         _wait_until(link.exists, "the emulator's port", processes, logs)
         commands = exporter_commands(store_path, link, gpu)
-        console.print(f"[bold]2/4[/] starting the {', '.join(c.removesuffix('-exporter') for c in commands)} "
-                      f"exporters, writing to {store_path}")
+        names = [c.removesuffix("-exporter") for c in commands]
+        console.print(f"[bold]2/4[/] starting the {', '.join(names[:-1])} and {names[-1]} exporters, writing to "
+                      f"{store_path}")
         console.print(f"    {gpu.line}", markup=False, highlight=False)
         for name, args in commands.items():
             start(name, args)
@@ -188,7 +189,7 @@ def demo_command(
     if store.exists():
         raise MltelemetryError(f"{store} already exists; the demo writes a new store")
     report = writable_folder(report or store.with_name(f"{store.stem}-report"), "--report")
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # a log on a pipe: no wrapping at 80 columns
     result = run_demo(store.resolve(), runs, seconds, console, ml)
     print_analysis(result, format.value, detail)
     console.print(f"report written to {write_report(result, report)}", markup=False, highlight=False,
