@@ -217,6 +217,30 @@ def energy_of(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.
     return _sum_strict([_increases(s, starts, ends) for s in series], len(starts))
 
 
+IDLE_CPU_MODES = ("idle", "iowait")
+
+
+def cpu_utilization_from_counters(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Mean CPU utilisation of each window from the CPU-time counters (``host_cpu_seconds_total``, one series per
+    core and mode): 1 − Δ(idle + iowait) / Δ(all modes), summed over the cores, each counter read at the window's
+    edges as energy is. Exact however rarely the counters were scraped; NaN where they do not bracket the window."""
+    if not series:
+        return np.full(len(starts), np.nan)
+    total = energy_of(series, starts, ends)
+    idle = energy_of([s for s in series if s.labels.get("mode") in IDLE_CPU_MODES], starts, ends)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - idle / total, np.nan)
+
+
+def gpu_utilization_from_counters(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Mean GPU load of each window from the busy-time counters (``gpu_busy_seconds_total``, one per GPU): each
+    GPU's increase over the window's length, averaged over the GPUs. NaN where they do not bracket the window."""
+    duration_s = (ends - starts) / 1e9
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _combine([np.where(duration_s > 0, _increases(s, starts, ends) / duration_s, np.nan) for s in series],
+                        "mean", len(starts))
+
+
 def _integrated(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Joules per window from power series integrated here; NaN for a window holding a gap longer than 3
     intervals (its energy is unknown: nothing integrated it)."""
@@ -396,6 +420,12 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         columns["sensors_ratio"] = columns["sensors_wh"] / energy_wh
         columns["codecarbon_wh"] = np.array([_codecarbon_wh(e) for e in events])
         columns["codecarbon_ratio"] = columns["codecarbon_wh"] / energy_wh
+    # CPU utilisation: the CPU-time counters give a window's true mean, read at its edges as energy is; the
+    # last-interval gauge (hardware indicators above) stays the figure of data recorded without them
+    from_counters = cpu_utilization_from_counters(reader.get(schema.HOST_CPU_SECONDS), starts, ends)
+    columns["cpu_utilization"] = np.where(np.isfinite(from_counters), from_counters, columns["cpu_utilization"])
+    from_counters = gpu_utilization_from_counters(reader.get(schema.GPU_BUSY_SECONDS), starts, ends)
+    columns["gpu_utilization"] = np.where(np.isfinite(from_counters), from_counters, columns["gpu_utilization"])
 
     # --- notes per window -------------------------------------------------------------------------
     row_notes: list[list[str]] = [[] for _ in events]

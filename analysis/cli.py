@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,22 +21,29 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mltelemetry.analysis.campaign import CampaignAnalysis, analyze_campaign
 from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
 from mltelemetry.analysis.sources import SENSOR_EXPORTERS, open_source
-from mltelemetry.cliutil import one_line_errors
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.cliutil import one_line_errors, writable_folder
+from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.safety import write_csv
+from mltelemetry.tables import print_table
 
-FORMATS = ("table", "json", "csv")
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FORMATS = tuple(f.value for f in Format)
 _TABLE_COLUMNS = ["scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
                   "gpu_energy_wh", "cpu_energy_wh", "cpu_utilization", "gpu_utilization", "val_accuracy",
                   "efficiency_acc_per_wh", "coverage", "note"]
 _ALWAYS = {"scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
            "cpu_utilization", "note"}
-_TEXT = {"scenario", "action", "status", "note"}
+_TEXT = {"scenario", "action", "status", "note", "a", "b", "figure", "tracker", "x", "scenario A", "scenario B"}
 
 
 def _cell(value: object, digits: int = 3) -> str:
@@ -50,19 +58,11 @@ def _cell(value: object, digits: int = 3) -> str:
     return str(value)
 
 
-PLAIN_ROWS = 60
-
-
-def plain_table(title: str, columns: list[str], cells: list[list[str]], caption: str | None = None) -> str:
-    """A table as fixed-width text: text columns left-aligned, numbers right-aligned."""
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(v.ljust(w) if c in _TEXT else v.rjust(w) for c, v, w in zip(columns, values, widths))
-
-    rule = "  ".join("─" * w for w in widths)
-    out = [title, rule, line(columns), rule, *(line(row) for row in cells), rule]
-    return "\n".join(out + ([caption] if caption else []))
+def _decimals(value: float, significant: int = 4) -> int:
+    """Decimals that show ``value`` to about ``significant`` digits (0 to 6), never in exponent form."""
+    if not math.isfinite(value) or value == 0:
+        return 2
+    return min(6, max(0, significant - 1 - math.floor(math.log10(abs(value)))))
 
 
 def _p(value: object) -> str:
@@ -76,103 +76,169 @@ def _digits(column: str) -> int:
     return 4 if column.endswith("_wh") else 2
 
 
-def render_table(result: CampaignAnalysis, console: Console) -> None:
-    baseline = "none in campaign" if result.baseline_power_w is None else f"{result.baseline_power_w:.2f} W"
+_FIXED_DECIMALS = {"cpu_utilization": 2, "gpu_utilization": 2, "val_accuracy": 2, "duration_s": 1,
+                   "mean_power_w": 1}
+
+
+def _row_decimals(row: dict, figure: str) -> int:
+    """Decimals of a figure in a summary row: fixed for ratios, seconds and watts; else about 4 significant
+    digits, induced energy taking those of the energy (a baseline's induced energy is about 0)."""
+    if figure in _FIXED_DECIMALS:
+        return _FIXED_DECIMALS[figure]
+    like = "energy_wh" if figure == "induced_wh" else figure
+    return _decimals(row.get(f"{like}_mean", math.nan))
+
+
+def _mean_pm(row: dict, figure: str, spread: str) -> str:
+    """``mean ± spread`` of a summary row, both to the same decimals; spread is ``std`` or ``ci`` (95 % CI
+    half-width); just the mean where there is no spread (one run)."""
+    mean = row.get(f"{figure}_mean", math.nan)
+    if mean is None or not math.isfinite(mean):
+        return "–"
+    digits = _row_decimals(row, figure)
+    half = row.get(f"{figure}_std") if spread == "std" else (row.get(f"{figure}_ci_high", math.nan) - mean)
+    if half is None or not math.isfinite(half):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+# Per-scenario summary columns: heading, figure, how it is shown (mean ± sd, mean ± 95 % CI, or the mean); all of
+# them together fit 100 columns (accuracy per Wh is in --detail and the report).
+_SUMMARY_FIGURES = [("time s", "duration_s", "mean"), ("energy Wh ± sd", "energy_wh", "std"),
+                    ("power W", "mean_power_w", "mean"), ("induced Wh ± CI", "induced_wh", "ci"),
+                    ("CPU", "cpu_utilization", "mean"), ("GPU Wh", "gpu_energy_wh", "mean"),
+                    ("GPU", "gpu_utilization", "mean"), ("val acc", "val_accuracy", "mean")]
+_SUMMARY_ALWAYS = {"duration_s", "energy_wh", "mean_power_w", "induced_wh"}
+
+
+def _summary_cell(row: dict, figure: str, how: str) -> str:
+    if how != "mean":
+        return _mean_pm(row, figure, how)
+    return _cell(row.get(f"{figure}_mean", math.nan), _row_decimals(row, figure))
+
+
+def scenario_summary(result: CampaignAnalysis, action: str = "run") -> tuple[list[str], list[list[str]]]:
+    """The per-scenario table a newcomer wants first: one row per scenario (its ``action`` windows, runs by
+    default), figures that were recorded only."""
+    rows = result.summary[result.summary.action == action].to_dict(orient="records")
+    figures = [f for f in _SUMMARY_FIGURES if f[1] in _SUMMARY_ALWAYS
+               or any(math.isfinite(r.get(f"{f[1]}_mean", math.nan)) for r in rows)]
+    columns = ["scenario", "n", *(f[0] for f in figures)]
+    cells = [[r["scenario"], str(r["n"]), *(_summary_cell(r, figure, how) for _, figure, how in figures)]
+             for r in rows]
+    return columns, cells
+
+
+def _windows_table(result: CampaignAnalysis, console: Console) -> None:
     rows = result.windows[result.windows.action != "epoch"]
     columns = [c for c in _TABLE_COLUMNS if c in _ALWAYS or (c in rows and rows[c].notna().any())]
     epochs = int((result.windows.action == "epoch").sum())
-    title = f"campaign {result.campaign}: runs and actions (baseline power {baseline})"
     caption = f"{epochs} epoch rows: per-epoch figures in --format json/csv and --report" if epochs else None
     cells = [[_cell(row[c], _digits(c)) for c in columns] for row in rows.to_dict(orient="records")]
-    if len(cells) > PLAIN_ROWS:  # rich measures every cell: plain columns keep 100s of rows fast
-        console.print(plain_table(title, columns, cells, caption), markup=False, highlight=False, soft_wrap=True)
-    else:
-        windows = Table(title=title, caption=caption)
-        for c in columns:
-            windows.add_column(c, justify="left" if c in _TEXT else "right")
-        for line in cells:
-            windows.add_row(*line)
-        console.print(windows)
+    print_table(console, f"campaign {result.campaign}: every run and action", columns, cells, _TEXT, caption)
 
-    summary = Table(title="per scenario and action: mean ± standard deviation over runs [95 % CI]")
-    figures = [("duration_s", "duration s", 2), ("energy_wh", "energy Wh", 4), ("mean_power_w", "mean power W", 2),
-               ("induced_wh", "induced Wh", 4), ("gpu_energy_wh", "GPU Wh", 4), ("cpu_utilization", "CPU", 2),
-               ("gpu_utilization", "GPU load", 2), ("efficiency_acc_per_wh", "val acc/Wh", 3)]
-    figures = [f for f in figures if f[0] in ("duration_s", "energy_wh", "mean_power_w", "induced_wh",
-                                             "cpu_utilization")
+
+def _action_summary(result: CampaignAnalysis, console: Console) -> None:
+    figures = [("duration_s", "duration s"), ("energy_wh", "energy Wh"), ("mean_power_w", "mean power W"),
+               ("induced_wh", "induced Wh"), ("gpu_energy_wh", "GPU Wh"), ("cpu_utilization", "CPU"),
+               ("gpu_utilization", "GPU load"), ("efficiency_acc_per_wh", "val acc/Wh")]
+    figures = [f for f in figures if f[0] in _SUMMARY_ALWAYS
                or (f"{f[0]}_mean" in result.summary and result.summary[f"{f[0]}_mean"].notna().any())]
-    for c in ["scenario", "action", "n"] + [f[1] for f in figures]:
-        summary.add_column(c)
-    for row in result.summary.to_dict(orient="records"):
-        def pm(figure: str, digits: int, row: dict = row) -> str:
-            text = f"{_cell(row[figure + '_mean'], digits)} ± {_cell(row[figure + '_std'], digits)}"
-            if row["n"] >= 2 and figure in ("energy_wh", "induced_wh") and not math.isnan(row[figure + "_ci_low"]):
-                text += f" [{_cell(row[figure + '_ci_low'], digits)}, {_cell(row[figure + '_ci_high'], digits)}]"
-            return text
-        summary.add_row(row["scenario"], row["action"], str(row["n"]), *[pm(f, d) for f, _, d in figures])
-    console.print(summary)
+    cells = [[row["scenario"], row["action"], str(row["n"]), *(_mean_pm(row, f, "std") for f, _ in figures)]
+             for row in result.summary.to_dict(orient="records")]
+    print_table(console, "per scenario and action: mean ± standard deviation over runs",
+                ["scenario", "action", "n", *(h for _, h in figures)], cells, _TEXT)
+
+
+def _reasons(console: Console, reasons: list[tuple[str, str]]) -> None:
+    """Why a table's row has no number, once per reason with the rows it holds for (keeps tables narrow)."""
+    rows: dict[str, list[str]] = {}
+    for row, reason in reasons:
+        if reason:
+            rows.setdefault(reason, []).append(row)
+    for reason, which in rows.items():
+        console.print(f"  – {reason}: {', '.join(which)}", markup=False, highlight=False, soft_wrap=True)
+
+
+def render_table(result: CampaignAnalysis, console: Console, detail: bool = False) -> None:
+    """The analysis for people: the per-scenario summary first (within 100 columns), the scenario tests and the
+    meter against the sensors; with ``detail`` also every action's summary, every run and action, and the
+    correlations per epoch."""
+    baseline = ("none in the campaign: no induced energy" if result.baseline_power_w is None
+                else f"{result.baseline_power_w:.2f} W")
+    console.print(f"campaign {result.campaign}: baseline power {baseline}", markup=False, highlight=False)
+    columns, cells = scenario_summary(result)
+    by_action = not cells and not result.summary.empty  # windows of your own but no run windows around them
+    if by_action:
+        _action_summary(result, console)
+    else:
+        print_table(console, "per scenario, mean of its ok runs (induced: above the baseline power; CI: 95 %)",
+                    columns, cells, _TEXT)
+    console.print()
 
     if not result.tests.empty:
-        tests = Table(title="scenarios compared over runs: b against a (diff % of a; Welch's t, Mann–Whitney U, "
-                      "Cohen's d)")
-        for c in ["a", "b", "figure", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d", "note"]:
-            tests.add_column(c)
-        for row in result.tests[result.tests.figure.isin(["energy_wh", "induced_wh"])].to_dict(orient="records"):
-            tests.add_row(row["a"], row["b"], row["figure"], _cell(row["mean_a"], 4), _cell(row["mean_b"], 4),
-                          _cell(row["difference_pct"], 1), _p(row["welch_p"]), _p(row["mannwhitney_p"]),
-                          _cell(row["cohens_d"], 2), row["reason"])
-        console.print(tests)
-    if not result.correlations.empty:
-        correlations = Table(title="energy per epoch against … (Pearson)")
-        for c in ["scenario", "x", "n", "r", "p", "note"]:
-            correlations.add_column(c)
-        for row in result.correlations.to_dict(orient="records"):
-            correlations.add_row(row["scenario"], row["x"], str(row["n"]), _cell(row["r"], 3), _p(row["p"]),
-                                 row["reason"])
-        console.print(correlations)
+        figure = "induced_wh" if result.baseline_power_w is not None else "energy_wh"
+        tests = result.tests[result.tests.figure == figure].to_dict(orient="records")
+        print_table(console, f"{figure} of b against a over runs (diff % of a; Welch's t, Mann–Whitney U, "
+                    "Cohen's d)", ["a", "b", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d"],
+                    [[r["a"], r["b"], _cell(r["mean_a"], _decimals(max(abs(r["mean_a"]), abs(r["mean_b"])))),
+                      _cell(r["mean_b"], _decimals(max(abs(r["mean_a"]), abs(r["mean_b"])))),
+                      _cell(r["difference_pct"], 1), _p(r["welch_p"]),
+                      _p(r["mannwhitney_p"]), _cell(r["cohens_d"], 2)] for r in tests], _TEXT)
+        _reasons(console, [(f"{r['a']}/{r['b']}", r["reason"]) for r in tests])
+        console.print()
     if not result.sensors.empty:
-        sensors = Table(title="meter against sensors (GPU + RAPL) and CodeCarbon: fraction of wall energy seen")
-        for c in ["scenario", "tracker", "n", "ratio mean ± sd", "slope", "intercept Wh", "r²", "note"]:
-            sensors.add_column(c)
-        for row in result.sensors.to_dict(orient="records"):
-            sensors.add_row(row["scenario"], row["tracker"], str(row["n"]),
-                            f"{_cell(row['ratio_mean'], 3)} ± {_cell(row['ratio_std'], 3)}", _cell(row["slope"], 3),
-                            _cell(row["intercept_wh"], 4), _cell(row["r2"], 3), row["reason"])
-        console.print(sensors)
+        sensors = result.sensors.to_dict(orient="records")
+        print_table(console, "meter against on-board sensors (GPU + RAPL) and CodeCarbon: share of wall energy",
+                    ["scenario", "tracker", "n", "share ± sd", "slope", "intercept Wh", "r²"],
+                    [[r["scenario"], r["tracker"], str(r["n"]), f"{_cell(r['ratio_mean'], 3)} ± "
+                      f"{_cell(r['ratio_std'], 3)}", _cell(r["slope"], 3), _cell(r["intercept_wh"], 4),
+                      _cell(r["r2"], 3)] for r in sensors], _TEXT)
+        _reasons(console, [(f"{r['scenario']} {r['tracker']}", r["reason"]) for r in sensors])
+        console.print()
+    if detail:
+        if not by_action:
+            _action_summary(result, console)
+            console.print()
+        _windows_table(result, console)
+        console.print()
+        if not result.correlations.empty:
+            print_table(console, "energy per epoch against … (Pearson)", ["scenario", "x", "n", "r", "p", "note"],
+                        [[r["scenario"], r["x"], str(r["n"]), _cell(r["r"], 3), _p(r["p"]), r["reason"]]
+                         for r in result.correlations.to_dict(orient="records")], _TEXT)
+            console.print()
     for note in result.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    if not detail:
+        console.print("every action, run and epoch: --detail, --format json/csv or --report DIR", markup=False,
+                      highlight=False, style="dim")
 
 
 def render_oscar(figures: pd.DataFrame, console: Console) -> None:
     """OSCAR's report figures per scenario beside ours, each column labelled with its definition."""
     from mltelemetry.analysis.oscar import OSCAR_LABELS
 
-    table = Table(title="OSCAR's figures beside mltelemetry's (ok runs, mean over runs)",
-                  caption="\n".join(f"{k}: {v}" for k, v in OSCAR_LABELS.items()))
     columns = ["scenario", "runs", *OSCAR_LABELS]
-    for c in columns:
-        table.add_column(c, justify="left" if c == "scenario" else "right")
-    for row in figures.to_dict(orient="records"):
-        table.add_row(*[_cell(row[c], _digits(c)) for c in columns])
-    console.print(table)
+    cells = [[str(row[c]) if c in ("scenario", "runs") else _cell(row[c], _digits(c)) for c in columns]
+             for row in figures.to_dict(orient="records")]
+    print_table(console, "OSCAR's figures beside mltelemetry's (ok runs, mean over runs)", columns, cells,
+                {"scenario"}, caption="\n".join(f"{k}: {v}" for k, v in OSCAR_LABELS.items()))
 
 
 def render_comparison(comparison: CampaignComparison, console: Console) -> None:
-    table = Table(title=f"{comparison.a.campaign} (A) against {comparison.b.campaign} (B): ok runs; "
-                  "difference = B − A")
-    for c in ["scenario A", "scenario B", "figure", "A mean ± sd (n)", "B mean ± sd (n)", "diff %", "Welch p",
-              "M–W p", "Hedges g", "note"]:
-        table.add_column(c)
+    cells = []
     for row in comparison.table.to_dict(orient="records"):
         digits = _digits(row["figure"])
-        table.add_row(row["scenario_a"], row["scenario_b"], row["figure"],
+        cells.append([row["scenario_a"], row["scenario_b"], row["figure"],
                       f"{_cell(row['mean_a'], digits)} ± {_cell(row['std_a'], digits)} ({row['n_a']})",
                       f"{_cell(row['mean_b'], digits)} ± {_cell(row['std_b'], digits)} ({row['n_b']})",
                       _cell(row["difference_pct"], 1), _p(row["welch_p"]), _p(row["mannwhitney_p"]),
-                      _cell(row["hedges_g"], 2), row["reason"])
-    console.print(table)
+                      _cell(row["hedges_g"], 2), row["reason"]])
+    print_table(console, f"{comparison.a.campaign} (A) against {comparison.b.campaign} (B): ok runs; "
+                "difference = B − A", ["scenario A", "scenario B", "figure", "A mean ± sd (n)", "B mean ± sd (n)",
+                                       "diff %", "Welch p", "M–W p", "Hedges g", "note"], cells, _TEXT)
     for note in comparison.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def render_csv(result: CampaignAnalysis) -> str:
@@ -198,7 +264,7 @@ def parse_duration_s(text: str) -> float:
     try:
         return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
     except ValueError:
-        raise MltelemetryError(f"--lookback wants a duration such as 12h or 31d, not {text!r}") from None
+        raise UsageError(f"--lookback wants a duration such as 12h or 31d, not {text!r}") from None
 
 
 @contextmanager
@@ -214,14 +280,24 @@ def progress_callback(console: Console) -> Iterator[Callable[[str, float, float]
         yield update
 
 
-def print_analysis(result: CampaignAnalysis, format: str) -> None:
-    """The analysis on stdout as ``format`` (table, json or csv)."""
+def print_analysis(result: CampaignAnalysis, format: str, detail: bool = False) -> None:
+    """The analysis on stdout as ``format`` (table, json or csv); tables with ``detail``: every run and action."""
     if format == "json":
         typer.echo(json.dumps(result.to_dict(), indent=2))
     elif format == "csv":
         typer.echo(render_csv(result), nl=False)
     else:
-        render_table(result, Console(width=200))
+        render_table(result, Console(), detail)
+
+
+def _two_campaigns(value: tuple[str, str] | None) -> tuple[str, str] | None:
+    """--compare takes the next two words whatever they are: an option among them is a mistake to name."""
+    if value and value[0] is not None:
+        for word in value:
+            if word.startswith("-"):
+                raise typer.BadParameter(f"wants two campaign names (A B, or A:SCENARIO B:SCENARIO) before any "
+                                         f"other option, got {word!r} as one of them")
+    return value
 
 
 @one_line_errors
@@ -230,7 +306,9 @@ def analyze_command(
     source: Annotated[str, typer.Option(
         help="Embedded store file, a Prometheus-compatible API URL (http://HOST:9090; VictoriaMetrics, Thanos, "
              "Mimir) or influxdb+http://HOST:8086/DATABASE (InfluxQL; token from INFLUX_TOKEN).")] = "mltelemetry.db",
-    format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    format: Annotated[Format, typer.Option("--format", help="Output on stdout.")] = Format.table,
+    detail: Annotated[bool, typer.Option(help="Tables: also every action's summary, every run and action, and "
+                                              "the correlations per epoch.")] = False,
     host: Annotated[Optional[str], typer.Option(help="Only this host's series (default: all).")] = None,  # noqa: UP045
     sensor_exporters: Annotated[str, typer.Option(
         help="GPU and RAPL energy from: auto (ours, else dcgm-exporter's and node_exporter's), mltelemetry (ours "
@@ -238,7 +316,7 @@ def analyze_command(
     report: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Also write an HTML report with figures and data files into this directory.")] = None,
     compare: Annotated[Optional[tuple[str, str]], typer.Option(  # noqa: UP045
-        help="Two campaigns side by side: A B, or A:SCENARIO B:SCENARIO.")] = None,
+        callback=_two_campaigns, help="Two campaigns side by side: A B, or A:SCENARIO B:SCENARIO.")] = None,
     lookback: Annotated[str, typer.Option(
         help="How far back a Prometheus-compatible source looks for the campaign's events.")] = "31d",
     export_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
@@ -258,25 +336,25 @@ def analyze_command(
         help="Also OSCAR's report figures per scenario beside ours (always with --import-oscar).")] = False,
 ) -> None:
     """Energy per run, action and epoch (counters at the event edges), baseline-adjusted, with statistics."""
-    if format not in FORMATS:
-        raise MltelemetryError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    format = format.value  # type: ignore[assignment]
     if sensor_exporters not in SENSOR_EXPORTERS:
-        raise typer.BadParameter(f"--sensor-exporters takes {', '.join(SENSOR_EXPORTERS)}, not {sensor_exporters!r}")
+        raise UsageError(f"--sensor-exporters takes {', '.join(SENSOR_EXPORTERS)}, not {sensor_exporters!r}")
     if compare and compare[0] is not None:
         if campaign or export_oscar or import_oscar:
-            raise MltelemetryError("--compare takes the two campaigns itself: leave out --campaign and the OSCAR "
-                                   "options")
+            raise UsageError("--compare takes the two campaigns itself: leave out --campaign and the OSCAR "
+                             "options")
     elif not campaign:
-        raise MltelemetryError("say which campaign: --campaign X (or --compare A B)")
+        raise UsageError("say which campaign: --campaign X (or --compare A B)")
     if baseline and not import_oscar:
-        raise MltelemetryError("--baseline names the baseline folder of --import-oscar: give both")
+        raise UsageError("--baseline names the baseline folder of --import-oscar: give both")
     if timezone and not (import_oscar or export_oscar):
-        raise MltelemetryError("--timezone is the OSCAR files' local time: give it with --import-oscar or "
-                               "--export-oscar")
+        raise UsageError("--timezone is the OSCAR files' local time: give it with --import-oscar or --export-oscar")
     if oscar_figures and format == "csv":
-        raise MltelemetryError("--oscar-figures shows a table or JSON: use --format table or json")
+        raise UsageError("--oscar-figures shows a table or JSON: use --format table or json")
     if report is not None and report.exists() and not report.is_dir():  # before the analysis, not after
-        raise MltelemetryError(f"--report wants a folder, and {report} is a file")
+        raise UsageError(f"--report wants a folder, and {report} is a file")
+    if report:
+        writable_folder(report, "--report")
     stderr = Console(stderr=True)
     if import_oscar:
         from mltelemetry.analysis.oscar import import_oscar as do_import
@@ -326,7 +404,7 @@ def analyze_command(
         elif format == "csv":
             typer.echo(write_csv(comparison.table), nl=False)
         else:
-            render_comparison(comparison, Console(width=200))
+            render_comparison(comparison, Console())
         return
     if oscar is not None and format == "json":
         from mltelemetry.analysis.campaign import records
@@ -335,6 +413,6 @@ def analyze_command(
         typer.echo(json.dumps({**result.to_dict(), "oscar": {"labels": OSCAR_LABELS, "scenarios": records(oscar)}},
                               indent=2))
         return
-    print_analysis(result, format)
+    print_analysis(result, format, detail)
     if oscar is not None and format == "table":
-        render_oscar(oscar, Console(width=200))
+        render_oscar(oscar, Console())

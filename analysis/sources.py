@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from mltelemetry import schema
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.schema import Event
 from mltelemetry.store import Store, newest_per_timestamp
 
@@ -69,7 +69,7 @@ def open_source(spec: str | Path | Store | Source, *, lookback_s: float = DEFAUL
     if scheme in ("influxdb+http", "influxdb+https", "influx+http", "influx+https"):
         return InfluxSource(text)
     if scheme:
-        raise MltelemetryError(f"--source {text!r}: unknown scheme {scheme!r}; use a store path, http(s)://… "
+        raise UsageError(f"--source {text!r}: unknown scheme {scheme!r}; use a store path, http(s)://… "
                                "for a Prometheus-compatible API or influxdb+http(s)://HOST:PORT/DATABASE")
     return StoreSource(Store(text, create=False))
 
@@ -287,7 +287,7 @@ class InfluxSource:
         scheme = parts.scheme.split("+", 1)[1]
         self.database = parts.path.strip("/")
         if not self.database:
-            raise MltelemetryError(f"--source {url!r} names no database: influxdb+http://HOST:PORT/DATABASE")
+            raise UsageError(f"--source {url!r} names no database: influxdb+http://HOST:PORT/DATABASE")
         options = parse_qs(parts.query)
         self.retention_policy = options.get("rp", [None])[0]
         host = parts.hostname or "localhost"

@@ -84,6 +84,11 @@ def find_rapl_zones(sysfs_root: Path = Path("/sys")) -> list[RaplZone]:
     return zones
 
 
+# CPU modes published as host_cpu_seconds_total (those psutil has on this platform). Linux counts guest and
+# guest_nice inside user and nice already, so they are left out: the modes of a core sum to its elapsed time.
+CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
 class HostCollector:
     """Samples psutil's counters and gauges and RAPL where readable."""
 
@@ -98,6 +103,7 @@ class HostCollector:
             log.info("no readable RAPL zones under %s/class/powercap: CPU energy will not be recorded",
                      sysfs_root)
         self._failing: set[str] = set()  # sources whose failure was said, until they read again
+        self._cpu_seconds: dict[tuple[int, str], float] = {}  # the last CPU time published per core and mode
         psutil.cpu_percent(percpu=True)  # primes the per-interval utilisation
         psutil.cpu_percent()
 
@@ -105,7 +111,8 @@ class HostCollector:
         """Every source on its own: one that fails (said once) leaves this tick's others standing."""
         samples: list[Sample] = []
         sources: list[tuple[str, Callable[[], list[Sample]]]] = [
-            ("CPU", partial(self._cpu, ts_ns)), ("memory", partial(self._memory, ts_ns)),
+            ("CPU", partial(self._cpu, ts_ns)), ("CPU time", partial(self._cpu_time, ts_ns)),
+            ("memory", partial(self._memory, ts_ns)),
             ("load", partial(self._load, ts_ns)), ("disk", partial(self._disk, ts_ns)),
             ("network", partial(self._network, ts_ns)),
         ]
@@ -132,6 +139,19 @@ class HostCollector:
         return [s(schema.HOST_CPU_TOTAL_UTILIZATION, psutil.cpu_percent() / 100, ts_ns),
                 *(s(schema.HOST_CPU_UTILIZATION, pct / 100, ts_ns, cpu=str(i))
                   for i, pct in enumerate(psutil.cpu_percent(percpu=True)))]
+
+    def _cpu_time(self, ts_ns: int) -> list[Sample]:
+        """CPU time per core and mode as counters: what a window's mean utilisation is computed from (the gauge
+        above holds only the last tick's busy share: a scrape every 15 s keeps one tick of 15)."""
+        times = []
+        for i, core in enumerate(psutil.cpu_times(percpu=True)):
+            for mode, seconds in core._asdict().items():
+                if mode in CPU_MODES:
+                    # Linux's idle and iowait can step back a little (NO_HZ accounting): the analysis would read
+                    # a drop as a restart, so a counter never goes below what it said (as node_exporter does)
+                    seconds = self._cpu_seconds[(i, mode)] = max(seconds, self._cpu_seconds.get((i, mode), 0.0))
+                    times.append(self._s(schema.HOST_CPU_SECONDS, seconds, ts_ns, cpu=str(i), mode=mode))
+        return times
 
     def _memory(self, ts_ns: int) -> list[Sample]:
         s = self._s

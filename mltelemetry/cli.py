@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 import logging
+from enum import Enum
 from typing import Annotated
 
 import typer
 
 from mltelemetry import __version__
 from mltelemetry.analysis.cli import analyze_command
+from mltelemetry.cliutil import OneLineErrorsGroup
 from mltelemetry.demo import demo_command
 from mltelemetry.deploy import app as deploy_app
 from mltelemetry.exporters.cli import app as exporter_app
 from mltelemetry.exporters.pm.cli import app as pm_app
+from mltelemetry.storecli import app as store_app
 from mltelemetry.workload.cli import app as campaign_app
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help="Measure the energy and hardware cost of training ML models.")
+ENV_PREFIX = "MLTELEMETRY"
+
+# auto_envvar_prefix: every option also reads MLTELEMETRY_<COMMAND>_<OPTION> (click's rule), e.g.
+# MLTELEMETRY_ANALYZE_SOURCE, MLTELEMETRY_EXPORTER_PM_DRIVER, MLTELEMETRY_LOG_LEVEL.
+app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True, pretty_exceptions_enable=False,
+                  add_completion=True,
+                  context_settings={"auto_envvar_prefix": ENV_PREFIX},
+                  help="Measure the energy and hardware cost of training ML models.\n\n"
+                       f"Every option can also be set in the environment as {ENV_PREFIX}_<COMMAND>_<OPTION>, "
+                       f"e.g. {ENV_PREFIX}_ANALYZE_SOURCE=lab.db or {ENV_PREFIX}_LOG_LEVEL=debug.")
 app.add_typer(exporter_app, name="exporter", help="Run one exporter (host, pm, gpu).")
 app.add_typer(pm_app, name="pm", help="Power-meter tools: meter emulators and the clock-alignment check.")
 app.add_typer(campaign_app, name="campaign", help="Run workload campaigns.")
 app.add_typer(deploy_app, name="deploy", help="Deployment files: compose, Prometheus alerts, units, dashboards.")
+app.add_typer(campaign_app, name="campaign", help="Run workload campaigns and list those recorded.")
+app.add_typer(store_app, name="store", help="Look into an embedded store file.")
 app.command("analyze")(analyze_command)
 app.command("demo")(demo_command)
+
+
+class LogLevel(str, Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
 
 
 def _version(value: bool) -> None:
@@ -33,11 +53,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    log_level: Annotated[str, typer.Option(help="Logging level: debug, info, warning, error.")] = "info",
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="Logging level.")] = LogLevel.info,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          allow_from_autoenv=False)] = False,  # MLTELEMETRY_VERSION=… is common
 ) -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main() -> None:
-    app()
+    app(prog_name="mltelemetry")

@@ -6,13 +6,16 @@ import functools
 import inspect
 import math
 import socket
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, fields
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from mltelemetry.errors import MltelemetryError
 
@@ -37,7 +40,9 @@ DEFAULT_HOST = socket.gethostname()
 
 
 def one_line_errors(command: F) -> F:
-    """Turn the domain error into 'error: ...' on stderr and exit code 1, never a traceback."""
+    """Turn the domain errors into 'error: ...' on stderr, never a traceback: exit code 2 for a usage error
+    (:class:`~mltelemetry.errors.UsageError`), 1 for a runtime one, a file or folder that cannot be read or
+    written (``OSError``) included."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -45,9 +50,57 @@ def one_line_errors(command: F) -> F:
             return command(*args, **kwargs)
         except MltelemetryError as e:
             typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(e.exit_code) from None
+        except OSError as e:  # a bad path given on the command line: say which and why, in one line
+            where = f": {e.filename}" if e.filename is not None else ""
+            where += f" -> {e.filename2}" if e.filename2 is not None else ""  # a link or rename: both paths
+            typer.echo(f"error: {e.strerror or e}{where}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+try:  # typer 0.2x parses with its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer: click itself
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """A command group whose usage errors are one line on stderr and exit code 2 (not click's boxed usage
+    text), as the commands' own errors are (:func:`one_line_errors`)."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as e:  # a bare group: its help
+            typer.echo(e.format_message(), err=True)
+            sys.exit(e.exit_code)
+        except click_errors.UsageError as e:
+            typer.echo(f"error: {usage_message(e)}", err=True)
+            sys.exit(e.exit_code)
+        except click_errors.ClickException as e:
+            typer.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_message(error: Exception) -> str:
+    """Click's message, without pydantic's prefix, naming the environment variable a bad value came from."""
+    message = error.format_message().replace("Value error, ", "")  # type: ignore[attr-defined]
+    ctx, param = getattr(error, "ctx", None), getattr(error, "param", None)
+    if ctx is None:
+        return message
+    source = ctx.get_parameter_source(param.name) if param is not None and param.name else None
+    if source is not None and source.name == "ENVIRONMENT":
+        envvar = param.envvar or f"{ctx.auto_envvar_prefix}_{param.name.upper()}"
+        message += f" (from ${envvar if isinstance(envvar, str) else envvar[0]})"
+    return f"{message} (see: {ctx.command_path} --help)"
 
 
 # --- push sinks and /metrics security: options every exporter (and the workload) shares -------------------
@@ -56,7 +109,12 @@ InfluxUrl = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--influx-url", envvar="MLTELEMETRY_INFLUX_URL", rich_help_panel="InfluxDB",
     help="Also push to this InfluxDB (http(s)://HOST:PORT). The token comes from $INFLUX_TOKEN or "
          "--influx-token-file, never from the command line.")]
-InfluxApi = Annotated[str, typer.Option(
+class InfluxApiChoice(str, Enum):
+    v2 = "v2"
+    v1 = "v1"
+
+
+InfluxApi = Annotated[InfluxApiChoice, typer.Option(
     "--influx-api", envvar="MLTELEMETRY_INFLUX_API", rich_help_panel="InfluxDB",
     help="v2 (InfluxDB 2.x/3.x, VictoriaMetrics; needs influxdb-client) or v1 (InfluxDB 1.x /write).")]
 InfluxOrg = Annotated[str, typer.Option(
@@ -112,6 +170,11 @@ def current_sink_options() -> SinkOptions:
     return _current_sink_options.get() or SinkOptions()
 
 
+def _plain(value: object) -> object:
+    """An enum choice as its text (what the sinks compare against)."""
+    return value.value if isinstance(value, Enum) else value
+
+
 def with_sink_options(command: F) -> F:
     """Give an exporter command the ``--influx-*``, ``--spool-*``, ``--tls-*`` and ``--basic-auth-file`` options.
 
@@ -122,7 +185,7 @@ def with_sink_options(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        options = SinkOptions(**{p.name: kwargs.pop(p.name) for p in _SINK_PARAMETERS if p.name in kwargs})
+        options = SinkOptions(**{p.name: _plain(kwargs.pop(p.name)) for p in _SINK_PARAMETERS if p.name in kwargs})
         token = _current_sink_options.set(options)
         try:
             return command(*args, **kwargs)
@@ -133,3 +196,15 @@ def with_sink_options(command: F) -> F:
         parameters=[*signature.parameters.values(), *_SINK_PARAMETERS])
     wrapper.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in _SINK_PARAMETERS}}
     return wrapper  # type: ignore[return-value]
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """Create ``path`` (and its parents) now, before any long work, or say in one line why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".mltelemetry-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise MltelemetryError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
+    return path

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from mltelemetry import schema
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.schema import Event, Sample
 from mltelemetry.sinks import PostFailed, PostRefused, http_post
 from mltelemetry.spool import Spool, SpoolInUse
@@ -346,13 +346,13 @@ class InfluxConfig:
                                    "ps and the logs; put them in --influx-token-file (v1: user:password) or "
                                    f"${TOKEN_ENV}")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise MltelemetryError(f"--influx-url wants http(s)://HOST:PORT, got {self.url!r}")
+            raise UsageError(f"--influx-url wants http(s)://HOST:PORT, got {self.url!r}")
         if self.api not in APIS:
-            raise MltelemetryError(f"--influx-api must be v1 or v2, got {self.api!r}")
+            raise UsageError(f"--influx-api must be v1 or v2, got {self.api!r}")
         if not self.bucket:
-            raise MltelemetryError("--influx-bucket is required with --influx-url (v1: the database)")
+            raise UsageError("--influx-bucket is required with --influx-url (v1: the database)")
         if self.api == "v2" and not self.org:
-            raise MltelemetryError("--influx-org is required with --influx-api v2")
+            raise UsageError("--influx-org is required with --influx-api v2")
 
     def writer(self) -> Writer:
         if self.api == "v1":

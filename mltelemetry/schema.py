@@ -108,6 +108,11 @@ HOST_NET_TRANSMITTED = _metric("host_network_transmitted_bytes_total", "counter"
 HOST_RAPL_ENERGY = _metric("host_rapl_energy_joules_total", "counter", "J",
                            "Energy of one RAPL zone, made monotonic across the counter's wrap-around.",
                            ("host", "zone"))
+HOST_CPU_SECONDS = _metric("host_cpu_seconds_total", "counter", "s",
+                           "Seconds each core spent in each mode (user, nice, system, idle, iowait, irq, softirq, "
+                           "steal), as node_exporter's node_cpu_seconds_total: a window's utilisation is "
+                           "1 − Δ(idle + iowait) / Δ(all modes), whatever the scrape interval.",
+                           ("host", "cpu", "mode"))
 
 # --- GPU -----------------------------------------------------------------------------------
 GPU_LABELS = ("host", "gpu", "uuid", "name")
@@ -142,6 +147,10 @@ GPU_POWER_LIMIT = _metric("gpu_power_limit_watts", "gauge", "W", "Enforced GPU p
 GPU_FAN = _metric("gpu_fan_speed_ratio", "gauge", "1", "GPU fan speed as a fraction of its maximum.",
                   GPU_LABELS)
 GPU_UP = _metric("gpu_up", "gauge", "1", "Whether the GPU answers NVML (1) or fell off the bus (0).", GPU_LABELS)
+GPU_BUSY_SECONDS = _metric("gpu_busy_seconds_total", "counter", "s",
+                           "Seconds the GPU was busy: NVML's utilisation times the time since the exporter's "
+                           "previous reading, summed. A window's mean load is its increase over the window's "
+                           "length, whatever the scrape interval (gpu_utilization_ratio is one reading).", GPU_LABELS)
 
 # --- every exporter ------------------------------------------------------------------------
 EXPORTER_LABELS = ("host", "exporter")

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.metrics_core import Metric as PromMetric
 
 from mltelemetry import schema
-from mltelemetry.errors import MltelemetryError, StoreWriteError
+from mltelemetry.errors import MltelemetryError, StoreWriteError, UsageError
 from mltelemetry.schema import METRICS, Sample
 from mltelemetry.store import Store
 
@@ -185,7 +185,7 @@ def parse_listen(listen: str) -> tuple[str, int] | None:
         return None
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise MltelemetryError(f"--listen wants HOST:PORT or 'off', got {listen!r}")
+        raise UsageError(f"--listen wants HOST:PORT or 'off', got {listen!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -199,7 +199,7 @@ class WebSecurity:
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise MltelemetryError("TLS needs both --tls-cert and --tls-key")
+            raise UsageError("TLS needs both --tls-cert and --tls-key")
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.tls_cert is None or self.tls_key is None:

@@ -31,7 +31,7 @@ from contextlib import ExitStack, contextmanager
 
 from mltelemetry import schema
 from mltelemetry.cliutil import SinkOptions, current_sink_options
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.influx import event_line, event_tags, is_numeric_field
 from mltelemetry.schema import Event, Sample
 from mltelemetry.sinks import PostFailed, PostRefused, PrometheusSink, Sink, http_post
@@ -139,7 +139,7 @@ class GrafanaAnnotations:
 
     def __init__(self, url: str, token: str | None, timeout_s: float = 5.0) -> None:
         if not url.startswith(("http://", "https://")):
-            raise MltelemetryError(f"--grafana-url wants http(s)://HOST:PORT, got {url!r}")
+            raise UsageError(f"--grafana-url wants http(s)://HOST:PORT, got {url!r}")
         if not token:
             raise MltelemetryError(f"--grafana-url needs a service-account token in ${GRAFANA_TOKEN_ENV}")
         self.url = url.rstrip("/") + "/api/annotations"

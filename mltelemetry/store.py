@@ -351,3 +351,21 @@ class Store:
     def campaigns(self) -> list[str]:
         with self._reading():
             return [c for (c,) in self._db.execute("SELECT DISTINCT campaign FROM events ORDER BY campaign")]
+
+    def series_spans(self) -> list[tuple[str, dict, int, int | None, int | None]]:
+        """Every series as ``(metric, labels, samples, first ts_ns, last ts_ns)`` (None, None when it has none).
+
+        Counts what is stored: a timestamp rewritten after it moved into a chunk counts twice."""
+        spans: dict[int, list] = {sid: [0, None, None] for sid, _, _ in self.series()}
+        rows = []
+        with self._reading():  # one snapshot of both tables
+            for table, count in (("samples", "count(*)"), ("chunks", "sum(n)")):
+                lo, hi = ("min(ts_ns)", "max(ts_ns)") if table == "samples" else ("min(t_start)", "max(t_end)")
+                rows += self._db.execute(
+                    f"SELECT series_id, {count}, {lo}, {hi} FROM {table} GROUP BY series_id").fetchall()
+        for sid, n, first, last in rows:
+            span = spans.setdefault(sid, [0, None, None])
+            span[0] += n
+            span[1] = first if span[1] is None else min(span[1], first)
+            span[2] = last if span[2] is None else max(span[2], last)
+        return [(metric, labels, *spans[sid]) for sid, metric, labels in self.series()]

@@ -55,7 +55,7 @@ def test_shared_scenarios_are_paired_and_shown(store_path):
     result = invoke("--compare", "lab", "again", "--source", str(store_path))
     assert result.exit_code == 0, result.output
     assert "lab (A) against again (B)" in result.output
-    lines = [line for line in result.output.splitlines() if "│ cnn" in line and "│ energy_wh " in line]
+    lines = [line for line in result.output.splitlines() if line.split()[:3] == ["cnn", "cnn", "energy_wh"]]
     assert len(lines) == 1 and "(3)" in lines[0] and "(2)" in lines[0]  # n of each side
 
 
@@ -64,9 +64,9 @@ def test_compare_errors_are_one_line(store_path, tmp_path):
     assert result.exit_code == 1
     assert result.output.strip() == "error: campaign 'lab' has no scenario 'nope'; it has baseline, cnn"
     result = invoke("--compare", "lab", "again", "--campaign", "lab", "--source", str(store_path))
-    assert result.exit_code == 1 and "--compare takes the two campaigns itself" in result.output
+    assert result.exit_code == 2 and "--compare takes the two campaigns itself" in result.output  # usage
     result = invoke("--source", str(store_path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.strip() == "error: say which campaign: --campaign X (or --compare A B)"
     with Store(tmp_path / "other.db") as store:
         store.write(lab_samples())

@@ -6,14 +6,24 @@ import sys
 
 import pytest
 
+from mltelemetry.demo import choose_gpu, demo_plan, exporter_commands
+from mltelemetry.exporters.gpu.fake_nvml import FakeGpu, FakeNvml, Step
+
 
 def test_demo_json_has_sane_values(tmp_path):
     store = tmp_path / "demo.db"
-    done = subprocess.run([sys.executable, "-m", "mltelemetry", "demo", "--runs", "2", "--seconds", "4",
+    # --no-ml: the method end to end in a bounded time on a loaded 2-core machine (training is the workload
+    # tests' part); the report is still written, its figures included
+    done = subprocess.run([sys.executable, "-m", "mltelemetry", "demo", "--runs", "2", "--seconds", "4", "--no-ml",
                            "--store", str(store), "--format", "json"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["campaign"] == "demo" and store.exists()
+    # the HTML report beside the store, and where it is said (no GPU on the CI machine: said in one line)
+    index = tmp_path / "demo-report" / "index.html"
+    assert index.exists() and "demo" in index.read_text()
+    assert f"report written to {index}" in done.stderr
+    assert "no GPU measured" in done.stderr
     # the emulator draws 55 W idle + 85 W × this machine's CPU utilisation (profile cpu:55,85); whatever else
     # runs on the machine raises the baseline, so only its bounds are fixed
     assert 54 <= result["baseline_power_w"] <= 141
@@ -35,3 +45,28 @@ def test_demo_json_has_sane_values(tmp_path):
         (compute["mean_power_w_mean"] - result["baseline_power_w"]) * compute["duration_s_mean"] / 3600, rel=0.05)
     assert abs(summary[("baseline", "run")]["induced_wh_mean"]) < 1e-9
     assert summary[("cpu", "run")]["induced_wh_mean"] > 0
+
+
+def test_where_nvml_answers_the_demo_runs_the_gpu_exporter_and_trains_on_the_gpu(tmp_path, monkeypatch):
+    fake = FakeNvml([FakeGpu(steps=[Step(0, 60.0)]), FakeGpu(steps=[Step(0, 60.0)], uuid="GPU-1")])
+    choice = choose_gpu(fake)
+    assert choice.gpus == 2 and choice.line.startswith("2 GPU(s) (NVIDIA H100 80GB HBM3): the GPU exporter runs")
+    assert not fake.initialised  # NVML shut down again: the exporter opens its own
+    commands = exporter_commands(tmp_path / "s.db", tmp_path / "wt310", choice)
+    assert list(commands) == ["pm-exporter", "host-exporter", "gpu-exporter"]
+    assert commands["gpu-exporter"] == ["exporter", "gpu", "--store", str(tmp_path / "s.db"), "--listen", "off",
+                                        "--interval", "1"]
+    monkeypatch.setattr("mltelemetry.workload.config.installed_backends", lambda: ["torch"])
+    plan = demo_plan(1, 1.0, True, tmp_path, choice)
+    assert plan.scenarios[-2:] == ["cnn", "transfer"] and plan.config.device == "cuda"
+
+
+@pytest.mark.parametrize("fake", [FakeNvml([], library_missing=True), FakeNvml([], driver_not_loaded=True),
+                                  FakeNvml([])], ids=["no library", "no driver", "no GPU"])
+def test_without_nvml_the_demo_says_so_in_one_line_and_runs_as_before(tmp_path, monkeypatch, fake):
+    choice = choose_gpu(fake)
+    assert choice.gpus == 0 and choice.line.startswith("no GPU measured") and "\n" not in choice.line
+    assert choice.line.endswith("the demo runs on the CPU")
+    assert list(exporter_commands(tmp_path / "s.db", tmp_path / "wt310", choice)) == ["pm-exporter", "host-exporter"]
+    monkeypatch.setattr("mltelemetry.workload.config.installed_backends", lambda: ["torch"])
+    assert demo_plan(1, 1.0, True, tmp_path, choice).config.device == "auto"

@@ -80,6 +80,7 @@ def test_every_indicator_published_with_the_scripts_exact_values():
         (schema.GPU_THROTTLE, "0", ""): 4.0,
         (schema.GPU_POWER_LIMIT, "0", ""): 700.0,
         (schema.GPU_FAN, "0", ""): 0.3,
+        (schema.GPU_BUSY_SECONDS, "0", ""): 0.0,  # the first reading only starts the busy-time count
     }
 
 
@@ -262,18 +263,18 @@ def app() -> typer.Typer:
     return application
 
 
-def test_no_pynvml_is_one_line_and_exit_2(monkeypatch):
+def test_no_pynvml_is_one_line_and_exit_1(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml now raises ImportError
     result = CliRunner().invoke(app(), ["--listen", "off"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # no NVML on the machine: a runtime error, not a usage one
     assert result.stderr.strip().splitlines() == [
         "error: pynvml is not installed: pip install 'mltelemetry[gpu]' (nvidia-ml-py)"]
 
 
-def test_no_nvml_library_is_one_line_and_exit_2(monkeypatch):
+def test_no_nvml_library_is_one_line_and_exit_1(monkeypatch):
     monkeypatch.setattr(nvml, "_import_pynvml", lambda: FakeNvml([], library_missing=True))
     result = CliRunner().invoke(app(), ["--listen", "off"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # no NVML on the machine: a runtime error, not a usage one
     assert result.stderr.strip().splitlines() == [
         "error: NVML library (libnvidia-ml.so.1) not found: no NVIDIA driver is installed on this machine"]
 
@@ -331,5 +332,5 @@ def test_registered_as_mltelemetry_exporter_gpu_with_the_sink_options(monkeypatc
 
     monkeypatch.setattr(nvml, "_import_pynvml", lambda: FakeNvml([], driver_not_loaded=True))
     result = CliRunner().invoke(exporter_app, ["gpu", "--listen", "off", "--influx-bucket", "b"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert result.stderr.strip() == "error: the NVIDIA driver is not loaded: NVML cannot reach any GPU"

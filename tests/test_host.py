@@ -8,7 +8,10 @@ import requests
 
 from conftest import free_port, wait_for
 from mltelemetry import schema
-from mltelemetry.exporters.host import HostCollector, find_rapl_zones, whole_disks
+from mltelemetry.analysis.campaign import analyze_campaign
+from mltelemetry.exporters.host import CPU_MODES, HostCollector, find_rapl_zones, whole_disks
+from mltelemetry.schema import Event, Sample
+from mltelemetry.store import Store
 
 
 def make_zone(root, name, zone, energy_uj, max_uj=1_000_000):
@@ -173,3 +176,76 @@ def test_a_bad_disk_devices_value_is_a_usage_error():
     result = subprocess.run([sys.executable, "-m", "mltelemetry", "exporter", "host", "--disk-devices", "some",
                              "--listen", "off"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--disk-devices takes whole or all" in result.stderr
+# --- CPU time as counters -----------------------------------------------------------------------------------
+S = 10**9
+
+
+def test_cpu_time_is_published_per_core_and_mode_as_counters_that_never_go_back(tmp_path, monkeypatch):
+    collector = HostCollector("sut", sysfs_root=tmp_path)
+    first = [s for s in collector.sample(1) if s.metric == schema.HOST_CPU_SECONDS]
+    cores = {s.labels["cpu"] for s in first}
+    assert cores == set(map(str, range(psutil.cpu_count())))
+    modes = {s.labels["mode"] for s in first}
+    assert {"user", "system", "idle"} <= modes <= set(CPU_MODES)  # no guest: Linux counts it inside user
+    # Linux's idle can step back a little: a counter never goes below what it said
+    real_cpu_times = psutil.cpu_times
+    stepped_back = [core._replace(idle=core.idle - 5.0) for core in real_cpu_times(percpu=True)]
+    monkeypatch.setattr(psutil, "cpu_times", lambda percpu=False: stepped_back if percpu else real_cpu_times())
+    second = {(s.labels["cpu"], s.labels["mode"]): s.value for s in collector.sample(2)
+              if s.metric == schema.HOST_CPU_SECONDS}
+    assert len(second) == len(first)
+    for s in first:
+        assert second[(s.labels["cpu"], s.labels["mode"])] >= s.value
+    assert all(second[(core, "idle")] == idle for (core, mode), idle in
+               {(s.labels["cpu"], s.labels["mode"]): s.value for s in first}.items() if mode == "idle")
+
+
+def cpu_store(path, counters: bool = True, gauge: bool = True) -> None:
+    """A 2-core host whose exporter ticks every second but which Prometheus scraped only every 15 s.
+
+    Busy share b of each 1-s tick (t, t+1]: in [0, 30) 1.0 when t % 5 == 0, else 0.2; in [30, 60) 0.5. Each core
+    spends b in user (70 %) and system (30 %), 1 − b in idle (90 %) and iowait (10 %), so the modes add to 1 s.
+    The gauge holds the busy share of the last tick before the scrape, as host_cpu_utilization_ratio does.
+    """
+    def busy(t: int) -> float:
+        return (1.0 if t % 5 == 0 else 0.2) if t < 30 else 0.5
+
+    shares = {"user": lambda b: 0.7 * b, "system": lambda b: 0.3 * b, "idle": lambda b: 0.9 * (1 - b),
+              "iowait": lambda b: 0.1 * (1 - b)}
+    totals = {(core, mode): 1000.0 for core in ("0", "1") for mode in shares}  # seconds since boot
+    samples = []
+    for t in range(61):
+        if t % 15 == 0:  # a scrape
+            if counters:
+                samples += [Sample(schema.HOST_CPU_SECONDS, {"host": "h", "cpu": core, "mode": mode}, value, t * S)
+                            for (core, mode), value in totals.items()]
+            if gauge:
+                samples.append(Sample(schema.HOST_CPU_UTILIZATION, {"host": "h", "cpu": "total"},
+                                      busy(t - 1) if t else 0.0, t * S))
+        for (core, mode) in totals:
+            totals[(core, mode)] += shares[mode](busy(t))
+    events = [Event("c", "x", 1, "run", 0, 60 * S), Event("c", "x", 1, "first", 0, 30 * S),
+              Event("c", "x", 1, "second", 30 * S, 60 * S), Event("c", "x", 1, "middle", 15 * S, 45 * S)]
+    with Store(path) as store:
+        store.write(samples)
+        store.write_events(events)
+
+
+def test_window_cpu_utilisation_comes_from_the_counters_whatever_the_scrape_interval(tmp_path):
+    cpu_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        windows = analyze_campaign(store, "c").windows.set_index("action")
+    # first half: 6 ticks busy 1.0 (t = 0, 5, ..., 25) and 24 at 0.2: (6 × 1.0 + 24 × 0.2) / 30 = 10.8 / 30 = 0.36
+    assert windows.loc["first", "cpu_utilization"] == pytest.approx(0.36)
+    assert windows.loc["second", "cpu_utilization"] == pytest.approx(0.5)  # every tick 0.5
+    assert windows.loc["run", "cpu_utilization"] == pytest.approx((10.8 + 15) / 60)  # 0.43
+    # [15, 45): ticks 15..29 hold 3 busy (15, 20, 25) and 12 at 0.2 = 5.4 s, ticks 30..44 hold 15 × 0.5 = 7.5 s
+    assert windows.loc["middle", "cpu_utilization"] == pytest.approx((5.4 + 7.5) / 30)  # 0.43
+
+
+def test_the_gauge_stays_the_fallback_for_data_without_counters(tmp_path):
+    cpu_store(tmp_path / "s.db", counters=False)
+    with Store(tmp_path / "s.db") as store:
+        windows = analyze_campaign(store, "c").windows.set_index("action")
+    # only the scrapes' last ticks: t = 0 (0.0), 14 (0.2), 29 (0.2) in [0, 30]: a sample, not the mean 0.36
+    assert windows.loc["first", "cpu_utilization"] == pytest.approx((0.0 + 0.2 + 0.2) / 3)

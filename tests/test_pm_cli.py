@@ -14,11 +14,12 @@ import typer
 from typer.testing import CliRunner
 
 from mltelemetry import schema
+from mltelemetry.cliutil import OneLineErrorsGroup
 from mltelemetry.exporters.pm.cli import app, pm_exporter_command
 from mltelemetry.store import Store
 
 runner = CliRunner()
-exporter_app = typer.Typer()
+exporter_app = typer.Typer(cls=OneLineErrorsGroup)  # the real CLI's groups: usage errors in one line
 exporter_app.command("pm")(pm_exporter_command)
 exporter_app.command("other")(lambda: None)  # two commands, so "pm" is addressed by name as in the real CLI
 
@@ -39,26 +40,28 @@ def _one_error_line(result) -> str:
 def test_emulate_rejects_bad_profiles(tmp_path, profile, message):
     result = runner.invoke(app, ["emulate", "--link", str(tmp_path / "wt"), "--profile", profile])
     assert message in _one_error_line(result)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a bad --profile is a usage error
     assert not os.path.lexists(tmp_path / "wt")
 
 
 def test_emulate_rejects_unknown_driver_and_bad_rates(tmp_path):
     result = runner.invoke(app, ["emulate", "--driver", "wt9000", "--link", str(tmp_path / "wt")])
-    assert "unknown driver 'wt9000'" in _one_error_line(result)
+    assert "'wt9000' is not one of 'wt300', 'mcp39f511', 'ptd'" in _one_error_line(result)
+    assert result.exit_code == 2
     result = runner.invoke(app, ["emulate", "--link", str(tmp_path / "wt"), "--garbage-rate", "0.6",
                                  "--nan-rate", "0.6"])
     assert "sum to at most 1" in _one_error_line(result)
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--driver", "wt9000"], "unknown driver 'wt9000'"),
+    (["--driver", "wt9000"], "'wt9000' is not one of 'wt300', 'mcp39f511', 'ptd'"),
     (["--meter-rate", "0.3"], "no update rate of 0.3"),
     (["--listen", "nowhere"], "--listen wants HOST:PORT"),
 ])
 def test_exporter_rejects_bad_options(args, message):
     result = runner.invoke(exporter_app, ["pm", "--port", "/dev/null", *args])
     assert message in _one_error_line(result)
+    assert result.exit_code == 2  # every one is a usage error
 
 
 def test_exporter_requires_a_port():
@@ -182,7 +185,7 @@ def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds:
 def test_align_refuses_infinite_times_and_windows_in_one_line(tmp_path, args, message):
     result = runner.invoke(app, ["align", "--source", str(tmp_path / "none.db"), *args])
     assert message in _one_error_line(result)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, as a negative window is
 
 
 def test_align_refuses_negative_windows_as_usage_errors(tmp_path):

@@ -205,4 +205,4 @@ def test_align_refuses_what_it_cannot_measure(runs, tmp_path):
                                    "--last", "5s"])
     assert short.exit_code == 1 and short.stderr.startswith("error: ")
     bad = runner.invoke(pm_app, ["align", "--source", runs["align"], "--label", "gpu"])
-    assert bad.exit_code == 1 and "--label wants K=V" in bad.stderr
+    assert bad.exit_code == 2 and "--label wants K=V" in bad.stderr  # a usage error

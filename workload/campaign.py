@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.store import Store
 from mltelemetry.workload.compare import CodeCarbonCompare
 from mltelemetry.workload.config import MLConfig
@@ -98,15 +98,15 @@ class CampaignStopped(Exception):
 def _validate(plan: CampaignPlan) -> None:
     unknown = [s for s in plan.scenarios if s not in SCENARIOS]
     if unknown:
-        raise MltelemetryError(f"unknown scenario {unknown[0]!r}; known: {', '.join(sorted(SCENARIOS))}")
+        raise UsageError(f"unknown scenario {unknown[0]!r}; known: {', '.join(sorted(SCENARIOS))}")
     if plan.runs < 1 or not 0 < plan.seconds < math.inf:  # NAN fails this comparison too
-        raise MltelemetryError("--runs must be at least 1 and --seconds positive and finite")
+        raise UsageError("--runs must be at least 1 and --seconds positive and finite")
     if not plan.campaign.strip():
-        raise MltelemetryError("--campaign needs a name (it is how the analysis finds the campaign)")
+        raise UsageError("--campaign needs a name (it is how the analysis finds the campaign)")
     if plan.order not in ("blocked", "interleaved", "random"):
-        raise MltelemetryError(f"--order must be blocked, interleaved or random, not {plan.order!r}")
+        raise UsageError(f"--order must be blocked, interleaved or random, not {plan.order!r}")
     if plan.idle_framework not in IDLE_FRAMEWORKS:
-        raise MltelemetryError(f"--idle-framework must be one of {', '.join(IDLE_FRAMEWORKS)}")
+        raise UsageError(f"--idle-framework must be one of {', '.join(IDLE_FRAMEWORKS)}")
     if plan.has_ml:
         check_backend(plan.config)
         if plan.config.data != SYNTHETIC:

@@ -5,17 +5,49 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, finite_number, one_line_errors, with_sink_options
-from mltelemetry.workload.campaign import CampaignPlan, CooldownSettings, Order, run_campaign
+from mltelemetry.cliutil import (
+    DEFAULT_HOST,
+    HostLabel,
+    OneLineErrorsGroup,
+    finite_number,
+    one_line_errors,
+    with_sink_options,
+)
+from mltelemetry.storecli import campaign_list_command
+from mltelemetry.workload.campaign import CampaignPlan, CooldownSettings, run_campaign
 from mltelemetry.workload.compare import make_compare
 from mltelemetry.workload.config import DEFAULT_HUB_HANDLE, PRECISIONS, MLConfig
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True)
+app.command("list")(campaign_list_command)
+
+
+class RunOrder(str, Enum):
+    blocked = "blocked"
+    interleaved = "interleaved"
+    random = "random"
+
+
+class BackendChoice(str, Enum):
+    keras = "keras"
+    torch = "torch"
+
+
+class IdleFramework(str, Enum):
+    auto = "auto"
+    none = "none"
+    keras = "keras"
+    torch = "torch"
+
+
+class CompareTool(str, Enum):
+    codecarbon = "codecarbon"
 
 
 @app.command("run")
@@ -30,7 +62,7 @@ def run_command(
     seconds: Annotated[float, typer.Option(callback=finite_number,
                                            help="Length of the main action of baseline, idle and cpu runs, in "
                                                 "seconds (the paper's idle: 10 minutes).")] = 600.0,
-    order: Annotated[str, typer.Option(help="blocked, interleaved or random.")] = "blocked",
+    order: Annotated[RunOrder, typer.Option(help="Order of the runs.")] = RunOrder.blocked,
     pause: Annotated[float, typer.Option(min=0, help="Seconds between runs.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for --order random.")] = 0,
     listen: Annotated[str, typer.Option(help="HOST:PORT to serve the current run and finished events on "
@@ -49,12 +81,12 @@ def run_command(
     cooldown_limit: Annotated[float, typer.Option(min=0, help="Longest cooldown wait, seconds.")] = 600.0,
     cooldown_reference: Annotated[Optional[float], typer.Option(  # noqa: UP045
         help="Reference GPU temperature, °C (default: the latest baseline run's mean, else the start's).")] = None,
-    compare: Annotated[Optional[str], typer.Option(  # noqa: UP045
+    compare: Annotated[Optional[CompareTool], typer.Option(  # noqa: UP045
         help="'codecarbon': wrap each run in CodeCarbon's offline tracker; its estimate goes on the run event.")
     ] = None,
     codecarbon_country: Annotated[str, typer.Option(help="ISO 3166 alpha-3 country for CodeCarbon's "
                                                          "emission factor.")] = "DEU",
-    backend: Annotated[str, typer.Option(help="Framework of cnn and transfer: keras or torch.")] = "keras",
+    backend: Annotated[BackendChoice, typer.Option(help="Framework of cnn and transfer.")] = BackendChoice.keras,
     data: Annotated[str, typer.Option(help="Images for cnn and transfer: 'synthetic', a tf_flowers-layout "
                                            "directory (or one above it) or a TFDS data dir.")] = "synthetic",
     image_size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 224,
@@ -78,16 +110,16 @@ def run_command(
     workdir: Annotated[Optional[Path], typer.Option(help="Where runs make their working folders.")] = None,  # noqa: UP045
     export_dir: Annotated[Path, typer.Option(help="Where model architecture and history are exported.")
                           ] = Path("mltelemetry-exports"),
-    idle_framework: Annotated[str, typer.Option(help="What the idle process imports: auto, none, keras, "
-                                                     "torch.")] = "auto",
+    idle_framework: Annotated[IdleFramework, typer.Option(help="What the idle process imports.")
+                              ] = IdleFramework.auto,
     progress: Annotated[bool, typer.Option(help="Show the progress line.")] = True,
 ) -> None:
     """Run a campaign of scenarios and record every run and action as an event."""
-    if order not in Order.__args__:  # type: ignore[attr-defined]
-        raise typer.BadParameter(f"--order must be one of {', '.join(Order.__args__)}")  # type: ignore[attr-defined]
     if precision not in PRECISIONS:
         raise typer.BadParameter(f"--precision must be one of {', '.join(PRECISIONS)}")
     from mltelemetry.sinks_events import live_events
+
+    order, backend, idle_framework = order.value, backend.value, idle_framework.value  # type: ignore[assignment]
 
     config = MLConfig(backend=backend, data=data, image_size=image_size, batch_size=batch_size,  # type: ignore[arg-type]
                       precision=precision,
@@ -99,7 +131,7 @@ def run_command(
                         config=config, idle_framework=idle_framework)
     cooling = CooldownSettings(cooldown_margin, cooldown_limit, reference_c=cooldown_reference,
                                host=host_label) if cooldown else None
-    comparing = make_compare(compare, country_iso_code=codecarbon_country)
+    comparing = make_compare(compare.value if compare else None, country_iso_code=codecarbon_country)
 
     with live_events(listen=listen, host=host_label, grafana_url=grafana_url), _sigterm_as_interrupt():
         counts = run_campaign(store, plan, show_progress=progress, fail_fast=fail_fast, resume=resume,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mltelemetry import schema
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import MltelemetryError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -83,5 +83,5 @@ def make_compare(tool: str | None, **options: Any) -> CodeCarbonCompare | None:
     if tool in (None, "", "none"):
         return None
     if tool not in COMPARE_TOOLS:
-        raise MltelemetryError(f"--compare knows {', '.join(COMPARE_TOOLS)}, not {tool!r}")
+        raise UsageError(f"--compare knows {', '.join(COMPARE_TOOLS)}, not {tool!r}")
     return CodeCarbonCompare(**options)

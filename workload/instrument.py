@@ -24,6 +24,16 @@ The campaign's ML scenarios use exactly this API, so your runs are analysed like
             # Keras: a callback that records the train window and every epoch with Keras's logs
             model.fit(..., callbacks=[ann.keras_callback()])
 
+With ``gpu_energy=True`` every window also measures the GPU energy it used, as Zeus does: NVML's
+hardware energy counter of each GPU is read in this process at the window's edges, so even a
+window far shorter than the GPU exporter's sampling interval gets its exact energy (to NVML's
+millijoule). The window's fields then hold it, in the event and for you once the block ends::
+
+    with Annotator("lab.db", campaign="sweep", gpu_energy=True) as ann:
+        with ann.window("step") as step:
+            ...
+        print(step["gpu_energy_joules"], step["gpu0_energy_joules"])  # all GPUs, and each
+
 A window is written when it closes (to the store, and to whatever sinks the recorder publishes
 to), with its start and end on the exporters' wall clock. A window left by an exception is
 recorded ``failed`` with the error, or ``aborted`` on Ctrl-C. Opening the same window twice
@@ -33,6 +43,7 @@ recorded ``failed`` with the error, or ``aborted`` on Ctrl-C. Opening the same w
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,10 +51,15 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mltelemetry.errors import MltelemetryError
 from mltelemetry.store import Store
 from mltelemetry.workload.events import EventRecorder
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+
+# The window fields gpu_energy=True adds: joules over all measured GPUs, and per GPU (gpu0_energy_joules, ...).
+FIELD_GPU_ENERGY = "gpu_energy_joules"
 
 # The fields Keras's logs and our torch loop report at the end of every epoch.
 EPOCH_FIELDS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -65,18 +81,54 @@ def numeric_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+class GpuEnergyMeter:
+    """NVML's energy counter of each GPU (joules since the driver loaded), read in this process.
+
+    ``nvml_module`` is pynvml (the default) or a stand-in with its function names (the tests' fake
+    NVML); ``gpus`` the NVML indices to read (default: all). Raises MltelemetryError at once where NVML
+    does not start or a GPU has no energy counter (it needs a Volta or newer GPU).
+    """
+
+    def __init__(self, nvml_module: Any = None, gpus: Sequence[int] | None = None) -> None:
+        from mltelemetry.exporters.gpu.nvml import open_nvml
+
+        self.nvml = open_nvml(nvml_module)
+        try:
+            indices = list(range(self.nvml.device_count())) if gpus is None else list(gpus)
+            if not indices:
+                raise MltelemetryError("gpu_energy: NVML sees no GPU")
+            self.handles = {i: self.nvml.call(f"GPU {i}: getting its handle", "nvmlDeviceGetHandleByIndex", i)
+                            for i in indices}
+            self.read_j()
+        except BaseException:
+            self.nvml.close()
+            raise
+
+    def read_j(self) -> dict[int, float]:
+        """Each GPU's counter now, in joules."""
+        return {i: self.nvml.call(f"GPU {i}: reading its energy counter", "nvmlDeviceGetTotalEnergyConsumption",
+                                  handle) / 1000 for i, handle in self.handles.items()}
+
+    def close(self) -> None:
+        self.nvml.close()
+
+
 class Annotator:
     """Windows of one run (``scenario``, ``run``) of one campaign.
 
     ``target`` is an :class:`EventRecorder` (its campaign and publishers are used), an open
     :class:`Store`, or the path of a store file, which the annotator opens and closes.
     ``publishers`` (live sinks: Prometheus, InfluxDB, Grafana) default to those of an enclosing
-    :func:`mltelemetry.workload.events.publishing` block.
+    :func:`mltelemetry.workload.events.publishing` block. With ``gpu_energy`` every window measures its
+    GPU energy at its edges (see the module's docstring); ``gpus`` picks the NVML indices (default: all),
+    ``nvml`` stands in for pynvml (tests).
     """
 
     def __init__(self, target: EventRecorder | Store | str | os.PathLike, campaign: str | None = None, *,
-                 scenario: str = "train", run: int = 1, publishers: Sequence[Any] | None = None) -> None:
+                 scenario: str = "train", run: int = 1, publishers: Sequence[Any] | None = None,
+                 gpu_energy: bool = False, gpus: Sequence[int] | None = None, nvml: Any = None) -> None:
         self._owned: Store | None = None
+        self.gpu_meter = GpuEnergyMeter(nvml, gpus) if gpu_energy else None
         if isinstance(target, EventRecorder):
             self.recorder = target
         else:
@@ -94,8 +146,35 @@ class Annotator:
         return self.recorder.campaign
 
     def window(self, action: str, *, epoch: int | None = None, **fields: Any) -> AbstractContextManager[dict]:
-        """A window named ``action``; yields its fields (a dict to fill). Also usable as a decorator."""
-        return self.recorder.window(action, scenario=self.scenario, run=self.run, epoch=epoch, **fields)
+        """A window named ``action``; yields its fields (a dict to fill, which also holds the GPU energy once the
+        block ends where the annotator measures it). Also usable as a decorator."""
+        recorded = self.recorder.window(action, scenario=self.scenario, run=self.run, epoch=epoch, **fields)
+        return recorded if self.gpu_meter is None else self._measured(recorded)
+
+    @contextmanager
+    def _measured(self, recorded: AbstractContextManager[dict]) -> Iterator[dict]:
+        """The window with NVML's energy counters read at its edges, the increase added to its fields before it
+        is written. A failing read (a GPU lost) leaves the figure out and the training going."""
+        with recorded as fields:
+            start = self._read_gpus()
+            try:
+                yield fields
+            finally:
+                end = self._read_gpus() if start is not None else None
+                if start is not None and end is not None:
+                    used = {i: end[i] - start[i] for i in start}
+                    if min(used.values()) >= 0:  # a counter that went back: the driver reloaded, no figure
+                        fields[FIELD_GPU_ENERGY] = sum(used.values())
+                        fields.update({f"gpu{i}_energy_joules": joules for i, joules in used.items()})
+                    else:
+                        log.warning("a GPU energy counter went back inside the window: its GPU energy is unknown")
+
+    def _read_gpus(self) -> dict[int, float] | None:
+        try:
+            return self.gpu_meter.read_j()  # type: ignore[union-attr]
+        except MltelemetryError as e:
+            log.warning("GPU energy not measured for this window: %s", e)
+            return None
 
     def epoch(self, number: int, **fields: Any) -> AbstractContextManager[dict]:
         """The window of epoch ``number`` (counted from 1, as Keras reports them)."""
@@ -134,6 +213,9 @@ class Annotator:
         return event_callback(self, train_window=train_window, keras_module=keras_module, on_epoch=on_epoch)
 
     def close(self) -> None:
+        if self.gpu_meter is not None:
+            self.gpu_meter.close()
+            self.gpu_meter = None
         if self._owned is not None:
             self._owned.close()
             self._owned = None

@@ -8,7 +8,7 @@ import typer
 
 from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, Interval, Listen, StorePath, one_line_errors
 
-from .nvml import NvmlUnavailable, open_nvml
+from .nvml import open_nvml
 
 Gpus = Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer reads the annotation at run time)
     "--gpus", help="Comma-separated NVML indices of the GPUs to publish (default: all).")]
@@ -47,11 +47,7 @@ def gpu_command(
     from .collector import GpuCollector
 
     indices = parse_gpus(gpus)
-    try:
-        nvml = open_nvml()
-    except NvmlUnavailable as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+    nvml = open_nvml()  # no NVML here is a runtime error: one line, exit code 1
     try:
         collector = GpuCollector(nvml, host_label, indices, retry_lost_s=retry_lost)
     except BaseException:

@@ -83,6 +83,8 @@ class _Gpu:
     energy: EnergyCounter
     up: bool = True
     lost_at: float = 0.0
+    busy_s: float = 0.0  # gpu_busy_seconds_total
+    busy_since: float | None = None  # monotonic time of the utilisation reading busy_s runs to
 
 
 class GpuCollector:
@@ -147,6 +149,7 @@ class GpuCollector:
                           self.retry_lost_s)
             gpu.up, gpu.lost_at = False, now
             gpu.energy.gap()
+            gpu.busy_since = None  # its load while lost is unknown: not counted
             return [Sample(schema.GPU_UP, gpu.labels, 0.0, ts_ns)]
         if not gpu.up:
             log.warning("%r answers again", gpu.driver)
@@ -190,6 +193,7 @@ class GpuCollector:
             s(schema.GPU_ENERGY, total, method=gpu.energy.method or "")
         s(schema.GPU_TEMPERATURE, r.temperature_c)
         s(schema.GPU_UTILIZATION, r.utilization_ratio)
+        s(schema.GPU_BUSY_SECONDS, self._busy(gpu, r.utilization_ratio, now))
         s(schema.GPU_MEMORY_UTILIZATION, r.memory_utilization_ratio)
         s(schema.GPU_MEMORY_USED, r.memory_used_bytes)
         s(schema.GPU_PSTATE, r.performance_state)
@@ -201,6 +205,19 @@ class GpuCollector:
         s(schema.GPU_POWER_LIMIT, r.power_limit_w)
         s(schema.GPU_FAN, r.fan_speed_ratio)
         return out
+
+    @staticmethod
+    def _busy(gpu: _Gpu, ratio: float | None, now: float) -> float | None:
+        """Busy seconds: NVML's utilisation (the share of its last 1/6 to 1 s with a kernel running) times the time
+        since the previous reading, so the counter holds the load between the ticks, not only at the scrapes. A
+        reading that misses starts the count again at the next one."""
+        if ratio is None:
+            gpu.busy_since = None
+            return None
+        if gpu.busy_since is not None:
+            gpu.busy_s += ratio * (now - gpu.busy_since)
+        gpu.busy_since = now
+        return gpu.busy_s
 
     def close(self) -> None:
         self.nvml.close()

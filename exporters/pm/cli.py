@@ -7,25 +7,40 @@ import math
 import signal
 import threading
 import time
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, Interval, Listen, StorePath, one_line_errors
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.cliutil import (
+    DEFAULT_HOST,
+    HostLabel,
+    Interval,
+    Listen,
+    OneLineErrorsGroup,
+    StorePath,
+    one_line_errors,
+)
+from mltelemetry.errors import MltelemetryError, UsageError
 
 if TYPE_CHECKING:
     from mltelemetry.exporters.pm.emulator import Emulator
     from mltelemetry.exporters.pm.meter import Driver as MeterDriver
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True)
 log = logging.getLogger(__name__)
 
-DRIVERS = ("wt300", "mcp39f511", "ptd")
+class DriverName(str, Enum):
+    wt300 = "wt300"
+    mcp39f511 = "mcp39f511"
+    ptd = "ptd"
+
+
+DRIVERS = tuple(d.value for d in DriverName)
 DEFAULT_BAUD = {"wt300": 9600, "mcp39f511": 115200}
 
-Driver = Annotated[str, typer.Option(help=f"Meter driver: {', '.join(DRIVERS)}.")]
+Driver = Annotated[DriverName, typer.Option(help="Meter driver.")]
 GarbageRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a reading's reply is line noise.")]
 PartialRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a reading's reply is cut short.")]
 NanRate = Annotated[float, typer.Option(
@@ -38,9 +53,12 @@ ErrorRate = Annotated[float, typer.Option(min=0, max=1, help="ptd: probability o
 WT300_PANEL, MCP_PANEL, PTD_PANEL = "wt300", "mcp39f511", "ptd"
 
 
-def _check_driver(driver: str) -> None:
-    if driver not in DRIVERS:
-        raise MltelemetryError(f"unknown driver {driver!r}; known drivers: {', '.join(DRIVERS)}")
+def _check_driver(driver: DriverName | str) -> str:
+    """The driver's name; an unknown one (where no enum checked it) is a usage error."""
+    name = driver.value if isinstance(driver, DriverName) else driver
+    if name not in DRIVERS:
+        raise UsageError(f"unknown driver {name!r}; known drivers: {', '.join(DRIVERS)}")
+    return name
 
 
 def _only_for(driver: str, **options: object) -> None:
@@ -48,7 +66,7 @@ def _only_for(driver: str, **options: object) -> None:
     for key, value in options.items():
         owner, _, name = key.partition("__")
         if value is not None and owner != driver:
-            raise MltelemetryError(f"--{name.replace('_', '-')} applies to --driver {owner}, not {driver}")
+            raise UsageError(f"--{name.replace('_', '-')} applies to --driver {owner}, not {driver}")
 
 
 @app.callback()
@@ -60,7 +78,7 @@ def pm() -> None:
 def pm_exporter_command(
     port: Annotated[str, typer.Option(help="The meter: serial device or pyserial URL, /dev/usbtmcN or usbtmc://PATH, "
                                            "tcp://HOST:PORT (ptd: HOST[:PORT], default port 8888).")],
-    driver: Driver = "wt300",
+    driver: Driver = DriverName.wt300,
     meter: Annotated[str, typer.Option(help="Value of the meter label.")] = "pm0",
     listen: Listen = "127.0.0.1:9811",
     store: StorePath = None,
@@ -97,19 +115,22 @@ def pm_exporter_command(
     from mltelemetry.exporters.runtime import serve
     from mltelemetry.sinks import parse_listen
 
-    _check_driver(driver)
+    driver = _check_driver(driver)  # type: ignore[assignment]
     _only_for(driver, wt300__sync=sync, wt300__meter_integration=meter_integration, mcp39f511__channel=channel,
               mcp39f511__accumulation=accumulation, mcp39f511__energy_unit=energy_unit,
               ptd__voltage_range=voltage_range, ptd__current_range=current_range, ptd__mark=mark)
     if driver == "ptd" and baudrate is not None:
-        raise MltelemetryError("--baudrate applies to serial meters (wt300, mcp39f511), not ptd")
-    open_meter = _meter_factory(driver, port, meter_rate=meter_rate, baudrate=baudrate, sync=sync,
-                                meter_integration=meter_integration, channel=channel, accumulation=accumulation,
-                                energy_unit=energy_unit, voltage_range=voltage_range, current_range=current_range,
-                                mark=mark)
+        raise UsageError("--baudrate applies to serial meters (wt300, mcp39f511), not ptd")
+    try:  # the drivers refuse bad settings before anything opens: the command line's mistake
+        open_meter = _meter_factory(driver, port, meter_rate=meter_rate, baudrate=baudrate, sync=sync,
+                                    meter_integration=meter_integration, channel=channel, accumulation=accumulation,
+                                    energy_unit=energy_unit, voltage_range=voltage_range,
+                                    current_range=current_range, mark=mark)
+    except MltelemetryError as e:
+        raise UsageError(str(e)) from None
     synchronised = driver == "ptd" or (driver == "wt300" and sync is not False)
     if synchronised and interval < meter_rate:
-        raise MltelemetryError(f"--interval {interval:g} is shorter than the meter's update interval {meter_rate:g} s: "
+        raise UsageError(f"--interval {interval:g} is shorter than the meter's update interval {meter_rate:g} s: "
                                "each read waits for a new update" + (", use --no-sync" if driver == "wt300" else ""))
     if synchronised and interval > meter_rate:
         log.warning("--interval %g s is longer than the meter's update interval %g s: the values read are the "
@@ -168,7 +189,7 @@ def emulate_command(
         help="Serve on a TCP port instead, HOST:PORT (port 0: a free one); ptd default 127.0.0.1:8888.")] = None,
     vxi11: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="wt300: serve VXI-11 (as a WT310E on Ethernet), the portmapper on HOST:PORT (0: a free port).")] = None,
-    driver: Driver = "wt300",
+    driver: Driver = DriverName.wt300,
     profile: Annotated[str, typer.Option(help="Power profile: constant:W, steps:W1/S1,W2/S2,..., "
                                               "csv:PATH (seconds,watts) or cpu:IDLE_W,SLOPE_W.")] = "constant:100",
     update_interval: Annotated[float, typer.Option(
@@ -191,14 +212,14 @@ def emulate_command(
     """Emulate a power meter on a pseudo-terminal or TCP port until SIGINT or SIGTERM."""
     from mltelemetry.exporters.pm.emulator import Faults, TcpLink, parse_profile
 
-    _check_driver(driver)
+    driver = _check_driver(driver)  # type: ignore[assignment]
     given = sum(x is not None for x in (link, tcp, vxi11))
     if given > 1 or (given == 0 and driver != "ptd"):
-        raise MltelemetryError("give one of --link PATH (a pseudo-terminal), --tcp HOST:PORT or --vxi11 HOST:PORT")
+        raise UsageError("give one of --link PATH (a pseudo-terminal), --tcp HOST:PORT or --vxi11 HOST:PORT")
     if driver == "ptd" and (link is not None or vxi11 is not None):
-        raise MltelemetryError("PTDaemon listens on TCP: use --tcp HOST:PORT")
+        raise UsageError("PTDaemon listens on TCP: use --tcp HOST:PORT")
     if vxi11 is not None and driver != "wt300":
-        raise MltelemetryError("--vxi11 emulates a WT300-series meter on Ethernet: use it with --driver wt300")
+        raise UsageError("--vxi11 emulates a WT300-series meter on Ethernet: use it with --driver wt300")
     where: object
     if vxi11 is not None:
         from mltelemetry.exporters.pm.transport import parse_tcp
@@ -215,7 +236,11 @@ def emulate_command(
         where = link
     faults = Faults(garbage_rate, partial_rate, nan_rate, seed, checksum_rate=checksum_rate, nak_rate=nak_rate,
                     error_rate=error_rate, markers=("nan",) if driver == "ptd" else ("nan", "inf", "overrange"))
-    emulator = _emulator(driver, parse_profile(profile), where, update_interval, line_frequency, faults,
+    try:
+        power_profile = parse_profile(profile)
+    except MltelemetryError as e:  # --profile's value (a csv: file that cannot be read included)
+        raise UsageError(str(e)) from None
+    emulator = _emulator(driver, power_profile, where, update_interval, line_frequency, faults,
                          clock_shift_ms / 1000)
     stop = threading.Event()
 
@@ -289,12 +314,12 @@ def _parse_time_ns(text: str | None, what: str) -> int | None:
         pass
     else:
         if not math.isfinite(seconds):
-            raise MltelemetryError(f"{what} wants a finite time, not {text!r}")
+            raise UsageError(f"{what} wants a finite time, not {text!r}")
         return round(seconds * 1e9)
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise MltelemetryError(f"{what} wants an ISO 8601 time or seconds since the epoch, not {text!r}") from None
+        raise UsageError(f"{what} wants an ISO 8601 time or seconds since the epoch, not {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return round(moment.timestamp() * 1e9)
@@ -308,7 +333,7 @@ def _parse_duration_s(text: str) -> float:
     except ValueError:
         seconds = float("nan")
     if not (math.isfinite(seconds) and seconds > 0):
-        raise MltelemetryError(f"--last wants a finite duration such as 90s, 15m or 2h, not {text!r}")
+        raise UsageError(f"--last wants a finite duration such as 90s, 15m or 2h, not {text!r}")
     return seconds
 
 
@@ -346,19 +371,19 @@ def align_command(
     for item in label or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise MltelemetryError(f"--label wants K=V, not {item!r}")
+            raise UsageError(f"--label wants K=V, not {item!r}")
         labels[key] = value
     if not labels and reference.removeprefix("mltelemetry_") == "host_cpu_utilization_ratio":
         labels = {"cpu": "total"}  # the whole machine as stored before it had its own series name
     for name, value in (("--max-lag", max_lag), ("--meter-window", meter_window),
                         ("--reference-window", reference_window)):
         if value is not None and not math.isfinite(value):
-            raise MltelemetryError(f"{name} wants a finite number of seconds, not {value}")
+            raise UsageError(f"{name} wants a finite number of seconds, not {value}")
     end_ns = _parse_time_ns(end, "--end")
     start_ns = _parse_time_ns(start, "--start")
     if last is not None:
         if start_ns is not None:
-            raise MltelemetryError("give --start or --last, not both")
+            raise UsageError("give --start or --last, not both")
         end_ns = end_ns if end_ns is not None else time.time_ns()
         start_ns = end_ns - round(_parse_duration_s(last) * 1e9)
     opened = open_source(source)
