@@ -53,7 +53,7 @@ from mltelemetry.analysis.campaign import (
 )
 from mltelemetry.analysis.energy import window_means
 from mltelemetry.analysis.sources import Source, open_source
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.schema import Event, Sample
 from mltelemetry.store import Store
 
@@ -112,7 +112,7 @@ class Clock:
         try:
             return cls(ZoneInfo(name))
         except (ZoneInfoNotFoundError, ValueError):
-            raise MltelemetryError(f"--timezone {name!r}: not a time zone name such as Europe/Berlin or UTC") \
+            raise UsageError(f"--timezone {name!r}: not a time zone name such as Europe/Berlin or UTC") \
                 from None
 
     def ns(self, text: str, fold: int = 0) -> int:

@@ -591,4 +591,4 @@ def test_cli_shows_oscar_figures_labelled_beside_ours(tmp_path):
                              (["--baseline", "Leerlauf"], "--baseline names the baseline folder of --import-oscar"),
                              (["--timezone", "UTC"], "--timezone is the OSCAR files' local time")):
         refused = CliRunner().invoke(app, ["analyze", "--campaign", "m", "--source", str(tmp_path / "s.db"), *options])
-        assert refused.exit_code == 1 and refused.output.startswith(f"error: {message}"), refused.output
+        assert refused.exit_code == 2 and refused.output.startswith(f"error: {message}"), refused.output
