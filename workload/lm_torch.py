@@ -19,6 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError
@@ -124,6 +125,12 @@ def _precision(cfg: MLConfig, device: torch.device) -> Any:
     return nullcontext
 
 
+def _attention() -> Any:
+    """Attention kernels for generation: cuDNN's builds a plan for every new cache length (tens of ms each)."""
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    return sdpa_kernel(backends)
+
+
 def _sync(device: torch.device) -> None:
     """Wait for the device, so a window's end is the end of its work, not of its launches."""
     if device.type == "cuda":
@@ -154,7 +161,7 @@ class Trainer:
         self.batches = torch.Generator().manual_seed(seed * 1000 + rank)
         val_seed = torch.Generator().manual_seed(seed)
         self.val_offsets = torch.randint(0, len(self.val_tokens) - lm.context - 1, (lm.eval_batches, cfg.batch_size),
-                                         generator=val_seed)
+                                         generator=val_seed).to(self.device)
         self.model: nn.Module | None = None
 
     # --- processes --------------------------------------------------------------------------------
@@ -203,13 +210,14 @@ class Trainer:
             model = nn.parallel.DistributedDataParallel(model, device_ids=[self.rank] if self.device.type == "cuda"
                                                         else None)
         self.model = model
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.learning_rate)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.learning_rate,
+                                           fused=self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
         _sync(self.device)
         return {schema.FIELD_PARAMS_TOTAL: params, schema.FIELD_PARAMS_TRAINABLE: params, "weights": "random"}
 
     def _batch(self, data: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        index = offsets.to(self.device)[:, None] + torch.arange(self.lm.context + 1, device=self.device)
+        index = offsets[:, None] + torch.arange(self.lm.context + 1, device=self.device)
         chunk = data[index].long()
         return chunk[:, :-1], chunk[:, 1:]
 
@@ -223,8 +231,9 @@ class Trainer:
         lm, model = self.lm, self.model
         assert model is not None, "create_model first"
         model.train()
+        # the epoch's batch offsets go to the device in one copy: a copy per step would wait for the GPU each time
         offsets = torch.randint(0, len(self.train_tokens) - lm.context - 1, (lm.steps_per_epoch, self.cfg.batch_size),
-                                generator=self.batches)
+                                generator=self.batches).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         for step in range(lm.steps_per_epoch):
             x, y = self._batch(self.train_tokens, offsets[step])
@@ -307,7 +316,7 @@ class Generator:
     def __init__(self, cfg: MLConfig, seed: int) -> None:
         self.cfg, self.lm, self.seed = cfg, cfg.lm, seed
         self.device = resolve_device(cfg.device)
-        self.autocast = _precision(cfg, self.device)
+        _precision(cfg, self.device)  # the tf32 matmul mode; bf16/fp16 weights are cast in create_model
         self.model: DecoderLM | None = None
         self.settings = cfg.lm.model_settings()
 
@@ -339,7 +348,8 @@ class Generator:
         model = DecoderLM(**self.settings)
         if state is not None:
             model.load_state_dict(state)
-        self.model = model.to(self.device).eval()
+        dtype = AUTOCAST_DTYPES.get(self.cfg.precision, torch.float32)
+        self.model = model.to(self.device, dtype=dtype).eval()
         params = count_params(model)
         _sync(self.device)
         return {**fields, **self.settings, schema.FIELD_PARAMS_TOTAL: params, schema.FIELD_PARAMS_TRAINABLE: 0}
@@ -353,7 +363,7 @@ class Generator:
         for i in range(0, len(prompts), batch):
             tokens = torch.tensor([list(p) for p in prompts[i:i + batch]], dtype=torch.long, device=self.device)
             cache = KVCache()
-            with self.autocast():
+            with _attention():
                 logits = self.model(tokens, cache, max_len)
             done.append((cache, logits[:, -1]))
         _sync(self.device)
@@ -367,8 +377,8 @@ class Generator:
         generated = 0
         for cache, logits in prefilled:
             token = logits.argmax(-1, keepdim=True)
-            for _ in range(new_tokens - 1):
-                with self.autocast():
+            with _attention():
+                for _ in range(new_tokens - 1):
                     token = self.model(token, cache, max_len)[:, -1].argmax(-1, keepdim=True)
             generated += token.shape[0] * new_tokens
         _sync(self.device)
