@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=LMConfig.d_model)
     parser.add_argument("--layers", type=int, default=LMConfig.layers)
     parser.add_argument("--heads", type=int, default=LMConfig.heads)
+    parser.add_argument("--context", type=int, default=LMConfig.context)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--epochs", type=int, default=3)
@@ -62,8 +63,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
-    lm = LMConfig(d_model=args.d_model, layers=args.layers, heads=args.heads, max_epochs=args.epochs,
-                  steps_per_epoch=args.steps, target_val_loss=None)
+    lm = LMConfig(d_model=args.d_model, layers=args.layers, heads=args.heads, context=args.context,
+                  max_epochs=args.epochs, steps_per_epoch=args.steps, target_val_loss=None)
     cfg = MLConfig(backend="torch", device="cuda", batch_size=args.batch_size, precision=args.precision,
                    export_dir=work / "exports", workdir=work, lm=lm)
     sampler = Sampler()
@@ -86,8 +87,9 @@ def main() -> None:
                                     "seconds": e.duration_s, "tokens": tokens,
                                     "tokens_per_s": tokens / e.duration_s if tokens else None,
                                     "j_per_token": figures["energy_j"] / tokens if tokens else None, **figures})
-    settings = {"d_model": args.d_model, "layers": args.layers, "heads": args.heads, "batch_size": args.batch_size,
-                "precision": args.precision, "steps_per_epoch": args.steps, "epochs": args.epochs}
+    settings = {**lm.model_settings(), "batch_size": args.batch_size, "precision": args.precision,
+                "steps_per_epoch": args.steps, "epochs": args.epochs, "prefill_rounds": lm.prefill_rounds,
+                "decode_rounds": lm.decode_rounds, "prompts": lm.prompts}
     args.out.write_text(json.dumps({"settings": settings, "windows": results}, indent=1))
     for r in results:
         print(f"{r['campaign']:6} run {r['run']} {r['action']:8} {r['epoch'] or '':>3} {r['seconds']:7.2f} s "

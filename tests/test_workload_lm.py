@@ -18,7 +18,8 @@ except ImportError as e:  # `make test` installs the torch extra; a missing fram
 
 # 2 layers of width 32, context 32: trains a few steps a second on one core
 TINY = dict(d_model=32, layers=2, heads=2, context=32, steps_per_epoch=5, max_epochs=2, target_val_loss=None,
-            corpus_bytes=200_000, eval_batches=2, prompts=6, prompt_tokens=8, new_tokens=5)
+            corpus_bytes=200_000, eval_batches=2, prompts=6, prompt_tokens=8, new_tokens=5, prefill_rounds=2,
+            decode_rounds=3)
 
 
 def config(tmp_path, **lm):
@@ -98,9 +99,9 @@ def test_lm_infer_prefill_and_decode_count_their_tokens(tmp_path):
     assert result["ok"] == 1
     by_action = {e.action: e for e in events}
     assert [e.action for e in events if e.action in ("prefill", "decode")] == ["prefill", "decode"]
-    # 6 prompts × 8 tokens; 6 prompts × 5 generated, in batches of 4 and 2
-    assert by_action["prefill"].fields["prompt_tokens"] == by_action["prefill"].fields["tokens"] == 48
-    assert by_action["decode"].fields["generated_tokens"] == by_action["decode"].fields["tokens"] == 30
+    # 2 rounds × 6 prompts × 8 tokens; 3 rounds × 6 prompts × 5 generated (batches of 4 and 2)
+    assert by_action["prefill"].fields["prompt_tokens"] == by_action["prefill"].fields["tokens"] == 96
+    assert by_action["decode"].fields["generated_tokens"] == by_action["decode"].fields["tokens"] == 90
     assert by_action["prefill"].end_ns <= by_action["decode"].start_ns
     assert by_action["create_model"].fields["weights"] == str(export)
 

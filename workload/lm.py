@@ -137,12 +137,12 @@ def run_lm_infer(ctx: RunContext) -> None:
         with ctx.action("create_model", model="decoder-transformer", **generator.describe()) as fields:
             fields.update(generator.create_model(lm.checkpoint))
         batch = min(cfg.batch_size, len(prompts))
-        with ctx.action("prefill", batch_size=batch) as fields:
-            caches = generator.prefill(prompts, batch)
-            prompt_tokens = len(prompts) * lm.prompt_tokens
+        with ctx.action("prefill", batch_size=batch, rounds=lm.prefill_rounds) as fields:
+            caches = generator.prefill(prompts, batch, lm.prefill_rounds)
+            prompt_tokens = lm.prefill_rounds * len(prompts) * lm.prompt_tokens
             fields.update(prompt_tokens=prompt_tokens, **_tokens_fields(prompt_tokens))
-        with ctx.action("decode", batch_size=batch, new_tokens_each=lm.new_tokens) as fields:
-            generated = generator.decode(caches, lm.new_tokens)
+        with ctx.action("decode", batch_size=batch, new_tokens_each=lm.new_tokens, rounds=lm.decode_rounds) as fields:
+            generated = generator.decode(caches, lm.new_tokens, lm.decode_rounds)
             fields.update(generated_tokens=generated, **_tokens_fields(generated))
     finally:
         with ctx.action("cleanup"):

@@ -355,32 +355,39 @@ class Generator:
         return {**fields, **self.settings, schema.FIELD_PARAMS_TOTAL: params, schema.FIELD_PARAMS_TRAINABLE: 0}
 
     @torch.no_grad()
-    def prefill(self, prompts: list[bytes], batch: int) -> list[tuple[KVCache, torch.Tensor]]:
-        """Every prompt through the model in batches; each batch's cache and its last logits."""
+    def prefill(self, prompts: list[bytes], batch: int, rounds: int = 1) -> list[tuple[KVCache, torch.Tensor]]:
+        """Every prompt through the model in batches, ``rounds`` times (each round refills the same caches, so a
+        window long enough for the meter and the GPU counter costs no more memory); each batch's cache and last
+        logits."""
         assert self.model is not None, "create_model first"
         max_len = self.lm.prompt_tokens + self.lm.new_tokens
-        done = []
-        for i in range(0, len(prompts), batch):
-            tokens = torch.tensor([list(p) for p in prompts[i:i + batch]], dtype=torch.long, device=self.device)
-            cache = KVCache()
-            with _attention():
-                logits = self.model(tokens, cache, max_len)
-            done.append((cache, logits[:, -1]))
+        batches = [torch.tensor([list(p) for p in prompts[i:i + batch]], dtype=torch.long, device=self.device)
+                   for i in range(0, len(prompts), batch)]
+        done = [(KVCache(), torch.empty(0)) for _ in batches]
+        with _attention():
+            for _ in range(rounds):
+                for i, tokens in enumerate(batches):
+                    cache = done[i][0]
+                    cache.length = 0
+                    done[i] = (cache, self.model(tokens, cache, max_len)[:, -1])
         _sync(self.device)
         return done
 
     @torch.no_grad()
-    def decode(self, prefilled: list[tuple[KVCache, torch.Tensor]], new_tokens: int) -> int:
-        """``new_tokens`` greedy steps per batch from its cache; the number of tokens generated."""
+    def decode(self, prefilled: list[tuple[KVCache, torch.Tensor]], new_tokens: int, rounds: int = 1) -> int:
+        """``new_tokens`` greedy steps per batch from its prefilled cache, ``rounds`` times (each round starts again
+        from the end of the prompt); the number of tokens generated."""
         assert self.model is not None, "create_model first"
         max_len = self.lm.prompt_tokens + new_tokens
         generated = 0
-        for cache, logits in prefilled:
-            token = logits.argmax(-1, keepdim=True)
-            with _attention():
-                for _ in range(new_tokens - 1):
-                    token = self.model(token, cache, max_len)[:, -1].argmax(-1, keepdim=True)
-            generated += token.shape[0] * new_tokens
+        with _attention():
+            for _ in range(rounds):
+                for cache, logits in prefilled:
+                    cache.length = self.lm.prompt_tokens
+                    token = logits.argmax(-1, keepdim=True)
+                    for _ in range(new_tokens - 1):
+                        token = self.model(token, cache, max_len)[:, -1].argmax(-1, keepdim=True)
+                    generated += token.shape[0] * new_tokens
         _sync(self.device)
         return generated
 
