@@ -12,6 +12,7 @@ from typing import Literal
 
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.workload.data import SYNTHETIC, Augmentation, make_synthetic
+from mltelemetry.workload.lm_config import LMConfig
 
 Backend = Literal["keras", "torch"]
 BACKENDS: tuple[str, ...] = ("keras", "torch")
@@ -65,6 +66,8 @@ class MLConfig:
     workdir: Path | None = None
     export_dir: Path | None = Path("mltelemetry-exports")
     augmentation: Augmentation = field(default_factory=Augmentation)
+    precision: str = "fp32"
+    lm: LMConfig = field(default_factory=LMConfig)
     _synthetic_dir: Path | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -123,4 +123,4 @@ def cpu(ctx: RunContext) -> None:
 
 
 # The ML scenarios register themselves on import (their frameworks are imported only when they run).
-from mltelemetry.workload import ml  # noqa: E402, F401
+from mltelemetry.workload import lm, ml  # noqa: E402, F401
