@@ -263,9 +263,6 @@ FIELD_COOLDOWN_REACHED = "reached"  # bool: the GPU came within the margin of th
 FIELD_GPU_TEMPERATURE_START = "start_temperature_c"  # hottest GPU at the cooldown's start, °C
 FIELD_GPU_TEMPERATURE_END = "end_temperature_c"  # hottest GPU at its end, °C
 FIELD_GPU_TEMPERATURE_REFERENCE = "reference_c"  # the baseline's temperature the cooldown aims at, °C
-# Recorded settings of the ML scenarios (run and create_model events): the analysis groups by them.
-FIELD_PRECISION = "precision"  # fp32 | tf32 | bf16 | fp16
-FIELD_BATCH_SIZE = "batch_size"
 # Tokens a window processed (lm-train epochs and train, lm-infer prefill and decode): energy per token.
 FIELD_TOKENS = "tokens"
 FIELD_PROMPT_TOKENS = "prompt_tokens"

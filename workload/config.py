@@ -66,7 +66,6 @@ class MLConfig:
     workdir: Path | None = None
     export_dir: Path | None = Path("mltelemetry-exports")
     augmentation: Augmentation = field(default_factory=Augmentation)
-    precision: str = "fp32"
     lm: LMConfig = field(default_factory=LMConfig)
     _synthetic_dir: Path | None = field(default=None, init=False, repr=False, compare=False)
 
