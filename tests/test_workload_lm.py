@@ -120,3 +120,5 @@ def test_lm_train_with_two_gloo_processes(tmp_path):
     assert [e.fields["tokens"] for e in epochs] == [1280, 1280]
     create = next(e for e in events if e.action == "create_model")
     assert create.fields["processes"] == 2
+    settings = next(e for e in events if e.action == "run").fields
+    assert (settings["processes"], settings["precision"], settings["batch_size"]) == (2, "fp32", 4)

@@ -77,6 +77,12 @@ def read_corpus(limit_bytes: int, val_fraction: float, root: str | Path | None =
     return Corpus(text[:split], text[split:], files, str(base))
 
 
+def _settings(cfg: Any) -> dict[str, Any]:
+    """What the run event records of the settings (the analysis groups runs by them)."""
+    return {schema.FIELD_PRECISION: cfg.precision, schema.FIELD_BATCH_SIZE: cfg.batch_size,
+            "processes": cfg.lm.processes, **cfg.lm.model_settings()}
+
+
 def _tokens_fields(count: int) -> dict[str, int]:
     return {schema.FIELD_TOKENS: int(count)}
 
@@ -86,6 +92,7 @@ def run_lm_train(ctx: RunContext) -> None:
 
     cfg, lm = ctx.config, ctx.config.lm
     lm.check()
+    ctx.run_fields.update(_settings(cfg))
     with ctx.action("prepare_data", source="python-stdlib", val_fraction=lm.val_fraction) as fields:
         corpus = read_corpus(lm.corpus_bytes, lm.val_fraction)
         fields.update(files=corpus.files, path=corpus.root, train_tokens=len(corpus.train),
@@ -127,6 +134,7 @@ def run_lm_infer(ctx: RunContext) -> None:
 
     cfg, lm = ctx.config, ctx.config.lm
     lm.check()
+    ctx.run_fields.update(_settings(cfg))
     with ctx.action("prepare_data", source="python-stdlib", prompts=lm.prompts,
                     prompt_tokens_each=lm.prompt_tokens) as fields:
         corpus = read_corpus(lm.corpus_bytes, lm.val_fraction)
