@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from mltelemetry import schema
 from mltelemetry.analysis.campaign import analyze_campaign
-from mltelemetry.analysis.energy import coverages, increases, monotonic
+from mltelemetry.analysis.energy import coverages, increases, integral_counter, monotonic
 from mltelemetry.cli import app
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.schema import Event, Sample
@@ -262,3 +262,27 @@ def test_csv_when_no_run_is_ok(tmp_path):
     assert result.exit_code == 0, result.output  # was a KeyError on the summary's missing columns
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("scenario,run,action") and len(lines) == 1 + 2  # the two windows, no summary rows
+
+
+def test_power_fallback_integrates_by_the_trapezoidal_rule(tmp_path):
+    # pm_power_watts only, a ramp p(t) = 100 + t W sampled at 1 Hz
+    assert integral_counter(np.arange(4) * S, np.array([0.0, 10.0, 20.0, 30.0]), 3 * S).tolist() == [0, 5, 20, 45]
+    events = [Event("c", "x", 1, "run", 10 * S, 60 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0 + t, 0, 100, metric=schema.PM_POWER, events=events) as store:
+        run = analyze_campaign(store, "c").windows.iloc[0]
+    # ∫ 10..60 (100 + t) dt = 50 × 100 + (60² − 10²) / 2 = 6750 J, exact for a linear ramp; a right-rectangle
+    # sum would give 5000 + Σ 11..60 = 6775 J, a left-rectangle one 6725 J
+    assert run.energy_wh == pytest.approx(6750 / 3600, rel=1e-9)
+    assert run.energy_method == "∫ meter power (analysis)"
+
+
+def test_baseline_power_is_time_weighted_over_runs_of_unequal_length(tmp_path):
+    # 100 W before 100 s, 103 W after; baseline run 1 lasts 10 s at 100 W, run 2 lasts 30 s at 103 W
+    events = [Event("c", "baseline", 1, "run", 10 * S, 20 * S), Event("c", "baseline", 2, "run", 120 * S, 150 * S),
+              Event("c", "x", 1, "run", 200 * S, 300 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0 if t < 100 else 103.0, 0, 400, events=events) as store:
+        result = analyze_campaign(store, "c")
+    # Σ energy / Σ duration = (1000 + 3090) J / 40 s = 102.25 W (the mean of the runs' powers would be 101.5 W)
+    assert result.baseline_power_w == pytest.approx(102.25)
+    x = result.windows[result.windows.scenario == "x"].iloc[0]
+    assert x.induced_wh == pytest.approx((10_300 - 102.25 * 100) / 3600)  # 75 J
