@@ -79,6 +79,8 @@ TESTED_FIGURES = ["energy_wh", "induced_wh", "mean_power_w", "duration_s", "gpu_
 CORRELATED = ["gpu_temperature_c", schema.FIELD_LOSS, schema.FIELD_ACCURACY, schema.FIELD_VAL_LOSS,
               schema.FIELD_VAL_ACCURACY]
 ACTION_ORDER = {"campaign": 0, "run": 1}
+OUTSIDE_RUNS = ("cooldown", "settle")  # actions recorded between runs: in no statistic, never "stray"
+OPEN_STATUSES = ("running", "lost")  # a run claimed at its start whose process died (end = start)
 
 Progress = Callable[[str, float, float], None]  # (what, done, total)
 
@@ -413,20 +415,22 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     for column, values in methods.items():
         windows[column] = values
     windows["flagged"] = flagged
-    # the status of the run each window lies in (its own for a run, and where none encloses it): a failed
-    # run's epochs and actions are left out of the statistics with it
-    runs_of: dict[tuple[str, int], list[Event]] = {}
-    for e in events:
-        if e.action == "run":
-            runs_of.setdefault((e.scenario, e.run), []).append(e)
+    # the status of the run each window lies in: its own for a run, "none" where no run event encloses it (the
+    # windows a SIGKILLed run closed before it was claimed); windows of a not-ok run leave the statistics with it
+    enclosing = enclosing_runs(events)
     run_status = []
     for i, e in enumerate(events):
-        enclosing = e if e.action == "run" else next(
-            (r for r in runs_of.get((e.scenario, e.run), []) if r.start_ns <= e.start_ns <= r.end_ns), e)
-        run_status.append(enclosing.status)
-        if enclosing is not e and enclosing.status != "ok":
-            row_notes[i].append(f"inside a run that is not ok ({enclosing.status}): left out of the statistics")
+        run = enclosing[i]
+        run_status.append(run.status if run is not None else "none")
+        if run is None and e.action not in OUTSIDE_RUNS:
+            row_notes[i].append("inside no run event: left out of the statistics")
+        elif run is not None and run is not e and run.status != "ok":
+            row_notes[i].append(f"inside a run that is not ok ({run.status}): left out of the statistics")
     windows["run_status"] = run_status
+    stray = sum(1 for i, e in enumerate(events) if enclosing[i] is None and e.action not in OUTSIDE_RUNS)
+    if stray:
+        notes.append(f"{stray} window(s) inside no run event (e.g. a run killed before it was claimed): shown, left "
+                     "out of the statistics")
 
     # --- baseline and induced energy --------------------------------------------------------------
     # time-weighted over every second of the ok baseline runs: Σ energy / Σ duration, so the baseline's own
@@ -474,6 +478,25 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     if traces and meter_series:
         result.traces = power_traces(meter_series, windows, events, meter_method == METHOD_METER)
     return result
+
+
+def enclosing_runs(events: list[Event]) -> list[Event | None]:
+    """Per event, the run it lies in: itself for a run, else the latest run event of its scenario and run number
+    that started at or before it and had not ended yet; a claim still ``running`` or ``lost`` (end = start: its
+    process died) holds every window until the next run event of its number. None where no run encloses it, and
+    for the actions recorded between runs (cooldown, settle)."""
+    runs_of: dict[tuple[str, int], list[Event]] = {}
+    for e in sorted((e for e in events if e.action == "run"), key=lambda e: e.start_ns):
+        runs_of.setdefault((e.scenario, e.run), []).append(e)
+    out: list[Event | None] = []
+    for e in events:
+        if e.action == "run" or e.action in OUTSIDE_RUNS:
+            out.append(e if e.action == "run" else None)
+            continue
+        started = [r for r in runs_of.get((e.scenario, e.run), []) if r.start_ns <= e.start_ns]
+        run = started[-1] if started else None
+        out.append(run if run is not None and (run.status in OPEN_STATUSES or e.start_ns <= run.end_ns) else None)
+    return out
 
 
 def _ok(windows: pd.DataFrame) -> pd.DataFrame:

@@ -286,3 +286,41 @@ def test_baseline_power_is_time_weighted_over_runs_of_unequal_length(tmp_path):
     assert result.baseline_power_w == pytest.approx(102.25)
     x = result.windows[result.windows.scenario == "x"].iloc[0]
     assert x.induced_wh == pytest.approx((10_300 - 102.25 * 100) / 3600)  # 75 J
+
+
+def killed_and_resumed_events(campaign: str, claims: bool) -> list[Event]:
+    """cnn: run 1 is SIGKILLed during its epoch 2 (10..30 s), resumed and ends ok (100..140 s), run 2 ok (150..190 s),
+    3 epochs of 10 s each; with ``claims`` the killed run left its claim (status ``lost``, end = start) and run 3 a
+    claim still ``running`` (its process died at 215 s), else the killed run left no run event at all."""
+    def ev(run, action, a, b, epoch=None, status="ok"):
+        return Event(campaign, "cnn", run, action, a * S, b * S, epoch, status)
+
+    events = [ev(1, "prepare_data", 10, 12), ev(1, "epoch", 12, 22, 1)]  # the killed attempt's closed windows
+    for run, a in ((1, 100), (2, 150)):
+        events += [ev(run, "run", a, a + 40), ev(run, "prepare_data", a, a + 5)]
+        events += [ev(run, "epoch", a + 5 + 10 * k, a + 15 + 10 * k, k + 1) for k in range(3)]
+    if claims:
+        events += [ev(1, "run", 10, 10, status="lost"), ev(3, "run", 200, 200, status="running"),
+                   ev(3, "prepare_data", 200, 205)]
+    return events
+
+
+@pytest.mark.parametrize("claims", [False, True])
+def test_windows_of_a_killed_run_leave_the_statistics(tmp_path, claims):
+    events = killed_and_resumed_events("c", claims)
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 300, events=events) as store:
+        result = analyze_campaign(store, "c")
+    summary = result.summary.set_index(["scenario", "action"])
+    assert summary.loc[("cnn", "epoch"), "n"] == 6  # 2 × 3 epochs; counting the killed attempt's epoch 1 gave 7
+    assert summary.loc[("cnn", "prepare_data"), "n"] == 2
+    assert summary.loc[("cnn", "run"), "n"] == 2
+    windows = result.windows
+    killed = windows[windows.action == "epoch"].sort_values("start").iloc[0]  # the killed attempt's epoch 1
+    if claims:
+        assert killed.run_status == "lost" and "inside a run that is not ok (lost)" in killed.note
+        run3 = windows[(windows.run == 3) & (windows.action == "prepare_data")].iloc[0]
+        assert run3.run_status == "running"
+        assert any("2 run(s) not ok (lost, running)" in note for note in result.notes)
+    else:
+        assert killed.run_status == "none" and "inside no run" in killed.note
+        assert any(note.startswith("2 window(s) inside no run event") for note in result.notes)
