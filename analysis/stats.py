@@ -23,9 +23,12 @@ def _clean(values) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
+ROUNDING = 1e-9  # relative to the values' magnitude: below it a spread or a mean is floating-point noise
+
+
 def _constant(x: np.ndarray) -> bool:
     """No spread beyond floating-point noise (where scipy's moments lose all precision)."""
-    return len(x) == 0 or float(np.ptp(x)) <= 1e-9 * float(np.max(np.abs(x)))
+    return len(x) == 0 or float(np.ptp(x)) <= ROUNDING * float(np.max(np.abs(x)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -73,19 +76,23 @@ def compare(a, b) -> dict[str, float | str]:
         out["reason"] = "no values in one group"
         return out
     out["difference"] = out["mean_b"] - out["mean_a"]
-    if out["mean_a"] != 0:
+    # a mean that is 0 up to rounding (a baseline's own induced energy) makes any percentage of it noise
+    scale = max(float(np.max(np.abs(x))), float(np.max(np.abs(y))))
+    if abs(out["mean_a"]) > ROUNDING * scale:
         out["difference_pct"] = 100 * out["difference"] / abs(out["mean_a"])
+    else:
+        out["reason"] = "mean of a is zero within rounding: no % difference"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         u = stats.mannwhitneyu(y, x, alternative="two-sided")  # U of B
     out.update(mannwhitney_u=float(u.statistic), mannwhitney_p=float(u.pvalue),
                rank_biserial=2 * float(u.statistic) / (na * nb) - 1)
     if na < 2 or nb < 2:
-        out["reason"] = "fewer than 2 runs in a group: no t-test or effect size"
+        out["reason"] = _join(out["reason"], "fewer than 2 runs in a group: no t-test or effect size")
         return out
     va, vb = x.var(ddof=1), y.var(ddof=1)
     if _constant(x) and _constant(y):
-        out["reason"] = "both groups constant: no t-test or effect size"
+        out["reason"] = _join(out["reason"], "both groups constant: no t-test or effect size")
         return out
     with warnings.catch_warnings():  # one constant group is fine for Welch; scipy warns about its moments
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -95,6 +102,10 @@ def compare(a, b) -> dict[str, float | str]:
     out.update(welch_t=float(t.statistic), welch_p=float(t.pvalue), cohens_d=d,
                hedges_g=d * (1 - 3 / (4 * (na + nb) - 9)))
     return out
+
+
+def _join(*reasons: str) -> str:
+    return "; ".join(r for r in reasons if r)
 
 
 def mad_outliers(values, threshold: float = MAD_THRESHOLD) -> tuple[np.ndarray, str]:

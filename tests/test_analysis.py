@@ -5,6 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mltelemetry import schema
+from mltelemetry.analysis import stats
 from mltelemetry.analysis.campaign import analyze_campaign
 from mltelemetry.analysis.energy import coverages, increases, integral_counter, monotonic
 from mltelemetry.cli import app
@@ -324,3 +325,25 @@ def test_windows_of_a_killed_run_leave_the_statistics(tmp_path, claims):
     else:
         assert killed.run_status == "none" and "inside no run" in killed.note
         assert any(note.startswith("2 window(s) inside no run event") for note in result.notes)
+
+
+def test_no_percent_difference_against_a_mean_that_is_zero_within_rounding(tmp_path):
+    # three 7 s baseline runs at 100, 101.5 and 99.2 W, three 10 s x runs at 150 W
+    powers = [100.0, 101.5, 99.2]
+    events = ([Event("c", "baseline", k + 1, "run", (100 * k + 10) * S, (100 * k + 17) * S) for k in range(3)]
+              + [Event("c", "x", k + 1, "run", (300 + 20 * k) * S, (310 + 20 * k) * S) for k in range(3)])
+    with meter_store(tmp_path / "s.db", lambda t: powers[t // 100] if t < 300 else 150.0, 0, 400,
+                     events=events) as store:
+        result = analyze_campaign(store, "c")
+    tests = result.tests.set_index("figure")
+    # the baseline's induced energy sums to 0 by construction; in floating point its mean is −9e-18 Wh, and
+    # "diff %" against it read 1.5e+18 %
+    induced = tests.loc["induced_wh"]
+    assert abs(induced.mean_a) < 1e-15 and np.isnan(induced.difference_pct)
+    assert "mean of a is zero" in induced.reason
+    baseline_w = (100.0 + 101.5 + 99.2) / 3
+    assert induced.difference == pytest.approx(10 * (150 - baseline_w) / 3600)  # the difference itself stays
+    energy = tests.loc["energy_wh"]  # a mean well away from zero keeps its percentage: 10 × 150 J against 7 × 100.23 J
+    assert energy.difference_pct == pytest.approx(100 * (1500 / 3600 - 7 * baseline_w / 3600) / (7 * baseline_w / 3600))
+    assert np.isnan(stats.compare([0.3, -0.1, -0.2], [1.0, 2.0])["difference_pct"])  # mean −9e-18 at a scale of 2
+    assert stats.compare([1e-6, 2e-6, 3e-6], [1.0, 2.0])["difference_pct"] == pytest.approx(100 * (1.5 - 2e-6) / 2e-6)
