@@ -28,6 +28,7 @@ from mltelemetry.analysis.energy import (
     coverages,
     increases,
     integral_counter,
+    monotonic,
     sampling_interval_ns,
     unknown_intervals,
     window_means,
@@ -224,6 +225,27 @@ def _coverage(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.
     return np.min([coverages(s.ts, starts, ends, sampling_interval_ns(s.ts)) for s in series], axis=0)
 
 
+def _reading_coverage(gaps: list[Series], readings: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per window, from the meter exporter's own counters: the worst over meters of 1 − gap seconds / duration and
+    of valid readings / the readings the meter's usual rate gives (1 for a window shorter than one reading); NaN
+    where neither counter brackets the window. A frozen energy counter keeps being written through an outage,
+    so the stored samples alone cannot see it."""
+    duration_s = (ends - starts) / 1e9
+    parts = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for s in gaps:
+            parts.append(np.where(duration_s > 0, 1 - _increases(s, starts, ends) / duration_s, np.nan))
+        for s in readings:
+            counted = monotonic(s.values)
+            rates = np.diff(counted) / (np.diff(s.ts) / 1e9)
+            rate = float(np.median(rates)) if len(rates) else 0.0  # readings per second, outages aside
+            if rate <= 0:
+                continue
+            expected = np.floor(duration_s * rate)
+            parts.append(np.where(expected < 1, 1.0, np.minimum(1.0, _increases(s, starts, ends) / expected)))
+    return np.fmin.reduce(parts) if parts else np.full(len(starts), np.nan)
+
+
 def _field(event: Event, name: str) -> float:
     value = event.fields.get(name)
     try:
@@ -291,7 +313,9 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     methods["energy_method"] = np.where(np.isfinite(energy_j), meter_method, "")
     gaps = reader.get(schema.PM_GAP)
     columns["meter_gap_s"] = energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
-    columns["coverage"] = _coverage(meter_series, starts, ends) if meter_series else np.zeros(n)
+    columns["coverage"] = (np.fmin(_coverage(meter_series, starts, ends),
+                                   _reading_coverage(gaps, reader.get(schema.PM_SAMPLES), starts, ends))
+                           if meter_series else np.zeros(n))
     meter_interval = max((sampling_interval_ns(s.ts) for s in meter_series), default=1e9)
     meter_blind = np.zeros(n, bool)
     for s in meter_series:
@@ -453,7 +477,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
 
     # --- outlier runs (median absolute deviation of run energy, per scenario) ----------------------
     windows["outlier"] = False
-    for _, group in windows[(windows.action == "run") & (windows.status == "ok")].groupby("scenario"):
+    for _, group in _ok(windows)[lambda w: w.action == "run"].groupby("scenario"):
         flags, _ = stats.mad_outliers(group.energy_wh.to_numpy())
         windows.loc[group.index[flags], "outlier"] = True
         for i in group.index[flags]:
@@ -463,10 +487,12 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     if len(failed):
         notes.append(f"{len(failed)} run(s) not ok ({', '.join(sorted(set(failed.status)))}): shown, left out "
                      "of the statistics")
-    flagged_runs = windows[(windows.action == "run") & windows.flagged]
-    if len(flagged_runs):
-        notes.append(f"{len(flagged_runs)} run(s) flagged (coverage below {MIN_COVERAGE:.0%}, meter gaps or "
-                     "missing samples): see their notes")
+    flagged_runs = int((windows.flagged & (windows.action == "run")).sum())
+    flagged_others = int((windows.flagged & (windows.action != "run")).sum())
+    if flagged_runs or flagged_others:
+        notes.append(f"{flagged_runs} run(s) flagged, and {flagged_others} action/epoch window(s) (coverage below "
+                     f"{MIN_COVERAGE:.0%}, meter gaps or missing samples): left out of the statistics, see their "
+                     "notes")
 
     result = CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows), notes=notes,
                               source=source.description, host=host)
@@ -499,25 +525,36 @@ def enclosing_runs(events: list[Event]) -> list[Event | None]:
     return out
 
 
-def _ok(windows: pd.DataFrame) -> pd.DataFrame:
-    """The windows the statistics use: ok, with a duration, and inside an ok run (when that is known)."""
+def _eligible(windows: pd.DataFrame) -> pd.Series:
+    """Ok, with a duration, and inside an ok run (when that is known): what the statistics would use unflagged."""
     ok = (windows.status == "ok") & windows.duration_s.notna()
     if "run_status" in windows:
         ok &= windows.run_status == "ok"
+    return ok
+
+
+def _ok(windows: pd.DataFrame) -> pd.DataFrame:
+    """The windows the statistics use: eligible and not flagged (a flagged window's figures are not trusted)."""
+    ok = _eligible(windows)
+    if "flagged" in windows:
+        ok &= ~windows.flagged.astype(bool)
     return windows[ok]
 
 
 def summarize(windows: pd.DataFrame) -> pd.DataFrame:
     """Per scenario and action, over the ok windows (every epoch of every run for ``epoch``): n, the number
-    flagged, and for each figure mean, standard deviation (ddof=1), 95 % CI, median, min, max, Shapiro–Wilk p.
-    The columns are there even when no window is ok (no rows then)."""
+    flagged and so left out, and for each figure mean, standard deviation (ddof=1), 95 % CI, median, min, max,
+    Shapiro–Wilk p. The columns are there even when no window is ok (no rows then)."""
     statistics = [k for k in stats.describe(np.array([])) if k != "n"]
     columns = ["scenario", "action", "n", "n_flagged"] + [f"{figure}_{statistic}" for figure in FIGURES
                                                           if figure in windows for statistic in statistics]
     rows = []
-    for (scenario, action), group in _ok(windows).groupby(["scenario", "action"], sort=False):
+    eligible = windows[_eligible(windows)]
+    flagged = eligible.flagged.astype(bool) if "flagged" in eligible else pd.Series(False, index=eligible.index)
+    for (scenario, action), everything in eligible.groupby(["scenario", "action"], sort=False):
+        group = everything[~flagged[everything.index]]
         row: dict = {"scenario": scenario, "action": action, "n": len(group),
-                     "n_flagged": int(group.flagged.sum()) if "flagged" in group else 0}
+                     "n_flagged": int(flagged[everything.index].sum())}
         for figure in FIGURES:
             if figure not in group:
                 continue

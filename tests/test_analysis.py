@@ -144,19 +144,21 @@ def test_cli_json_and_csv(tmp_path):
 
 def meter_store(path, power_at, t0, t1, *, metric=schema.PM_ENERGY, skip=lambda t: False, gap_at=None,
                 host="h", meter="m", events=()):
-    """1 Hz samples of one meter from t0 to t1 s: its energy counter (or power), and its gap counter when
-    ``gap_at`` (seconds without a valid reading, per second) is given; samples at ``skip(t)`` are missing."""
-    energy, gap, samples = 0.0, 0.0, []
+    """1 Hz samples of one meter from t0 to t1 s: its energy counter (or power), and when ``gap_at`` (seconds
+    without a valid reading, per second) is given its gap counter and its count of valid readings (one per second
+    without a gap); samples at ``skip(t)`` are missing."""
+    energy, gap, readings, samples = 0.0, 0.0, 0, []
     for t in range(t0, t1 + 1):
         if t > t0:
             energy += power_at(t - 1)
             gap += gap_at(t - 1) if gap_at else 0.0
+            readings += 1 if gap_at and not gap_at(t - 1) else 0
         if skip(t):
             continue
         labels = {"host": host, "meter": meter}
         samples.append(Sample(metric, labels, energy if metric == schema.PM_ENERGY else power_at(t), t * S))
         if gap_at:
-            samples.append(Sample(schema.PM_GAP, labels, gap, t * S))
+            samples += [Sample(schema.PM_GAP, labels, gap, t * S), Sample(schema.PM_SAMPLES, labels, readings, t * S)]
     store = Store(path)
     store.write(samples)
     store.write_events(list(events))
@@ -347,3 +349,31 @@ def test_no_percent_difference_against_a_mean_that_is_zero_within_rounding(tmp_p
     assert energy.difference_pct == pytest.approx(100 * (1500 / 3600 - 7 * baseline_w / 3600) / (7 * baseline_w / 3600))
     assert np.isnan(stats.compare([0.3, -0.1, -0.2], [1.0, 2.0])["difference_pct"])  # mean −9e-18 at a scale of 2
     assert stats.compare([1e-6, 2e-6, 3e-6], [1.0, 2.0])["difference_pct"] == pytest.approx(100 * (1.5 - 2e-6) / 2e-6)
+
+
+def test_windows_with_a_meter_outage_leave_the_statistics(tmp_path):
+    # the meter reads 140 W throughout, but gives no valid reading in seconds 52..56 (baseline run 3) and 161..163
+    # (x run 4, a 5 s window): the exporter's energy counter stands still there and its gap counter grows, while
+    # the frozen counter is still written every second
+    outage = lambda t: 52 <= t < 57 or 161 <= t < 164  # noqa: E731
+    events = [Event("c", "baseline", k + 1, "run", (10 + 20 * k) * S, (20 + 20 * k) * S) for k in range(3)]
+    events += [Event("c", "x", k + 1, "run", (100 + 20 * k) * S, (110 + 20 * k) * S) for k in range(3)]
+    events += [Event("c", "x", 4, "run", 160 * S, 165 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 0.0 if outage(t) else 140.0, 0, 300,
+                     gap_at=lambda t: 1.0 if outage(t) else 0.0, events=events) as store:
+        result = analyze_campaign(store, "c")
+    runs = result.windows.set_index(["scenario", "run"])
+    # valid readings in 2 of x run 4's 5 s (1 − 3 s / 5 s = 0.4); the stored samples alone said 1.00
+    assert runs.loc[("x", 4), "coverage"] == pytest.approx(0.4)
+    assert runs.loc[("baseline", 3), "coverage"] == pytest.approx(0.5)  # 5 s of 10
+    assert runs.loc[("baseline", 3), "mean_power_w"] == pytest.approx(70.0)  # 5 s × 140 W over 10 s: under-counted
+    assert runs.loc[("x", 4), "flagged"] and "wall energy under-counted" in runs.loc[("x", 4), "note"]
+    summary = result.summary.set_index(["scenario", "action"])
+    # (140 + 140 + 70) / 3 = 116.7 W with the flagged run; 140 W without it
+    assert summary.loc[("baseline", "run"), "n"] == 2 and summary.loc[("baseline", "run"), "n_flagged"] == 1
+    assert summary.loc[("baseline", "run"), "mean_power_w_mean"] == pytest.approx(140.0)
+    assert summary.loc[("x", "run"), "n"] == 3 and summary.loc[("x", "run"), "mean_power_w_mean"] == pytest.approx(140)
+    test = result.tests.set_index("figure").loc["mean_power_w"]
+    assert (test.n_a, test.n_b) == (2, 3)
+    assert result.baseline_power_w == pytest.approx(140.0)
+    assert any(note.startswith("2 run(s) flagged") and "left out of the statistics" in note for note in result.notes)
