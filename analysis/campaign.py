@@ -155,6 +155,16 @@ class _Reader:
         return [s for s in self._cache[metric] if all(s.labels.get(k) == v for k, v in (labels or {}).items())]
 
 
+    def hosts_of(self, metric: str) -> list[str]:
+        """The hosts ``metric`` was recorded for during the campaign, whatever ``--host`` says."""
+        frame = self.source.query(metric, None, self.lo, self.hi)
+        return sorted({str(h) for h in frame["host"].dropna()}) if "host" in frame else []
+
+    def nothing_for_host(self) -> bool:
+        """A host was named and not one series read so far is recorded for it."""
+        return self.host is not None and not any(self._cache.values())
+
+
 def split_series(frame: pd.DataFrame) -> list[Series]:
     """A Store-shaped frame (ts_ns, value, label columns) as one Series per label set."""
     if frame.empty:
@@ -304,9 +314,11 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         meter_series = reader.get(schema.PM_POWER)
         energy_j = _integrated(meter_series, starts, ends)
         meter_method = METHOD_METER_INTEGRAL
-        notes.append(f"no power-meter energy counter ({schema.PM_ENERGY}) during the campaign{where}: " +
-                     ("wall energy integrated from pm_power_watts by the analysis" if meter_series
-                      else "no wall energy, mean power or induced energy"))
+        elsewhere = reader.hosts_of(schema.PM_ENERGY) if host else []
+        notes.append(f"no power-meter energy counter ({schema.PM_ENERGY}) during the campaign{where}"
+                     + (f" (it is recorded for {', '.join(elsewhere)})" if elsewhere else "") + ": "
+                     + ("wall energy integrated from pm_power_watts by the analysis" if meter_series
+                        else "no wall energy, mean power or induced energy"))
     columns["energy_wh"] = energy_j / J_PER_WH
     with np.errstate(invalid="ignore", divide="ignore"):
         columns["mean_power_w"] = np.where(duration > 0, energy_j / duration, np.nan)
@@ -355,6 +367,12 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
                      "GPU": reader.get(schema.GPU_ENERGY) or reader.get(schema.GPU_TEMPERATURE), "RAPL": rapl}
     sensor_cov = {name: _coverage(series, starts, ends) for name, series in sensor_series.items() if series}
     columns["sensor_coverage"] = (np.min(list(sensor_cov.values()), axis=0) if sensor_cov else np.full(n, np.nan))
+    if reader.nothing_for_host():  # a misspelt --host: say which hosts there are rather than print empty figures
+        hosts = sorted({h for metric in (schema.PM_ENERGY, schema.PM_POWER, schema.HOST_CPU_UTILIZATION,
+                                         schema.GPU_ENERGY, schema.GPU_TEMPERATURE) for h in reader.hosts_of(metric)})
+        if hosts:
+            raise MltelemetryError(f"no series of host {host!r} during campaign {campaign!r}; hosts there: "
+                                   f"{', '.join(hosts)}")
     if progress:
         progress("computing figures", reader.total, reader.total)
 

@@ -15,6 +15,10 @@ import numpy as np
 CONFIDENCE = 0.95
 MAD_THRESHOLD = 3.5  # modified z-score above which a run is an outlier (Iglewicz and Hoaglin)
 MAD_SCALE = 0.6745  # Φ⁻¹(0.75): makes the MAD comparable to a standard deviation for normal data
+# The MAD is floored at this fraction of |median|: runs closer together than a meter's accuracy (0.1–0.5 % of
+# reading) and the run-to-run noise of a quiet machine differ by noise, not as outliers. With the 3.5 threshold a
+# run must then lie more than 3.5 / 0.6745 × 0.5 % ≈ 2.6 % from the median to be one.
+MAD_MIN_RELATIVE = 0.005
 NAN = float("nan")
 
 
@@ -112,7 +116,7 @@ def mad_outliers(values, threshold: float = MAD_THRESHOLD) -> tuple[np.ndarray, 
     """Which values are outliers by the modified z-score ``0.6745 (x − median) / MAD`` (|z| > threshold).
 
     NaN values are never outliers. With fewer than 3 values or a MAD of zero there is no scale to
-    judge by: nothing is flagged and the reason says so.
+    judge by: nothing is flagged and the reason says so. The MAD is floored at ``MAD_MIN_RELATIVE`` × |median|.
     """
     x = np.asarray(values, dtype=np.float64)
     flags = np.zeros(len(x), bool)
@@ -123,7 +127,7 @@ def mad_outliers(values, threshold: float = MAD_THRESHOLD) -> tuple[np.ndarray, 
     mad = np.median(np.abs(x[finite] - median))
     if mad == 0:
         return flags, "median absolute deviation is zero"
-    z = MAD_SCALE * (x - median) / mad
+    z = MAD_SCALE * (x - median) / max(mad, MAD_MIN_RELATIVE * abs(median))
     flags[finite] = np.abs(z[finite]) > threshold
     return flags, ""
 

@@ -377,3 +377,24 @@ def test_windows_with_a_meter_outage_leave_the_statistics(tmp_path):
     assert (test.n_a, test.n_b) == (2, 3)
     assert result.baseline_power_w == pytest.approx(140.0)
     assert any(note.startswith("2 run(s) flagged") and "left out of the statistics" in note for note in result.notes)
+
+
+def test_runs_a_fraction_of_a_percent_apart_are_no_outliers():
+    # median 100.01, MAD 0.01: 100.1 had z = 0.6745 × 0.09 / 0.01 = 6.1 and was an "outlier run" 0.09 % away;
+    # the MAD is floored at 0.5 % of the median (0.5005): z = 0.12
+    flags, reason = stats.mad_outliers([100.0, 100.01, 100.1])
+    assert not flags.any() and reason == ""
+    # a run 10 % away still is one: z = 0.6745 × 9.99 / 0.5005 = 13.5
+    assert stats.mad_outliers([100.0, 100.01, 110.0])[0].tolist() == [False, False, True]
+
+
+def test_a_host_filter_that_matches_nothing_names_the_hosts(tmp_path):
+    events = [Event("c", "x", 1, "run", 50 * S, 150 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 300, host="sut", events=events) as store:
+        with pytest.raises(MltelemetryError, match=r"^no series of host 'stu' during campaign 'c'; hosts there: sut$"):
+            analyze_campaign(store, "c", host="stu")
+        store.write([Sample(schema.HOST_CPU_UTILIZATION, {"host": "gpu-box", "cpu": "total"}, 0.5, t * S)
+                     for t in range(300)])
+        result = analyze_campaign(store, "c", host="gpu-box")  # its CPU load, but the meter is recorded as "sut"
+    assert result.windows.cpu_utilization.iloc[0] == pytest.approx(0.5)
+    assert any("for host 'gpu-box' (it is recorded for sut)" in note for note in result.notes)
