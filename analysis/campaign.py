@@ -41,6 +41,7 @@ from mltelemetry.schema import Event
 J_PER_WH = 3600.0
 MIN_COVERAGE = 0.95
 BASELINE_SCENARIO = "baseline"
+BASELINE_MARGIN = 0.05  # the campaign runner's --settle margin: a baseline further from the first one has drifted
 _MARGIN_NS = 60 * 10**9  # samples this far outside the campaign still bracket its first and last edges
 
 METHOD_METER = "meter counter"
@@ -106,10 +107,11 @@ class CampaignAnalysis:
     source: str = ""
     host: str | None = None
     traces: pd.DataFrame | None = None  # per-second meter power of every ok run (for the report)
+    baseline: dict = field(default_factory=dict)  # how the baseline power was chosen (see choose_baseline)
 
     def to_dict(self) -> dict:
         return {"campaign": self.campaign, "source": self.source, "host": self.host,
-                "baseline_power_w": self.baseline_power_w, "notes": self.notes,
+                "baseline_power_w": self.baseline_power_w, "baseline": self.baseline, "notes": self.notes,
                 "windows": records(self.windows), "summary": records(self.summary), "tests": records(self.tests),
                 "correlations": records(self.correlations), "meter_vs_sensors": records(self.sensors)}
 
@@ -272,9 +274,11 @@ def _codecarbon_wh(event: Event) -> float:
 
 
 def analyze_campaign(source, campaign: str, host: str | None = None, *, progress: Progress | None = None,
-                     traces: bool = False) -> CampaignAnalysis:
+                     traces: bool = False, baseline_margin: float | None = BASELINE_MARGIN) -> CampaignAnalysis:
     """Every figure of ``campaign`` from ``source`` (a Store, a source, or a ``--source`` text).
 
+    ``baseline_margin``: baseline runs whose mean power lies further than this fraction from the first baseline's
+    are flagged and left out of the baseline power (None: no such check).
     Raises MltelemetryError when the campaign has no events at all, or when ``host`` is None and a
     metric was recorded on several hosts; everything else that is missing gives no figure and a
     note, and the rest is still computed. Several meters of one host are summed.
@@ -475,20 +479,13 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
                      "out of the statistics")
 
     # --- baseline and induced energy --------------------------------------------------------------
-    # time-weighted over every second of the ok baseline runs: Σ energy / Σ duration, so the baseline's own
-    # induced energy sums to zero whatever the runs' lengths
-    # (a flagged baseline run, e.g. one with a meter gap, would drag the baseline down: it is left out)
-    measured = windows[(windows.scenario == BASELINE_SCENARIO) & (windows.action == "run")
-                       & (windows.status == "ok") & windows.energy_wh.notna() & (windows.duration_s > 0)]
-    baseline_runs = measured[~measured.flagged]
-    if len(baseline_runs) < len(measured):
-        notes.append(f"{len(measured) - len(baseline_runs)} flagged {BASELINE_SCENARIO!r} run(s) left out of the "
-                     "baseline power")
-    baseline_power_w = (float(baseline_runs.energy_wh.sum() * J_PER_WH / baseline_runs.duration_s.sum())
-                        if len(baseline_runs) else None)
+    baseline = choose_baseline(windows, baseline_margin)
+    for i, note in baseline.pop("run_notes").items():
+        row_notes[i].append(note)
+        windows.loc[i, "flagged"] = True
+    notes.extend(baseline.pop("notes"))
+    baseline_power_w = baseline["power_w"]
     if baseline_power_w is None:
-        notes.append(f"no {BASELINE_SCENARIO!r} runs with wall energy and no flag in the campaign: induced energy "
-                     "not computed")
         windows["induced_wh"] = np.nan
     else:
         windows["induced_wh"] = windows.energy_wh - baseline_power_w * windows.duration_s / J_PER_WH
@@ -513,7 +510,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
                      "notes")
 
     result = CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows), notes=notes,
-                              source=source.description, host=host)
+                              source=source.description, host=host, baseline=baseline)
     result.tests = scenario_tests(windows)
     result.correlations = epoch_correlations(windows)
     result.sensors = meter_vs_sensors(windows)
@@ -522,6 +519,51 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     if traces and meter_series:
         result.traces = power_traces(meter_series, windows, events, meter_method == METHOD_METER)
     return result
+
+
+def choose_baseline(windows: pd.DataFrame, margin: float | None) -> dict:
+    """The baseline power: Σ energy / Σ duration over every second of the ok, unflagged ``baseline`` runs that lie
+    within ``margin`` (a fraction) of the first one's mean power, so the baseline's own induced energy sums to zero
+    whatever the runs' lengths. A flagged run (a meter gap drags its power down) and a drifted one (a machine that
+    no longer idles as it did, e.g. a GPU context left open) would each bias it: both are left out.
+
+    Returns a JSON-ready dict (power_w, runs used, reference run and power, margin, drifted runs) plus ``notes``
+    for the campaign and ``run_notes`` (window index → note) for the drifted runs, which are to be flagged."""
+    measured = windows[(windows.scenario == BASELINE_SCENARIO) & (windows.action == "run")
+                       & (windows.status == "ok") & windows.energy_wh.notna() & (windows.duration_s > 0)]
+    flagged = measured[measured.flagged]
+    candidates = measured[~measured.flagged]
+    margin = margin if margin is not None and np.isfinite(margin) else None  # inf: no check (and valid JSON)
+    out: dict = {"power_w": None, "runs": [], "reference_run": None, "reference_power_w": None, "margin": margin,
+                 "drifted": [], "flagged": [int(r) for r in flagged.run], "notes": [], "run_notes": {}}
+    if len(flagged):
+        out["notes"].append(f"{len(flagged)} flagged {BASELINE_SCENARIO!r} run(s) left out of the baseline power")
+    if candidates.empty:
+        out["notes"].append(f"no {BASELINE_SCENARIO!r} runs with wall energy and no flag in the campaign: induced "
+                            "energy not computed")
+        return out
+    first = candidates.iloc[0]  # windows are in order of start
+    reference_w = float(first.mean_power_w)
+    out.update(reference_run=int(first.run), reference_power_w=reference_w)
+    drift = candidates.mean_power_w / reference_w - 1
+    drifted = candidates[drift.abs() > margin] if margin is not None else candidates.iloc[0:0]
+    for i, row in drifted.iterrows():
+        out["drifted"].append({"run": int(row.run), "mean_power_w": float(row.mean_power_w),
+                               "drift": float(drift[i])})
+        out["run_notes"][i] = (f"baseline drift: mean power {row.mean_power_w:.2f} W is {drift[i]:+.1%} from the "
+                               f"first baseline's {reference_w:.2f} W (run {first.run}), more than {margin:.0%}: left "
+                               "out of the baseline power")
+    used = candidates.drop(drifted.index)
+    out["power_w"] = float(used.energy_wh.sum() * J_PER_WH / used.duration_s.sum())
+    out["runs"] = [int(r) for r in used.run]
+    if len(drifted):
+        names = ", ".join(str(d["run"]) for d in out["drifted"])
+        out["notes"].append(f"{len(drifted)} {BASELINE_SCENARIO!r} run(s) ({names}) drifted more than {margin:.0%} "
+                            f"from the first baseline's {reference_w:.2f} W (run {first.run}): flagged, left out of "
+                            "the baseline power")
+    out["notes"].append(f"baseline power {out['power_w']:.2f} W: Σ energy / Σ duration of {BASELINE_SCENARIO!r} "
+                        f"run(s) {', '.join(map(str, out['runs']))}")
+    return out
 
 
 def enclosing_runs(events: list[Event]) -> list[Event | None]:

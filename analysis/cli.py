@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mltelemetry.analysis.campaign import CampaignAnalysis, analyze_campaign
+from mltelemetry.analysis.campaign import BASELINE_MARGIN, CampaignAnalysis, analyze_campaign
 from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
 from mltelemetry.analysis.sources import open_source
 from mltelemetry.cliutil import one_line_errors
@@ -229,6 +229,9 @@ def analyze_command(
         help="Write the campaign as OSCAR's three input files into this directory.")] = None,
     import_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="First import OSCAR's input files from this directory into the store --source as --campaign.")] = None,
+    baseline_margin: Annotated[float, typer.Option(
+        min=0.0, help="Flag 'baseline' runs whose mean power lies further than this fraction from the first "
+                      "baseline's and leave them out of the baseline power (inf: no check).")] = BASELINE_MARGIN,
 ) -> None:
     """Energy per run, action and epoch (counters at the event edges), baseline-adjusted, with statistics."""
     if format not in FORMATS:
@@ -251,11 +254,13 @@ def analyze_command(
         with progress_callback(stderr) as progress:
             if compare and compare[0] is not None:
                 (ca, sa), (cb, sb) = split_spec(compare[0]), split_spec(compare[1])
-                a, b = (analyze_campaign(opened, c, host, progress=progress, traces=bool(report)) for c in (ca, cb))
+                a, b = (analyze_campaign(opened, c, host, progress=progress, traces=bool(report),
+                                         baseline_margin=baseline_margin) for c in (ca, cb))
                 comparison = compare_analyses(a, b, sa, sb)
                 result = None
             else:
-                result = analyze_campaign(opened, campaign, host, progress=progress, traces=bool(report))
+                result = analyze_campaign(opened, campaign, host, progress=progress, traces=bool(report),
+                                          baseline_margin=baseline_margin)
                 comparison = None
             if export_oscar and result is not None:
                 from mltelemetry.analysis.oscar import export_oscar as do_export

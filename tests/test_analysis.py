@@ -398,3 +398,48 @@ def test_a_host_filter_that_matches_nothing_names_the_hosts(tmp_path):
         result = analyze_campaign(store, "c", host="gpu-box")  # its CPU load, but the meter is recorded as "sut"
     assert result.windows.cpu_utilization.iloc[0] == pytest.approx(0.5)
     assert any("for host 'gpu-box' (it is recorded for sut)" in note for note in result.notes)
+
+
+def drifting_baselines(path):
+    """Baseline runs 1 (10 s at 100 W), 2 (10 s at 103 W), 3 (10 s at 108 W) and 4 (20 s at 96 W); x: 100 s at 150 W."""
+    spans = {1: (10, 20, 100.0), 2: (40, 50, 103.0), 3: (70, 80, 108.0), 4: (100, 120, 96.0)}
+    events = [Event("c", "baseline", run, "run", a * S, b * S) for run, (a, b, _) in spans.items()]
+    events.append(Event("c", "x", 1, "run", 200 * S, 300 * S))
+
+    def power(t):
+        return next((w for a, b, w in spans.values() if a <= t < b), 150.0 if 200 <= t < 300 else 100.0)
+
+    return meter_store(path, power, 0, 400, events=events)
+
+
+def test_baseline_runs_drifting_from_the_first_are_flagged_and_left_out(tmp_path):
+    with drifting_baselines(tmp_path / "s.db") as store:
+        result = analyze_campaign(store, "c")
+    runs = result.windows[result.windows.action == "run"].set_index(["scenario", "run"])
+    # run 3: 108 / 100 − 1 = +8 % > 5 %; run 2 (+3 %) and run 4 (−4 %) stay
+    assert runs.flagged.to_dict() == {("baseline", 1): False, ("baseline", 2): False, ("baseline", 3): True,
+                                      ("baseline", 4): False, ("x", 1): False}
+    assert ("baseline drift: mean power 108.00 W is +8.0% from the first baseline's 100.00 W (run 1), more than 5%"
+            in runs.loc[("baseline", 3), "note"])
+    # (1000 + 1030 + 1920) J / 40 s = 98.75 W; with run 3 it was (3950 + 1080) / 50 = 100.6 W
+    assert result.baseline_power_w == pytest.approx(98.75)
+    assert runs.loc[("x", 1), "induced_wh"] == pytest.approx((15_000 - 98.75 * 100) / 3600)
+    assert result.baseline["runs"] == [1, 2, 4] and result.baseline["reference_power_w"] == pytest.approx(100.0)
+    assert result.baseline["drifted"] == [{"run": 3, "mean_power_w": pytest.approx(108.0),
+                                           "drift": pytest.approx(0.08)}]
+    assert "baseline power 98.75 W: Σ energy / Σ duration of 'baseline' run(s) 1, 2, 4" in result.notes
+    summary = result.summary.set_index(["scenario", "action"]).loc[("baseline", "run")]
+    assert (summary["n"], summary["n_flagged"]) == (3, 1)
+
+
+def test_baseline_margin_on_the_command_line(tmp_path):
+    drifting_baselines(tmp_path / "s.db").close()
+    runner = CliRunner()
+    args = ["analyze", "--campaign", "c", "--source", str(tmp_path / "s.db"), "--format", "json"]
+    result = runner.invoke(app, args + ["--baseline-margin", "0.1"])  # run 3's 8 % is within 10 %
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["baseline_power_w"] == pytest.approx(100.6) and data["baseline"]["runs"] == [1, 2, 3, 4]
+    assert data["baseline"]["margin"] == 0.1 and data["baseline"]["drifted"] == []
+    result = runner.invoke(app, args + ["--baseline-margin", "-1"])
+    assert result.exit_code == 2 and "--baseline-margin" in result.output
