@@ -74,10 +74,11 @@ ENERGY_FIGURES = ["energy_wh", "mean_power_w", "induced_wh", "gpu_energy_wh", "g
                   "codecarbon_ratio"]
 FIGURES = (["duration_s"] + ENERGY_FIGURES + [g[0] for g in GAUGES] + [c[0] for c in COUNTERS]
            + TRAINING_FIELDS + ["efficiency_acc_per_wh", "correct_per_wh", "coverage", "sensor_coverage",
-                                "meter_gap_s"])
-# Figures compared between scenarios (and campaigns) with tests.
+                                "meter_gap_s", "time_to_target_s", "energy_to_target_wh"])
+# Figures compared between scenarios and variants (and campaigns) with tests.
 TESTED_FIGURES = ["energy_wh", "induced_wh", "mean_power_w", "duration_s", "gpu_energy_wh",
-                  "efficiency_acc_per_wh"]
+                  "efficiency_acc_per_wh", "energy_to_target_wh", "time_to_target_s"]
+SETTINGS = (schema.FIELD_PRECISION, schema.FIELD_BATCH_SIZE)  # recorded settings that make a variant
 CORRELATED = ["gpu_temperature_c", schema.FIELD_LOSS, schema.FIELD_ACCURACY, schema.FIELD_VAL_LOSS,
               schema.FIELD_VAL_ACCURACY]
 ACTION_ORDER = {"campaign": 0, "run": 1}
@@ -108,11 +109,13 @@ class CampaignAnalysis:
     host: str | None = None
     traces: pd.DataFrame | None = None  # per-second meter power of every ok run (for the report)
     baseline: dict = field(default_factory=dict)  # how the baseline power was chosen (see choose_baseline)
+    variants: pd.DataFrame = field(default_factory=pd.DataFrame)  # per scenario and variant, with the Pareto front
 
     def to_dict(self) -> dict:
         return {"campaign": self.campaign, "source": self.source, "host": self.host,
                 "baseline_power_w": self.baseline_power_w, "baseline": self.baseline, "notes": self.notes,
                 "windows": records(self.windows), "summary": records(self.summary), "tests": records(self.tests),
+                "variants": records(self.variants),
                 "correlations": records(self.correlations), "meter_vs_sensors": records(self.sensors)}
 
 
@@ -324,6 +327,10 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
                      + ("wall energy integrated from pm_power_watts by the analysis" if meter_series
                         else "no wall energy, mean power or induced energy"))
     columns["energy_wh"] = energy_j / J_PER_WH
+
+    def wall_energy_j(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Wall energy (J) of other windows [a, b], by the same method as the events'."""
+        return energy_of(meters, a, b) if meters else _integrated(meter_series, a, b)
     with np.errstate(invalid="ignore", divide="ignore"):
         columns["mean_power_w"] = np.where(duration > 0, energy_j / duration, np.nan)
     methods["energy_method"] = np.where(np.isfinite(energy_j), meter_method, "")
@@ -396,6 +403,12 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
             for name, value in last.items():
                 if not np.isfinite(columns[name][i]):
                     columns[name][i] = value
+    enclosing = enclosing_runs(events)
+    columns["time_to_target_s"], target_ends = time_to_target(events, enclosing)
+    reached = np.isfinite(columns["time_to_target_s"])
+    columns["energy_to_target_wh"] = np.full(n, np.nan)
+    if reached.any():
+        columns["energy_to_target_wh"][reached] = wall_energy_j(starts[reached], target_ends[reached]) / J_PER_WH
     with np.errstate(invalid="ignore", divide="ignore"):
         energy_wh = columns["energy_wh"]
         columns["efficiency_acc_per_wh"] = np.where(energy_wh > 0, columns[schema.FIELD_VAL_ACCURACY] / energy_wh,
@@ -461,9 +474,9 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     for column, values in methods.items():
         windows[column] = values
     windows["flagged"] = flagged
+    windows.insert(windows.columns.get_loc("status"), "variant", run_variants(events, enclosing))
     # the status of the run each window lies in: its own for a run, "none" where no run event encloses it (the
     # windows a SIGKILLed run closed before it was claimed); windows of a not-ok run leave the statistics with it
-    enclosing = enclosing_runs(events)
     run_status = []
     for i, e in enumerate(events):
         run = enclosing[i]
@@ -512,6 +525,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     result = CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows), notes=notes,
                               source=source.description, host=host, baseline=baseline)
     result.tests = scenario_tests(windows)
+    result.variants = compare_variants(windows)
     result.correlations = epoch_correlations(windows)
     result.sensors = meter_vs_sensors(windows)
     if not (windows.action == "epoch").any():
@@ -519,6 +533,64 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     if traces and meter_series:
         result.traces = power_traces(meter_series, windows, events, meter_method == METHOD_METER)
     return result
+
+
+def time_to_target(events: list[Event], enclosing: list[Event | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Per run: seconds from its start to the end of its first epoch whose validation accuracy reached the run's
+    target accuracy (its train window's ``target_accuracy``, else the run's own), and that epoch's end (ns); NaN and
+    0 for other windows and for runs without a target or that never reached it."""
+    index = {id(e): i for i, e in enumerate(events)}
+    targets: dict[int, float] = {}  # run position → target accuracy
+    epochs: dict[int, list[Event]] = {}
+    for e, run in zip(events, enclosing):
+        if run is None or run is e:
+            if e.action == "run" and np.isfinite(_field(e, schema.FIELD_TARGET_ACCURACY)):
+                targets.setdefault(index[id(e)], _field(e, schema.FIELD_TARGET_ACCURACY))
+            continue
+        if e.action == "train" and np.isfinite(_field(e, schema.FIELD_TARGET_ACCURACY)):
+            targets[index[id(run)]] = _field(e, schema.FIELD_TARGET_ACCURACY)
+        elif e.action == "epoch":
+            epochs.setdefault(index[id(run)], []).append(e)
+    seconds, ends = np.full(len(events), np.nan), np.zeros(len(events), np.int64)
+    for i, target in targets.items():
+        run = events[i]
+        for epoch in sorted(epochs.get(i, []), key=lambda e: (e.epoch if e.epoch is not None else 0, e.start_ns)):
+            if _field(epoch, schema.FIELD_VAL_ACCURACY) >= target:
+                seconds[i], ends[i] = (epoch.end_ns - run.start_ns) / 1e9, epoch.end_ns
+                break
+    return seconds, ends
+
+
+def _setting(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 32.0 through a numeric-only backend reads 32, as recorded
+    return str(value)
+
+
+def run_variants(events: list[Event], enclosing: list[Event | None]) -> list[str]:
+    """Per event, the variant of the run it lies in: the run's ``variant`` field (a --vary campaign), else the
+    recorded settings (precision, batch size) that differ between the runs of its scenario as ``name=value,…``;
+    "" where nothing differs (the scenario alone is the group). An event outside runs keeps its own field."""
+    runs = [e for e in events if e.action == "run"]
+    settings = {id(r): {name: _setting(r.fields[name]) for name in SETTINGS if r.fields.get(name) is not None}
+                for r in runs}
+    varying = {scenario: [name for name in SETTINGS
+                          if len({settings[id(r)][name] for r in runs
+                                  if r.scenario == scenario and name in settings[id(r)]}) > 1]
+               for scenario in {r.scenario for r in runs}}
+
+    def variant_of(run: Event) -> str:
+        if run.fields.get(schema.FIELD_VARIANT):
+            return str(run.fields[schema.FIELD_VARIANT])
+        return ",".join(f"{name}={settings[id(run)].get(name, '?')}" for name in varying[run.scenario])
+
+    return [variant_of(run) if run is not None else str(e.fields.get(schema.FIELD_VARIANT) or "")
+            for e, run in zip(events, enclosing)]
+
+
+def group_label(scenario: str, variant: str) -> str:
+    """How a scenario's variant is named in tables and figures: ``cnn [batch_size=32,precision=bf16]``."""
+    return f"{scenario} [{variant}]" if variant else scenario
 
 
 def choose_baseline(windows: pd.DataFrame, margin: float | None) -> dict:
@@ -602,18 +674,18 @@ def _ok(windows: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(windows: pd.DataFrame) -> pd.DataFrame:
-    """Per scenario and action, over the ok windows (every epoch of every run for ``epoch``): n, the number
+    """Per scenario, variant and action, over the ok windows (every epoch of every run for ``epoch``): n, the number
     flagged and so left out, and for each figure mean, standard deviation (ddof=1), 95 % CI, median, min, max,
     Shapiro–Wilk p. The columns are there even when no window is ok (no rows then)."""
     statistics = [k for k in stats.describe(np.array([])) if k != "n"]
-    columns = ["scenario", "action", "n", "n_flagged"] + [f"{figure}_{statistic}" for figure in FIGURES
-                                                          if figure in windows for statistic in statistics]
+    columns = ["scenario", "variant", "action", "n", "n_flagged"] + [
+        f"{figure}_{statistic}" for figure in FIGURES if figure in windows for statistic in statistics]
     rows = []
     eligible = windows[_eligible(windows)]
     flagged = eligible.flagged.astype(bool) if "flagged" in eligible else pd.Series(False, index=eligible.index)
-    for (scenario, action), everything in eligible.groupby(["scenario", "action"], sort=False):
+    for (scenario, variant, action), everything in eligible.groupby(["scenario", "variant", "action"], sort=False):
         group = everything[~flagged[everything.index]]
-        row: dict = {"scenario": scenario, "action": action, "n": len(group),
+        row: dict = {"scenario": scenario, "variant": variant, "action": action, "n": len(group),
                      "n_flagged": int(flagged[everything.index].sum())}
         for figure in FIGURES:
             if figure not in group:
@@ -630,18 +702,52 @@ def _recorded(frame: pd.DataFrame, figure: str) -> bool:
 
 
 def scenario_tests(windows: pd.DataFrame, action: str = "run") -> pd.DataFrame:
-    """Every pair of scenarios (a before b in the campaign), per figure recorded: Welch's t, Mann–Whitney U and
-    effect sizes over runs; differences read b − a."""
+    """Every pair of groups (scenario and variant; a before b in the campaign), per figure recorded: Welch's t,
+    Mann–Whitney U and effect sizes over runs; differences read b − a."""
     runs = _ok(windows)[lambda w: w.action == action]
-    scenarios = list(dict.fromkeys(runs.scenario))
+    groups = list(dict.fromkeys(zip(runs.scenario, runs.variant)))
     rows = []
-    for a, b in itertools.combinations(scenarios, 2):
-        ra, rb = runs[runs.scenario == a], runs[runs.scenario == b]
+    for (a, va), (b, vb) in itertools.combinations(groups, 2):
+        ra = runs[(runs.scenario == a) & (runs.variant == va)]
+        rb = runs[(runs.scenario == b) & (runs.variant == vb)]
         for figure in TESTED_FIGURES:
             if _recorded(ra, figure) or _recorded(rb, figure):
-                rows.append({"a": a, "b": b, "action": action, "figure": figure,
+                rows.append({"a": a, "variant_a": va, "b": b, "variant_b": vb, "action": action, "figure": figure,
                              **stats.compare(ra[figure].to_numpy(), rb[figure].to_numpy())})
     return pd.DataFrame(rows)
+
+
+VARIANT_FIGURES = ["energy_wh", "duration_s", "energy_to_target_wh", "time_to_target_s"]
+
+
+def compare_variants(windows: pd.DataFrame) -> pd.DataFrame:
+    """One row per group of ok runs (scenario and variant): n, how many reached their target accuracy, and the
+    mean and 95 % CI of energy and time per run and to the target. ``pareto`` marks the groups (baseline aside) that
+    no other group beats on both mean time and mean energy: to the target where any group reached it (``basis``),
+    per run otherwise. The tests between groups are in the scenario tests."""
+    runs = _ok(windows)[lambda w: w.action == "run"]
+    rows = []
+    for (scenario, variant), group in runs.groupby(["scenario", "variant"], sort=False):
+        row: dict = {"scenario": scenario, "variant": variant, "n": len(group),
+                     "n_reached": int(group.time_to_target_s.notna().sum())}
+        for figure in VARIANT_FIGURES:
+            d = stats.describe(group[figure].to_numpy())
+            row.update({f"{figure}_mean": d["mean"], f"{figure}_ci_low": d["ci_low"],
+                        f"{figure}_ci_high": d["ci_high"]})
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["scenario", "variant", "n", "n_reached"] + [
+        f"{f}_{s}" for f in VARIANT_FIGURES for s in ("mean", "ci_low", "ci_high")])
+    candidates = table[table.scenario != BASELINE_SCENARIO]
+    to_target = candidates.energy_to_target_wh_mean.notna().any()
+    time, energy = ("time_to_target_s_mean", "energy_to_target_wh_mean") if to_target else ("duration_s_mean",
+                                                                                            "energy_wh_mean")
+    table["basis"] = "to target" if to_target else "per run"
+    table["pareto"] = False
+    points = candidates[[time, energy]].dropna()
+    for i, (t, e) in points.iterrows():
+        beaten = ((points[time] <= t) & (points[energy] <= e) & ((points[time] < t) | (points[energy] < e))).any()
+        table.loc[i, "pareto"] = not beaten
+    return table
 
 
 def epoch_correlations(windows: pd.DataFrame) -> pd.DataFrame:

@@ -22,19 +22,25 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mltelemetry.analysis.campaign import BASELINE_MARGIN, CampaignAnalysis, analyze_campaign
+from mltelemetry.analysis.campaign import (
+    BASELINE_MARGIN,
+    BASELINE_SCENARIO,
+    CampaignAnalysis,
+    analyze_campaign,
+    group_label,
+)
 from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
 from mltelemetry.analysis.sources import open_source
 from mltelemetry.cliutil import one_line_errors
 from mltelemetry.errors import MltelemetryError
 
 FORMATS = ("table", "json", "csv")
-_TABLE_COLUMNS = ["scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
-                  "gpu_energy_wh", "cpu_energy_wh", "cpu_utilization", "gpu_utilization", "val_accuracy",
+_TABLE_COLUMNS = ["scenario", "variant", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w",
+                  "induced_wh", "gpu_energy_wh", "cpu_energy_wh", "cpu_utilization", "gpu_utilization", "val_accuracy",
                   "efficiency_acc_per_wh", "coverage", "note"]
 _ALWAYS = {"scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
            "cpu_utilization", "note"}
-_TEXT = {"scenario", "action", "status", "note"}
+_TEXT = {"scenario", "variant", "action", "status", "note"}
 
 
 def _cell(value: object, digits: int = 3) -> str:
@@ -78,7 +84,8 @@ def _digits(column: str) -> int:
 def render_table(result: CampaignAnalysis, console: Console) -> None:
     baseline = "none in campaign" if result.baseline_power_w is None else f"{result.baseline_power_w:.2f} W"
     rows = result.windows[result.windows.action != "epoch"]
-    columns = [c for c in _TABLE_COLUMNS if c in _ALWAYS or (c in rows and rows[c].notna().any())]
+    columns = [c for c in _TABLE_COLUMNS if c in _ALWAYS or (c in rows and rows[c].notna().any() and
+                                                             (c != "variant" or rows[c].astype(bool).any()))]
     epochs = int((result.windows.action == "epoch").sum())
     title = f"campaign {result.campaign}: runs and actions (baseline power {baseline})"
     caption = f"{epochs} epoch rows: per-epoch figures in --format json/csv and --report" if epochs else None
@@ -108,8 +115,10 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
             if row["n"] >= 2 and figure in ("energy_wh", "induced_wh") and not math.isnan(row[figure + "_ci_low"]):
                 text += f" [{_cell(row[figure + '_ci_low'], digits)}, {_cell(row[figure + '_ci_high'], digits)}]"
             return text
-        summary.add_row(row["scenario"], row["action"], str(row["n"]), *[pm(f, d) for f, _, d in figures])
+        summary.add_row(group_label(row["scenario"], row["variant"]), row["action"], str(row["n"]),
+                        *[pm(f, d) for f, _, d in figures])
     console.print(summary)
+    render_variants(result, console)
 
     if not result.tests.empty:
         tests = Table(title="scenarios compared over runs: b against a (diff % of a; Welch's t, Mann–Whitney U, "
@@ -117,7 +126,8 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
         for c in ["a", "b", "figure", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d", "note"]:
             tests.add_column(c)
         for row in result.tests[result.tests.figure.isin(["energy_wh", "induced_wh"])].to_dict(orient="records"):
-            tests.add_row(row["a"], row["b"], row["figure"], _cell(row["mean_a"], 4), _cell(row["mean_b"], 4),
+            tests.add_row(group_label(row["a"], row["variant_a"]), group_label(row["b"], row["variant_b"]),
+                          row["figure"], _cell(row["mean_a"], 4), _cell(row["mean_b"], 4),
                           _cell(row["difference_pct"], 1), _p(row["welch_p"]), _p(row["mannwhitney_p"]),
                           _cell(row["cohens_d"], 2), row["reason"])
         console.print(tests)
@@ -142,6 +152,29 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
         console.print(f"note: {note}", markup=False, highlight=False)
 
 
+def render_variants(result: CampaignAnalysis, console: Console) -> None:
+    """Energy and time per scenario and variant (to the target accuracy where reached), the Pareto front starred;
+    only where there are at least two groups besides the baseline."""
+    table = result.variants
+    if table.empty or (table.scenario != BASELINE_SCENARIO).sum() < 2:
+        return
+    to_target = str(table.basis.iloc[0]) == "to target"
+    time, energy = ("time_to_target_s", "energy_to_target_wh") if to_target else ("duration_s", "energy_wh")
+    out = Table(title=f"variants: wall energy and time {'to the target accuracy' if to_target else 'per run'}, "
+                      "mean [95 % CI] over ok runs; * = on the Pareto front (no other is both faster and cheaper)")
+    for c in ["", "scenario", "n", "reached", "energy Wh", "time s"]:
+        out.add_column(c)
+    for row in table[table.scenario != BASELINE_SCENARIO].to_dict(orient="records"):
+        def ci(figure: str, digits: int, row: dict = row) -> str:
+            text = _cell(row[f"{figure}_mean"], digits)
+            if not math.isnan(row[f"{figure}_ci_low"]):
+                text += f" [{_cell(row[f'{figure}_ci_low'], digits)}, {_cell(row[f'{figure}_ci_high'], digits)}]"
+            return text
+        out.add_row("*" if row["pareto"] else "", group_label(row["scenario"], row["variant"]), str(row["n"]),
+                    str(row["n_reached"]), ci(energy, 4), ci(time, 1))
+    console.print(out)
+
+
 def render_comparison(comparison: CampaignComparison, console: Console) -> None:
     table = Table(title=f"{comparison.a.campaign} (A) against {comparison.b.campaign} (B): ok runs; "
                   "difference = B − A")
@@ -150,7 +183,8 @@ def render_comparison(comparison: CampaignComparison, console: Console) -> None:
         table.add_column(c)
     for row in comparison.table.to_dict(orient="records"):
         digits = _digits(row["figure"])
-        table.add_row(row["scenario_a"], row["scenario_b"], row["figure"],
+        table.add_row(group_label(row["scenario_a"], row["variant_a"]),
+                      group_label(row["scenario_b"], row["variant_b"]), row["figure"],
                       f"{_cell(row['mean_a'], digits)} ± {_cell(row['std_a'], digits)} ({row['n_a']})",
                       f"{_cell(row['mean_b'], digits)} ± {_cell(row['std_b'], digits)} ({row['n_b']})",
                       _cell(row["difference_pct"], 1), _p(row["welch_p"]), _p(row["mannwhitney_p"]),
@@ -167,7 +201,7 @@ def render_csv(result: CampaignAnalysis) -> str:
     """
     summary_rows = []
     for statistic in ("mean", "std"):
-        part = result.summary[["scenario", "action", "n"]].copy()
+        part = result.summary[["scenario", "variant", "action", "n"]].copy()
         part["statistic"] = statistic
         for column in result.summary.columns:
             if column.endswith(f"_{statistic}"):

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mltelemetry import __version__
-from mltelemetry.analysis.campaign import J_PER_WH, CampaignAnalysis, _ok
+from mltelemetry.analysis.campaign import BASELINE_SCENARIO, J_PER_WH, CampaignAnalysis, _ok, group_label
 from mltelemetry.analysis.compare import CampaignComparison
 
 Progress = Callable[[str, float, float], None]
@@ -68,7 +68,9 @@ def _figure(width: float = 10, height: float = 4.5):
 
 
 def _runs(result: CampaignAnalysis) -> pd.DataFrame:
-    return _ok(result.windows)[lambda w: w.action == "run"]
+    """The ok runs, their ``scenario`` column holding the group each figure shows: the scenario, with its variant."""
+    runs = _ok(result.windows)[lambda w: w.action == "run"]
+    return runs.assign(scenario=[group_label(s, v) for s, v in zip(runs.scenario, runs.variant)])
 
 
 def _scenarios(runs: pd.DataFrame) -> list[str]:
@@ -258,6 +260,47 @@ def fig_meter_vs_trackers(result: CampaignAnalysis):
     return fig
 
 
+def _variant_points(result: CampaignAnalysis) -> tuple[pd.DataFrame, str, str, str]:
+    """The groups the variant comparison plots (baseline aside, with both means), and its time and energy columns
+    and basis (``to target`` or ``per run``)."""
+    table = result.variants
+    if table.empty:
+        return table, "", "", ""
+    basis = str(table.basis.iloc[0])
+    time, energy = (("time_to_target_s", "energy_to_target_wh") if basis == "to target"
+                    else ("duration_s", "energy_wh"))
+    points = table[table.scenario != BASELINE_SCENARIO].dropna(subset=[f"{time}_mean", f"{energy}_mean"])
+    return points, time, energy, basis
+
+
+def fig_variants(result: CampaignAnalysis):
+    """Energy against time per scenario and variant: means with their 95 % CI on both axes, the Pareto front marked."""
+    points, time, energy, basis = _variant_points(result)
+    if len(points) < 2:
+        raise NoFigure("fewer than two scenarios or variants besides the baseline with energy and time")
+    fig = _figure(9, 5.5)
+    ax = fig.subplots()
+    for _, row in points.iterrows():
+        def half(column: str, row: pd.Series = row) -> list[list[float]]:
+            mean, low, high = row[f"{column}_mean"], row[f"{column}_ci_low"], row[f"{column}_ci_high"]
+            return [[mean - low], [high - mean]] if np.isfinite(low) else [[0.0], [0.0]]
+
+        color = "tab:red" if row.pareto else "tab:grey"
+        ax.errorbar(row[f"{time}_mean"], row[f"{energy}_mean"], xerr=half(time), yerr=half(energy), fmt="o",
+                    color=color, capsize=3, markersize=7 if row.pareto else 5)
+        ax.annotate(f"{group_label(row.scenario, row.variant)} (n={row.n})", (row[f"{time}_mean"],
+                    row[f"{energy}_mean"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    front = points[points.pareto].sort_values(f"{time}_mean")
+    ax.plot(front[f"{time}_mean"], front[f"{energy}_mean"], color="tab:red", linestyle="--", linewidth=1,
+            label="Pareto front (no variant is both faster and cheaper)")
+    what = "to the target accuracy" if basis == "to target" else "per run"
+    ax.set_xlabel(f"time {what} (s)")
+    ax.set_ylabel(f"wall energy {what} (Wh)")
+    ax.set_title(f"energy against time {what}: mean and 95 % CI over the ok runs", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
 FIGURES: list[tuple[str, str, Callable]] = [
     ("power_over_time", "Power draw measured by the power meter, per second, per scenario (paper fig. 5)",
      fig_power_over_time),
@@ -323,7 +366,7 @@ def _summary_long(result: CampaignAnalysis) -> pd.DataFrame:
 def write_data(result: CampaignAnalysis, data: Path) -> list[str]:
     data.mkdir(parents=True, exist_ok=True)
     files = {"windows.csv": result.windows, "summary.csv": result.summary, "summary_long.csv": _summary_long(result),
-             "tests.csv": result.tests, "correlations.csv": result.correlations,
+             "tests.csv": result.tests, "variants.csv": result.variants, "correlations.csv": result.correlations,
              "meter_vs_sensors.csv": result.sensors}
     if result.traces is not None:
         files["power_traces.csv"] = result.traces
@@ -353,6 +396,41 @@ def _figures_html(result: CampaignAnalysis, out: Path, progress: Progress | None
     return "\n".join(parts)
 
 
+VARIANT_COLUMNS = ["scenario", "variant", "n", "n_reached", "energy_to_target_wh_mean", "energy_to_target_wh_ci_low",
+                   "energy_to_target_wh_ci_high", "time_to_target_s_mean", "time_to_target_s_ci_low",
+                   "time_to_target_s_ci_high", "energy_wh_mean", "energy_wh_ci_low", "energy_wh_ci_high",
+                   "duration_s_mean", "duration_s_ci_low", "duration_s_ci_high", "pareto"]
+
+
+def _variants_html(result: CampaignAnalysis, out: Path) -> str:
+    """The variant comparison: the energy–time figure with its Pareto front, the table, and the tests between the
+    groups on energy and time (to the target where reached); a sentence where there is nothing to compare."""
+    points, time, energy, basis = _variant_points(result)
+    if len(points) < 2:
+        return "<p>At most one scenario or variant besides the baseline: nothing to compare.</p>"
+    fig_variants(result).savefig(out / "figures" / "variants_pareto.png")
+    table = result.variants[result.variants.scenario != BASELINE_SCENARIO]
+    columns = [c for c in VARIANT_COLUMNS if c in table and (not c.endswith(("_mean", "_low", "_high"))
+                                                              or table[c].notna().any())]
+    groups = set(zip(points.scenario, points.variant))
+    tests = result.tests
+    if not tests.empty:
+        tests = tests[tests.figure.isin([time, energy]) & [(a, va) in groups and (b, vb) in groups for a, va, b, vb
+                                                            in zip(tests.a, tests.variant_a, tests.b, tests.variant_b)]]
+    what = "to the target accuracy" if basis == "to target" else "per run"
+    caption = (f"Wall energy against time {what} per scenario and variant: mean and 95 % CI over the ok runs; the "
+               "Pareto front (red) holds the variants no other is both faster and cheaper than")
+    return (f'<figure id="variants_pareto"><img src="figures/variants_pareto.png" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}.</figcaption></figure>"
+            f"<p>Energy and time {what}: time from the run's start to the end of its first epoch at or above the "
+            "target accuracy, and the wall energy over it; <code>n_reached</code> of <code>n</code> ok runs reached "
+            f"it.</p>{html_table(table, columns, id='variants')}"
+            "<p>Tests between the groups (b against a: Welch's t, Mann–Whitney U, Hedges' g).</p>"
+            + (html_table(tests, ["a", "variant_a", "b", "variant_b", "figure", "mean_a", "mean_b", "difference",
+                                  "difference_pct", "welch_p", "mannwhitney_p", "hedges_g", "reason"],
+                          id="variant-tests") if len(tests) else "<p>No test: too few runs.</p>"))
+
+
 def _page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>"
@@ -376,7 +454,12 @@ def write_report(result: CampaignAnalysis, out: str | Path, progress: Progress |
     runs_and_actions = result.windows[result.windows.action != "epoch"]
     epochs = result.windows[result.windows.action == "epoch"]
     baseline = "none recorded" if result.baseline_power_w is None else f"{result.baseline_power_w:.2f} W"
-    summary = result.summary[["scenario", "action", "n", "n_flagged"]].copy()
+    if result.baseline.get("runs"):
+        drifted = [str(d["run"]) for d in result.baseline.get("drifted", [])]
+        baseline += (f" (Σ energy / Σ duration of baseline run(s) {', '.join(map(str, result.baseline['runs']))}"
+                     + (f"; run(s) {', '.join(drifted)} drifted more than {result.baseline['margin']:.0%} from the "
+                        "first baseline and were left out" if drifted else "") + ")")
+    summary = result.summary[["scenario", "variant", "action", "n", "n_flagged"]].copy()
     for figure in SUMMARY_FIGURES:
         if f"{figure}_mean" in result.summary and result.summary[f"{figure}_mean"].notna().any():
             summary[f"{figure} mean"] = result.summary[f"{figure}_mean"]
@@ -397,6 +480,7 @@ figure are in <a href="data/summary_long.csv">summary_long.csv</a>.</p>{html_tab
 (two-sided), Cohen's d, Hedges' g and rank-biserial correlation, positive when b is larger.</p>{
     html_table(result.tests, id="tests") if not result.tests.empty
                                   else "<p>Fewer than two scenarios with runs.</p>"}
+<h2>Variants compared: energy and time</h2>{_variants_html(result, out)}
 <h2>Energy per epoch against GPU temperature, loss and accuracy</h2>{
     html_table(result.correlations, id="correlations") if not result.correlations.empty
     else "<p>No epochs in this campaign.</p>"}
@@ -416,7 +500,9 @@ def fig_comparison(comparison: CampaignComparison):
     """Run energy of each compared scenario pair: every run, and the means with their 95 % CI."""
     if comparison.table.empty:
         raise NoFigure("no scenario pair to compare")
-    pairs = list(dict.fromkeys(zip(comparison.table.scenario_a, comparison.table.scenario_b)))
+    table = comparison.table
+    pairs = list(dict.fromkeys(zip((group_label(s, v) for s, v in zip(table.scenario_a, table.variant_a)),
+                                   (group_label(s, v) for s, v in zip(table.scenario_b, table.variant_b)))))
     fig = _figure(4 + 2.5 * len(pairs), 4.5)
     ax = fig.subplots()
     runs_a, runs_b = _runs(comparison.a), _runs(comparison.b)
