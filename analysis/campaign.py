@@ -78,7 +78,7 @@ FIGURES = (["duration_s"] + ENERGY_FIGURES + [g[0] for g in GAUGES] + [c[0] for 
 # Figures compared between scenarios and variants (and campaigns) with tests.
 TESTED_FIGURES = ["energy_wh", "induced_wh", "mean_power_w", "duration_s", "gpu_energy_wh",
                   "efficiency_acc_per_wh", "energy_to_target_wh", "time_to_target_s"]
-SETTINGS = (schema.FIELD_PRECISION, schema.FIELD_BATCH_SIZE)  # recorded settings that make a variant
+SETTINGS = (schema.FIELD_BATCH_SIZE, schema.FIELD_PRECISION)  # recorded settings that make a variant
 CORRELATED = ["gpu_temperature_c", schema.FIELD_LOSS, schema.FIELD_ACCURACY, schema.FIELD_VAL_LOSS,
               schema.FIELD_VAL_ACCURACY]
 ACTION_ORDER = {"campaign": 0, "run": 1}
@@ -784,7 +784,8 @@ def meter_vs_sensors(windows: pd.DataFrame) -> pd.DataFrame:
 
 def power_traces(meters: list[Series], windows: pd.DataFrame, events: list[Event], counter: bool,
                  max_points: int = 1200) -> pd.DataFrame:
-    """Per-second mean meter power of every ok run (scenario, run, t_s since the run's start, power_w)."""
+    """Per-second mean meter power of every ok run (scenario with its variant, run, t_s since the run's start,
+    power_w)."""
     frames = []
     runs = windows[(windows.action == "run") & (windows.status == "ok") & windows.duration_s.notna()]
     for i in runs.index:
@@ -799,7 +800,7 @@ def power_traces(meters: list[Series], windows: pd.DataFrame, events: list[Event
                 s.ts, s.values, MAX_GAP_INTERVALS * sampling_interval_ns(s.ts))
             parts.append(_increases(s, edges[:-1], edges[1:], values))
         power = _sum_strict(parts, len(edges) - 1) / (step_ns / 1e9)
-        frames.append(pd.DataFrame({"scenario": e.scenario, "run": e.run,
+        frames.append(pd.DataFrame({"scenario": group_label(e.scenario, windows.variant[i]), "run": e.run,
                                     "t_s": (edges[:-1] - e.start_ns) / 1e9, "power_w": power}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["scenario", "run", "t_s", "power_w"])

@@ -286,13 +286,18 @@ def fig_variants(result: CampaignAnalysis):
             return [[mean - low], [high - mean]] if np.isfinite(low) else [[0.0], [0.0]]
 
         color = "tab:red" if row.pareto else "tab:grey"
-        ax.errorbar(row[f"{time}_mean"], row[f"{energy}_mean"], xerr=half(time), yerr=half(energy), fmt="o",
-                    color=color, capsize=3, markersize=7 if row.pareto else 5)
-        ax.annotate(f"{group_label(row.scenario, row.variant)} (n={row.n})", (row[f"{time}_mean"],
-                    row[f"{energy}_mean"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        x, y = row[f"{time}_mean"], row[f"{energy}_mean"]
+        ax.errorbar(x, y, xerr=half(time), yerr=half(energy), fmt="none", ecolor=color, alpha=0.45, capsize=3,
+                    linewidth=1)
+        ax.plot(x, y, "o", color=color, markersize=9 if row.pareto else 6, zorder=3)
+        runs = f"{row.n_reached} of {row.n} runs reached it" if basis == "to target" else f"{row.n} runs"
+        ax.annotate(f"{group_label(row.scenario, row.variant)}\n{runs}", (x, y), textcoords="offset points",
+                    xytext=(8, 8), fontsize=8, bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8,
+                                                      "edgecolor": "none"})
     front = points[points.pareto].sort_values(f"{time}_mean")
-    ax.plot(front[f"{time}_mean"], front[f"{energy}_mean"], color="tab:red", linestyle="--", linewidth=1,
-            label="Pareto front (no variant is both faster and cheaper)")
+    ax.plot(front[f"{time}_mean"], front[f"{energy}_mean"], color="tab:red", linestyle="--", linewidth=2,
+            zorder=2, label="Pareto front: no other variant is both faster and cheaper")
+    ax.plot([], [], "o", color="tab:grey", label="beaten on both time and energy")
     what = "to the target accuracy" if basis == "to target" else "per run"
     ax.set_xlabel(f"time {what} (s)")
     ax.set_ylabel(f"wall energy {what} (Wh)")
@@ -403,11 +408,12 @@ VARIANT_COLUMNS = ["scenario", "variant", "n", "n_reached", "energy_to_target_wh
 
 
 def _variants_html(result: CampaignAnalysis, out: Path) -> str:
-    """The variant comparison: the energy–time figure with its Pareto front, the table, and the tests between the
-    groups on energy and time (to the target where reached); a sentence where there is nothing to compare."""
+    """The variant comparison, the experiment's answer where there is one (so first): the energy–time figure with
+    its Pareto front, the table, and the tests between the groups on energy and time (to the target where reached);
+    nothing where fewer than two scenarios or variants besides the baseline have both."""
     points, time, energy, basis = _variant_points(result)
     if len(points) < 2:
-        return "<p>At most one scenario or variant besides the baseline: nothing to compare.</p>"
+        return ""
     fig_variants(result).savefig(out / "figures" / "variants_pareto.png")
     table = result.variants[result.variants.scenario != BASELINE_SCENARIO]
     columns = [c for c in VARIANT_COLUMNS if c in table and (not c.endswith(("_mean", "_low", "_high"))
@@ -415,12 +421,14 @@ def _variants_html(result: CampaignAnalysis, out: Path) -> str:
     groups = set(zip(points.scenario, points.variant))
     tests = result.tests
     if not tests.empty:
-        tests = tests[tests.figure.isin([time, energy]) & [(a, va) in groups and (b, vb) in groups for a, va, b, vb
-                                                            in zip(tests.a, tests.variant_a, tests.b, tests.variant_b)]]
+        between = np.array([(a, va) in groups and (b, vb) in groups
+                            for a, va, b, vb in zip(tests.a, tests.variant_a, tests.b, tests.variant_b)], bool)
+        tests = tests[tests.figure.isin([time, energy]).to_numpy() & between]
     what = "to the target accuracy" if basis == "to target" else "per run"
     caption = (f"Wall energy against time {what} per scenario and variant: mean and 95 % CI over the ok runs; the "
                "Pareto front (red) holds the variants no other is both faster and cheaper than")
-    return (f'<figure id="variants_pareto"><img src="figures/variants_pareto.png" alt="{html.escape(caption)}">'
+    return ("<h2>Variants compared: energy and time</h2>"
+            f'<figure id="variants_pareto"><img src="figures/variants_pareto.png" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}.</figcaption></figure>"
             f"<p>Energy and time {what}: time from the run's start to the end of its first epoch at or above the "
             "target accuracy, and the wall energy over it; <code>n_reached</code> of <code>n</code> ok runs reached "
@@ -470,7 +478,7 @@ def write_report(result: CampaignAnalysis, out: str | Path, progress: Progress |
 Baseline power: {baseline}. {int((runs_and_actions.action == "run").sum())} runs, {len(epochs)} epochs.
 Energy: counters read at each event's edges; the method of every figure is in the tables
 (<code>energy_method</code>, <code>gpu_energy_method</code>).</p>
-<h2>Notes</h2>{_notes(result.notes)}
+<h2>Notes</h2>{_notes(result.notes)}{_variants_html(result, out)}
 <h2>Figures</h2>{figures}
 <h2>Per scenario and action</h2>
 <p>Mean and standard deviation over the ok windows; the 95 % CI, median, min, max and Shapiro–Wilk p of every
@@ -480,7 +488,6 @@ figure are in <a href="data/summary_long.csv">summary_long.csv</a>.</p>{html_tab
 (two-sided), Cohen's d, Hedges' g and rank-biserial correlation, positive when b is larger.</p>{
     html_table(result.tests, id="tests") if not result.tests.empty
                                   else "<p>Fewer than two scenarios with runs.</p>"}
-<h2>Variants compared: energy and time</h2>{_variants_html(result, out)}
 <h2>Energy per epoch against GPU temperature, loss and accuracy</h2>{
     html_table(result.correlations, id="correlations") if not result.correlations.empty
     else "<p>No epochs in this campaign.</p>"}

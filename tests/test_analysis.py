@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 from typer.testing import CliRunner
 
 from mltelemetry import schema
@@ -443,3 +444,105 @@ def test_baseline_margin_on_the_command_line(tmp_path):
     assert data["baseline"]["margin"] == 0.1 and data["baseline"]["drifted"] == []
     result = runner.invoke(app, args + ["--baseline-margin", "-1"])
     assert result.exit_code == 2 and "--baseline-margin" in result.output
+
+
+# --- variants: energy and time to the target accuracy, the Pareto front -----------------------------------------
+# cnn variant: (batch size, precision, epoch length s, epoch power W, epochs to reach 0.8); run k of a variant has
+# epochs 1 s longer and 10 W more per step of k (k = 1, 2, 3: −1, 0, +1). Each run: 5 s preparing data at 120 W, its
+# epochs (training stops at the target), 5 s cleaning up at 110 W. V3's run 4 never reaches the target (5 epochs).
+VARIANTS = {"V1": (32, "fp32", 10, 200.0, 3), "V2": (64, "bf16", 6, 260.0, 4), "V3": (64, "fp32", 8, 240.0, 4)}
+TARGET = 0.8
+
+
+def variant_name(key: str) -> str:
+    batch, precision = VARIANTS[key][:2]
+    return f"batch_size={batch},precision={precision}"
+
+
+def variant_events(campaign: str = "v", label: bool = True) -> tuple[list[Event], dict[int, float]]:
+    """Two 10 s baselines at 100 W, then the cnn runs of every variant; the events, and the meter power per second."""
+    power: dict[int, float] = {}
+    events = [Event(campaign, "baseline", k, "run", (5 + 15 * (k - 1)) * S, (15 + 15 * (k - 1)) * S) for k in (1, 2)]
+    t, run = 40, 0
+    for key, (batch, precision, length, watts, reach) in VARIANTS.items():
+        for k in (1, 2, 3, 4) if key == "V3" else (1, 2, 3):
+            run += 1
+            step = k - 2 if k < 4 else 0
+            epoch_s, epoch_w, epochs = length + step, watts + 10 * step, reach if k < 4 else 5
+            accuracies = ([TARGET - 0.1 * (epochs - e) for e in range(1, epochs + 1)] if k < 4
+                          else [0.5 + 0.04 * e for e in range(1, epochs + 1)])  # 0.54 … 0.70: never 0.8
+            settings = {"batch_size": batch, "precision": precision}
+            extra = {"variant": variant_name(key)} if label else {}
+            end = t + 10 + epochs * epoch_s
+            events += [Event(campaign, "cnn", run, "run", t * S, end * S, fields={**settings, **extra}),
+                       Event(campaign, "cnn", run, "prepare_data", t * S, (t + 5) * S, fields=extra),
+                       Event(campaign, "cnn", run, "train", (t + 5) * S, (end - 5) * S,
+                             fields={"target_accuracy": TARGET, **extra})]
+            for s in range(t, t + 5):
+                power[s] = 120.0
+            for e in range(epochs):
+                a = t + 5 + e * epoch_s
+                events.append(Event(campaign, "cnn", run, "epoch", a * S, (a + epoch_s) * S, e + 1,
+                                    fields={"val_accuracy": accuracies[e], **extra}))
+                for s in range(a, a + epoch_s):
+                    power[s] = epoch_w
+            for s in range(end - 5, end):
+                power[s] = 110.0
+            t = end + 5
+    return events, power
+
+
+def variant_store(path, label: bool = True) -> Store:
+    events, power = variant_events(label=label)
+    return meter_store(path, lambda t: power.get(t, 100.0), 0, max(power) + 20, events=events)
+
+
+def test_variants_compared_on_energy_and_time_to_target(tmp_path):
+    with variant_store(tmp_path / "s.db") as store:
+        result = analyze_campaign(store, "v")
+    table = result.variants.set_index(["scenario", "variant"])
+    v1, v2, v3 = (table.loc[("cnn", variant_name(k))] for k in ("V1", "V2", "V3"))
+    # V1: epochs of 9, 10, 11 s at 190, 200, 210 W, 3 each: times 5 + 27, 35, 38 s; energies 600 J + 27 × 190,
+    # 30 × 200, 33 × 210 W s = 5730, 6600, 7530 J
+    energies_v1 = np.array([5730, 6600, 7530]) / 3600
+    assert (v1["n"], v1["n_reached"]) == (3, 3)
+    assert v1["time_to_target_s_mean"] == pytest.approx(35.0)
+    assert v1["energy_to_target_wh_mean"] == pytest.approx(energies_v1.mean())
+    half = sps.t.ppf(0.975, 2) * energies_v1.std(ddof=1) / np.sqrt(3)
+    assert v1["energy_to_target_wh_ci_low"] == pytest.approx(energies_v1.mean() - half)
+    assert v1["energy_to_target_wh_ci_high"] == pytest.approx(energies_v1.mean() + half)
+    # V2: 4 epochs of 5, 6, 7 s at 250, 260, 270 W: 25, 29, 33 s; 600 + 5000, 6240, 7560 J
+    energies_v2 = np.array([5600, 6840, 8160]) / 3600
+    assert v2["time_to_target_s_mean"] == pytest.approx(29.0)
+    assert v2["energy_to_target_wh_mean"] == pytest.approx(energies_v2.mean())
+    # V3: 4 epochs of 7, 8, 9 s at 230, 240, 250 W: 33, 37, 41 s; 7040, 8280, 9600 J; run 4 never reached 0.8
+    assert (v3["n"], v3["n_reached"]) == (4, 3)
+    assert v3["time_to_target_s_mean"] == pytest.approx(37.0)
+    assert v3["energy_to_target_wh_mean"] == pytest.approx((7040 + 8280 + 9600) / 3 / 3600)
+    # run energy includes the cleanup: V3 run 4 ran 5 epochs of 8 s at 240 W, 5 s at 120 W and 5 s at 110 W
+    assert v3["energy_wh_mean"] == pytest.approx((7040 + 8280 + 9600 + 3 * 550 + 600 + 9600 + 550) / 4 / 3600)
+    # V1 (35 s, 1.839 Wh) is cheaper, V2 (29 s, 1.907 Wh) faster: both on the front; V3 is beaten by V1 on both
+    assert (v1["pareto"], v2["pareto"], v3["pareto"]) == (True, True, False)
+    assert set(result.variants.basis) == {"to target"}
+    assert not table.loc[("baseline", ""), "pareto"]  # the baseline does no work: never on the front
+    # the tests between variants: V2 against V1 on energy to the target, as scipy computes it
+    tests = result.tests.set_index(["variant_a", "variant_b", "figure"])
+    row = tests.loc[(variant_name("V1"), variant_name("V2"), "energy_to_target_wh")]
+    welch = sps.ttest_ind(energies_v2, energies_v1, equal_var=False)
+    assert row["welch_p"] == pytest.approx(welch.pvalue) and row["difference"] == pytest.approx(
+        energies_v2.mean() - energies_v1.mean())
+    summary = result.summary.set_index(["scenario", "variant", "action"])
+    assert summary.loc[("cnn", variant_name("V3"), "run"), "n"] == 4
+    assert summary.loc[("cnn", variant_name("V2"), "epoch"), "n"] == 12
+    assert summary.loc[("baseline", "", "run"), "n"] == 2
+
+
+def test_variants_from_settings_without_a_variant_field(tmp_path):
+    # the same campaign recorded without --vary labels: runs differ in batch size and precision, so those group them
+    with variant_store(tmp_path / "s.db", label=False) as store:
+        result = analyze_campaign(store, "v")
+    groups = result.variants.set_index(["scenario", "variant"])
+    assert set(groups.index) == {("baseline", ""), *(("cnn", variant_name(k)) for k in VARIANTS)}
+    assert groups.loc[("cnn", variant_name("V2")), "time_to_target_s_mean"] == pytest.approx(29.0)
+    epochs = result.windows[result.windows.action == "epoch"]
+    assert set(epochs.variant) == {variant_name(k) for k in VARIANTS}  # from the run each epoch lies in
