@@ -6,7 +6,11 @@ several), GPU energy from ``gpu_energy_joules_total`` (summed over GPUs), CPU an
 the RAPL package and dram zones. Where a series has power but no energy counter, power integrated
 by the analysis stands in and the method column says so. Induced energy is the method paper's
 "energy induced by the software": energy − mean baseline power × duration, the baseline power
-being the mean over every second of the campaign's ok, unflagged ``baseline`` runs (their energy / their duration).
+being the mean over every second of the campaign's ok, unflagged ``baseline`` runs (their energy / their duration)
+that lie within ``baseline_margin`` of the first one (:func:`choose_baseline`).
+
+Runs are grouped by scenario and variant (:func:`run_variants`); the statistics use the ok, unflagged windows
+inside ok runs (:func:`_ok`).
 
 Hardware indicators (paper table 2) are the mean of the samples inside the window (gauges, mean
 over GPUs; memory sums over GPUs) or the counter's increase (disk and network bytes, summed over
