@@ -244,19 +244,16 @@ def _coverage(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.
     return np.min([coverages(s.ts, starts, ends, sampling_interval_ns(s.ts)) for s in series], axis=0)
 
 
-def _reading_coverage(gaps: list[Series], readings: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Per window, from the meter exporter's own counters: the worst over meters of 1 − gap seconds / duration and
-    of valid readings / the readings the meter's usual rate gives (1 for a window shorter than one reading); NaN
-    where neither counter brackets the window. A frozen energy counter keeps being written through an outage,
-    so the stored samples alone cannot see it."""
+def _reading_coverage(readings: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per window, from the meter exporter's count of valid readings (``pm_samples_total``): the worst over meters
+    of the readings counted against those the meter's usual rate gives (1 for a window shorter than one reading);
+    NaN where the counter does not bracket the window. A frozen energy counter keeps being written through an
+    outage, so the stored samples alone cannot see it (the gap counter flags the window besides)."""
     duration_s = (ends - starts) / 1e9
     parts = []
     with np.errstate(invalid="ignore", divide="ignore"):
-        for s in gaps:
-            parts.append(np.where(duration_s > 0, 1 - _increases(s, starts, ends) / duration_s, np.nan))
         for s in readings:
-            counted = monotonic(s.values)
-            rates = np.diff(counted) / (np.diff(s.ts) / 1e9)
+            rates = np.diff(monotonic(s.values)) / (np.diff(s.ts) / 1e9)
             rate = float(np.median(rates)) if len(rates) else 0.0  # readings per second, outages aside
             if rate <= 0:
                 continue
@@ -341,7 +338,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     gaps = reader.get(schema.PM_GAP)
     columns["meter_gap_s"] = energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
     columns["coverage"] = (np.fmin(_coverage(meter_series, starts, ends),
-                                   _reading_coverage(gaps, reader.get(schema.PM_SAMPLES), starts, ends))
+                                   _reading_coverage(reader.get(schema.PM_SAMPLES), starts, ends))
                            if meter_series else np.zeros(n))
     meter_interval = max((sampling_interval_ns(s.ts) for s in meter_series), default=1e9)
     meter_blind = np.zeros(n, bool)
