@@ -354,7 +354,7 @@ WINDOW_COLUMNS = ["scenario", "run", "action", "epoch", "status", "start", "dura
 
 
 def _summary_long(result: CampaignAnalysis) -> pd.DataFrame:
-    """The summary as one row per scenario, action and figure (mean, sd, CI, median, min, max, Shapiro p)."""
+    """The summary as one row per scenario, variant, action and figure (mean, sd, CI, median, min, max, Shapiro p)."""
     rows = []
     statistics = ["mean", "std", "ci_low", "ci_high", "median", "min", "max", "shapiro_p"]
     for record in result.summary.to_dict(orient="records"):
@@ -363,8 +363,8 @@ def _summary_long(result: CampaignAnalysis) -> pd.DataFrame:
             values = {s: record.get(f"{figure}_{s}") for s in statistics}
             if values["mean"] is None or not np.isfinite(values["mean"]):
                 continue
-            rows.append({"scenario": record["scenario"], "action": record["action"], "n": record["n"],
-                         "figure": figure, **values})
+            rows.append({"scenario": record["scenario"], "variant": record["variant"], "action": record["action"],
+                         "n": record["n"], "figure": figure, **values})
     return pd.DataFrame(rows)
 
 
@@ -481,7 +481,8 @@ Energy: counters read at each event's edges; the method of every figure is in th
 <h2>Notes</h2>{_notes(result.notes)}{_variants_html(result, out)}
 <h2>Figures</h2>{figures}
 <h2>Per scenario and action</h2>
-<p>Mean and standard deviation over the ok windows; the 95 % CI, median, min, max and Shapiro–Wilk p of every
+<p>Mean and standard deviation over the ok windows (unflagged, inside an ok run; <code>n_flagged</code> were left
+out); the 95 % CI, median, min, max and Shapiro–Wilk p of every
 figure are in <a href="data/summary_long.csv">summary_long.csv</a>.</p>{html_table(summary, id="summary")}
 <h2>Scenarios compared (runs)</h2>
 <p>Scenario b against scenario a over the ok runs: difference b − a (and in % of a), Welch's t-test, Mann–Whitney U
