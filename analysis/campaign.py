@@ -163,7 +163,6 @@ class _Reader:
             self.done += 1
         return [s for s in self._cache[metric] if all(s.labels.get(k) == v for k, v in (labels or {}).items())]
 
-
     def hosts_of(self, metric: str) -> list[str]:
         """The hosts ``metric`` was recorded for during the campaign, whatever ``--host`` says."""
         frame = self.source.query(metric, None, self.lo, self.hi)
