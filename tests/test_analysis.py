@@ -300,6 +300,7 @@ def killed_and_resumed_events(campaign: str, claims: bool) -> list[Event]:
         return Event(campaign, "cnn", run, action, a * S, b * S, epoch, status)
 
     events = [ev(1, "prepare_data", 10, 12), ev(1, "epoch", 12, 22, 1)]  # the killed attempt's closed windows
+    events += [ev(2, "cooldown", 142, 146), ev(2, "settle", 146, 150)]  # between runs, by design
     for run, a in ((1, 100), (2, 150)):
         events += [ev(run, "run", a, a + 40), ev(run, "prepare_data", a, a + 5)]
         events += [ev(run, "epoch", a + 5 + 10 * k, a + 15 + 10 * k, k + 1) for k in range(3)]
@@ -318,6 +319,7 @@ def test_windows_of_a_killed_run_leave_the_statistics(tmp_path, claims):
     assert summary.loc[("cnn", "epoch"), "n"] == 6  # 2 × 3 epochs; counting the killed attempt's epoch 1 gave 7
     assert summary.loc[("cnn", "prepare_data"), "n"] == 2
     assert summary.loc[("cnn", "run"), "n"] == 2
+    assert not {"cooldown", "settle"} & set(result.summary.action)  # in no statistic, and not counted as stray
     windows = result.windows
     killed = windows[windows.action == "epoch"].sort_values("start").iloc[0]  # the killed attempt's epoch 1
     if claims:
