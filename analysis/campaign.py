@@ -155,7 +155,7 @@ class _Reader:
                 self.progress(f"reading {metric.removeprefix(schema.PREFIX)}", self.done, self.total)
             frame = self.source.query(metric, {"host": self.host} if self.host else None, self.lo, self.hi)
             if self.host is None and "host" in frame:  # summing two SUTs' meters would make one figure of both
-                hosts = sorted({str(h) for h in frame["host"].dropna()})
+                hosts = sorted({str(h) for h in frame["host"].dropna().unique()})
                 if len(hosts) > 1:
                     raise MltelemetryError(f"{metric} was recorded on {len(hosts)} hosts ({', '.join(hosts)}): "
                                            "name one with --host")
@@ -166,7 +166,7 @@ class _Reader:
     def hosts_of(self, metric: str) -> list[str]:
         """The hosts ``metric`` was recorded for during the campaign, whatever ``--host`` says."""
         frame = self.source.query(metric, None, self.lo, self.hi)
-        return sorted({str(h) for h in frame["host"].dropna()}) if "host" in frame else []
+        return sorted({str(h) for h in frame["host"].dropna().unique()}) if "host" in frame else []
 
     def nothing_for_host(self) -> bool:
         """A host was named and not one series read so far is recorded for it."""
