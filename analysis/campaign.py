@@ -634,8 +634,19 @@ def choose_baseline(windows: pd.DataFrame, margin: float | None) -> dict:
                             f"from the first baseline's {reference_w:.2f} W (run {first.run}): flagged, left out of "
                             "the baseline power")
     out["notes"].append(f"baseline power {out['power_w']:.2f} W: Σ energy / Σ duration of {BASELINE_SCENARIO!r} "
-                        f"run(s) {', '.join(map(str, out['runs']))}")
+                        f"run(s) {run_ranges(out['runs'])}")
     return out
+
+
+def run_ranges(runs: list[int]) -> str:
+    """Run numbers as ranges: ``1–3, 5``."""
+    parts: list[list[int]] = []
+    for run in sorted(runs):
+        if parts and run == parts[-1][1] + 1:
+            parts[-1][1] = run
+        else:
+            parts.append([run, run])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in parts)
 
 
 def enclosing_runs(events: list[Event]) -> list[Event | None]:

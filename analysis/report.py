@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from mltelemetry import __version__
-from mltelemetry.analysis.campaign import BASELINE_SCENARIO, J_PER_WH, CampaignAnalysis, _ok, group_label
+from mltelemetry.analysis.campaign import (
+    BASELINE_SCENARIO,
+    J_PER_WH,
+    CampaignAnalysis,
+    _ok,
+    group_label,
+    run_ranges,
+)
 from mltelemetry.analysis.compare import CampaignComparison
 
 Progress = Callable[[str, float, float], None]
@@ -464,7 +471,7 @@ def write_report(result: CampaignAnalysis, out: str | Path, progress: Progress |
     baseline = "none recorded" if result.baseline_power_w is None else f"{result.baseline_power_w:.2f} W"
     if result.baseline.get("runs"):
         drifted = [str(d["run"]) for d in result.baseline.get("drifted", [])]
-        baseline += (f" (Σ energy / Σ duration of baseline run(s) {', '.join(map(str, result.baseline['runs']))}"
+        baseline += (f" (Σ energy / Σ duration of baseline run(s) {run_ranges(result.baseline['runs'])}"
                      + (f"; run(s) {', '.join(drifted)} drifted more than {result.baseline['margin']:.0%} from the "
                         "first baseline and were left out" if drifted else "") + ")")
     summary = result.summary[["scenario", "variant", "action", "n", "n_flagged"]].copy()

@@ -430,7 +430,7 @@ def test_baseline_runs_drifting_from_the_first_are_flagged_and_left_out(tmp_path
     assert result.baseline["runs"] == [1, 2, 4] and result.baseline["reference_power_w"] == pytest.approx(100.0)
     assert result.baseline["drifted"] == [{"run": 3, "mean_power_w": pytest.approx(108.0),
                                            "drift": pytest.approx(0.08)}]
-    assert "baseline power 98.75 W: Σ energy / Σ duration of 'baseline' run(s) 1, 2, 4" in result.notes
+    assert "baseline power 98.75 W: Σ energy / Σ duration of 'baseline' run(s) 1–2, 4" in result.notes
     summary = result.summary.set_index(["scenario", "action"]).loc[("baseline", "run")]
     assert (summary["n"], summary["n_flagged"]) == (3, 1)
 
