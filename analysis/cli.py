@@ -245,6 +245,12 @@ def print_analysis(result: CampaignAnalysis, format: str) -> None:
         render_table(result, Console(width=200))
 
 
+def _not_nan(value: float) -> float:
+    if math.isnan(value):
+        raise typer.BadParameter("must be a fraction such as 0.05 (inf: no check), not nan")
+    return value
+
+
 @one_line_errors
 def analyze_command(
     campaign: Annotated[Optional[str], typer.Option(help="Campaign to analyse.")] = None,  # noqa: UP045
@@ -264,8 +270,9 @@ def analyze_command(
     import_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="First import OSCAR's input files from this directory into the store --source as --campaign.")] = None,
     baseline_margin: Annotated[float, typer.Option(
-        min=0.0, help="Flag 'baseline' runs whose mean power lies further than this fraction from the first "
-                      "baseline's and leave them out of the baseline power (inf: no check).")] = BASELINE_MARGIN,
+        min=0.0, callback=_not_nan,
+        help="Flag 'baseline' runs whose mean power lies further than this fraction from the first baseline's and "
+             "leave them out of the baseline power (inf: no check).")] = BASELINE_MARGIN,
 ) -> None:
     """Energy per run, action and epoch (counters at the event edges), baseline-adjusted, with statistics."""
     if format not in FORMATS:

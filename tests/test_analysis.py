@@ -444,8 +444,9 @@ def test_baseline_margin_on_the_command_line(tmp_path):
     data = json.loads(result.output)
     assert data["baseline_power_w"] == pytest.approx(100.6) and data["baseline"]["runs"] == [1, 2, 3, 4]
     assert data["baseline"]["margin"] == 0.1 and data["baseline"]["drifted"] == []
-    result = runner.invoke(app, args + ["--baseline-margin", "-1"])
-    assert result.exit_code == 2 and "--baseline-margin" in result.output
+    for bad in ("-1", "nan"):  # a usage error, never a silently disabled check
+        result = runner.invoke(app, args + ["--baseline-margin", bad])
+        assert result.exit_code == 2 and "--baseline-margin" in result.output, bad
 
 
 # --- variants: energy and time to the target accuracy, the Pareto front -----------------------------------------
