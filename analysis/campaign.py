@@ -655,7 +655,9 @@ def enclosing_runs(events: list[Event]) -> list[Event | None]:
     process died) holds every window until the next run event of its number. None where no run encloses it, and
     for the actions recorded between runs (cooldown, settle)."""
     runs_of: dict[tuple[str, int], list[Event]] = {}
-    for e in sorted((e for e in events if e.action == "run"), key=lambda e: e.start_ns):
+    # a claim left beside its run's final event (same start) must not win over it: final events sort last
+    runs = sorted((e for e in events if e.action == "run"), key=lambda e: (e.start_ns, e.status not in OPEN_STATUSES))
+    for e in runs:
         runs_of.setdefault((e.scenario, e.run), []).append(e)
     out: list[Event | None] = []
     for e in events:

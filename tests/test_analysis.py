@@ -306,7 +306,8 @@ def killed_and_resumed_events(campaign: str, claims: bool) -> list[Event]:
         events += [ev(run, "epoch", a + 5 + 10 * k, a + 15 + 10 * k, k + 1) for k in range(3)]
     if claims:
         events += [ev(1, "run", 10, 10, status="lost"), ev(3, "run", 200, 200, status="running"),
-                   ev(3, "prepare_data", 200, 205)]
+                   ev(3, "prepare_data", 200, 205),
+                   ev(2, "run", 150, 150, status="running")]  # run 2's claim, left beside its final event
     return events
 
 
@@ -326,7 +327,7 @@ def test_windows_of_a_killed_run_leave_the_statistics(tmp_path, claims):
         assert killed.run_status == "lost" and "inside a run that is not ok (lost)" in killed.note
         run3 = windows[(windows.run == 3) & (windows.action == "prepare_data")].iloc[0]
         assert run3.run_status == "running"
-        assert any("2 run(s) not ok (lost, running)" in note for note in result.notes)
+        assert any("3 run(s) not ok (lost, running)" in note for note in result.notes)
     else:
         assert killed.run_status == "none" and "inside no run" in killed.note
         assert any(note.startswith("2 window(s) inside no run event") for note in result.notes)
