@@ -764,15 +764,16 @@ def compare_variants(windows: pd.DataFrame) -> pd.DataFrame:
 
 
 def epoch_correlations(windows: pd.DataFrame) -> pd.DataFrame:
-    """Per scenario with epochs: Pearson r (and p) of energy per epoch with GPU temperature, loss and accuracy."""
+    """Per scenario and variant with epochs: Pearson r (and p) of energy per epoch with GPU temperature, loss and
+    accuracy."""
     epochs = _ok(windows)[lambda w: w.action == "epoch"]
     rows = []
-    for scenario, group in epochs.groupby("scenario", sort=False):
+    for (scenario, variant), group in epochs.groupby(["scenario", "variant"], sort=False):
         for x in CORRELATED:
             result = stats.pearson(group[x].to_numpy(), group.energy_wh.to_numpy())
             if not _recorded(group, x):
                 result["reason"] = f"{x} not recorded"
-            rows.append({"scenario": scenario, "x": x, "y": "energy_wh", **result})
+            rows.append({"scenario": scenario, "variant": variant, "x": x, "y": "energy_wh", **result})
     return pd.DataFrame(rows)
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -115,7 +116,7 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
             if row["n"] >= 2 and figure in ("energy_wh", "induced_wh") and not math.isnan(row[figure + "_ci_low"]):
                 text += f" [{_cell(row[figure + '_ci_low'], digits)}, {_cell(row[figure + '_ci_high'], digits)}]"
             return text
-        summary.add_row(group_label(row["scenario"], row["variant"]), row["action"], str(row["n"]),
+        summary.add_row(escape(group_label(row["scenario"], row["variant"])), row["action"], str(row["n"]),
                         *[pm(f, d) for f, _, d in figures])
     console.print(summary)
     render_variants(result, console)
@@ -126,7 +127,8 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
         for c in ["a", "b", "figure", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d", "note"]:
             tests.add_column(c)
         for row in result.tests[result.tests.figure.isin(["energy_wh", "induced_wh"])].to_dict(orient="records"):
-            tests.add_row(group_label(row["a"], row["variant_a"]), group_label(row["b"], row["variant_b"]),
+            tests.add_row(escape(group_label(row["a"], row["variant_a"])),
+                          escape(group_label(row["b"], row["variant_b"])),
                           row["figure"], _cell(row["mean_a"], 4), _cell(row["mean_b"], 4),
                           _cell(row["difference_pct"], 1), _p(row["welch_p"]), _p(row["mannwhitney_p"]),
                           _cell(row["cohens_d"], 2), row["reason"])
@@ -136,8 +138,8 @@ def render_table(result: CampaignAnalysis, console: Console) -> None:
         for c in ["scenario", "x", "n", "r", "p", "note"]:
             correlations.add_column(c)
         for row in result.correlations.to_dict(orient="records"):
-            correlations.add_row(row["scenario"], row["x"], str(row["n"]), _cell(row["r"], 3), _p(row["p"]),
-                                 row["reason"])
+            correlations.add_row(escape(group_label(row["scenario"], row["variant"])), row["x"], str(row["n"]),
+                                 _cell(row["r"], 3), _p(row["p"]), row["reason"])
         console.print(correlations)
     if not result.sensors.empty:
         sensors = Table(title="meter against sensors (GPU + RAPL) and CodeCarbon: fraction of wall energy seen")
@@ -170,7 +172,7 @@ def render_variants(result: CampaignAnalysis, console: Console) -> None:
             if not math.isnan(row[f"{figure}_ci_low"]):
                 text += f" [{_cell(row[f'{figure}_ci_low'], digits)}, {_cell(row[f'{figure}_ci_high'], digits)}]"
             return text
-        out.add_row("*" if row["pareto"] else "", group_label(row["scenario"], row["variant"]), str(row["n"]),
+        out.add_row("*" if row["pareto"] else "", escape(group_label(row["scenario"], row["variant"])), str(row["n"]),
                     str(row["n_reached"]), ci(energy, 4), ci(time, 1))
     console.print(out)
 
@@ -183,8 +185,8 @@ def render_comparison(comparison: CampaignComparison, console: Console) -> None:
         table.add_column(c)
     for row in comparison.table.to_dict(orient="records"):
         digits = _digits(row["figure"])
-        table.add_row(group_label(row["scenario_a"], row["variant_a"]),
-                      group_label(row["scenario_b"], row["variant_b"]), row["figure"],
+        table.add_row(escape(group_label(row["scenario_a"], row["variant_a"])),
+                      escape(group_label(row["scenario_b"], row["variant_b"])), row["figure"],
                       f"{_cell(row['mean_a'], digits)} ± {_cell(row['std_a'], digits)} ({row['n_a']})",
                       f"{_cell(row['mean_b'], digits)} ± {_cell(row['std_b'], digits)} ({row['n_b']})",
                       _cell(row["difference_pct"], 1), _p(row["welch_p"]), _p(row["mannwhitney_p"]),

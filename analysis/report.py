@@ -192,11 +192,11 @@ def fig_epoch_temperature(result: CampaignAnalysis):
         raise NoFigure("no GPU temperature during the epochs (no GPU exporter series)")
     fig = _figure(7, 4.5)
     ax = fig.subplots()
-    table = result.correlations.set_index(["scenario", "x"]) if not result.correlations.empty else None
-    for scenario, group in epochs.groupby("scenario", sort=False):
-        label = scenario
-        if table is not None and (scenario, "gpu_temperature_c") in table.index:
-            row = table.loc[(scenario, "gpu_temperature_c")]
+    table = result.correlations.set_index(["scenario", "variant", "x"]) if not result.correlations.empty else None
+    for (scenario, variant), group in epochs.groupby(["scenario", "variant"], sort=False):
+        label = group_label(scenario, variant)
+        if table is not None and (scenario, variant, "gpu_temperature_c") in table.index:
+            row = table.loc[(scenario, variant, "gpu_temperature_c")]
             label += f" (r = {row['r']:.2f}, n = {row['n']})" if np.isfinite(row["r"]) else f" ({row['reason']})"
         ax.scatter(group.gpu_temperature_c, group.energy_wh, s=14, label=label)
         both = group[["gpu_temperature_c", "energy_wh"]].dropna()

@@ -136,6 +136,7 @@ def test_report_compares_variants_with_the_pareto_front(tmp_path):
                                       "--report", str(out)])
     assert result.exit_code == 0, result.output
     assert "variants: wall energy and time to the target accuracy" in result.output  # the CLI's table
+    assert f"│ * │ cnn [{variant_name('V1')}] │ 3 │ 3 " in result.output  # the label, not eaten as rich markup
     images, dom = loaded_images(tmp_path, out / "index.html")
     pareto = next(i for i in images if i["src"] == "figures/variants_pareto.png")
     assert pareto["data-loaded"] == "yes" and int(pareto["data-natural-width"]) == png_size(
