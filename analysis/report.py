@@ -84,6 +84,11 @@ def _scenarios(runs: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(runs.scenario))
 
 
+def _ticks(labels: list[str]) -> list[str]:
+    """Axis labels of groups, a variant's settings one per line (``cnn [batch_size=32,precision=bf16]`` is wide)."""
+    return [label.replace(" [", "\n[").replace(",", ",\n") for label in labels]
+
+
 def _ci_half(values: pd.Series) -> float:
     from mltelemetry.analysis.stats import describe
 
@@ -149,7 +154,7 @@ def fig_energy_overview(result: CampaignAnalysis):
     ax_energy.set_ylabel("Wh")
     ax_energy.legend(fontsize=8)
     for ax in (ax_power, ax_energy):
-        ax.set_xticks(x, scenarios)
+        ax.set_xticks(x, _ticks(scenarios))
     return fig
 
 
@@ -176,7 +181,7 @@ def fig_hardware(result: CampaignAnalysis):
         groups = [runs[runs.scenario == s][column] * scale for s in scenarios]
         ax.bar(range(len(scenarios)), [g.mean() for g in groups], yerr=[_ci_half(g) for g in groups],
                color="tab:purple", capsize=3)
-        ax.set_xticks(range(len(scenarios)), scenarios)
+        ax.set_xticks(range(len(scenarios)), _ticks(scenarios))
         ax.set_title(title, fontsize=10)
     for ax in axes[len(recorded):]:
         ax.set_visible(False)
@@ -224,7 +229,7 @@ def fig_efficiency(result: CampaignAnalysis):
         groups = [runs[runs.scenario == s][column] for s in scenarios]
         ax.bar(range(len(scenarios)), [g.mean() for g in groups], yerr=[_ci_half(g) for g in groups],
                color="tab:green", capsize=3)
-        ax.set_xticks(range(len(scenarios)), scenarios)
+        ax.set_xticks(range(len(scenarios)), _ticks(scenarios))
         ax.set_title(f"{title} (95 % CI)", fontsize=10)
     return fig
 
@@ -247,7 +252,7 @@ def fig_meter_vs_trackers(result: CampaignAnalysis):
     ax_bars.bar(x, [g.energy_wh.mean() for g in groups], width, label="power meter", color="tab:blue")
     for k, (column, title, color) in enumerate(trackers, start=1):
         ax_bars.bar(x + k * width, [g[column].mean() for g in groups], width, label=title, color=color)
-    ax_bars.set_xticks(x + width * len(trackers) / 2, scenarios)
+    ax_bars.set_xticks(x + width * len(trackers) / 2, _ticks(scenarios))
     ax_bars.set_ylabel("energy per run (Wh)")
     ax_bars.legend(fontsize=8)
     top = float(runs.energy_wh.max())
@@ -527,7 +532,7 @@ def fig_comparison(comparison: CampaignComparison):
             ax.scatter(np.full(len(values), k + offset), values, s=12, color=color, alpha=0.6)
             if len(values):
                 ax.errorbar(k + offset, values.mean(), yerr=_ci_half(values), fmt="o", color="black", capsize=4)
-    ax.set_xticks(range(len(pairs)), [sa if sa == sb else f"{sa} / {sb}" for sa, sb in pairs])
+    ax.set_xticks(range(len(pairs)), _ticks([sa if sa == sb else f"{sa} / {sb}" for sa, sb in pairs]))
     ax.set_ylabel("energy per run (Wh)")
     ax.set_title(f"{comparison.a.campaign} (blue, left) against {comparison.b.campaign} (orange, right)", fontsize=10)
     return fig
