@@ -6,7 +6,11 @@ several), GPU energy from ``gpu_energy_joules_total`` (summed over GPUs), CPU an
 the RAPL package and dram zones. Where a series has power but no energy counter, power integrated
 by the analysis stands in and the method column says so. Induced energy is the method paper's
 "energy induced by the software": energy − mean baseline power × duration, the baseline power
-being the mean over every second of the campaign's ok, unflagged ``baseline`` runs (their energy / their duration).
+being the mean over every second of the campaign's ok, unflagged ``baseline`` runs (their energy / their duration)
+that lie within ``baseline_margin`` of the first one (:func:`choose_baseline`).
+
+Runs are grouped by scenario and variant (:func:`run_variants`); the statistics use the ok, unflagged windows
+inside ok runs (:func:`_ok`).
 
 Hardware indicators (paper table 2) are the mean of the samples inside the window (gauges, mean
 over GPUs; memory sums over GPUs) or the counter's increase (disk and network bytes, summed over
@@ -28,6 +32,7 @@ from mltelemetry.analysis.energy import (
     coverages,
     increases,
     integral_counter,
+    monotonic,
     sampling_interval_ns,
     unknown_intervals,
     window_means,
@@ -49,6 +54,7 @@ from mltelemetry.schema import Event
 J_PER_WH = 3600.0
 MIN_COVERAGE = 0.95
 BASELINE_SCENARIO = "baseline"
+BASELINE_MARGIN = 0.05  # the campaign runner's --settle margin: a baseline further from the first one has drifted
 _MARGIN_NS = 60 * 10**9  # samples this far outside the campaign still bracket its first and last edges
 
 METHOD_METER = "meter counter"
@@ -85,13 +91,16 @@ ENERGY_FIGURES = ["energy_wh", "mean_power_w", "induced_wh", "gpu_energy_wh", "g
                   "codecarbon_ratio"]
 FIGURES = (["duration_s"] + ENERGY_FIGURES + [g[0] for g in GAUGES] + [c[0] for c in COUNTERS]
            + TRAINING_FIELDS + ["efficiency_acc_per_wh", "correct_per_wh", "coverage", "sensor_coverage",
-                                "meter_gap_s"])
-# Figures compared between scenarios (and campaigns) with tests.
+                                "meter_gap_s", "time_to_target_s", "energy_to_target_wh"])
+# Figures compared between scenarios and variants (and campaigns) with tests.
 TESTED_FIGURES = ["energy_wh", "induced_wh", "mean_power_w", "duration_s", "gpu_energy_wh",
-                  "efficiency_acc_per_wh"]
+                  "efficiency_acc_per_wh", "energy_to_target_wh", "time_to_target_s"]
+SETTINGS = (schema.FIELD_BATCH_SIZE, schema.FIELD_PRECISION)  # recorded settings that make a variant
 CORRELATED = ["gpu_temperature_c", schema.FIELD_LOSS, schema.FIELD_ACCURACY, schema.FIELD_VAL_LOSS,
               schema.FIELD_VAL_ACCURACY]
 ACTION_ORDER = {"campaign": 0, "run": 1}
+OUTSIDE_RUNS = ("cooldown", "settle")  # actions recorded between runs: in no statistic, never "stray"
+OPEN_STATUSES = ("running", "lost")  # a run claimed at its start whose process died (end = start)
 
 Progress = Callable[[str, float, float], None]  # (what, done, total)
 
@@ -116,11 +125,14 @@ class CampaignAnalysis:
     source: str = ""
     host: str | None = None
     traces: pd.DataFrame | None = None  # per-second meter power of every ok run (for the report)
+    baseline: dict = field(default_factory=dict)  # how the baseline power was chosen (see choose_baseline)
+    variants: pd.DataFrame = field(default_factory=pd.DataFrame)  # per scenario and variant, with the Pareto front
 
     def to_dict(self) -> dict:
         return {"campaign": self.campaign, "source": self.source, "host": self.host,
-                "baseline_power_w": self.baseline_power_w, "notes": self.notes,
+                "baseline_power_w": self.baseline_power_w, "baseline": self.baseline, "notes": self.notes,
                 "windows": records(self.windows), "summary": records(self.summary), "tests": records(self.tests),
+                "variants": records(self.variants),
                 "correlations": records(self.correlations), "meter_vs_sensors": records(self.sensors)}
 
 
@@ -156,7 +168,7 @@ class _Reader:
                 self.progress(f"reading {metric.removeprefix(schema.PREFIX)}", self.done, self.total)
             frame = self.source.query(metric, {"host": self.host} if self.host else None, self.lo, self.hi)
             if self.host is None and "host" in frame:  # summing two SUTs' meters would make one figure of both
-                hosts = sorted({str(h) for h in frame["host"].dropna()})
+                hosts = sorted({str(h) for h in frame["host"].dropna().unique()})
                 if len(hosts) > 1:
                     raise MltelemetryError(f"{metric} was recorded on {len(hosts)} hosts ({', '.join(hosts)}): "
                                            "name one with --host")
@@ -170,6 +182,15 @@ class _Reader:
         if key not in self._cache:
             self._cache[key] = split_series(read(self.source, self.host, self.lo, self.hi))
         return self._cache[key]
+
+    def hosts_of(self, metric: str) -> list[str]:
+        """The hosts ``metric`` was recorded for during the campaign, whatever ``--host`` says."""
+        frame = self.source.query(metric, None, self.lo, self.hi)
+        return sorted({str(h) for h in frame["host"].dropna().unique()}) if "host" in frame else []
+
+    def nothing_for_host(self) -> bool:
+        """A host was named and not one series read so far is recorded for it."""
+        return self.host is not None and not any(self._cache.values())
 
 
 def split_series(frame: pd.DataFrame) -> list[Series]:
@@ -266,6 +287,24 @@ def _coverage(series: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.
     return np.min([coverages(s.ts, starts, ends, sampling_interval_ns(s.ts)) for s in series], axis=0)
 
 
+def _reading_coverage(readings: list[Series], starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per window, from the meter exporter's count of valid readings (``pm_samples_total``): the worst over meters
+    of the readings counted against those the meter's usual rate gives (1 for a window shorter than one reading);
+    NaN where the counter does not bracket the window. A frozen energy counter keeps being written through an
+    outage, so the stored samples alone cannot see it (the gap counter flags the window besides)."""
+    duration_s = (ends - starts) / 1e9
+    parts = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for s in readings:
+            rates = np.diff(monotonic(s.values)) / (np.diff(s.ts) / 1e9)
+            rate = float(np.median(rates)) if len(rates) else 0.0  # readings per second, outages aside
+            if rate <= 0:
+                continue
+            expected = np.floor(duration_s * rate)
+            parts.append(np.where(expected < 1, 1.0, np.minimum(1.0, _increases(s, starts, ends) / expected)))
+    return np.fmin.reduce(parts) if parts else np.full(len(starts), np.nan)
+
+
 def _field(event: Event, name: str) -> float:
     value = event.fields.get(name)
     try:
@@ -282,9 +321,12 @@ def _codecarbon_wh(event: Event) -> float:
 
 
 def analyze_campaign(source, campaign: str, host: str | None = None, *, progress: Progress | None = None,
-                     traces: bool = False, sensor_exporters: str = "auto") -> CampaignAnalysis:
+                     traces: bool = False, sensor_exporters: str = "auto",
+                     baseline_margin: float | None = BASELINE_MARGIN) -> CampaignAnalysis:
     """Every figure of ``campaign`` from ``source`` (a Store, a source, or a ``--source`` text).
 
+    ``baseline_margin``: baseline runs whose mean power lies further than this fraction from the first baseline's
+    are flagged and left out of the baseline power (None: no such check).
     Raises MltelemetryError when the campaign has no events at all, or when ``host`` is None and a
     metric was recorded on several hosts; everything else that is missing gives no figure and a
     note, and the rest is still computed. Several meters of one host are summed.
@@ -330,16 +372,24 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         meter_series = reader.get(schema.PM_POWER)
         energy_j = _integrated(meter_series, starts, ends)
         meter_method = METHOD_METER_INTEGRAL
-        notes.append(f"no power-meter energy counter ({schema.PM_ENERGY}) during the campaign{where}: " +
-                     ("wall energy integrated from pm_power_watts by the analysis" if meter_series
-                      else "no wall energy, mean power or induced energy"))
+        elsewhere = reader.hosts_of(schema.PM_ENERGY) if host else []
+        notes.append(f"no power-meter energy counter ({schema.PM_ENERGY}) during the campaign{where}"
+                     + (f" (it is recorded for {', '.join(elsewhere)})" if elsewhere else "") + ": "
+                     + ("wall energy integrated from pm_power_watts by the analysis" if meter_series
+                        else "no wall energy, mean power or induced energy"))
     columns["energy_wh"] = energy_j / J_PER_WH
+
+    def wall_energy_j(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Wall energy (J) of other windows [a, b], by the same method as the events'."""
+        return energy_of(meters, a, b) if meters else _integrated(meter_series, a, b)
     with np.errstate(invalid="ignore", divide="ignore"):
         columns["mean_power_w"] = np.where(duration > 0, energy_j / duration, np.nan)
     methods["energy_method"] = np.where(np.isfinite(energy_j), meter_method, "")
     gaps = reader.get(schema.PM_GAP)
     columns["meter_gap_s"] = energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
-    columns["coverage"] = _coverage(meter_series, starts, ends) if meter_series else np.zeros(n)
+    columns["coverage"] = (np.fmin(_coverage(meter_series, starts, ends),
+                                   _reading_coverage(reader.get(schema.PM_SAMPLES), starts, ends))
+                           if meter_series else np.zeros(n))
     meter_interval = max((sampling_interval_ns(s.ts) for s in meter_series), default=1e9)
     meter_blind = np.zeros(n, bool)
     for s in meter_series:
@@ -388,6 +438,12 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
                      "GPU": gpus or reader.get(schema.GPU_TEMPERATURE), "RAPL": rapl}
     sensor_cov = {name: _coverage(series, starts, ends) for name, series in sensor_series.items() if series}
     columns["sensor_coverage"] = (np.min(list(sensor_cov.values()), axis=0) if sensor_cov else np.full(n, np.nan))
+    if reader.nothing_for_host():  # a misspelt --host: say which hosts there are rather than print empty figures
+        hosts = sorted({h for metric in (schema.PM_ENERGY, schema.PM_POWER, schema.HOST_CPU_UTILIZATION,
+                                         schema.GPU_ENERGY, schema.GPU_TEMPERATURE) for h in reader.hosts_of(metric)})
+        if hosts:
+            raise MltelemetryError(f"no series of host {host!r} during campaign {campaign!r}; hosts there: "
+                                   f"{', '.join(hosts)}")
     if progress:
         progress("computing figures", reader.total, reader.total)
 
@@ -407,6 +463,12 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
             for name, value in last.items():
                 if not np.isfinite(columns[name][i]):
                     columns[name][i] = value
+    enclosing = enclosing_runs(events)
+    columns["time_to_target_s"], target_ends = time_to_target(events, enclosing)
+    reached = np.isfinite(columns["time_to_target_s"])
+    columns["energy_to_target_wh"] = np.full(n, np.nan)
+    if reached.any():
+        columns["energy_to_target_wh"][reached] = wall_energy_j(starts[reached], target_ends[reached]) / J_PER_WH
     with np.errstate(invalid="ignore", divide="ignore"):
         energy_wh = columns["energy_wh"]
         columns["efficiency_acc_per_wh"] = np.where(energy_wh > 0, columns[schema.FIELD_VAL_ACCURACY] / energy_wh,
@@ -478,43 +540,38 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     for column, values in methods.items():
         windows[column] = values
     windows["flagged"] = flagged
-    # the status of the run each window lies in (its own for a run, and where none encloses it): a failed
-    # run's epochs and actions are left out of the statistics with it
-    runs_of: dict[tuple[str, int], list[Event]] = {}
-    for e in events:
-        if e.action == "run":
-            runs_of.setdefault((e.scenario, e.run), []).append(e)
+    windows.insert(windows.columns.get_loc("status"), "variant", run_variants(events, enclosing))
+    # the status of the run each window lies in: its own for a run, "none" where no run event encloses it (the
+    # windows a SIGKILLed run closed before it was claimed); windows of a not-ok run leave the statistics with it
     run_status = []
     for i, e in enumerate(events):
-        enclosing = e if e.action == "run" else next(
-            (r for r in runs_of.get((e.scenario, e.run), []) if r.start_ns <= e.start_ns <= r.end_ns), e)
-        run_status.append(enclosing.status)
-        if enclosing is not e and enclosing.status != "ok":
-            row_notes[i].append(f"inside a run that is not ok ({enclosing.status}): left out of the statistics")
+        run = enclosing[i]
+        run_status.append(run.status if run is not None else "none")
+        if run is None and e.action not in OUTSIDE_RUNS:
+            row_notes[i].append("inside no run event: left out of the statistics")
+        elif run is not None and run is not e and run.status != "ok":
+            row_notes[i].append(f"inside a run that is not ok ({run.status}): left out of the statistics")
     windows["run_status"] = run_status
+    stray = sum(1 for i, e in enumerate(events) if enclosing[i] is None and e.action not in OUTSIDE_RUNS)
+    if stray:
+        notes.append(f"{stray} window(s) inside no run event (e.g. a run killed before it was claimed): shown, left "
+                     "out of the statistics")
 
     # --- baseline and induced energy --------------------------------------------------------------
-    # time-weighted over every second of the ok baseline runs: Σ energy / Σ duration, so the baseline's own
-    # induced energy sums to zero whatever the runs' lengths
-    # (a flagged baseline run, e.g. one with a meter gap, would drag the baseline down: it is left out)
-    measured = windows[(windows.scenario == BASELINE_SCENARIO) & (windows.action == "run")
-                       & (windows.status == "ok") & windows.energy_wh.notna() & (windows.duration_s > 0)]
-    baseline_runs = measured[~measured.flagged]
-    if len(baseline_runs) < len(measured):
-        notes.append(f"{len(measured) - len(baseline_runs)} flagged {BASELINE_SCENARIO!r} run(s) left out of the "
-                     "baseline power")
-    baseline_power_w = (float(baseline_runs.energy_wh.sum() * J_PER_WH / baseline_runs.duration_s.sum())
-                        if len(baseline_runs) else None)
+    baseline = choose_baseline(windows, baseline_margin)
+    for i, note in baseline.pop("run_notes").items():
+        row_notes[i].append(note)
+        windows.loc[i, "flagged"] = True
+    notes.extend(baseline.pop("notes"))
+    baseline_power_w = baseline["power_w"]
     if baseline_power_w is None:
-        notes.append(f"no {BASELINE_SCENARIO!r} runs with wall energy and no flag in the campaign: induced energy "
-                     "not computed")
         windows["induced_wh"] = np.nan
     else:
         windows["induced_wh"] = windows.energy_wh - baseline_power_w * windows.duration_s / J_PER_WH
 
     # --- outlier runs (median absolute deviation of run energy, per scenario) ----------------------
     windows["outlier"] = False
-    for _, group in windows[(windows.action == "run") & (windows.status == "ok")].groupby("scenario"):
+    for _, group in _ok(windows)[lambda w: w.action == "run"].groupby("scenario"):
         flags, _ = stats.mad_outliers(group.energy_wh.to_numpy())
         windows.loc[group.index[flags], "outlier"] = True
         for i in group.index[flags]:
@@ -524,14 +581,17 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     if len(failed):
         notes.append(f"{len(failed)} run(s) not ok ({', '.join(sorted(set(failed.status)))}): shown, left out "
                      "of the statistics")
-    flagged_runs = windows[(windows.action == "run") & windows.flagged]
-    if len(flagged_runs):
-        notes.append(f"{len(flagged_runs)} run(s) flagged (coverage below {MIN_COVERAGE:.0%}, meter gaps or "
-                     "missing samples): see their notes")
+    flagged_runs = int((windows.flagged & (windows.action == "run")).sum())
+    flagged_others = int((windows.flagged & (windows.action != "run")).sum())
+    if flagged_runs or flagged_others:
+        notes.append(f"{flagged_runs} run(s) flagged, and {flagged_others} action/epoch window(s) (coverage below "
+                     f"{MIN_COVERAGE:.0%}, meter gaps or missing samples): left out of the statistics, see their "
+                     "notes")
 
     result = CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows), notes=notes,
-                              source=source.description, host=host)
+                              source=source.description, host=host, baseline=baseline)
     result.tests = scenario_tests(windows)
+    result.variants = compare_variants(windows)
     result.correlations = epoch_correlations(windows)
     result.sensors = meter_vs_sensors(windows)
     if not (windows.action == "epoch").any():
@@ -541,25 +601,171 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     return result
 
 
-def _ok(windows: pd.DataFrame) -> pd.DataFrame:
-    """The windows the statistics use: ok, with a duration, and inside an ok run (when that is known)."""
+def time_to_target(events: list[Event], enclosing: list[Event | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Per run: seconds from its start to the end of its first epoch whose validation accuracy reached the run's
+    target accuracy (its train window's ``target_accuracy``, else the run's own), and that epoch's end (ns); NaN and
+    0 for other windows and for runs without a target or that never reached it."""
+    index = {id(e): i for i, e in enumerate(events)}
+    targets: dict[int, float] = {}  # run position → target accuracy
+    epochs: dict[int, list[Event]] = {}
+    for e, run in zip(events, enclosing):
+        if run is None or run is e:
+            if e.action == "run" and np.isfinite(_field(e, schema.FIELD_TARGET_ACCURACY)):
+                targets.setdefault(index[id(e)], _field(e, schema.FIELD_TARGET_ACCURACY))
+            continue
+        if e.action == "train" and np.isfinite(_field(e, schema.FIELD_TARGET_ACCURACY)):
+            targets[index[id(run)]] = _field(e, schema.FIELD_TARGET_ACCURACY)
+        elif e.action == "epoch":
+            epochs.setdefault(index[id(run)], []).append(e)
+    seconds, ends = np.full(len(events), np.nan), np.zeros(len(events), np.int64)
+    for i, target in targets.items():
+        run = events[i]
+        for epoch in sorted(epochs.get(i, []), key=lambda e: (e.epoch if e.epoch is not None else 0, e.start_ns)):
+            if _field(epoch, schema.FIELD_VAL_ACCURACY) >= target:
+                seconds[i], ends[i] = (epoch.end_ns - run.start_ns) / 1e9, epoch.end_ns
+                break
+    return seconds, ends
+
+
+def _setting(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 32.0 through a numeric-only backend reads 32, as recorded
+    return str(value)
+
+
+def run_variants(events: list[Event], enclosing: list[Event | None]) -> list[str]:
+    """Per event, the variant of the run it lies in: the run's ``variant`` field (a --vary campaign), else the
+    recorded settings (precision, batch size) that differ between the runs of its scenario as ``name=value,…``;
+    "" where nothing differs (the scenario alone is the group). An event outside runs keeps its own field."""
+    runs = [e for e in events if e.action == "run"]
+    settings = {id(r): {name: _setting(r.fields[name]) for name in SETTINGS if r.fields.get(name) is not None}
+                for r in runs}
+    varying = {scenario: [name for name in SETTINGS
+                          if len({settings[id(r)][name] for r in runs
+                                  if r.scenario == scenario and name in settings[id(r)]}) > 1]
+               for scenario in {r.scenario for r in runs}}
+
+    def variant_of(run: Event) -> str:
+        if run.fields.get(schema.FIELD_VARIANT):
+            return str(run.fields[schema.FIELD_VARIANT])
+        return ",".join(f"{name}={settings[id(run)].get(name, '?')}" for name in varying[run.scenario])
+
+    return [variant_of(run) if run is not None else str(e.fields.get(schema.FIELD_VARIANT) or "")
+            for e, run in zip(events, enclosing)]
+
+
+def group_label(scenario: str, variant: str) -> str:
+    """How a scenario's variant is named in tables and figures: ``cnn [batch_size=32,precision=bf16]``."""
+    return f"{scenario} [{variant}]" if variant else scenario
+
+
+def choose_baseline(windows: pd.DataFrame, margin: float | None) -> dict:
+    """The baseline power: Σ energy / Σ duration over every second of the ok, unflagged ``baseline`` runs that lie
+    within ``margin`` (a fraction) of the first one's mean power, so the baseline's own induced energy sums to zero
+    whatever the runs' lengths. A flagged run (a meter gap drags its power down) and a drifted one (a machine that
+    no longer idles as it did, e.g. a GPU context left open) would each bias it: both are left out.
+
+    Returns a JSON-ready dict (power_w, runs used, reference run and power, margin, drifted runs) plus ``notes``
+    for the campaign and ``run_notes`` (window index → note) for the drifted runs, which are to be flagged."""
+    measured = windows[(windows.scenario == BASELINE_SCENARIO) & (windows.action == "run")
+                       & (windows.status == "ok") & windows.energy_wh.notna() & (windows.duration_s > 0)]
+    flagged = measured[measured.flagged]
+    candidates = measured[~measured.flagged]
+    margin = margin if margin is not None and np.isfinite(margin) else None  # inf: no check (and valid JSON)
+    out: dict = {"power_w": None, "runs": [], "reference_run": None, "reference_power_w": None, "margin": margin,
+                 "drifted": [], "flagged": [int(r) for r in flagged.run], "notes": [], "run_notes": {}}
+    if len(flagged):
+        out["notes"].append(f"{len(flagged)} flagged {BASELINE_SCENARIO!r} run(s) left out of the baseline power")
+    if candidates.empty:
+        out["notes"].append(f"no {BASELINE_SCENARIO!r} runs with wall energy and no flag in the campaign: induced "
+                            "energy not computed")
+        return out
+    first = candidates.iloc[0]  # windows are in order of start
+    reference_w = float(first.mean_power_w)
+    out.update(reference_run=int(first.run), reference_power_w=reference_w)
+    drift = candidates.mean_power_w / reference_w - 1
+    drifted = candidates[drift.abs() > margin] if margin is not None else candidates.iloc[0:0]
+    for i, row in drifted.iterrows():
+        out["drifted"].append({"run": int(row.run), "mean_power_w": float(row.mean_power_w),
+                               "drift": float(drift[i])})
+        out["run_notes"][i] = (f"baseline drift: mean power {row.mean_power_w:.2f} W is {drift[i]:+.1%} from the "
+                               f"first baseline's {reference_w:.2f} W (run {first.run}), more than {margin:.0%}: left "
+                               "out of the baseline power")
+    used = candidates.drop(drifted.index)
+    out["power_w"] = float(used.energy_wh.sum() * J_PER_WH / used.duration_s.sum())
+    out["runs"] = [int(r) for r in used.run]
+    if len(drifted):
+        names = ", ".join(str(d["run"]) for d in out["drifted"])
+        out["notes"].append(f"{len(drifted)} {BASELINE_SCENARIO!r} run(s) ({names}) drifted more than {margin:.0%} "
+                            f"from the first baseline's {reference_w:.2f} W (run {first.run}): flagged, left out of "
+                            "the baseline power")
+    out["notes"].append(f"baseline power {out['power_w']:.2f} W: Σ energy / Σ duration of {BASELINE_SCENARIO!r} "
+                        f"run(s) {run_ranges(out['runs'])}")
+    return out
+
+
+def run_ranges(runs: list[int]) -> str:
+    """Run numbers as ranges: ``1–3, 5``."""
+    parts: list[list[int]] = []
+    for run in sorted(runs):
+        if parts and run == parts[-1][1] + 1:
+            parts[-1][1] = run
+        else:
+            parts.append([run, run])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in parts)
+
+
+def enclosing_runs(events: list[Event]) -> list[Event | None]:
+    """Per event, the run it lies in: itself for a run, else the latest run event of its scenario and run number
+    that started at or before it and had not ended yet; a claim still ``running`` or ``lost`` (end = start: its
+    process died) holds every window until the next run event of its number. None where no run encloses it, and
+    for the actions recorded between runs (cooldown, settle)."""
+    runs_of: dict[tuple[str, int], list[Event]] = {}
+    # a claim left beside its run's final event (same start) must not win over it: final events sort last
+    runs = sorted((e for e in events if e.action == "run"), key=lambda e: (e.start_ns, e.status not in OPEN_STATUSES))
+    for e in runs:
+        runs_of.setdefault((e.scenario, e.run), []).append(e)
+    out: list[Event | None] = []
+    for e in events:
+        if e.action == "run" or e.action in OUTSIDE_RUNS:
+            out.append(e if e.action == "run" else None)
+            continue
+        started = [r for r in runs_of.get((e.scenario, e.run), []) if r.start_ns <= e.start_ns]
+        run = started[-1] if started else None
+        out.append(run if run is not None and (run.status in OPEN_STATUSES or e.start_ns <= run.end_ns) else None)
+    return out
+
+
+def _eligible(windows: pd.DataFrame) -> pd.Series:
+    """Ok, with a duration, and inside an ok run (when that is known): what the statistics would use unflagged."""
     ok = (windows.status == "ok") & windows.duration_s.notna()
     if "run_status" in windows:
         ok &= windows.run_status == "ok"
+    return ok
+
+
+def _ok(windows: pd.DataFrame) -> pd.DataFrame:
+    """The windows the statistics use: eligible and not flagged (a flagged window's figures are not trusted)."""
+    ok = _eligible(windows)
+    if "flagged" in windows:
+        ok &= ~windows.flagged.astype(bool)
     return windows[ok]
 
 
 def summarize(windows: pd.DataFrame) -> pd.DataFrame:
-    """Per scenario and action, over the ok windows (every epoch of every run for ``epoch``): n, the number
-    flagged, and for each figure mean, standard deviation (ddof=1), 95 % CI, median, min, max, Shapiro–Wilk p.
-    The columns are there even when no window is ok (no rows then)."""
+    """Per scenario, variant and action, over the ok windows (every epoch of every run for ``epoch``): n, the number
+    flagged and so left out, and for each figure mean, standard deviation (ddof=1), 95 % CI, median, min, max,
+    Shapiro–Wilk p. The columns are there even when no window is ok (no rows then)."""
     statistics = [k for k in stats.describe(np.array([])) if k != "n"]
-    columns = ["scenario", "action", "n", "n_flagged"] + [f"{figure}_{statistic}" for figure in FIGURES
-                                                          if figure in windows for statistic in statistics]
+    columns = ["scenario", "variant", "action", "n", "n_flagged"] + [
+        f"{figure}_{statistic}" for figure in FIGURES if figure in windows for statistic in statistics]
     rows = []
-    for (scenario, action), group in _ok(windows).groupby(["scenario", "action"], sort=False):
-        row: dict = {"scenario": scenario, "action": action, "n": len(group),
-                     "n_flagged": int(group.flagged.sum()) if "flagged" in group else 0}
+    eligible = windows[_eligible(windows)]
+    flagged = eligible.flagged.astype(bool) if "flagged" in eligible else pd.Series(False, index=eligible.index)
+    for (scenario, variant, action), everything in eligible.groupby(["scenario", "variant", "action"], sort=False):
+        group = everything[~flagged[everything.index]]
+        row: dict = {"scenario": scenario, "variant": variant, "action": action, "n": len(group),
+                     "n_flagged": int(flagged[everything.index].sum())}
         for figure in FIGURES:
             if figure not in group:
                 continue
@@ -575,30 +781,65 @@ def _recorded(frame: pd.DataFrame, figure: str) -> bool:
 
 
 def scenario_tests(windows: pd.DataFrame, action: str = "run") -> pd.DataFrame:
-    """Every pair of scenarios (a before b in the campaign), per figure recorded: Welch's t, Mann–Whitney U and
-    effect sizes over runs; differences read b − a."""
+    """Every pair of groups (scenario and variant; a before b in the campaign), per figure recorded: Welch's t,
+    Mann–Whitney U and effect sizes over runs; differences read b − a."""
     runs = _ok(windows)[lambda w: w.action == action]
-    scenarios = list(dict.fromkeys(runs.scenario))
+    groups = list(dict.fromkeys(zip(runs.scenario, runs.variant)))
     rows = []
-    for a, b in itertools.combinations(scenarios, 2):
-        ra, rb = runs[runs.scenario == a], runs[runs.scenario == b]
+    for (a, va), (b, vb) in itertools.combinations(groups, 2):
+        ra = runs[(runs.scenario == a) & (runs.variant == va)]
+        rb = runs[(runs.scenario == b) & (runs.variant == vb)]
         for figure in TESTED_FIGURES:
             if _recorded(ra, figure) or _recorded(rb, figure):
-                rows.append({"a": a, "b": b, "action": action, "figure": figure,
+                rows.append({"a": a, "variant_a": va, "b": b, "variant_b": vb, "action": action, "figure": figure,
                              **stats.compare(ra[figure].to_numpy(), rb[figure].to_numpy())})
     return pd.DataFrame(rows)
 
 
+VARIANT_FIGURES = ["energy_wh", "duration_s", "energy_to_target_wh", "time_to_target_s"]
+
+
+def compare_variants(windows: pd.DataFrame) -> pd.DataFrame:
+    """One row per group of ok runs (scenario and variant): n, how many reached their target accuracy, and the
+    mean and 95 % CI of energy and time per run and to the target. ``pareto`` marks the groups (baseline aside) that
+    no other group beats on both mean time and mean energy: to the target where any group reached it (``basis``),
+    per run otherwise. The tests between groups are in the scenario tests."""
+    runs = _ok(windows)[lambda w: w.action == "run"]
+    rows = []
+    for (scenario, variant), group in runs.groupby(["scenario", "variant"], sort=False):
+        row: dict = {"scenario": scenario, "variant": variant, "n": len(group),
+                     "n_reached": int(group.time_to_target_s.notna().sum())}
+        for figure in VARIANT_FIGURES:
+            d = stats.describe(group[figure].to_numpy())
+            row.update({f"{figure}_mean": d["mean"], f"{figure}_ci_low": d["ci_low"],
+                        f"{figure}_ci_high": d["ci_high"]})
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["scenario", "variant", "n", "n_reached"] + [
+        f"{f}_{s}" for f in VARIANT_FIGURES for s in ("mean", "ci_low", "ci_high")])
+    candidates = table[table.scenario != BASELINE_SCENARIO]
+    to_target = candidates.energy_to_target_wh_mean.notna().any()
+    time, energy = ("time_to_target_s_mean", "energy_to_target_wh_mean") if to_target else ("duration_s_mean",
+                                                                                            "energy_wh_mean")
+    table["basis"] = "to target" if to_target else "per run"
+    table["pareto"] = False
+    points = candidates[[time, energy]].dropna()
+    for i, (t, e) in points.iterrows():
+        beaten = ((points[time] <= t) & (points[energy] <= e) & ((points[time] < t) | (points[energy] < e))).any()
+        table.loc[i, "pareto"] = not beaten
+    return table
+
+
 def epoch_correlations(windows: pd.DataFrame) -> pd.DataFrame:
-    """Per scenario with epochs: Pearson r (and p) of energy per epoch with GPU temperature, loss and accuracy."""
+    """Per scenario and variant with epochs: Pearson r (and p) of energy per epoch with GPU temperature, loss and
+    accuracy."""
     epochs = _ok(windows)[lambda w: w.action == "epoch"]
     rows = []
-    for scenario, group in epochs.groupby("scenario", sort=False):
+    for (scenario, variant), group in epochs.groupby(["scenario", "variant"], sort=False):
         for x in CORRELATED:
             result = stats.pearson(group[x].to_numpy(), group.energy_wh.to_numpy())
             if not _recorded(group, x):
                 result["reason"] = f"{x} not recorded"
-            rows.append({"scenario": scenario, "x": x, "y": "energy_wh", **result})
+            rows.append({"scenario": scenario, "variant": variant, "x": x, "y": "energy_wh", **result})
     return pd.DataFrame(rows)
 
 
@@ -623,7 +864,8 @@ def meter_vs_sensors(windows: pd.DataFrame) -> pd.DataFrame:
 
 def power_traces(meters: list[Series], windows: pd.DataFrame, events: list[Event], counter: bool,
                  max_points: int = 1200) -> pd.DataFrame:
-    """Per-second mean meter power of every ok run (scenario, run, t_s since the run's start, power_w)."""
+    """Per-second mean meter power of every ok run (scenario with its variant, run, t_s since the run's start,
+    power_w)."""
     frames = []
     runs = windows[(windows.action == "run") & (windows.status == "ok") & windows.duration_s.notna()]
     for i in runs.index:
@@ -638,7 +880,7 @@ def power_traces(meters: list[Series], windows: pd.DataFrame, events: list[Event
                 s.ts, s.values, MAX_GAP_INTERVALS * sampling_interval_ns(s.ts))
             parts.append(_increases(s, edges[:-1], edges[1:], values))
         power = _sum_strict(parts, len(edges) - 1) / (step_ns / 1e9)
-        frames.append(pd.DataFrame({"scenario": e.scenario, "run": e.run,
+        frames.append(pd.DataFrame({"scenario": group_label(e.scenario, windows.variant[i]), "run": e.run,
                                     "t_s": (edges[:-1] - e.start_ns) / 1e9, "power_w": power}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["scenario", "run", "t_s", "power_w"])

@@ -22,7 +22,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from mltelemetry.analysis.campaign import CampaignAnalysis, analyze_campaign
+from mltelemetry.analysis.campaign import (
+    BASELINE_MARGIN,
+    BASELINE_SCENARIO,
+    CampaignAnalysis,
+    analyze_campaign,
+    group_label,
+)
 from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
 from mltelemetry.analysis.sources import SENSOR_EXPORTERS, open_source
 from mltelemetry.cliutil import one_line_errors, writable_folder
@@ -38,12 +44,13 @@ class Format(str, Enum):
 
 
 FORMATS = tuple(f.value for f in Format)
-_TABLE_COLUMNS = ["scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
-                  "gpu_energy_wh", "cpu_energy_wh", "cpu_utilization", "gpu_utilization", "val_accuracy",
+_TABLE_COLUMNS = ["scenario", "variant", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w",
+                  "induced_wh", "gpu_energy_wh", "cpu_energy_wh", "cpu_utilization", "gpu_utilization", "val_accuracy",
                   "efficiency_acc_per_wh", "coverage", "note"]
 _ALWAYS = {"scenario", "run", "action", "status", "duration_s", "energy_wh", "mean_power_w", "induced_wh",
            "cpu_utilization", "note"}
-_TEXT = {"scenario", "action", "status", "note", "a", "b", "figure", "tracker", "x", "scenario A", "scenario B"}
+_TEXT = {"scenario", "variant", "action", "status", "note", "a", "b", "figure", "tracker", "x", "scenario A",
+         "scenario B"}
 
 
 def _cell(value: object, digits: int = 3) -> str:
@@ -124,14 +131,15 @@ def scenario_summary(result: CampaignAnalysis, action: str = "run") -> tuple[lis
     figures = [f for f in _SUMMARY_FIGURES if f[1] in _SUMMARY_ALWAYS
                or any(math.isfinite(r.get(f"{f[1]}_mean", math.nan)) for r in rows)]
     columns = ["scenario", "n", *(f[0] for f in figures)]
-    cells = [[r["scenario"], str(r["n"]), *(_summary_cell(r, figure, how) for _, figure, how in figures)]
-             for r in rows]
+    cells = [[group_label(r["scenario"], r["variant"]), str(r["n"]),
+              *(_summary_cell(r, figure, how) for _, figure, how in figures)] for r in rows]
     return columns, cells
 
 
 def _windows_table(result: CampaignAnalysis, console: Console) -> None:
     rows = result.windows[result.windows.action != "epoch"]
-    columns = [c for c in _TABLE_COLUMNS if c in _ALWAYS or (c in rows and rows[c].notna().any())]
+    columns = [c for c in _TABLE_COLUMNS if c in _ALWAYS or (c in rows and rows[c].notna().any() and
+                                                             (c != "variant" or rows[c].astype(bool).any()))]
     epochs = int((result.windows.action == "epoch").sum())
     caption = f"{epochs} epoch rows: per-epoch figures in --format json/csv and --report" if epochs else None
     cells = [[_cell(row[c], _digits(c)) for c in columns] for row in rows.to_dict(orient="records")]
@@ -144,7 +152,8 @@ def _action_summary(result: CampaignAnalysis, console: Console) -> None:
                ("gpu_utilization", "GPU load"), ("efficiency_acc_per_wh", "val acc/Wh")]
     figures = [f for f in figures if f[0] in _SUMMARY_ALWAYS
                or (f"{f[0]}_mean" in result.summary and result.summary[f"{f[0]}_mean"].notna().any())]
-    cells = [[row["scenario"], row["action"], str(row["n"]), *(_mean_pm(row, f, "std") for f, _ in figures)]
+    cells = [[group_label(row["scenario"], row["variant"]), row["action"], str(row["n"]),
+              *(_mean_pm(row, f, "std") for f, _ in figures)]
              for row in result.summary.to_dict(orient="records")]
     print_table(console, "per scenario and action: mean ± standard deviation over runs",
                 ["scenario", "action", "n", *(h for _, h in figures)], cells, _TEXT)
@@ -175,17 +184,20 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
         print_table(console, "per scenario, mean of its ok runs (induced: above the baseline power; CI: 95 %)",
                     columns, cells, _TEXT)
     console.print()
+    render_variants(result, console)
 
     if not result.tests.empty:
         figure = "induced_wh" if result.baseline_power_w is not None else "energy_wh"
         tests = result.tests[result.tests.figure == figure].to_dict(orient="records")
         print_table(console, f"{figure} of b against a over runs (diff % of a; Welch's t, Mann–Whitney U, "
                     "Cohen's d)", ["a", "b", "mean a", "mean b", "diff %", "Welch p", "M–W p", "d"],
-                    [[r["a"], r["b"], _cell(r["mean_a"], _decimals(max(abs(r["mean_a"]), abs(r["mean_b"])))),
+                    [[group_label(r["a"], r["variant_a"]), group_label(r["b"], r["variant_b"]),
+                      _cell(r["mean_a"], _decimals(max(abs(r["mean_a"]), abs(r["mean_b"])))),
                       _cell(r["mean_b"], _decimals(max(abs(r["mean_a"]), abs(r["mean_b"])))),
                       _cell(r["difference_pct"], 1), _p(r["welch_p"]),
                       _p(r["mannwhitney_p"]), _cell(r["cohens_d"], 2)] for r in tests], _TEXT)
-        _reasons(console, [(f"{r['a']}/{r['b']}", r["reason"]) for r in tests])
+        _reasons(console, [(f"{group_label(r['a'], r['variant_a'])}/{group_label(r['b'], r['variant_b'])}",
+                            r["reason"]) for r in tests])
         console.print()
     if not result.sensors.empty:
         sensors = result.sensors.to_dict(orient="records")
@@ -204,14 +216,38 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
         console.print()
         if not result.correlations.empty:
             print_table(console, "energy per epoch against … (Pearson)", ["scenario", "x", "n", "r", "p", "note"],
-                        [[r["scenario"], r["x"], str(r["n"]), _cell(r["r"], 3), _p(r["p"]), r["reason"]]
-                         for r in result.correlations.to_dict(orient="records")], _TEXT)
+                        [[group_label(r["scenario"], r["variant"]), r["x"], str(r["n"]), _cell(r["r"], 3), _p(r["p"]),
+                          r["reason"]] for r in result.correlations.to_dict(orient="records")], _TEXT)
             console.print()
     for note in result.notes:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if not detail:
         console.print("every action, run and epoch: --detail, --format json/csv or --report DIR", markup=False,
                       highlight=False, style="dim")
+
+
+def render_variants(result: CampaignAnalysis, console: Console) -> None:
+    """Energy and time per scenario and variant (to the target accuracy where reached), the Pareto front starred;
+    only where there are at least two groups besides the baseline."""
+    table = result.variants
+    if table.empty or (table.scenario != BASELINE_SCENARIO).sum() < 2:
+        return
+    to_target = str(table.basis.iloc[0]) == "to target"
+    time, energy = ("time_to_target_s", "energy_to_target_wh") if to_target else ("duration_s", "energy_wh")
+
+    def ci(row: dict, figure: str, digits: int) -> str:
+        text = _cell(row[f"{figure}_mean"], digits)
+        if not math.isnan(row[f"{figure}_ci_low"]):
+            text += f" [{_cell(row[f'{figure}_ci_low'], digits)}, {_cell(row[f'{figure}_ci_high'], digits)}]"
+        return text
+
+    cells = [["*" if row["pareto"] else "", group_label(row["scenario"], row["variant"]), str(row["n"]),
+              str(row["n_reached"]), ci(row, energy, 4), ci(row, time, 1)]
+             for row in table[table.scenario != BASELINE_SCENARIO].to_dict(orient="records")]
+    print_table(console, f"variants: wall energy and time {'to the target accuracy' if to_target else 'per run'}, "
+                "mean [95 % CI] over ok runs; * = on the Pareto front (no other is both faster and cheaper)",
+                ["", "scenario", "n", "reached", "energy Wh", "time s"], cells, {"", "scenario"})
+    console.print()
 
 
 def render_oscar(figures: pd.DataFrame, console: Console) -> None:
@@ -229,7 +265,8 @@ def render_comparison(comparison: CampaignComparison, console: Console) -> None:
     cells = []
     for row in comparison.table.to_dict(orient="records"):
         digits = _digits(row["figure"])
-        cells.append([row["scenario_a"], row["scenario_b"], row["figure"],
+        cells.append([group_label(row["scenario_a"], row["variant_a"]),
+                      group_label(row["scenario_b"], row["variant_b"]), row["figure"],
                       f"{_cell(row['mean_a'], digits)} ± {_cell(row['std_a'], digits)} ({row['n_a']})",
                       f"{_cell(row['mean_b'], digits)} ± {_cell(row['std_b'], digits)} ({row['n_b']})",
                       _cell(row["difference_pct"], 1), _p(row["welch_p"]), _p(row["mannwhitney_p"]),
@@ -248,7 +285,7 @@ def render_csv(result: CampaignAnalysis) -> str:
     """
     summary_rows = []
     for statistic in ("mean", "std"):
-        part = result.summary[["scenario", "action", "n"]].copy()
+        part = result.summary[["scenario", "variant", "action", "n"]].copy()
         part["statistic"] = statistic
         for column in result.summary.columns:
             if column.endswith(f"_{statistic}"):
@@ -300,6 +337,12 @@ def _two_campaigns(value: tuple[str, str] | None) -> tuple[str, str] | None:
     return value
 
 
+def _not_nan(value: float) -> float:
+    if math.isnan(value):
+        raise typer.BadParameter("must be a fraction such as 0.05 (inf: no check), not nan")
+    return value
+
+
 @one_line_errors
 def analyze_command(
     campaign: Annotated[Optional[str], typer.Option(help="Campaign to analyse.")] = None,  # noqa: UP045
@@ -334,6 +377,10 @@ def analyze_command(
     oscar_figures: Annotated[bool, typer.Option(
         "--oscar-figures",
         help="Also OSCAR's report figures per scenario beside ours (always with --import-oscar).")] = False,
+    baseline_margin: Annotated[float, typer.Option(
+        min=0.0, callback=_not_nan,
+        help="Flag 'baseline' runs whose mean power lies further than this fraction from the first baseline's and "
+             "leave them out of the baseline power (inf: no check).")] = BASELINE_MARGIN,
 ) -> None:
     """Energy per run, action and epoch (counters at the event edges), baseline-adjusted, with statistics."""
     format = format.value  # type: ignore[assignment]
@@ -368,12 +415,13 @@ def analyze_command(
             if compare and compare[0] is not None:
                 (ca, sa), (cb, sb) = split_spec(compare[0]), split_spec(compare[1])
                 a, b = (analyze_campaign(opened, c, host, progress=progress, traces=bool(report),
-                                             sensor_exporters=sensor_exporters) for c in (ca, cb))
+                                             sensor_exporters=sensor_exporters, baseline_margin=baseline_margin)
+                      for c in (ca, cb))
                 comparison = compare_analyses(a, b, sa, sb)
                 result = None
             else:
                 result = analyze_campaign(opened, campaign, host, progress=progress, traces=bool(report),
-                                          sensor_exporters=sensor_exporters)
+                                          sensor_exporters=sensor_exporters, baseline_margin=baseline_margin)
                 comparison = None
             if export_oscar and result is not None:
                 from mltelemetry.analysis.oscar import export_oscar as do_export

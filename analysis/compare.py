@@ -1,7 +1,7 @@
 """Two campaigns side by side: the same scenario before and after a change, with the same tests.
 
-``--compare A B`` pairs the scenarios the two campaigns share; ``A:cnn B:cnn-small`` pairs the
-named ones. For each pair and figure: n, mean, standard deviation and 95 % CI on each side, the
+``--compare A B`` pairs the scenarios (and variants) the two campaigns share; ``A:cnn B:cnn-small``
+pairs the named ones. For each pair and figure: n, mean, standard deviation and 95 % CI on each side, the
 difference (B − A, and in % of A), Welch's t-test, Mann–Whitney U and effect sizes (Cohen's d,
 Hedges' g, rank-biserial), computed over the ok runs.
 """
@@ -35,36 +35,57 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return campaign, scenario or None
 
 
+Group = tuple[str, str]  # (scenario, variant)
+
+
+def _groups(analysis: CampaignAnalysis, scenario: str | None = None) -> list[Group]:
+    runs = analysis.windows[analysis.windows.action == "run"]
+    if scenario is not None:
+        runs = runs[runs.scenario == scenario]
+    return list(dict.fromkeys(zip(runs.scenario, runs.variant)))
+
+
 def pairs(a: CampaignAnalysis, b: CampaignAnalysis, scenario_a: str | None,
-          scenario_b: str | None) -> list[tuple[str, str]]:
+          scenario_b: str | None) -> list[tuple[Group, Group]]:
+    """The groups compared: the named scenarios (each variant with the same variant on the other side, or the one
+    group of each), else every scenario and variant the two campaigns share."""
     if scenario_a or scenario_b:
         chosen = (scenario_a or scenario_b, scenario_b or scenario_a)
         for analysis, scenario in ((a, chosen[0]), (b, chosen[1])):
             if scenario not in set(analysis.windows.scenario):
                 raise MltelemetryError(f"campaign {analysis.campaign!r} has no scenario {scenario!r}; it has "
                                        f"{', '.join(sorted(set(analysis.windows.scenario)))}")
-        return [chosen]
-    runs_a = list(dict.fromkeys(a.windows[a.windows.action == "run"].scenario))
-    shared = [s for s in runs_a if s in set(b.windows[b.windows.action == "run"].scenario)]
+        groups_a, groups_b = _groups(a, chosen[0]), _groups(b, chosen[1])
+        if len(groups_a) == 1 and len(groups_b) == 1:
+            return [(groups_a[0], groups_b[0])]
+        variants_b = {v for _, v in groups_b}
+        shared = [(ga, (chosen[1], ga[1])) for ga in groups_a if ga[1] in variants_b]
+        if not shared:
+            raise MltelemetryError(f"scenarios {chosen[0]!r} of {a.campaign!r} and {chosen[1]!r} of {b.campaign!r} "
+                                   "share no variant")
+        return shared
+    groups_b = set(_groups(b))
+    shared = [g for g in _groups(a) if g in groups_b]
     if not shared:
         raise MltelemetryError(f"campaigns {a.campaign!r} and {b.campaign!r} share no scenario; name the two to "
                                f"compare as {a.campaign}:SCENARIO {b.campaign}:SCENARIO")
-    return [(s, s) for s in shared]
+    return [(g, g) for g in shared]
 
 
 def compare_analyses(a: CampaignAnalysis, b: CampaignAnalysis, scenario_a: str | None = None,
                      scenario_b: str | None = None) -> CampaignComparison:
     runs_a, runs_b = (_ok(x.windows)[lambda w: w.action == "run"] for x in (a, b))
     rows = []
-    for sa, sb in pairs(a, b, scenario_a, scenario_b):
-        ra, rb = runs_a[runs_a.scenario == sa], runs_b[runs_b.scenario == sb]
+    for (sa, va), (sb, vb) in pairs(a, b, scenario_a, scenario_b):
+        ra = runs_a[(runs_a.scenario == sa) & (runs_a.variant == va)]
+        rb = runs_b[(runs_b.scenario == sb) & (runs_b.variant == vb)]
         for figure in TESTED_FIGURES:
             if not (_recorded(ra, figure) or _recorded(rb, figure)):
                 continue
             da, db = stats.describe(ra[figure].to_numpy()), stats.describe(rb[figure].to_numpy())
             tested = stats.compare(ra[figure].to_numpy(), rb[figure].to_numpy())  # B − A, positive when B larger
             rows.append({
-                "scenario_a": sa, "scenario_b": sb, "figure": figure,
+                "scenario_a": sa, "variant_a": va, "scenario_b": sb, "variant_b": vb, "figure": figure,
                 "n_a": da["n"], "mean_a": da["mean"], "std_a": da["std"], "ci_low_a": da["ci_low"],
                 "ci_high_a": da["ci_high"], "shapiro_p_a": da["shapiro_p"],
                 "n_b": db["n"], "mean_b": db["mean"], "std_b": db["std"], "ci_low_b": db["ci_low"],

@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from mltelemetry import __version__
-from mltelemetry.analysis.campaign import J_PER_WH, CampaignAnalysis, _ok
+from mltelemetry.analysis.campaign import (
+    BASELINE_SCENARIO,
+    J_PER_WH,
+    CampaignAnalysis,
+    _ok,
+    group_label,
+    run_ranges,
+)
 from mltelemetry.analysis.compare import CampaignComparison
 from mltelemetry.safety import write_csv
 
@@ -69,11 +76,18 @@ def _figure(width: float = 10, height: float = 4.5):
 
 
 def _runs(result: CampaignAnalysis) -> pd.DataFrame:
-    return _ok(result.windows)[lambda w: w.action == "run"]
+    """The ok runs, their ``scenario`` column holding the group each figure shows: the scenario, with its variant."""
+    runs = _ok(result.windows)[lambda w: w.action == "run"]
+    return runs.assign(scenario=[group_label(s, v) for s, v in zip(runs.scenario, runs.variant)])
 
 
 def _scenarios(runs: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(runs.scenario))
+
+
+def _ticks(labels: list[str]) -> list[str]:
+    """Axis labels of groups, a variant's settings one per line (``cnn [batch_size=32,precision=bf16]`` is wide)."""
+    return [label.replace(" [", "\n[").replace(",", ",\n") for label in labels]
 
 
 def _ci_half(values: pd.Series) -> float:
@@ -141,7 +155,7 @@ def fig_energy_overview(result: CampaignAnalysis):
     ax_energy.set_ylabel("Wh")
     ax_energy.legend(fontsize=8)
     for ax in (ax_power, ax_energy):
-        ax.set_xticks(x, scenarios)
+        ax.set_xticks(x, _ticks(scenarios))
     return fig
 
 
@@ -168,7 +182,7 @@ def fig_hardware(result: CampaignAnalysis):
         groups = [runs[runs.scenario == s][column] * scale for s in scenarios]
         ax.bar(range(len(scenarios)), [g.mean() for g in groups], yerr=[_ci_half(g) for g in groups],
                color="tab:purple", capsize=3)
-        ax.set_xticks(range(len(scenarios)), scenarios)
+        ax.set_xticks(range(len(scenarios)), _ticks(scenarios))
         ax.set_title(title, fontsize=10)
     for ax in axes[len(recorded):]:
         ax.set_visible(False)
@@ -184,11 +198,11 @@ def fig_epoch_temperature(result: CampaignAnalysis):
         raise NoFigure("no GPU temperature during the epochs (no GPU exporter series)")
     fig = _figure(7, 4.5)
     ax = fig.subplots()
-    table = result.correlations.set_index(["scenario", "x"]) if not result.correlations.empty else None
-    for scenario, group in epochs.groupby("scenario", sort=False):
-        label = scenario
-        if table is not None and (scenario, "gpu_temperature_c") in table.index:
-            row = table.loc[(scenario, "gpu_temperature_c")]
+    table = result.correlations.set_index(["scenario", "variant", "x"]) if not result.correlations.empty else None
+    for (scenario, variant), group in epochs.groupby(["scenario", "variant"], sort=False):
+        label = group_label(scenario, variant)
+        if table is not None and (scenario, variant, "gpu_temperature_c") in table.index:
+            row = table.loc[(scenario, variant, "gpu_temperature_c")]
             label += f" (r = {row['r']:.2f}, n = {row['n']})" if np.isfinite(row["r"]) else f" ({row['reason']})"
         ax.scatter(group.gpu_temperature_c, group.energy_wh, s=14, label=label)
         both = group[["gpu_temperature_c", "energy_wh"]].dropna()
@@ -216,7 +230,7 @@ def fig_efficiency(result: CampaignAnalysis):
         groups = [runs[runs.scenario == s][column] for s in scenarios]
         ax.bar(range(len(scenarios)), [g.mean() for g in groups], yerr=[_ci_half(g) for g in groups],
                color="tab:green", capsize=3)
-        ax.set_xticks(range(len(scenarios)), scenarios)
+        ax.set_xticks(range(len(scenarios)), _ticks(scenarios))
         ax.set_title(f"{title} (95 % CI)", fontsize=10)
     return fig
 
@@ -239,7 +253,7 @@ def fig_meter_vs_trackers(result: CampaignAnalysis):
     ax_bars.bar(x, [g.energy_wh.mean() for g in groups], width, label="power meter", color="tab:blue")
     for k, (column, title, color) in enumerate(trackers, start=1):
         ax_bars.bar(x + k * width, [g[column].mean() for g in groups], width, label=title, color=color)
-    ax_bars.set_xticks(x + width * len(trackers) / 2, scenarios)
+    ax_bars.set_xticks(x + width * len(trackers) / 2, _ticks(scenarios))
     ax_bars.set_ylabel("energy per run (Wh)")
     ax_bars.legend(fontsize=8)
     top = float(runs.energy_wh.max())
@@ -256,6 +270,52 @@ def fig_meter_vs_trackers(result: CampaignAnalysis):
     ax_fit.set_xlabel("meter energy per run (Wh)")
     ax_fit.set_ylabel("tracker energy per run (Wh)")
     ax_fit.legend(fontsize=8)
+    return fig
+
+
+def _variant_points(result: CampaignAnalysis) -> tuple[pd.DataFrame, str, str, str]:
+    """The groups the variant comparison plots (baseline aside, with both means), and its time and energy columns
+    and basis (``to target`` or ``per run``)."""
+    table = result.variants
+    if table.empty:
+        return table, "", "", ""
+    basis = str(table.basis.iloc[0])
+    time, energy = (("time_to_target_s", "energy_to_target_wh") if basis == "to target"
+                    else ("duration_s", "energy_wh"))
+    points = table[table.scenario != BASELINE_SCENARIO].dropna(subset=[f"{time}_mean", f"{energy}_mean"])
+    return points, time, energy, basis
+
+
+def fig_variants(result: CampaignAnalysis):
+    """Energy against time per scenario and variant: means with their 95 % CI on both axes, the Pareto front marked."""
+    points, time, energy, basis = _variant_points(result)
+    if len(points) < 2:
+        raise NoFigure("fewer than two scenarios or variants besides the baseline with energy and time")
+    fig = _figure(9, 5.5)
+    ax = fig.subplots()
+    for _, row in points.iterrows():
+        def half(column: str, row: pd.Series = row) -> list[list[float]]:
+            mean, low, high = row[f"{column}_mean"], row[f"{column}_ci_low"], row[f"{column}_ci_high"]
+            return [[mean - low], [high - mean]] if np.isfinite(low) else [[0.0], [0.0]]
+
+        color = "tab:red" if row.pareto else "tab:grey"
+        x, y = row[f"{time}_mean"], row[f"{energy}_mean"]
+        ax.errorbar(x, y, xerr=half(time), yerr=half(energy), fmt="none", ecolor=color, alpha=0.45, capsize=3,
+                    linewidth=1)
+        ax.plot(x, y, "o", color=color, markersize=9 if row.pareto else 6, zorder=3)
+        runs = f"{row.n_reached} of {row.n} runs reached it" if basis == "to target" else f"{row.n} runs"
+        ax.annotate(f"{group_label(row.scenario, row.variant)}\n{runs}", (x, y), textcoords="offset points",
+                    xytext=(8, 8), fontsize=8, bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8,
+                                                      "edgecolor": "none"})
+    front = points[points.pareto].sort_values(f"{time}_mean")
+    ax.plot(front[f"{time}_mean"], front[f"{energy}_mean"], color="tab:red", linestyle="--", linewidth=2,
+            zorder=2, label="Pareto front: no other variant is both faster and cheaper")
+    ax.plot([], [], "o", color="tab:grey", label="beaten on both time and energy")
+    what = "to the target accuracy" if basis == "to target" else "per run"
+    ax.set_xlabel(f"time {what} (s)")
+    ax.set_ylabel(f"wall energy {what} (Wh)")
+    ax.set_title(f"energy against time {what}: mean and 95 % CI over the ok runs", fontsize=10)
+    ax.legend(fontsize=8)
     return fig
 
 
@@ -307,7 +367,7 @@ WINDOW_COLUMNS = ["scenario", "run", "action", "epoch", "status", "start", "dura
 
 
 def _summary_long(result: CampaignAnalysis) -> pd.DataFrame:
-    """The summary as one row per scenario, action and figure (mean, sd, CI, median, min, max, Shapiro p)."""
+    """The summary as one row per scenario, variant, action and figure (mean, sd, CI, median, min, max, Shapiro p)."""
     rows = []
     statistics = ["mean", "std", "ci_low", "ci_high", "median", "min", "max", "shapiro_p"]
     for record in result.summary.to_dict(orient="records"):
@@ -316,15 +376,15 @@ def _summary_long(result: CampaignAnalysis) -> pd.DataFrame:
             values = {s: record.get(f"{figure}_{s}") for s in statistics}
             if values["mean"] is None or not np.isfinite(values["mean"]):
                 continue
-            rows.append({"scenario": record["scenario"], "action": record["action"], "n": record["n"],
-                         "figure": figure, **values})
+            rows.append({"scenario": record["scenario"], "variant": record["variant"], "action": record["action"],
+                         "n": record["n"], "figure": figure, **values})
     return pd.DataFrame(rows)
 
 
 def write_data(result: CampaignAnalysis, data: Path) -> list[str]:
     data.mkdir(parents=True, exist_ok=True)
     files = {"windows.csv": result.windows, "summary.csv": result.summary, "summary_long.csv": _summary_long(result),
-             "tests.csv": result.tests, "correlations.csv": result.correlations,
+             "tests.csv": result.tests, "variants.csv": result.variants, "correlations.csv": result.correlations,
              "meter_vs_sensors.csv": result.sensors}
     if result.traces is not None:
         files["power_traces.csv"] = result.traces
@@ -354,6 +414,44 @@ def _figures_html(result: CampaignAnalysis, out: Path, progress: Progress | None
     return "\n".join(parts)
 
 
+VARIANT_COLUMNS = ["scenario", "variant", "n", "n_reached", "energy_to_target_wh_mean", "energy_to_target_wh_ci_low",
+                   "energy_to_target_wh_ci_high", "time_to_target_s_mean", "time_to_target_s_ci_low",
+                   "time_to_target_s_ci_high", "energy_wh_mean", "energy_wh_ci_low", "energy_wh_ci_high",
+                   "duration_s_mean", "duration_s_ci_low", "duration_s_ci_high", "pareto"]
+
+
+def _variants_html(result: CampaignAnalysis, out: Path) -> str:
+    """The variant comparison, the experiment's answer where there is one (so first): the energy–time figure with
+    its Pareto front, the table, and the tests between the groups on energy and time (to the target where reached);
+    nothing where fewer than two scenarios or variants besides the baseline have both."""
+    points, time, energy, basis = _variant_points(result)
+    if len(points) < 2:
+        return ""
+    fig_variants(result).savefig(out / "figures" / "variants_pareto.png")
+    table = result.variants[result.variants.scenario != BASELINE_SCENARIO]
+    columns = [c for c in VARIANT_COLUMNS if c in table and (not c.endswith(("_mean", "_low", "_high"))
+                                                              or table[c].notna().any())]
+    groups = set(zip(points.scenario, points.variant))
+    tests = result.tests
+    if not tests.empty:
+        between = np.array([(a, va) in groups and (b, vb) in groups
+                            for a, va, b, vb in zip(tests.a, tests.variant_a, tests.b, tests.variant_b)], bool)
+        tests = tests[tests.figure.isin([time, energy]).to_numpy() & between]
+    what = "to the target accuracy" if basis == "to target" else "per run"
+    caption = (f"Wall energy against time {what} per scenario and variant: mean and 95 % CI over the ok runs; the "
+               "Pareto front (red) holds the variants no other is both faster and cheaper than")
+    return ("<h2>Variants compared: energy and time</h2>"
+            f'<figure id="variants_pareto"><img src="figures/variants_pareto.png" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}.</figcaption></figure>"
+            f"<p>Energy and time {what}: time from the run's start to the end of its first epoch at or above the "
+            "target accuracy, and the wall energy over it; <code>n_reached</code> of <code>n</code> ok runs reached "
+            f"it.</p>{html_table(table, columns, id='variants')}"
+            "<p>Tests between the groups (b against a: Welch's t, Mann–Whitney U, Hedges' g).</p>"
+            + (html_table(tests, ["a", "variant_a", "b", "variant_b", "figure", "mean_a", "mean_b", "difference",
+                                  "difference_pct", "welch_p", "mannwhitney_p", "hedges_g", "reason"],
+                          id="variant-tests") if len(tests) else "<p>No test: too few runs.</p>"))
+
+
 def _page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>"
@@ -377,7 +475,12 @@ def write_report(result: CampaignAnalysis, out: str | Path, progress: Progress |
     runs_and_actions = result.windows[result.windows.action != "epoch"]
     epochs = result.windows[result.windows.action == "epoch"]
     baseline = "none recorded" if result.baseline_power_w is None else f"{result.baseline_power_w:.2f} W"
-    summary = result.summary[["scenario", "action", "n", "n_flagged"]].copy()
+    if result.baseline.get("runs"):
+        drifted = [str(d["run"]) for d in result.baseline.get("drifted", [])]
+        baseline += (f" (Σ energy / Σ duration of baseline run(s) {run_ranges(result.baseline['runs'])}"
+                     + (f"; run(s) {', '.join(drifted)} drifted more than {result.baseline['margin']:.0%} from the "
+                        "first baseline and were left out" if drifted else "") + ")")
+    summary = result.summary[["scenario", "variant", "action", "n", "n_flagged"]].copy()
     for figure in SUMMARY_FIGURES:
         if f"{figure}_mean" in result.summary and result.summary[f"{figure}_mean"].notna().any():
             summary[f"{figure} mean"] = result.summary[f"{figure}_mean"]
@@ -388,10 +491,11 @@ def write_report(result: CampaignAnalysis, out: str | Path, progress: Progress |
 Baseline power: {baseline}. {int((runs_and_actions.action == "run").sum())} runs, {len(epochs)} epochs.
 Energy: counters read at each event's edges; the method of every figure is in the tables
 (<code>energy_method</code>, <code>gpu_energy_method</code>).</p>
-<h2>Notes</h2>{_notes(result.notes)}
+<h2>Notes</h2>{_notes(result.notes)}{_variants_html(result, out)}
 <h2>Figures</h2>{figures}
 <h2>Per scenario and action</h2>
-<p>Mean and standard deviation over the ok windows; the 95 % CI, median, min, max and Shapiro–Wilk p of every
+<p>Mean and standard deviation over the ok windows (unflagged, inside an ok run; <code>n_flagged</code> were left
+out); the 95 % CI, median, min, max and Shapiro–Wilk p of every
 figure are in <a href="data/summary_long.csv">summary_long.csv</a>.</p>{html_table(summary, id="summary")}
 <h2>Scenarios compared (runs)</h2>
 <p>Scenario b against scenario a over the ok runs: difference b − a (and in % of a), Welch's t-test, Mann–Whitney U
@@ -417,7 +521,9 @@ def fig_comparison(comparison: CampaignComparison):
     """Run energy of each compared scenario pair: every run, and the means with their 95 % CI."""
     if comparison.table.empty:
         raise NoFigure("no scenario pair to compare")
-    pairs = list(dict.fromkeys(zip(comparison.table.scenario_a, comparison.table.scenario_b)))
+    table = comparison.table
+    pairs = list(dict.fromkeys(zip((group_label(s, v) for s, v in zip(table.scenario_a, table.variant_a)),
+                                   (group_label(s, v) for s, v in zip(table.scenario_b, table.variant_b)))))
     fig = _figure(4 + 2.5 * len(pairs), 4.5)
     ax = fig.subplots()
     runs_a, runs_b = _runs(comparison.a), _runs(comparison.b)
@@ -427,7 +533,7 @@ def fig_comparison(comparison: CampaignComparison):
             ax.scatter(np.full(len(values), k + offset), values, s=12, color=color, alpha=0.6)
             if len(values):
                 ax.errorbar(k + offset, values.mean(), yerr=_ci_half(values), fmt="o", color="black", capsize=4)
-    ax.set_xticks(range(len(pairs)), [sa if sa == sb else f"{sa} / {sb}" for sa, sb in pairs])
+    ax.set_xticks(range(len(pairs)), _ticks([sa if sa == sb else f"{sa} / {sb}" for sa, sb in pairs]))
     ax.set_ylabel("energy per run (Wh)")
     ax.set_title(f"{comparison.a.campaign} (blue, left) against {comparison.b.campaign} (orange, right)", fontsize=10)
     return fig

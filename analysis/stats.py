@@ -15,6 +15,10 @@ import numpy as np
 CONFIDENCE = 0.95
 MAD_THRESHOLD = 3.5  # modified z-score above which a run is an outlier (Iglewicz and Hoaglin)
 MAD_SCALE = 0.6745  # Φ⁻¹(0.75): makes the MAD comparable to a standard deviation for normal data
+# The MAD is floored at this fraction of |median|: runs closer together than a meter's accuracy (0.1–0.5 % of
+# reading) and the run-to-run noise of a quiet machine differ by noise, not as outliers. With the 3.5 threshold a
+# run must then lie more than 3.5 / 0.6745 × 0.5 % ≈ 2.6 % from the median to be one.
+MAD_MIN_RELATIVE = 0.005
 NAN = float("nan")
 
 
@@ -23,9 +27,12 @@ def _clean(values) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
+ROUNDING = 1e-9  # relative to the values' magnitude: below it a spread or a mean is floating-point noise
+
+
 def _constant(x: np.ndarray) -> bool:
     """No spread beyond floating-point noise (where scipy's moments lose all precision)."""
-    return len(x) == 0 or float(np.ptp(x)) <= 1e-9 * float(np.max(np.abs(x)))
+    return len(x) == 0 or float(np.ptp(x)) <= ROUNDING * float(np.max(np.abs(x)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -73,19 +80,23 @@ def compare(a, b) -> dict[str, float | str]:
         out["reason"] = "no values in one group"
         return out
     out["difference"] = out["mean_b"] - out["mean_a"]
-    if out["mean_a"] != 0:
+    # a mean that is 0 up to rounding (a baseline's own induced energy) makes any percentage of it noise
+    scale = max(float(np.max(np.abs(x))), float(np.max(np.abs(y))))
+    if abs(out["mean_a"]) > ROUNDING * scale:
         out["difference_pct"] = 100 * out["difference"] / abs(out["mean_a"])
+    else:
+        out["reason"] = "mean of a is zero within rounding: no % difference"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         u = stats.mannwhitneyu(y, x, alternative="two-sided")  # U of B
     out.update(mannwhitney_u=float(u.statistic), mannwhitney_p=float(u.pvalue),
                rank_biserial=2 * float(u.statistic) / (na * nb) - 1)
     if na < 2 or nb < 2:
-        out["reason"] = "fewer than 2 runs in a group: no t-test or effect size"
+        out["reason"] = _join(out["reason"], "fewer than 2 runs in a group: no t-test or effect size")
         return out
     va, vb = x.var(ddof=1), y.var(ddof=1)
     if _constant(x) and _constant(y):
-        out["reason"] = "both groups constant: no t-test or effect size"
+        out["reason"] = _join(out["reason"], "both groups constant: no t-test or effect size")
         return out
     with warnings.catch_warnings():  # one constant group is fine for Welch; scipy warns about its moments
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -97,11 +108,15 @@ def compare(a, b) -> dict[str, float | str]:
     return out
 
 
+def _join(*reasons: str) -> str:
+    return "; ".join(r for r in reasons if r)
+
+
 def mad_outliers(values, threshold: float = MAD_THRESHOLD) -> tuple[np.ndarray, str]:
     """Which values are outliers by the modified z-score ``0.6745 (x − median) / MAD`` (|z| > threshold).
 
     NaN values are never outliers. With fewer than 3 values or a MAD of zero there is no scale to
-    judge by: nothing is flagged and the reason says so.
+    judge by: nothing is flagged and the reason says so. The MAD is floored at ``MAD_MIN_RELATIVE`` × |median|.
     """
     x = np.asarray(values, dtype=np.float64)
     flags = np.zeros(len(x), bool)
@@ -112,7 +127,7 @@ def mad_outliers(values, threshold: float = MAD_THRESHOLD) -> tuple[np.ndarray, 
     mad = np.median(np.abs(x[finite] - median))
     if mad == 0:
         return flags, "median absolute deviation is zero"
-    z = MAD_SCALE * (x - median) / mad
+    z = MAD_SCALE * (x - median) / max(mad, MAD_MIN_RELATIVE * abs(median))
     flags[finite] = np.abs(z[finite]) > threshold
     return flags, ""
 

@@ -258,6 +258,11 @@ FIELD_BATCH_SIZE = "batch_size"  # run, create_model, train: images per training
 FIELD_EPOCHS = "epochs"  # epochs the train window ran
 FIELD_REACHED_TARGET = "reached_target"  # bool: validation accuracy reached target_accuracy
 FIELD_TARGET_ACCURACY = "target_accuracy"  # 0–1
+# Settings of an ML run (run and create_model events); the analysis groups runs by those that differ.
+FIELD_PRECISION = "precision"  # e.g. fp32, bf16
+FIELD_BATCH_SIZE = "batch_size"
+# In a --vary campaign, on every event of a run: the varied settings as name=value joined by "," (in --vary order).
+FIELD_VARIANT = "variant"
 FIELD_COOLDOWN_WAITED = "waited_s"  # seconds a cooldown event waited
 FIELD_COOLDOWN_REACHED = "reached"  # bool: the GPU came within the margin of the reference
 FIELD_GPU_TEMPERATURE_START = "start_temperature_c"  # hottest GPU at the cooldown's start, °C

@@ -7,6 +7,7 @@ no width to respect, so the plain form never wraps (one row per line, columns pa
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -30,11 +31,12 @@ def print_table(console: Console, title: str | None, columns: list[str], cells: 
                 caption: str | None = None) -> None:
     """``cells`` (rows of text) under ``columns`` on ``console``: boxed on a terminal, plain text otherwise."""
     if console.is_terminal and len(cells) <= RICH_ROWS:
-        table = Table(title=title, caption=caption, title_justify="left")
+        # cells are text, not rich markup: a label such as "cnn [batch_size=32]" must print as it is
+        table = Table(title=escape(title or ""), caption=escape(caption) if caption else None, title_justify="left")
         for c in columns:
-            table.add_column(c, justify="left" if c in left else "right")
+            table.add_column(escape(c), justify="left" if c in left else "right")
         for row in cells:
-            table.add_row(*row)
+            table.add_row(*(escape(cell) for cell in row))
         console.print(table)
     else:
         console.print(plain_table(title, columns, cells, left, caption), markup=False, highlight=False,

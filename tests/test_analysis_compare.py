@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from scipy import stats as sps
+from test_analysis import variant_name, variant_store
 from test_analysis_figures import lab_events, lab_samples, lab_store
 from typer.testing import CliRunner
 
@@ -82,3 +83,17 @@ def test_lookback_durations():
     assert parse_duration_s("31d") == 31 * 86400 and parse_duration_s("90s") == 90 and parse_duration_s("2w") == 1209600
     with pytest.raises(MltelemetryError, match="--lookback wants a duration"):
         parse_duration_s("soon")
+
+
+def test_variants_are_paired_with_the_same_variant(tmp_path):
+    variant_store(tmp_path / "v.db").close()
+    result = invoke("--compare", "v:cnn", "v:cnn", "--source", str(tmp_path / "v.db"), "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = [r for r in json.loads(result.output)["comparison"] if r["figure"] == "time_to_target_s"]
+    # each variant against itself, never one variant's runs lumped with another's
+    assert sorted((r["variant_a"], r["variant_b"], r["n_a"], r["mean_b"]) for r in rows) == [
+        (variant_name("V1"), variant_name("V1"), 3, 35.0), (variant_name("V2"), variant_name("V2"), 3, 29.0),
+        (variant_name("V3"), variant_name("V3"), 3, 37.0)]
+    result = invoke("--compare", "v", "v", "--source", str(tmp_path / "v.db"), "--format", "json")
+    pairs = {(r["scenario_a"], r["variant_a"]) for r in json.loads(result.output)["comparison"]}
+    assert pairs == {("baseline", ""), *(("cnn", variant_name(k)) for k in ("V1", "V2", "V3"))}

@@ -372,7 +372,8 @@ def test_outlier_runs_flagged_by_median_absolute_deviation(tmp_path):
     with Store(tmp_path / "s.db") as store:
         store.write(lab_samples())
         store.write_events([Event("o", "baseline", run, "run", a * S, b * S) for run, (a, b) in spans.items()])
-        result = analyze_campaign(store, "o")
+        # runs 4 to 6 lie 10 % and more from the first baseline: the drift check (tested on its own) is off here
+        result = analyze_campaign(store, "o", baseline_margin=None)
     runs = result.windows.set_index("run")
     assert runs.mean_power_w.tolist() == pytest.approx([100, 100, 110, 118, 200, 100])  # in order of start
     # median 105 W, MAD 5 W: run 6 has z = 0.6745 × 95 / 5 = 12.8, run 5 only 1.75

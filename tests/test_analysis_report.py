@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import crafted_store
+from test_analysis import crafted_store, variant_name, variant_store
 from test_analysis_figures import lab_store
 from typer.testing import CliRunner
 
@@ -127,3 +127,35 @@ def test_comparison_report(tmp_path):
     images, _ = loaded_images(tmp_path, out / "index.html")
     assert [i["src"] for i in images] == ["figures/comparison.png"] and images[0]["data-loaded"] == "yes"
     assert (out / "a-lab" / "index.html").exists() and (out / "b-lab" / "figures" / "power_over_time.png").exists()
+
+
+def test_report_compares_variants_with_the_pareto_front(tmp_path):
+    variant_store(tmp_path / "v.db").close()
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["analyze", "--campaign", "v", "--source", str(tmp_path / "v.db"),
+                                      "--report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "variants: wall energy and time to the target accuracy" in result.output  # the CLI's table
+    assert f"│ * │ cnn [{variant_name('V1')}] │ 3 │ 3 " in result.output  # the label, not eaten as rich markup
+    images, dom = loaded_images(tmp_path, out / "index.html")
+    pareto = next(i for i in images if i["src"] == "figures/variants_pareto.png")
+    assert pareto["data-loaded"] == "yes" and int(pareto["data-natural-width"]) == png_size(
+        out / "figures" / "variants_pareto.png")[0]
+    table = re.search(r'<table id="variants">.*?</table>', dom).group(0)
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)]
+    by_variant = {row[1]: row for row in rows if row}
+    assert set(by_variant) == {variant_name(k) for k in ("V1", "V2", "V3")}  # the baseline does no work: not shown
+    assert [by_variant[variant_name(k)][-1] for k in ("V1", "V2", "V3")] == ["yes", "yes", ""]  # the pareto column
+    assert by_variant[variant_name("V1")][2:4] == ["3", "3"] and by_variant[variant_name("V3")][2:4] == ["4", "3"]
+    assert 'id="variant-tests"' in dom
+    assert pd.read_csv(out / "data" / "variants.csv").pareto.tolist() == [False, True, True, False]  # baseline first
+
+    screenshot = tmp_path / "variants-screenshot.png"
+    chromium(tmp_path, f"--screenshot={screenshot}", "--window-size=1280,1600", "--virtual-time-budget=10000",
+             (out / "index.html").as_uri())  # the variant comparison comes first, after the notes
+    from matplotlib.image import imread
+
+    pixels = imread(screenshot)[..., :3]
+    red = (pixels[..., 0] > 0.7) & (pixels[..., 1] < 0.3) & (pixels[..., 2] < 0.3)  # the front (tab:red)
+    assert red.sum() > 200, "the Pareto front is not in view"
+    shutil.copy(screenshot, out / "variants-screenshot.png")  # kept with the report for a look
