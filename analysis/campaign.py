@@ -543,16 +543,20 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     windows.insert(windows.columns.get_loc("status"), "variant", run_variants(events, enclosing))
     # the status of the run each window lies in: its own for a run, "none" where no run event encloses it (the
     # windows a SIGKILLed run closed before it was claimed); windows of a not-ok run leave the statistics with it
+    # A campaign with no run event at all (an Annotator script's own windows) has no strays: each window stands
+    # for itself, as its own status says.
+    has_runs = any(e.action == "run" for e in events)
     run_status = []
     for i, e in enumerate(events):
         run = enclosing[i]
-        run_status.append(run.status if run is not None else "none")
-        if run is None and e.action not in OUTSIDE_RUNS:
+        run_status.append(run.status if run is not None else ("none" if has_runs else e.status))
+        if run is None and has_runs and e.action not in OUTSIDE_RUNS:
             row_notes[i].append("inside no run event: left out of the statistics")
         elif run is not None and run is not e and run.status != "ok":
             row_notes[i].append(f"inside a run that is not ok ({run.status}): left out of the statistics")
     windows["run_status"] = run_status
-    stray = sum(1 for i, e in enumerate(events) if enclosing[i] is None and e.action not in OUTSIDE_RUNS)
+    stray = sum(1 for i, e in enumerate(events)
+                if has_runs and enclosing[i] is None and e.action not in OUTSIDE_RUNS)
     if stray:
         notes.append(f"{stray} window(s) inside no run event (e.g. a run killed before it was claimed): shown, left "
                      "out of the statistics")

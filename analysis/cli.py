@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -159,6 +160,11 @@ def _action_summary(result: CampaignAnalysis, console: Console) -> None:
                 ["scenario", "action", "n", *(h for _, h in figures)], cells, _TEXT)
 
 
+def _wrapped(text: str, indent: str) -> str:
+    """Text folded to the 100 columns the tables keep to (a long line would wrap or run off on its own)."""
+    return textwrap.fill(text, width=100, subsequent_indent=indent, break_on_hyphens=False)
+
+
 def _reasons(console: Console, reasons: list[tuple[str, str]]) -> None:
     """Why a table's row has no number, once per reason with the rows it holds for (keeps tables narrow)."""
     rows: dict[str, list[str]] = {}
@@ -166,7 +172,8 @@ def _reasons(console: Console, reasons: list[tuple[str, str]]) -> None:
         if reason:
             rows.setdefault(reason, []).append(row)
     for reason, which in rows.items():
-        console.print(f"  – {reason}: {', '.join(which)}", markup=False, highlight=False, soft_wrap=True)
+        console.print(_wrapped(f"  – {reason}: {', '.join(which)}", "    "), markup=False, highlight=False,
+                      soft_wrap=True)
 
 
 def render_table(result: CampaignAnalysis, console: Console, detail: bool = False) -> None:
@@ -220,7 +227,7 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
                           r["reason"]] for r in result.correlations.to_dict(orient="records")], _TEXT)
             console.print()
     for note in result.notes:
-        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        console.print(_wrapped(f"note: {note}", "      "), markup=False, highlight=False, soft_wrap=True)
     if not detail:
         console.print("every action, run and epoch: --detail, --format json/csv or --report DIR", markup=False,
                       highlight=False, style="dim")
@@ -230,8 +237,8 @@ def render_variants(result: CampaignAnalysis, console: Console) -> None:
     """Energy and time per scenario and variant (to the target accuracy where reached), the Pareto front starred;
     only where there are at least two groups besides the baseline."""
     table = result.variants
-    if table.empty or (table.scenario != BASELINE_SCENARIO).sum() < 2:
-        return
+    if table.empty or (table.scenario != BASELINE_SCENARIO).sum() < 2 or not table.variant.astype(bool).any():
+        return  # scenarios alone are compared in the summary and the tests
     to_target = str(table.basis.iloc[0]) == "to target"
     time, energy = ("time_to_target_s", "energy_to_target_wh") if to_target else ("duration_s", "energy_wh")
 
@@ -245,8 +252,8 @@ def render_variants(result: CampaignAnalysis, console: Console) -> None:
               str(row["n_reached"]), ci(row, energy, 4), ci(row, time, 1)]
              for row in table[table.scenario != BASELINE_SCENARIO].to_dict(orient="records")]
     print_table(console, f"variants: wall energy and time {'to the target accuracy' if to_target else 'per run'}, "
-                "mean [95 % CI] over ok runs; * = on the Pareto front (no other is both faster and cheaper)",
-                ["", "scenario", "n", "reached", "energy Wh", "time s"], cells, {"", "scenario"})
+                "mean [95 % CI] over ok runs", ["", "scenario", "n", "reached", "energy Wh", "time s"], cells,
+                {"", "scenario"}, caption="* on the Pareto front: no other group is both faster and cheaper")
     console.print()
 
 
@@ -275,7 +282,7 @@ def render_comparison(comparison: CampaignComparison, console: Console) -> None:
                 "difference = B − A", ["scenario A", "scenario B", "figure", "A mean ± sd (n)", "B mean ± sd (n)",
                                        "diff %", "Welch p", "M–W p", "Hedges g", "note"], cells, _TEXT)
     for note in comparison.notes:
-        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        console.print(_wrapped(f"note: {note}", "      "), markup=False, highlight=False, soft_wrap=True)
 
 
 def render_csv(result: CampaignAnalysis) -> str:
