@@ -446,7 +446,7 @@ def test_signal_marks_the_run_aborted_and_the_command_exits_cleanly(tmp_path, si
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until run 1 is recorded: run 2 is in progress
         time.sleep(0.2)
-        if store.exists() and any(e.action == "run" for e in run_events(store)):
+        if store.exists() and any(e.action == "run" and e.status == "ok" for e in run_events(store)):
             break
     time.sleep(0.3)
     process.send_signal(getattr(signal, signum))

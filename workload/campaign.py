@@ -367,9 +367,8 @@ def _one_run(recorder: EventRecorder, plan: CampaignPlan, name: str, run: int, p
         progress.start_run(index)
         ctx = RunContext(recorder, name, run, plan.seconds, variant.config(plan.config) if variant else plan.config,
                          progress.update, plan.idle_import())
-        first_baseline = settler is not None and name == BASELINE_SCENARIO and not settler.from_baseline
-        energy_before = settler.source.energy_j() if first_baseline and settler else None
-        started_ns, started = time.time_ns(), time.monotonic()
+        before_baseline = settler.baseline_starting() if settler is not None and name == BASELINE_SCENARIO else None
+        started_ns = time.time_ns()
         with _power_limit(limits, variant):
             ok = _run_one(recorder, ctx, position, compare, counts, fail_fast)
         progress.end_run()
@@ -377,8 +376,8 @@ def _one_run(recorder: EventRecorder, plan: CampaignPlan, name: str, run: int, p
         if cooler is not None:
             mean = cooler.source.mean(started_ns, time.time_ns())
             cooler.set_reference(mean if mean is not None else cooler.source.read(), f"baseline run {run}")
-        if first_baseline and settler is not None:
-            settler.baseline_ran(run, energy_before, time.monotonic() - started)
+        if settler is not None:
+            settler.baseline_ran(run, before_baseline)
 
 
 def _run_one(recorder: EventRecorder, ctx: RunContext, position: int, compare: CodeCarbonCompare | None,

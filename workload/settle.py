@@ -99,11 +99,17 @@ class Settle:
         if value is not None:
             self.reference_w, self.reference_from = value, "campaign start"
 
-    def baseline_ran(self, run: int, energy_before_j: float | None, seconds: float) -> None:
-        """A baseline run ended: the first one's mean power becomes the reference for the rest of the campaign."""
-        if self.from_baseline:
+    def baseline_starting(self) -> tuple[float | None, float] | None:
+        """Before a baseline run: what :meth:`baseline_ran` needs (None once the first baseline has set it)."""
+        return None if self.from_baseline else (self.source.energy_j(), self.clock())
+
+    def baseline_ran(self, run: int, before: tuple[float | None, float] | None) -> None:
+        """The first baseline run ended: its mean GPU power (energy counters over its time) becomes the
+        reference for the rest of the campaign; the power now where there are no counters."""
+        if before is None or self.from_baseline:
             return
-        energy_after_j = self.source.energy_j()
+        energy_before_j, started = before
+        energy_after_j, seconds = self.source.energy_j(), self.clock() - started
         if energy_before_j is not None and energy_after_j is not None and seconds > 0:
             value: float | None = (energy_after_j - energy_before_j) / seconds
         else:
