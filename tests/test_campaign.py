@@ -5,7 +5,9 @@ unwritable folders."""
 import json
 import logging
 import os
+import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -14,13 +16,14 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from conftest import wait_for
 from mltelemetry import schema
 from mltelemetry.cli import app
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.gpu.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step
 from mltelemetry.store import Store
 from mltelemetry.workload.campaign import CampaignPlan, SettleSettings, run_campaign
-from mltelemetry.workload.events import publishing
+from mltelemetry.workload.events import EventRecorder, publishing
 from mltelemetry.workload.scenarios import SCENARIOS
 from mltelemetry.workload.settle import NvmlPower, Settle
 from mltelemetry.workload.variants import parse_vary, variants
@@ -274,3 +277,243 @@ def test_settle_gives_up_at_its_limit_and_is_skipped_without_a_gpu(tmp_path, cap
     assert not [e for e in events if e.action == "settle"]
     assert "no GPU power from NVML" in events[0].fields["settle_skipped"]
     assert len([r for r in caplog.records if "settle skipped" in r.getMessage()]) == 1
+
+
+# --- interrupted between runs (issue 20.1) ----------------------------------------------------------------------
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_interrupt_during_the_pause_exits_130_and_says_so(tmp_path, signum):
+    store = tmp_path / "s.db"
+    process = subprocess.Popen(command(store, "p", "--scenario", "baseline", "--runs", "4", "--seconds", "0.2",
+                                       "--pause", "30"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: store.exists() and any(e.action == "run" and e.status == "ok" for e in events_of(store, "p")),
+                 60, "run 1 to end (the 30 s pause begins)")
+        process.send_signal(getattr(signal, signum))
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert out.strip() == "campaign p: 1 runs ok, 0 failed, interrupted: between runs; --resume runs the rest"
+    assert "Traceback" not in err
+    events = events_of(store, "p")
+    assert [(e.action, e.run, e.status) for e in events if e.action in ("campaign", "run")] == [
+        ("campaign", 0, "aborted"), ("run", 1, "ok")]  # runs 2-4 never ran
+
+
+# --- the plan is stored; --resume refuses another (issue 20.2) --------------------------------------------------
+def test_resume_refuses_a_different_plan(tmp_path):
+    path = tmp_path / "s.db"
+    plan = CampaignPlan("c", ["baseline"], runs=1, seconds=0.05, pause_s=0)
+    run_campaign(path, plan, show_progress=False)
+    stored = json.loads(events_of(path)[0].fields[schema.FIELD_PLAN])
+    assert stored == {"scenarios": ["baseline"], "runs": 1, "seconds": 0.05, "order": "blocked", "seed": 0,
+                      "vary": {}, "idle_framework": "auto"}
+    for change, difference in [({"runs": 2}, "runs (1 then, 2 now)"),
+                               ({"seconds": 0.1}, "seconds (0.05 then, 0.1 now)"),
+                               ({"order": "random"}, 'order ("blocked" then, "random" now)'),
+                               ({"seed": 7}, "seed (0 then, 7 now)"),
+                               ({"scenarios": ["baseline", "cpu"]}, 'scenarios (["baseline"] then, ["baseline", "cp')]:
+        other = CampaignPlan(**{**plan.__dict__, **change})
+        with pytest.raises(MltelemetryError, match="differs in") as refused:
+            run_campaign(path, other, show_progress=False, resume=True)
+        assert difference in str(refused.value)
+    assert run_campaign(path, plan, show_progress=False, resume=True)["skipped"] == 1  # the same plan resumes
+    result = CliRunner().invoke(app, ["campaign", "run", "--campaign", "c", "--store", str(path), "--resume",
+                                      "--scenario", "baseline", "--runs", "1", "--seconds", "0.05", "--seed", "3"])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("error: --resume runs the plan campaign 'c' was started with; this one differs "
+                                     "in seed (0 then, 3 now)")
+    assert [e.status for e in events_of(path) if e.action == "run"] == ["ok"]  # nothing ran under another plan
+
+
+# --- claims: a second process, a killed run (issue 20.3, 20.4) ----------------------------------------------------
+def test_the_same_campaign_twice_at_once_is_refused(tmp_path):
+    store = tmp_path / "s.db"
+    first = subprocess.Popen(command(store, "c", "--scenario", "baseline", "--runs", "1", "--seconds", "15",
+                                     "--pause", "0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: store.exists() and events_of(store), 60, "the first campaign's claim")
+        claim = events_of(store)[0]  # in the store from the start, before any window closed
+        assert (claim.action, claim.status, claim.fields["owner_pid"]) == ("campaign", "running", first.pid)
+        for extra in ([], ["--resume"]):
+            second = subprocess.run(command(store, "c", "--scenario", "baseline", "--runs", "1", "--seconds", "15",
+                                            "--pause", "0", *extra), capture_output=True, text=True, timeout=60)
+            assert second.returncode == 1
+            assert second.stderr.strip().startswith(f"error: campaign 'c' is running now (process {first.pid} on ")
+            assert first.poll() is None  # refused because the first one runs, not because it ended
+        assert first.wait(timeout=60) == 0
+    finally:
+        first.kill()
+    events = events_of(store)
+    assert [(e.action, e.run, e.status) for e in events if e.action in ("campaign", "run")] == [
+        ("campaign", 0, "ok"), ("run", 1, "ok")]  # the first ran alone, once
+    assert "owner_pid" not in events[0].fields  # the claim was replaced by the final event
+
+
+def test_a_killed_run_stays_claimed_then_resume_marks_it_lost_and_runs_it_again(tmp_path):
+    store = tmp_path / "s.db"
+    process = subprocess.Popen(command(store, "c", "--scenario", "cpu", "--runs", "1", "--seconds", "60",
+                                       "--pause", "0", "--workdir", str(tmp_path / "work")))
+    try:
+        wait_for(lambda: store.exists() and any(e.action == "prepare_data" for e in events_of(store)), 60,
+                 "prepare_data to close (the compute window is open)")
+        process.kill()
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+    killed = events_of(store)
+    assert [(e.action, e.status) for e in killed] == [("campaign", "running"), ("run", "running"),
+                                                      ("prepare_data", "ok")]
+    (left,) = (tmp_path / "work").iterdir()  # the killed run's 16 MiB input
+    assert left.name.startswith(f"mltelemetry-cpu-p{process.pid}-")
+    plan = CampaignPlan("c", ["cpu"], runs=1, seconds=60, pause_s=0)
+    plan.config.workdir = tmp_path / "work"
+    plan.seconds = 0.2
+    with pytest.raises(MltelemetryError, match=r"differs in seconds \(60.0 then, 0.2 now\)"):
+        run_campaign(store, plan, show_progress=False, resume=True)
+    plan.seconds = 60.0
+    SCENARIOS_cpu = SCENARIOS["cpu"]
+    ran = []
+
+    def quick_cpu(ctx):  # the same plan, and a test that does not wait a minute
+        ran.append(ctx.run)
+        ctx.seconds = 0.2
+        SCENARIOS_cpu(ctx)
+
+    SCENARIOS["cpu"] = quick_cpu
+    try:
+        counts = run_campaign(store, plan, show_progress=False, resume=True)
+    finally:
+        SCENARIOS["cpu"] = SCENARIOS_cpu
+    assert (counts["lost"], counts["ok"], ran) == (1, 1, [1])
+    events = events_of(store)
+    runs = [e for e in events if e.action == "run"]
+    assert [e.status for e in runs] == ["lost", "ok"]
+    lost, prepare = runs[0], next(e for e in events if e.action == "prepare_data")
+    assert inside(prepare, lost)  # the lost run now spans the windows its process recorded
+    assert [e.status for e in events if e.action == "campaign"] == ["lost", "ok"]
+    assert events[-1].action != "campaign" and not left.exists()  # the stale folder was reclaimed
+    resumed = [e for e in events if e.action == "campaign"][1]
+    assert (resumed.fields["lost_runs"], resumed.fields["reclaimed_dirs"]) == (1, 1)
+
+
+# --- the done criterion: SIGKILL at random moments, resume, and the record is an uninterrupted campaign's ---------
+def record(events):
+    """What a campaign's record says ran: ok runs with their inner actions, in order."""
+    runs = [e for e in events if e.action == "run" and e.status == "ok"]
+    return [(r.scenario, r.run, r.fields["position"],
+             [e.action for e in events if (e.scenario, e.run) == (r.scenario, r.run) and e.action not in
+              ("run", "cooldown", "settle") and inside(e, r)]) for r in sorted(runs, key=lambda r: r.start_ns)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_sigkill_at_a_random_moment_then_resume_equals_an_uninterrupted_campaign(tmp_path, seed):
+    rng = random.Random(seed)
+    args = ["--scenario", "baseline", "--scenario", "cpu", "--runs", "2", "--seconds", "0.3", "--pause", "0",
+            "--order", "random", "--seed", "5", "--workdir", str(tmp_path / "work")]
+    reference = tmp_path / "reference.db"
+    assert subprocess.run(command(reference, "c", *args), capture_output=True, timeout=120).returncode == 0
+
+    store = tmp_path / "s.db"
+    kills = 0
+    for attempt in range(3):  # killed twice (at random moments), then left to finish
+        process = subprocess.Popen(command(store, "c", *args, *(["--resume"] if attempt else [])),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if attempt < 2:
+                pid = process.pid
+                wait_for(lambda: store.exists() and any(e.status == "running" and e.action == "campaign"
+                                                        and e.fields.get("owner_pid") == pid  # noqa: B023
+                                                        for e in events_of(store)), 60, "the campaign's claim")
+                time.sleep(rng.uniform(0, 4))
+                kills += process.poll() is None
+                process.kill()
+            process.wait(timeout=120)
+        finally:
+            process.kill()
+    assert process.returncode == 0
+    events = events_of(store)
+    assert record(events) == record(events_of(reference))  # same runs, same windows in them, once each
+    runs = [e for e in events if e.action == "run"]
+    assert {e.status for e in runs} <= {"ok", "lost"} and "running" not in {e.status for e in events}
+    assert len([e for e in runs if e.status == "ok"]) == 4
+    campaigns = [e for e in events if e.action == "campaign"]
+    assert campaigns[-1].status == "ok" and sum(e.status == "lost" for e in campaigns) <= kills
+    lost = [e for e in runs if e.status == "lost"]
+    assert sum(e.fields["lost_runs"] for e in campaigns if "lost_runs" in e.fields) == len(lost)
+    for e in events:  # every window of a lost run lies inside it: the analysis can leave them out
+        owner = [r for r in runs if (r.scenario, r.run) == (e.scenario, e.run) and inside(e, r)]
+        if e.action not in ("run", "campaign"):
+            assert len(owner) == 1, e
+    assert not list((tmp_path / "work").iterdir())  # no killed run's folder is left
+
+
+# --- a store that refuses writes stops the campaign (issue 20.6) --------------------------------------------------
+def fills_the_store(ctx):
+    db = ctx.recorder.store._db  # a real SQLite "database or disk is full": no more pages may be added
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    with ctx.action("prepare_data", padding="x" * 100_000):
+        pass
+
+
+def test_a_full_store_stops_the_campaign_with_its_cause(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setitem(SCENARIOS, "fills", fills_the_store)
+    monkeypatch.setitem(SCENARIOS, "after", lambda ctx: ran.append(ctx.run))
+    with pytest.raises(MltelemetryError) as stopped:
+        run_campaign(tmp_path / "s.db", CampaignPlan("c", ["fills", "after"], 1, 1, pause_s=0), show_progress=False)
+    assert str(stopped.value) == f"cannot write to the store {tmp_path / 's.db'}: database or disk is full"
+    assert ran == []  # no run went on that could not be recorded
+    result = CliRunner().invoke(app, ["campaign", "run", "--campaign", "d", "--store", str(tmp_path / "t.db"),
+                                      "--scenario", "fills", "--scenario", "after", "--runs", "1", "--no-progress"])
+    assert result.exit_code == 1 and ran == []
+    assert result.output.strip() == f"error: cannot write to the store {tmp_path / 't.db'}: database or disk is full"
+    with Store(tmp_path / "t.db") as store:  # the small claims could still be finished, with the cause
+        events = store.events("d")
+    assert [(e.action, e.status) for e in events] == [("campaign", "failed"), ("run", "failed")]
+    assert {e.fields["error"] for e in events} == {
+        f"StoreWriteError: cannot write to the store {tmp_path / 't.db'}: database or disk is full"}
+
+
+# --- every folder the runs write to is checked first (issue 20.7) -------------------------------------------------
+def test_unwritable_workdir_and_export_dir_are_refused_before_the_first_run(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    store = str(tmp_path / "s.db")
+    common = ["campaign", "run", "--store", store, "--runs", "1", "--seconds", "0.05", "--no-progress"]
+    result = CliRunner().invoke(app, [*common, "--campaign", "w", "--scenario", "cpu",
+                                      "--workdir", str(tmp_path / "a-file" / "work")])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: --workdir {tmp_path / 'a-file' / 'work'} is not writable: Not a directory"
+    result = CliRunner().invoke(app, [*common, "--campaign", "e", "--scenario", "cnn", "--data", "synthetic",
+                                      "--export-dir", str(tmp_path / "a-file" / "exports")])
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"error: --export-dir {tmp_path / 'a-file' / 'exports'} is not writable: "
+                                     "Not a directory")
+    with Store(store) as s:
+        assert s.campaigns() == []  # refused before anything was recorded or trained
+
+
+# --- the recorder: repeated epochs, out-of-order closing (issue 20, minor) -----------------------------------------
+def test_the_recorder_refuses_a_repeated_epoch_and_logs_out_of_order_closing(tmp_path, caplog):
+    with Store(tmp_path / "s.db") as store:
+        recorder = EventRecorder(store, "c")
+        with recorder.window("train", scenario="s", run=1):
+            with recorder.window("epoch", scenario="s", run=1, epoch=1):
+                pass
+            with pytest.raises(ValueError, match="epoch 1 of 's' run 1 was already recorded in this train window"):
+                with recorder.window("epoch", scenario="s", run=1, epoch=1):
+                    pass
+        with recorder.window("train", scenario="s", run=1):  # a second fit may count from 1 again
+            with recorder.window("epoch", scenario="s", run=1, epoch=1):
+                pass
+        outer = recorder.window("train", scenario="s", run=2)
+        inner = recorder.window("epoch", scenario="s", run=2, epoch=1)
+        outer.__enter__()
+        inner.__enter__()
+        with caplog.at_level(logging.WARNING):
+            outer.__exit__(None, None, None)
+        inner.__exit__(None, None, None)
+        assert [(e.action, e.run, e.epoch) for e in store.events("c")] == [
+            ("train", 1, None), ("epoch", 1, 1), ("train", 1, None), ("epoch", 1, 1), ("train", 2, None),
+            ("epoch", 2, 1)]
+    assert "window 'train' of 's' run 2 closed before the windows opened inside it" in caplog.text
