@@ -349,6 +349,9 @@ def _campaign(store: Store, plan: CampaignPlan, counts: dict[str, int], *, fail_
     finally:
         if synthetic:
             plan.config.release()
+        for source in (cooler.source if cooler else None, settler.source if settler else None):
+            if hasattr(source, "close"):
+                source.close()  # NVML shut down again
 
 
 def _one_run(recorder: EventRecorder, plan: CampaignPlan, name: str, run: int, position: int,

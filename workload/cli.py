@@ -107,6 +107,9 @@ def run_command(
                       keep_downloads=keep_downloads, device=device, workdir=workdir, export_dir=export_dir)
     plan = CampaignPlan(campaign, list(scenario), runs, seconds, order, pause, seed,  # type: ignore[arg-type]
                         config=config, idle_framework=idle_framework, vary=varied)
+    if varied and not plan.has_ml:
+        raise typer.BadParameter("varies the ML scenarios (cnn, transfer), and no --scenario is one",
+                                 param_hint="--vary")
     cooling = CooldownSettings(cooldown_margin, cooldown_limit, reference_c=cooldown_reference,
                                host=host_label) if cooldown else None
     settling = SettleSettings(settle_margin, settle_limit) if settle else None
