@@ -239,10 +239,17 @@ def test_settle_waits_for_the_first_baselines_gpu_power(tmp_path, monkeypatch):
 
     monkeypatch.setitem(SCENARIOS, "baseline", baseline)
     monkeypatch.setitem(SCENARIOS, "hot", hot)
-    monkeypatch.setitem(SCENARIOS, "cool", lambda ctx: None)
+    cool_calls = []
+
+    def cool(ctx):  # fails the first time, so --resume runs it again
+        cool_calls.append(ctx.run)
+        if len(cool_calls) == 1:
+            raise RuntimeError("not today")
+
+    monkeypatch.setitem(SCENARIOS, "cool", cool)
     settings = SettleSettings(margin_w=5, limit_s=60, poll_s=2, nvml_module=fake, clock=clock, sleep=clock.advance)
-    run_campaign(tmp_path / "s.db", CampaignPlan("c", ["baseline", "hot", "cool"], 1, 1, pause_s=0),
-                 show_progress=False, settle=settings)
+    plan = CampaignPlan("c", ["baseline", "hot", "cool"], 1, 1, pause_s=0)
+    run_campaign(tmp_path / "s.db", plan, show_progress=False, settle=settings)
     events = events_of(tmp_path / "s.db")
     assert [(e.action, e.scenario) for e in events if e.action in ("settle", "run")] == [
         ("settle", "baseline"), ("run", "baseline"), ("settle", "hot"), ("run", "hot"), ("settle", "cool"),
@@ -257,6 +264,11 @@ def test_settle_waits_for_the_first_baselines_gpu_power(tmp_path, monkeypatch):
     assert third["margin"] == 5 and third["reference_w"] == pytest.approx(63)
     for settle, run in zip((e for e in events if e.action == "settle"), (e for e in events if e.action == "run")):
         assert settle.end_ns <= run.start_ns and (settle.scenario, settle.run) == (run.scenario, run.run)
+    # resumed (t = 26, 66 W): the first baseline's 63 W still is the reference, not the resumed start's 66 W
+    assert run_campaign(tmp_path / "s.db", plan, show_progress=False, settle=settings, resume=True)["ok"] == 1
+    resumed = [e.fields for e in events_of(tmp_path / "s.db") if e.action == "settle"][-1]
+    assert (resumed["reference_w"], resumed["reference_from"]) == (pytest.approx(63), "baseline run 1")
+    assert cool_calls == [1, 1]
 
 
 def test_settle_gives_up_at_its_limit_and_is_skipped_without_a_gpu(tmp_path, caplog):

@@ -334,6 +334,8 @@ def _campaign(store: Store, plan: CampaignPlan, counts: dict[str, int], *, fail_
                 plan.config.source()  # generated before the campaign's first run, once for all runs
             if settler is not None:
                 settler.start()
+                if resume:  # the first baseline may have run before: its reference holds for the whole campaign
+                    settler.recorded_baseline([e.fields for e in store.events(plan.campaign) if e.action == "settle"])
             with CampaignProgress(schedule, max((r for _, r in full), default=plan.runs), enabled=show_progress,
                                   pause_s=plan.pause_s) as progress:
                 for index, (name, run) in enumerate(schedule):

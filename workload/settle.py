@@ -99,6 +99,15 @@ class Settle:
         if value is not None:
             self.reference_w, self.reference_from = value, "campaign start"
 
+    def recorded_baseline(self, settle_fields: list[dict[str, Any]]) -> None:
+        """A resumed campaign: the reference its first baseline run gave, from its earlier settle events."""
+        for fields in settle_fields:
+            if str(fields.get("reference_from", "")).startswith("baseline run") and \
+                    fields.get(schema.FIELD_SETTLE_REFERENCE) is not None:
+                self.reference_w, self.reference_from = fields[schema.FIELD_SETTLE_REFERENCE], fields["reference_from"]
+                self.from_baseline = True
+                return
+
     def baseline_starting(self) -> tuple[float | None, float] | None:
         """Before a baseline run: what :meth:`baseline_ran` needs (None once the first baseline has set it)."""
         return None if self.from_baseline else (self.source.energy_j(), self.clock())
