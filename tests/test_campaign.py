@@ -529,3 +529,15 @@ def test_the_recorder_refuses_a_repeated_epoch_and_logs_out_of_order_closing(tmp
             ("train", 1, None), ("epoch", 1, 1), ("train", 1, None), ("epoch", 1, 1), ("train", 2, None),
             ("epoch", 2, 1)]
     assert "window 'train' of 's' run 2 closed before the windows opened inside it" in caplog.text
+
+
+def test_a_claims_owner_is_alive_only_while_its_process_runs():
+    from mltelemetry.workload import claims
+    me = claims.owner()
+    assert claims.owner_alive(me)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    assert not claims.owner_alive({**me, "owner_pid": finished.pid})  # gone
+    assert not claims.owner_alive({**me, "owner_started": me["owner_started"] - 60})  # a reused pid: not the owner
+    assert claims.owner_alive({**me, "owner_host": "elsewhere"})  # cannot be checked from here: kept
+    assert not claims.owner_alive({})

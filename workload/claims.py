@@ -36,6 +36,8 @@ def owner_alive(fields: dict[str, Any]) -> bool:
         process = psutil.Process(int(fields["owner_pid"]))
         return process.status() != psutil.STATUS_ZOMBIE and \
             round(process.create_time(), 2) == fields.get("owner_started")
+    except psutil.AccessDenied:
+        return True  # another user's process: it exists
     except (KeyError, ValueError, psutil.Error):
         return False
 
