@@ -38,6 +38,12 @@ def inside(inner, outer):
     return outer.start_ns <= inner.start_ns <= inner.end_ns <= outer.end_ns
 
 
+def sigint_as_in_a_terminal():
+    """Popen's preexec_fn: Ctrl-C's default action, as in a terminal's foreground job (a test run as a shell's
+    background job would otherwise start the command with SIGINT ignored, and Python keeps it so)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def command(store, campaign, *args):
     return [sys.executable, "-m", "mltelemetry", "campaign", "run", "--campaign", campaign, "--store", str(store),
             "--no-progress", *args]
@@ -296,7 +302,8 @@ def test_settle_gives_up_at_its_limit_and_is_skipped_without_a_gpu(tmp_path, cap
 def test_interrupt_during_the_pause_exits_130_and_says_so(tmp_path, signum):
     store = tmp_path / "s.db"
     process = subprocess.Popen(command(store, "p", "--scenario", "baseline", "--runs", "4", "--seconds", "0.2",
-                                       "--pause", "30"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                       "--pause", "30"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_as_in_a_terminal)
     try:
         wait_for(lambda: store.exists() and any(e.action == "run" and e.status == "ok" for e in events_of(store, "p")),
                  60, "run 1 to end (the 30 s pause begins)")

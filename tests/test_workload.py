@@ -433,6 +433,13 @@ def test_synthetic_classes_differ_in_colour():
 
 
 # --- a real Ctrl-C (SIGINT) and SIGTERM to the command ------------------------------------------------------
+def sigint_as_in_a_terminal():
+    """Popen's preexec_fn: Ctrl-C's default action, as in a terminal's foreground job (a test run as a shell's
+    background job would otherwise start the command with SIGINT ignored, and Python keeps it so)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_signal_marks_the_run_aborted_and_the_command_exits_cleanly(tmp_path, signum):
     import signal
@@ -442,7 +449,7 @@ def test_signal_marks_the_run_aborted_and_the_command_exits_cleanly(tmp_path, si
     process = subprocess.Popen([sys.executable, "-m", "mltelemetry", "campaign", "run", "--campaign", "c",
                                 "--store", str(store), "--scenario", "baseline", "--runs", "3", "--seconds", "1.5",
                                 "--pause", "0", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=sigint_as_in_a_terminal)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until run 1 is recorded: run 2 is in progress
         time.sleep(0.2)

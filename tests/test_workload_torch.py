@@ -219,7 +219,9 @@ def test_a_terminal_ctrl_c_during_training_in_the_child_is_recorded_aborted(tmp_
         "--scenario", "cnn", "--runs", "1", "--backend", "torch", "--device", "cpu", "--image-size", "32",
         "--synthetic-images", "6", "--max-epochs", "10000", "--target-accuracy", "1", "--workdir",
         str(tmp_path / "work"), "--export-dir", str(tmp_path / "exports"), "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # Ctrl-C's default action as in a terminal's job, also when the tests run in a shell's background job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         def epochs():
             with Store(store) as s:
