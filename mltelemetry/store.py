@@ -197,13 +197,15 @@ class Store:
             raise
 
     # --- claims: an event written when its window opens, replaced when it closes ---------------------
-    def claim_event(self, event: Event, check: Callable[[list[tuple[int, Event]]], None] | None = None) -> int:
+    def claim_event(self, event: Event,
+                    check: Callable[[list[tuple[int, Event]]], dict | None] | None = None) -> int:
         """Insert ``event`` and return its row id. ``check`` sees the campaign's events (row id, event) first,
-        in the same write transaction, so no other process can claim in between; it raises to refuse."""
+        in the same write transaction, so no other process can claim in between; it raises to refuse, or
+        returns fields to add to ``event``."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if check is not None:
-                check(self.event_rows(event.campaign))
+                event.fields.update(check(self.event_rows(event.campaign)) or {})
             row = self._db.execute(
                 "INSERT INTO events (campaign, scenario, run, action, epoch, start_ns, end_ns, status, fields)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (event.campaign, event.scenario, event.run, event.action,

@@ -460,6 +460,7 @@ def test_sigkill_at_a_random_moment_then_resume_equals_an_uninterrupted_campaign
     assert campaigns[-1].status == "ok" and sum(e.status == "lost" for e in campaigns) <= kills
     lost = [e for e in runs if e.status == "lost"]
     assert len(lost) <= kills and all(e.fields["owner_pid"] != process.pid for e in lost)
+    assert sum(e.fields.get("lost_runs", 0) for e in campaigns) == len(lost)  # each resume says what it marked
     for e in events:  # every window of a lost run lies inside it: the analysis can leave them out
         owner = [r for r in runs if (r.scenario, r.run) == (e.scenario, e.run) and inside(e, r)]
         if e.action not in ("run", "campaign"):

@@ -229,7 +229,7 @@ def _claim_check(plan: CampaignPlan, plan_json: str, resume: bool, store: Store,
     """What the campaign's claim checks, in its write transaction: the name is free (or, to resume, taken with
     the same plan and not running); for ``resume`` it marks the claims of killed processes lost and fills
     ``found`` with the runs already ok (``done``) and those marked lost (``lost``)."""
-    def check(rows: list[tuple[int, Event]]) -> None:
+    def check(rows: list[tuple[int, Event]]) -> dict[str, Any] | None:
         running = [e for _, e in rows if e.action == "campaign" and e.status == claims.RUNNING
                    and claims.owner_alive(e.fields)]
         if running:
@@ -240,7 +240,7 @@ def _claim_check(plan: CampaignPlan, plan_json: str, resume: bool, store: Store,
             if rows:
                 raise MltelemetryError(f"campaign {plan.campaign!r} already exists in {store.path}; choose a new name "
                                        "or --resume it")
-            return
+            return None
         if not rows:
             raise MltelemetryError(f"no campaign {plan.campaign!r} in {store.path} to resume")
         stored = next((e.fields[schema.FIELD_PLAN] for _, e in rows
@@ -258,6 +258,8 @@ def _claim_check(plan: CampaignPlan, plan_json: str, resume: bool, store: Store,
             store.replace_event(row, claims.as_lost(claim, rows))
         found["lost"] = [(e.scenario, e.run) for _, e in stale if e.action == "run"]
         found["done"] = {(e.scenario, e.run) for _, e in rows if e.action == "run" and e.status == "ok"}
+        # on the claim too, so a resume that is killed in its turn still tells what it marked
+        return {"lost_runs": len(found["lost"]), "skipped_runs": len(found["done"] & set(plan.schedule()))}
     return check
 
 

@@ -64,7 +64,7 @@ class StoreWriteError(MltelemetryError):
     recorded, so the campaign stops with this cause."""
 
 
-Claim = Callable[[list[tuple[int, Event]]], None]
+Claim = Callable[[list[tuple[int, Event]]], "dict[str, Any] | None"]
 
 
 class EventRecorder:
@@ -73,7 +73,7 @@ class EventRecorder:
     ``labels`` (see :meth:`labelled`) are fields every window opened meanwhile carries (a run's variant).
     A window opened with ``claim`` is written when it opens, as a ``running`` claim owned by this process
     (see :mod:`.claims`), and replaced by its final event when it closes; a callable ``claim`` sees the
-    campaign's events first, in the claim's transaction, and raises to refuse.
+    campaign's events first, in the claim's transaction, and raises to refuse or returns fields to add.
     """
 
     def __init__(self, store: Store, campaign: str, clock: Callable[[], int] = time.time_ns,
