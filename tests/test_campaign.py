@@ -224,6 +224,9 @@ def test_gpu_power_limit_refused_without_permission_or_out_of_range(tmp_path, mo
     plan.vary = {"gpu_power_limit": [250.0, 100.0]}
     with pytest.raises(MltelemetryError, match=r"100 W is outside GPU 0 .*'s range 200-700 W"):
         run_campaign(tmp_path / "s.db", plan, show_progress=False, nvml_module=FakeNvml([FakeGpu([Step(0, 60)])]))
+    no_driver = FakeNvml([], library_missing=True)
+    with pytest.raises(MltelemetryError, match="gpu_power_limit sets limits through NVML: NVML library .* not found"):
+        run_campaign(tmp_path / "s.db", plan, show_progress=False, nvml_module=no_driver)
     with Store(tmp_path / "s.db") as store:
         assert store.campaigns() == []  # refused before anything was recorded
 

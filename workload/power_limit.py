@@ -26,7 +26,10 @@ class PowerLimits:
 
     def __init__(self, module: Any = None) -> None:
         from mltelemetry.exporters.gpu.nvml import open_nvml
-        self.nvml = open_nvml(module)
+        try:
+            self.nvml = open_nvml(module)
+        except MltelemetryError as e:
+            raise MltelemetryError(f"--vary gpu_power_limit sets limits through NVML: {e}") from e
         self.gpus = [self.nvml.gpu(i) for i in range(self.nvml.device_count())]
         if not self.gpus:
             self.nvml.close()
