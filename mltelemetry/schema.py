@@ -212,8 +212,10 @@ def metric(name: str) -> Metric:
 
 # --- events --------------------------------------------------------------------------------
 ACTIONS = ("campaign", "run", "baseline", "idle", "prepare_data", "create_model", "train", "epoch",
-           "compute", "export", "cleanup", "cooldown")
-STATUSES = ("ok", "failed", "aborted")
+           "compute", "export", "cleanup", "cooldown", "settle")
+# A run or campaign event is written ``running`` when it starts (its claim, end_ns = start_ns) and replaced by
+# its final status when it ends; a claim whose process died is marked ``lost`` by ``--resume``.
+STATUSES = ("ok", "failed", "aborted", "running", "lost")
 
 
 @dataclass
@@ -272,3 +274,9 @@ FIELD_GPU_TEMPERATURE_REFERENCE = "reference_c"  # the baseline's temperature th
 FIELD_TOKENS = "tokens"
 FIELD_PROMPT_TOKENS = "prompt_tokens"
 FIELD_GENERATED_TOKENS = "generated_tokens"
+FIELD_SETTLE_GPU_POWER = "gpu_power_w"  # settle: the GPUs' total power at the end of the wait, W
+FIELD_SETTLE_REFERENCE = "reference_w"  # settle: the first baseline's GPU power it aims at, W
+FIELD_SETTLE_MARGIN = "margin"  # settle: watts above the reference that count as settled
+# A --vary campaign: every event of a run carries its variant ("batch_size=32,precision=bf16") and each setting.
+FIELD_VARIANT = "variant"
+FIELD_PLAN = "plan"  # the campaign event: its plan as a JSON string (what --resume must match)

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -266,6 +266,35 @@ class Store:
                 "INSERT INTO events (campaign, scenario, run, action, epoch, start_ns, end_ns, status, fields)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
+    # --- claims: an event written when its window opens, replaced when it closes ---------------------
+    def claim_event(self, event: Event,
+                    check: Callable[[list[tuple[int, Event]]], dict | None] | None = None) -> int:
+        """Insert ``event`` and return its row id. ``check`` sees the campaign's events (row id, event) first,
+        in the same write transaction, so no other process can claim in between; it raises to refuse, or
+        returns fields to add to ``event``."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if check is not None:
+                event.fields.update(check(self.event_rows(event.campaign)) or {})
+            row = self._db.execute(
+                "INSERT INTO events (campaign, scenario, run, action, epoch, start_ns, end_ns, status, fields)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (event.campaign, event.scenario, event.run, event.action,
+                                                        event.epoch, event.start_ns, event.end_ns, event.status,
+                                                        event.fields_json())).lastrowid
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return int(row)
+
+    def replace_event(self, row: int, event: Event) -> None:
+        """Overwrite the event in row ``row`` (a claim) with ``event``: one statement, one transaction."""
+        self._db.execute("UPDATE events SET campaign=?, scenario=?, run=?, action=?, epoch=?, start_ns=?, end_ns=?,"
+                         " status=?, fields=? WHERE id=?", (event.campaign, event.scenario, event.run, event.action,
+                                                           event.epoch, event.start_ns, event.end_ns, event.status,
+                                                           event.fields_json(), row))
+
     # --- reading --------------------------------------------------------------------------
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
@@ -340,13 +369,17 @@ class Store:
         return newest_per_timestamp(ts[keep], values[keep])
 
     def events(self, campaign: str | None = None) -> list[Event]:
-        sql = "SELECT campaign, scenario, run, action, epoch, start_ns, end_ns, status, fields FROM events"
+        return [event for _, event in self.event_rows(campaign)]
+
+    def event_rows(self, campaign: str | None = None) -> list[tuple[int, Event]]:
+        """(row id, event) in time order; the row id is what :meth:`replace_event` takes."""
+        sql = "SELECT id, campaign, scenario, run, action, epoch, start_ns, end_ns, status, fields FROM events"
         with self._reading():
             rows = self._db.execute(sql + " WHERE campaign=? ORDER BY start_ns, id" if campaign is not None
                                     else sql + " ORDER BY start_ns, id",
                                     (campaign,) if campaign is not None else ()).fetchall()
-        return [Event(campaign=c, scenario=s, run=r, action=a, epoch=ep, start_ns=t0, end_ns=t1, status=st,
-                      fields=json.loads(f)) for c, s, r, a, ep, t0, t1, st, f in rows]
+        return [(i, Event(campaign=c, scenario=s, run=r, action=a, epoch=ep, start_ns=t0, end_ns=t1, status=st,
+                          fields=json.loads(f))) for i, c, s, r, a, ep, t0, t1, st, f in rows]
 
     def campaigns(self) -> list[str]:
         with self._reading():

@@ -17,7 +17,7 @@ def test_campaign_records_nested_runs_and_actions(tmp_path):
     path = tmp_path / "s.db"
     counts = run_campaign(path, CampaignPlan("c1", ["baseline", "idle", "cpu"], runs=2, seconds=0.3, pause_s=0),
                           show_progress=False)
-    assert counts == {"ok": 6, "failed": 0, "aborted": 0, "skipped": 0}
+    assert counts == {"ok": 6, "failed": 0, "aborted": 0, "skipped": 0, "lost": 0, "interrupted": 0}
     with Store(path) as store:
         events = store.events("c1")
     (campaign,) = [e for e in events if e.action == "campaign"]
@@ -62,7 +62,7 @@ def test_failed_run_is_recorded_and_the_campaign_goes_on(tmp_path):
                               show_progress=False)
     finally:
         del SCENARIOS["explodes"]
-    assert counts == {"ok": 1, "failed": 1, "aborted": 0, "skipped": 0}
+    assert counts == {"ok": 1, "failed": 1, "aborted": 0, "skipped": 0, "lost": 0, "interrupted": 0}
     with Store(tmp_path / "s.db") as store:
         status = {(e.scenario, e.action): (e.status, e.fields.get("error")) for e in store.events("c")}
     assert status[("explodes", "run")] == ("failed", "MemoryError: out of memory")
@@ -140,7 +140,7 @@ def test_fail_fast_stops_at_the_first_failed_run(tmp_path, monkeypatch):
     monkeypatch.setitem(SCENARIOS, "explodes", explodes)
     counts = run_campaign(tmp_path / "s.db", CampaignPlan("c", ["baseline", "explodes", "baseline"], 1, 0.05,
                                                           pause_s=0), show_progress=False, fail_fast=True)
-    assert counts == {"ok": 1, "failed": 1, "aborted": 0, "skipped": 0}
+    assert counts == {"ok": 1, "failed": 1, "aborted": 0, "skipped": 0, "lost": 0, "interrupted": 0}
     events = run_events(tmp_path / "s.db")
     assert [(e.scenario, e.action, e.status) for e in events if e.action in ("campaign", "run")] == [
         ("*", "campaign", "failed"), ("baseline", "run", "ok"), ("explodes", "run", "failed")]
@@ -160,7 +160,8 @@ def test_ctrl_c_records_aborted_then_resume_runs_only_what_is_missing(tmp_path, 
     monkeypatch.setitem(SCENARIOS, "flaky", flaky)
     path = tmp_path / "s.db"
     plan = CampaignPlan("c", ["flaky"], runs=3, seconds=1, pause_s=0)
-    assert run_campaign(path, plan, show_progress=False) == {"ok": 1, "failed": 0, "aborted": 1, "skipped": 0}
+    assert run_campaign(path, plan, show_progress=False) == {"ok": 1, "failed": 0, "aborted": 1, "skipped": 0,
+                                                             "lost": 0, "interrupted": 1}
     assert calls == [1, 2]  # run 3 never started
     events = run_events(path)
     assert [(e.action, e.run, e.status) for e in events] == [
@@ -170,7 +171,7 @@ def test_ctrl_c_records_aborted_then_resume_runs_only_what_is_missing(tmp_path, 
     with pytest.raises(MltelemetryError, match="already exists"):
         run_campaign(path, plan, show_progress=False)
     assert run_campaign(path, plan, show_progress=False, resume=True) == {"ok": 2, "failed": 0, "aborted": 0,
-                                                                        "skipped": 1}
+                                                                        "skipped": 1, "lost": 0, "interrupted": 0}
     assert calls == [1, 2, 2, 3]
     events = run_events(path)
     runs = [(e.run, e.status) for e in events if e.action == "run"]
@@ -449,6 +450,13 @@ def test_synthetic_classes_differ_in_colour():
 
 
 # --- a real Ctrl-C (SIGINT) and SIGTERM to the command ------------------------------------------------------
+def sigint_as_in_a_terminal():
+    """Popen's preexec_fn: Ctrl-C's default action, as in a terminal's foreground job (a test run as a shell's
+    background job would otherwise start the command with SIGINT ignored, and Python keeps it so)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
 def test_signal_marks_the_run_aborted_and_the_command_exits_cleanly(tmp_path, signum):
     import signal
@@ -458,11 +466,11 @@ def test_signal_marks_the_run_aborted_and_the_command_exits_cleanly(tmp_path, si
     process = subprocess.Popen([sys.executable, "-m", "mltelemetry", "campaign", "run", "--campaign", "c",
                                 "--store", str(store), "--scenario", "baseline", "--runs", "3", "--seconds", "1.5",
                                 "--pause", "0", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=sigint_as_in_a_terminal)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until run 1 is recorded: run 2 is in progress
         time.sleep(0.2)
-        if store.exists() and any(e.action == "run" for e in run_events(store)):
+        if store.exists() and any(e.action == "run" and e.status == "ok" for e in run_events(store)):
             break
     time.sleep(0.3)
     process.send_signal(getattr(signal, signum))

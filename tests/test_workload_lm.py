@@ -122,3 +122,28 @@ def test_lm_train_with_two_gloo_processes(tmp_path):
     assert create.fields["processes"] == 2
     settings = next(e for e in events if e.action == "run").fields
     assert (settings["processes"], settings["precision"], settings["batch_size"]) == (2, "fp32", 4)
+
+
+def test_lm_settings_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from mltelemetry.cli import app
+    common = ["campaign", "run", "--store", str(tmp_path / "s.db"), "--scenario", "lm-train", "--runs", "1",
+              "--pause", "0", "--device", "cpu", "--batch-size", "2", "--workdir", str(tmp_path),
+              "--export-dir", str(tmp_path / "exports"), "--no-progress"]
+    tiny = ["--lm", "d_model=16", "--lm", "layers=1", "--lm", "heads=2", "--lm", "context=16", "--lm",
+            "steps_per_epoch=2", "--lm", "max_epochs=1", "--lm", "corpus_bytes=50000", "--lm", "eval_batches=1",
+            "--lm", "target_val_loss=none", "--lm", "prompt_tokens=4", "--lm", "new_tokens=4"]
+    bad = CliRunner().invoke(app, [*common, "--campaign", "bad", "--lm", "width=3"])
+    assert bad.exit_code == 2 and "--lm takes NAME=VALUE" in bad.output
+    bad = CliRunner().invoke(app, [*common, "--campaign", "bad", "--lm", "layers=two"])
+    assert bad.exit_code == 2 and "layers: 'two' is not a int" in bad.output
+    ok = CliRunner().invoke(app, [*common, "--campaign", "ok", *tiny])
+    assert ok.exit_code == 0, ok.output
+    with Store(tmp_path / "s.db") as store:
+        events = store.events("ok")
+    run = next(e for e in events if e.action == "run")
+    # the run's settings come back from its child process: d_model 16, 1 layer, context 16, batch 2
+    assert (run.status, run.fields["d_model"], run.fields["layers"], run.fields["context"]) == ("ok", 16, 1, 16)
+    # one epoch of 2 steps × batch 2 × context 16 = 64 tokens
+    assert [e.fields["tokens"] for e in events if e.action == "epoch"] == [64]

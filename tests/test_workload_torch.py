@@ -332,3 +332,42 @@ def test_precision_option_on_the_command_line(tmp_path):
     with Store(tmp_path / "s.db") as store:
         run = next(e for e in store.events("ok") if e.action == "run")
     assert (run.fields["precision"], run.fields["batch_size"]) == ("bf16", 4)
+
+
+def test_a_terminal_ctrl_c_during_training_in_the_child_is_recorded_aborted(tmp_path):
+    """The terminal sends Ctrl-C to the whole foreground process group: the campaign passes it to its run's
+    child (in a group of its own, so it arrives once), which records its windows aborted and cleans up."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+    store = tmp_path / "s.db"
+    (tmp_path / "work").mkdir()
+    process = subprocess.Popen([
+        sys.executable, "-m", "mltelemetry", "campaign", "run", "--campaign", "c", "--store", str(store),
+        "--scenario", "cnn", "--runs", "1", "--backend", "torch", "--device", "cpu", "--image-size", "32",
+        "--synthetic-images", "6", "--max-epochs", "10000", "--target-accuracy", "1", "--workdir",
+        str(tmp_path / "work"), "--export-dir", str(tmp_path / "exports"), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # Ctrl-C's default action as in a terminal's job, also when the tests run in a shell's background job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        def epochs():
+            with Store(store) as s:
+                return [e for e in s.events("c") if e.action == "epoch"]
+
+        wait_for(lambda: store.exists() and epochs(), 120, "the child's first epoch")
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted: the run in progress is recorded aborted" in out and "Traceback" not in err
+    with Store(store) as s:
+        events = s.events("c")
+    status = {e.action: e.status for e in events if e.action != "epoch"}
+    assert status == {"campaign": "aborted", "run": "aborted", "prepare_data": "ok", "create_model": "ok",
+                      "train": "aborted", "cleanup": "ok"}
+    assert not list((tmp_path / "work").iterdir())  # the child cleaned up, the parent removed the synthetic data

@@ -20,9 +20,11 @@ from mltelemetry.cliutil import (
     with_sink_options,
 )
 from mltelemetry.storecli import campaign_list_command
-from mltelemetry.workload.campaign import CampaignPlan, CooldownSettings, run_campaign
+from mltelemetry.workload.campaign import CampaignPlan, CooldownSettings, SettleSettings, run_campaign
 from mltelemetry.workload.compare import make_compare
 from mltelemetry.workload.config import DEFAULT_HUB_HANDLE, PRECISIONS, MLConfig
+from mltelemetry.workload.lm_config import LMConfig
+from mltelemetry.workload.variants import parse_vary
 
 app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True)
 app.command("list")(campaign_list_command)
@@ -73,7 +75,25 @@ def run_command(
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed run (by default it is recorded "
                                                  "failed and the campaign goes on).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue an existing campaign: run only the runs not yet "
-                                              "recorded ok (same --scenario/--runs/--order/--seed).")] = False,
+                                              "recorded ok; runs of a killed campaign are marked lost and run "
+                                              "again. The plan (--scenario/--runs/--seconds/--order/--seed/--vary "
+                                              "and the ML settings) must be the one it started with.")] = False,
+    lm: Annotated[list[str], typer.Option(help="NAME=VALUE settings of lm-train/lm-infer (repeat): d_model, layers, "
+                                               "heads, context, steps_per_epoch, max_epochs, target_val_loss "
+                                               "(nats/byte, none), corpus_bytes, prompts, prompt_tokens, "
+                                               "new_tokens, prefill_rounds, decode_rounds, checkpoint (an "
+                                               "lm-train export folder for lm-infer).")] = [],  # noqa: B006
+    processes: Annotated[int, typer.Option(min=1, help="Processes of lm-train (torch DistributedDataParallel, one "
+                                                       "per GPU; gloo on CPU).")] = 1,
+    vary: Annotated[list[str], typer.Option(help="NAME=V1,V2,...: run every ML scenario in each combination of "
+                                                 "the values (repeat for more settings; batch_size, precision, "
+                                                 "backend, learning_rate, image_size, gpu_power_limit in W, set "
+                                                 "through NVML around each run, needs root).")] = [],  # noqa: B006
+    settle: Annotated[bool, typer.Option(help="Before each run, wait until the GPUs' power (NVML) is within "
+                                              "--settle-margin W of the campaign's first baseline run.")] = False,
+    settle_margin: Annotated[float, typer.Option(min=0, help="Settle margin, W above the baseline's GPU power.")
+                             ] = 5.0,
+    settle_limit: Annotated[float, typer.Option(min=0, help="Longest settle wait, seconds.")] = 300.0,
     cooldown: Annotated[bool, typer.Option(help="Before each run, wait until the GPU is within --cooldown-margin "
                                                 "of the baseline's temperature (GPU exporter series or NVML).")
                         ] = False,
@@ -117,6 +137,14 @@ def run_command(
     """Run a campaign of scenarios and record every run and action as an event."""
     if precision not in PRECISIONS:
         raise typer.BadParameter(f"--precision must be one of {', '.join(PRECISIONS)}")
+    try:
+        lm_settings = LMConfig.from_settings(lm, processes=processes)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--lm") from None
+    try:
+        varied = parse_vary(vary)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--vary") from None
     from mltelemetry.sinks_events import live_events
 
     order, backend, idle_framework = order.value, backend.value, idle_framework.value  # type: ignore[assignment]
@@ -126,21 +154,29 @@ def run_command(
                       max_epochs=max_epochs, target_accuracy=target_accuracy, learning_rate=learning_rate,
                       validation_split=validation_split, seed=seed, synthetic_per_class=synthetic_images,
                       hub_handle=None if hub_handle.lower() == "none" else hub_handle, torch_weights=torch_weights,
-                      keep_downloads=keep_downloads, device=device, workdir=workdir, export_dir=export_dir)
+                      keep_downloads=keep_downloads, device=device, workdir=workdir, export_dir=export_dir,
+                      lm=lm_settings)
     plan = CampaignPlan(campaign, list(scenario), runs, seconds, order, pause, seed,  # type: ignore[arg-type]
-                        config=config, idle_framework=idle_framework)
+                        config=config, idle_framework=idle_framework, vary=varied)
+    if varied and not plan.has_ml:
+        raise typer.BadParameter("varies the ML scenarios (cnn, transfer), and no --scenario is one",
+                                 param_hint="--vary")
     cooling = CooldownSettings(cooldown_margin, cooldown_limit, reference_c=cooldown_reference,
                                host=host_label) if cooldown else None
+    settling = SettleSettings(settle_margin, settle_limit) if settle else None
     comparing = make_compare(compare.value if compare else None, country_iso_code=codecarbon_country)
 
     with live_events(listen=listen, host=host_label, grafana_url=grafana_url), _sigterm_as_interrupt():
         counts = run_campaign(store, plan, show_progress=progress, fail_fast=fail_fast, resume=resume,
-                              cooldown=cooling, compare=comparing)
+                              cooldown=cooling, settle=settling, compare=comparing)
     summary = f"campaign {campaign}: {counts['ok']} runs ok, {counts['failed']} failed"
     if counts["skipped"]:
         summary += f", {counts['skipped']} already done"
-    if counts["aborted"]:
-        typer.echo(f"{summary}, interrupted: the run in progress is recorded aborted; --resume runs the rest")
+    if counts["lost"]:
+        summary += f", {counts['lost']} lost by a killed campaign (run again)"
+    if counts["interrupted"]:
+        where = "the run in progress is recorded aborted" if counts["aborted"] else "between runs"
+        typer.echo(f"{summary}, interrupted: {where}; --resume runs the rest")
         raise typer.Exit(130)
     typer.echo(summary)
     if counts["failed"]:

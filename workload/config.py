@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ class MLConfig:
         if self.data != SYNTHETIC:
             return Path(self.data).expanduser()
         if self._synthetic_dir is None or not self._synthetic_dir.exists():
-            folder = Path(tempfile.mkdtemp(prefix="mltelemetry-synthetic-flowers-", dir=self.workdir))
+            folder = Path(tempfile.mkdtemp(prefix=f"mltelemetry-synthetic-flowers-p{os.getpid()}-", dir=self.workdir))
             atexit.register(shutil.rmtree, folder, True)
             self._synthetic_dir = make_synthetic(folder, per_class=self.synthetic_per_class,
                                                  size=self.synthetic_size, seed=self.seed)

@@ -169,13 +169,13 @@ def lm_settings(lm: LMConfig) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(lm).items()}
 
 
-@scenario("lm-train")
+@scenario("lm-train", uses_framework=True, backend="torch")
 def lm_train(ctx: RunContext) -> None:
     """A small decoder-only transformer trained from scratch on the standard library's source (byte-level)."""
     run_lm_train(ctx)
 
 
-@scenario("lm-infer")
+@scenario("lm-infer", uses_framework=True, backend="torch")
 def lm_infer(ctx: RunContext) -> None:
     """Generation with a KV cache over a fixed prompt set: ``prefill`` and ``decode`` as separate actions."""
     run_lm_infer(ctx)

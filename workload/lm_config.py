@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from mltelemetry.errors import MltelemetryError
@@ -36,7 +36,7 @@ class LMConfig:
 
     def check(self) -> None:
         if self.d_model % self.heads:
-            raise MltelemetryError(f"--lm-d-model ({self.d_model}) must be a multiple of --lm-heads ({self.heads})")
+            raise MltelemetryError(f"lm d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
         if self.prompt_tokens + self.new_tokens > self.context:
             raise MltelemetryError(f"prompt tokens + new tokens ({self.prompt_tokens} + {self.new_tokens}) must fit "
                                    f"the context ({self.context})")
@@ -50,3 +50,33 @@ class LMConfig:
 
     def model_settings(self) -> dict[str, int]:
         return {"d_model": self.d_model, "layers": self.layers, "heads": self.heads, "context": self.context}
+
+    @classmethod
+    def from_settings(cls, settings: list[str], **given: object) -> LMConfig:
+        """An LMConfig from ``name=value`` pairs (``--lm d_model=256 --lm layers=4``) and ``given`` values."""
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, object] = dict(given)
+        for item in settings:
+            name, sep, text = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in types or name == "processes":
+                known = ", ".join(n for n in types if n != "processes")
+                raise ValueError(f"--lm takes NAME=VALUE with NAME one of {known}; got {item!r}")
+            kind = types[name]
+            try:
+                if text.strip().lower() == "none" and "None" in kind:
+                    values[name] = None
+                elif kind.startswith("int"):
+                    values[name] = int(text)
+                elif kind.startswith("float"):
+                    values[name] = float(text)
+                else:
+                    values[name] = Path(text)
+            except ValueError:
+                raise ValueError(f"--lm {name}: {text!r} is not a {kind.split(' ')[0]}") from None
+        config = cls(**values)  # type: ignore[arg-type]
+        try:
+            config.check()
+        except MltelemetryError as e:
+            raise ValueError(str(e)) from None
+        return config

@@ -19,7 +19,6 @@ import importlib.util
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from mltelemetry.errors import MltelemetryError
 from mltelemetry.workload.config import FRAMEWORK_MODULES, MLConfig
 from mltelemetry.workload.data import prepare
 from mltelemetry.workload.instrument import EPOCH_FIELDS
-from mltelemetry.workload.scenarios import RunContext, scenario
+from mltelemetry.workload.scenarios import RunContext, run_dir, scenario
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def run_ml(ctx: RunContext, kind: str) -> None:
     annotator = ctx.annotator
     settings = {schema.FIELD_PRECISION: cfg.precision, schema.FIELD_BATCH_SIZE: cfg.batch_size}
     ctx.run_fields.update(settings)
-    workdir = Path(tempfile.mkdtemp(prefix=f"mltelemetry-{kind}-run{ctx.run}-", dir=cfg.workdir))
+    workdir = run_dir(f"{kind}-run{ctx.run}", cfg.workdir)
     to_delete = [workdir]
     try:
         with ctx.action("prepare_data", validation_split=cfg.validation_split, seed=cfg.seed) as fields:
@@ -106,13 +105,13 @@ def run_ml(ctx: RunContext, kind: str) -> None:
             fields.update(deleted=[str(p) for p in to_delete], left=[str(p) for p in to_delete if p.exists()])
 
 
-@scenario("cnn")
+@scenario("cnn", uses_framework=True)
 def cnn(ctx: RunContext) -> None:
     """The paper's CNN (three Conv2D/MaxPooling2D, Dense 512, Dense 5), trained to 80 % validation accuracy."""
     run_ml(ctx, "cnn")
 
 
-@scenario("transfer")
+@scenario("transfer", uses_framework=True)
 def transfer(ctx: RunContext) -> None:
     """MobileNetV2 feature vector (frozen) + Dense 5, trained to 85 % validation accuracy."""
     run_ml(ctx, "transfer")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.cpu_burn import hash_until
@@ -61,11 +64,48 @@ Scenario = Callable[[RunContext], None]
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def scenario(name: str) -> Callable[[Scenario], Scenario]:
+def scenario(name: str, *, uses_framework: bool = False, backend: str | None = None
+             ) -> Callable[[Scenario], Scenario]:
+    """Register a scenario. One that ``uses_framework`` (imports an ML framework, reads ``ctx.config``) runs in a
+    child process of its own (:mod:`.child`) and is varied by ``--vary``; its framework is that of ``backend``
+    (``None``: the campaign's ``--backend``)."""
     def register(function: Scenario) -> Scenario:
+        function.uses_framework = uses_framework  # type: ignore[attr-defined]
+        function.backend = backend  # type: ignore[attr-defined]
         SCENARIOS[name] = function
         return function
     return register
+
+
+def uses_framework(name: str) -> bool:
+    return getattr(SCENARIOS.get(name), "uses_framework", False)
+
+
+def backend_of(name: str, config: MLConfig) -> str:
+    """The backend a framework scenario runs on: its own (lm-* are torch models) or the campaign's."""
+    return getattr(SCENARIOS.get(name), "backend", None) or config.backend
+
+
+# A run's working folders carry its process id, so the campaign can tell those of killed runs.
+_STALE_DIR = re.compile(r"^mltelemetry-.+-p(\d+)-[^-]+$")
+
+
+def run_dir(kind: str, parent: Path | None = None) -> Path:
+    """A new working folder ``mltelemetry-<kind>-p<pid>-XXXX`` under ``parent`` (default: the temporary folder)."""
+    return Path(tempfile.mkdtemp(prefix=f"mltelemetry-{kind}-p{os.getpid()}-", dir=parent))
+
+
+def reclaim_stale_dirs(parent: Path | None = None) -> list[Path]:
+    """Delete the working folders under ``parent`` whose process is gone (a run killed with SIGKILL leaves its
+    data there); returns them."""
+    folder = Path(parent or tempfile.gettempdir())
+    stale = []
+    for path in folder.glob("mltelemetry-*-p*-*"):
+        match = _STALE_DIR.match(path.name)
+        if match and path.is_dir() and not psutil.pid_exists(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            stale.append(path)
+    return stale
 
 
 @scenario("baseline")
@@ -104,7 +144,7 @@ def idle(ctx: RunContext) -> None:
 @scenario("cpu")
 def cpu(ctx: RunContext) -> None:
     """A CPU-bound synthetic workload: prepare data, hash on every core for ``seconds``, clean up."""
-    workdir = Path(tempfile.mkdtemp(prefix="mltelemetry-cpu-"))
+    workdir = run_dir("cpu", ctx.config.workdir)
     try:
         with ctx.action("prepare_data") as fields:
             data = workdir / "input.bin"

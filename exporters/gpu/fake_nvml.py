@@ -20,8 +20,10 @@ reports is derived from the script exactly, in NVML's integer units:
 ``memory_used``, ``performance_state``, ``pcie_link_generation``, ``pcie_link_width``,
 ``sm_clock``, ``memory_clock``, ``graphics_clock``, ``throttle_reasons``, ``power_limit``,
 ``fan_speed``, or ``field_values`` for a driver without ``nvmlDeviceGetFieldValues``) that
-answer NVML_ERROR_NOT_SUPPORTED. :meth:`FakeNvml.lose` makes a GPU answer
-NVML_ERROR_GPU_IS_LOST until :meth:`FakeNvml.recover`. ``calls`` counts every call by name.
+answer NVML_ERROR_NOT_SUPPORTED. ``nvmlDeviceSetPowerManagementLimit`` changes the GPU's
+``power_limit_w`` within ``power_limit_range_w`` (NVML_ERROR_NO_PERMISSION unless ``root``).
+:meth:`FakeNvml.lose` makes a GPU answer NVML_ERROR_GPU_IS_LOST until :meth:`FakeNvml.recover`.
+``calls`` counts every call by name.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ NVML_SUCCESS = 0
 NVML_ERROR_UNINITIALIZED = 1
 NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
 NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
@@ -95,6 +98,7 @@ class FakeGpu:
     pcie_link_generation: int = 5
     pcie_link_width: int = 16
     power_limit_w: float = 700.0
+    power_limit_range_w: tuple[float, float] = (200.0, 700.0)
     fan_pct: int = 0
     unsupported: frozenset[str] = frozenset()
     lost: bool = False
@@ -159,6 +163,7 @@ class FakeNvml:
     driver_version: str = "580.159.04"
     calls: Counter = field(default_factory=Counter)
     initialised: bool = False
+    root: bool = True  # False: setting a power limit answers NVML_ERROR_NO_PERMISSION, as for a normal user
 
     NVMLError = NVMLError
 
@@ -305,6 +310,21 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
         return round(self._gpu("nvmlDeviceGetEnforcedPowerLimit", handle, "power_limit").power_limit_w * 1000)
+
+    def nvmlDeviceGetPowerManagementLimit(self, handle: _Handle) -> int:
+        return round(self._gpu("nvmlDeviceGetPowerManagementLimit", handle, "power_limit").power_limit_w * 1000)
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: _Handle) -> tuple[int, int]:
+        low, high = self._gpu("nvmlDeviceGetPowerManagementLimitConstraints", handle, "power_limit").power_limit_range_w
+        return round(low * 1000), round(high * 1000)
+
+    def nvmlDeviceSetPowerManagementLimit(self, handle: _Handle, milliwatts: int) -> None:
+        gpu = self._gpu("nvmlDeviceSetPowerManagementLimit", handle, "power_limit")
+        if not self.root:
+            raise NVMLError(NVML_ERROR_NO_PERMISSION)
+        if not gpu.power_limit_range_w[0] * 1000 <= milliwatts <= gpu.power_limit_range_w[1] * 1000:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        gpu.power_limit_w = milliwatts / 1000
 
     def nvmlDeviceGetFanSpeed(self, handle: _Handle) -> int:
         return self._gpu("nvmlDeviceGetFanSpeed", handle, "fan_speed").fan_pct
