@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mltelemetry import schema
-from mltelemetry.errors import MltelemetryError, UsageError
+from mltelemetry.errors import MltelemetryError, StoreWriteError, UsageError
 from mltelemetry.schema import Event
 from mltelemetry.store import Store
 from mltelemetry.workload import claims
@@ -44,7 +44,7 @@ from mltelemetry.workload.compare import CodeCarbonCompare
 from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.cooldown import Cooldown, TemperatureSource, find_source
 from mltelemetry.workload.data import SYNTHETIC, locate
-from mltelemetry.workload.events import Claim, EventRecorder, StoreWriteError
+from mltelemetry.workload.events import Claim, EventRecorder
 from mltelemetry.workload.ml import FRAMEWORK_MODULES, ML_SCENARIOS, check_backend
 from mltelemetry.workload.power_limit import PowerLimits
 from mltelemetry.workload.progress import CampaignProgress

@@ -107,7 +107,8 @@ def run_in_child(function: Callable, ctx: Any) -> None:
     recorder: EventRecorder = ctx.recorder
     context = {"campaign": recorder.campaign, "labels": recorder.labels, "scenario": ctx.scenario, "run": ctx.run,
                "seconds": ctx.seconds, "config": ctx.config, "idle_import": ctx.idle_import}
-    process = spawn.Process(target=_child, args=(function, context, sender), daemon=True,
+    # not a daemon: a run may start processes of its own (lm-train's DDP ranks); it ends with its parent anyway
+    process = spawn.Process(target=_child, args=(function, context, sender), daemon=False,
                             name=f"mltelemetry {ctx.scenario} run {ctx.run}")
     interrupted: list[int] = []
     outcome: tuple[str, Any] | None = None

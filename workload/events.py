@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import StoreWriteError
 from mltelemetry.schema import Event
 from mltelemetry.store import Store
 from mltelemetry.workload import claims
@@ -57,11 +57,6 @@ def publishing(publishers: Sequence[EventPublisher]) -> Iterator[None]:
         yield
     finally:
         _publishers.reset(token)
-
-
-class StoreWriteError(MltelemetryError):
-    """The store refused a write (disk full, read-only, locked for too long): what happens next cannot be
-    recorded, so the campaign stops with this cause."""
 
 
 Claim = Callable[[list[tuple[int, Event]]], "dict[str, Any] | None"]
@@ -99,7 +94,8 @@ class EventRecorder:
         except sqlite3.Error as e:
             # A failed COMMIT can leave no transaction to roll back: the first error is the cause.
             cause = e.__context__ if isinstance(e.__context__, sqlite3.Error) else e
-            raise StoreWriteError(f"cannot write to the store {getattr(self.store, 'path', '')}: {cause}") from e
+            path = getattr(self.store, "path", "")
+            raise StoreWriteError(f"cannot write to the store {path}: {cause}", path) from e
 
     def opened(self, event: Event) -> None:
         """Tell the publishers a window opened (the child-process runner relays its child's windows here)."""
