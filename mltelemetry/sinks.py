@@ -8,9 +8,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import http.client
 import logging
 import socket
@@ -19,18 +16,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from typing import Any, Protocol
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Protocol
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric as PromMetric
+from prometheus_client.samples import Timestamp
 
 from mltelemetry.errors import MltelemetryError
-from mltelemetry.schema import METRICS, Sample
+from mltelemetry.httpserver import MetricsServer, Page, Routes, ServerLimits
+from mltelemetry.schema import EXPOSED_WITH_READING_TIME, METRICS, Sample
 from mltelemetry.store import Store
 
 log = logging.getLogger(__name__)
@@ -177,86 +175,64 @@ def read_basic_auth_file(path: str | Path) -> dict[str, str]:
     return users
 
 
-def _require_basic_auth(app: Callable, users: Mapping[str, str]) -> Callable:
-    """WSGI middleware: 401 unless the request carries one of ``users``' credentials (compared in constant time)."""
-    expected = [f"{user}:{password}".encode() for user, password in users.items()]
-
-    def guarded(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        scheme, _, encoded = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        try:
-            given = base64.b64decode(encoded, validate=True) if scheme.lower() == "basic" else b""
-        except (binascii.Error, ValueError):
-            given = b""
-        if given and any(hmac.compare_digest(given, credentials) for credentials in expected):
-            return app(environ, start_response)
-        start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="mltelemetry"'),
-                                            ("Content-Type", "text/plain; charset=utf-8")])
-        return [b"401 Unauthorized\n"]
-
-    return guarded
+# OpenMetrics unit words for the schema's (UCUM) units; "1" is a unit only for ratios.
+_OPENMETRICS_UNITS = {"W": "watts", "V": "volts", "A": "amperes", "J": "joules", "s": "seconds", "B": "bytes",
+                      "Cel": "celsius", "Hz": "hertz"}
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr for every scrape
-        pass
+def openmetrics_unit(family: str, unit: str) -> str:
+    """The ``# UNIT`` of a family: the schema's unit as OpenMetrics spells it, where the name ends in it."""
+    word = _OPENMETRICS_UNITS.get(unit, "ratio" if unit == "1" else "")
+    return word if word and family.endswith("_" + word) else ""
 
 
-def _serve_wsgi(app: Callable, host: str, port: int, context: ssl.SSLContext | None,
-                handshake_timeout_s: float = 10.0) -> WSGIServer:
-    """A threaded WSGI server on HOST:PORT (IPv4 or IPv6), TLS-wrapped when ``context`` is given.
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
-    The TLS handshake runs in each connection's own thread and gives up after ``handshake_timeout_s``,
-    so a client that connects and says nothing holds one thread for a while, never the accept loop.
+
+class ReadingTime(Timestamp):
+    """A reading's time: OpenMetrics prints it to the nanosecond (``str``), the text format to the millisecond.
+
+    The text format writes ``int(float(t) * 1000)``; half a millisecond added here keeps float rounding
+    (x.123 s times 1000 giving 122.9999… ms) from ever taking a millisecond off the truncation.
     """
 
-    class Server(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-
-        def process_request_thread(self, request: Any, client_address: Any) -> None:
-            if context is not None:
-                try:
-                    request.settimeout(handshake_timeout_s)
-                    request.do_handshake()
-                    request.settimeout(None)
-                except (OSError, ValueError) as e:  # ssl.SSLError and TimeoutError are OSErrors
-                    log.debug("TLS handshake with %s failed: %s", client_address, e)
-                    self.shutdown_request(request)
-                    return
-            super().process_request_thread(request, client_address)
-
-    server = make_server(host, port, app, Server, handler_class=_QuietHandler)
-    if context is not None:  # accept() only accepts; the handshake waits for the connection's thread
-        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    threading.Thread(target=server.serve_forever, name=f"metrics-{port}", daemon=True).start()
-    return server
+    def __float__(self) -> float:
+        return (self.sec * 1000 + self.nsec // 10**6 + 0.5) / 1000
 
 
-class PrometheusSink:
+class PrometheusSink(Routes):
     """Serves the latest value of every series on ``http://HOST:PORT/metrics`` (``https`` with TLS).
 
-    Values are exposed without timestamps: Prometheus stamps them at scrape time, and the
-    ``*_joules_total`` counters make the scrape interval irrelevant to window energy.
+    The page is rendered at most once per tick and format (text or OpenMetrics): the first scrape after a
+    publish renders it, the others get the same bytes. The series in ``schema.EXPOSED_WITH_READING_TIME``
+    carry their reading's time as an explicit timestamp; the others are stamped by the scraper. Beside
+    the samples it serves the process' own CPU time and memory (``process_*``).
+
+    ``/healthz`` answers 200 while something was published within ``healthy_within_s`` (None: always).
     """
 
     def __init__(self, host: str, port: int, security: WebSecurity | None = None,
-                 stale_after_s: float | None = None, clock=time.monotonic) -> None:
-        self._latest: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+                 stale_after_s: float | None = None, clock=time.monotonic, *,
+                 healthy_within_s: float | None = None, limits: ServerLimits | None = None) -> None:
+        self._latest: dict[SeriesKey, tuple[float, int]] = {}  # value, reading time (ns)
         # A series not published for stale_after_s is dropped (a GPU that fell off the bus, a meter item
         # gone NAN), so /metrics never shows an old value as current. None keeps every series.
         self.stale_after_s = stale_after_s
+        self.healthy_within_s = healthy_within_s
         self._clock = clock
-        self._published_at: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._published_at: dict[SeriesKey, float] = {}
+        self._last_publish: float | None = None
         self._lock = threading.Lock()
+        self._pages: dict[str, Page] = {}  # rendered pages by content type, until the next publish
         self.scrapes = 0  # how often /metrics was read
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.renders = 0  # how often the page was rendered
+        self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+        ProcessCollector(registry=self.registry)
         security = security or WebSecurity()
-        app = make_wsgi_app(self.registry)
-        if security.basic_auth:
-            app = _require_basic_auth(app, security.basic_auth)
         try:
-            self._server = _serve_wsgi(app, host, port, security.ssl_context())
+            self._server = MetricsServer(host, port, self, context=security.ssl_context(),
+                                         basic_auth=security.basic_auth, limits=limits)
         except (OSError, socket.gaierror) as e:
             raise MltelemetryError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
         self.port = self._server.server_port
@@ -267,36 +243,75 @@ class PrometheusSink:
         with self._lock:
             for s in samples:
                 key = (s.metric, tuple(sorted(s.labels.items())))
-                self._latest[key] = s.value
+                self._latest[key] = (s.value, s.ts_ns)
                 self._published_at[key] = now
+            self._last_publish = now
+            self._pages.clear()
 
     def forget(self, metric: str) -> None:
         """Stop serving every series of ``metric`` (an info gauge whose labels changed, say)."""
         with self._lock:
             for key in [key for key in self._latest if key[0] == metric]:
                 del self._latest[key], self._published_at[key]
+            self._pages.clear()
+
+    def forget_series(self, keys: Iterable[tuple[str, Mapping[str, str]]]) -> None:
+        """Stop serving the series named by (metric, labels)."""
+        with self._lock:
+            for metric, labels in keys:
+                key = (metric, tuple(sorted(labels.items())))
+                self._latest.pop(key, None)
+                self._published_at.pop(key, None)
+            self._pages.clear()
+
+    def _drop_stale(self) -> None:
+        """Under the lock: forget the series not published for stale_after_s (and the pages that showed them)."""
+        if self.stale_after_s is None:
+            return
+        oldest = self._clock() - self.stale_after_s
+        stale = [k for k, at in self._published_at.items() if at < oldest]
+        for key in stale:
+            del self._latest[key], self._published_at[key]
+        if stale:
+            self._pages.clear()
+
+    def metrics(self, accept: str) -> Page:
+        """The page for a scraper's Accept header, rendered only when nothing changed since the last render."""
+        encoder, content_type = choose_encoder(accept)
+        with self._lock:
+            self.scrapes += 1
+            self._drop_stale()
+            page = self._pages.get(content_type)
+            if page is None:
+                self.renders += 1
+                page = self._pages[content_type] = Page(encoder(self.registry), content_type)
+        return page
+
+    def healthz(self) -> Page:
+        with self._lock:
+            last = self._last_publish
+        if self.healthy_within_s is None:
+            return Page(b"ok\n", "text/plain; charset=utf-8")
+        if last is None:
+            return Page(b"starting: nothing sampled yet\n", "text/plain; charset=utf-8", 503)
+        age = self._clock() - last
+        if age > self.healthy_within_s:
+            return Page(f"stale: last sample {age:.1f} s ago\n".encode(), "text/plain; charset=utf-8", 503)
+        return Page(f"ok: last sample {age:.1f} s ago\n".encode(), "text/plain; charset=utf-8")
 
     def collect(self) -> Iterable[PromMetric]:
+        """The families of the latest samples; called by the registry while rendering (under the lock)."""
         families: dict[str, PromMetric] = {}
-        with self._lock:
-            if self.stale_after_s is not None:
-                oldest = self._clock() - self.stale_after_s
-                for key in [k for k, at in self._published_at.items() if at < oldest]:
-                    del self._latest[key], self._published_at[key]
-            latest = sorted(self._latest.items())
-            self.scrapes += 1
-        for (name, labels), value in latest:
+        for (name, labels), (value, ts_ns) in sorted(self._latest.items()):
             spec = METRICS[name]
             family = families.get(name)
             if family is None:  # counter and info families are named without their suffix; samples carry it
-                family = families[name] = PromMetric(name.removesuffix("_total").removesuffix("_info"), spec.help,
-                                                     spec.type)
-            family.add_sample(name, dict(labels), value)
+                family_name = name.removesuffix("_total").removesuffix("_info")
+                family = families[name] = PromMetric(family_name, spec.help, spec.type,
+                                                     openmetrics_unit(family_name, spec.unit))
+            timestamp = ReadingTime(*divmod(ts_ns, 10**9)) if name in EXPOSED_WITH_READING_TIME else None
+            family.add_sample(name, dict(labels), value, timestamp)
         yield from families.values()
 
-    def describe(self) -> Iterable[PromMetric]:
-        return []
-
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()

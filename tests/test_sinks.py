@@ -8,7 +8,7 @@ from mltelemetry.store import Store
 GOLDEN = """\
 # HELP mltelemetry_pm_energy_joules_total Energy integrated by the exporter from the meter's power readings.
 # TYPE mltelemetry_pm_energy_joules_total counter
-mltelemetry_pm_energy_joules_total{host="sut",meter="wt310"} 1234.5
+mltelemetry_pm_energy_joules_total{host="sut",meter="wt310"} 1234.5 1764572402250
 # HELP mltelemetry_pm_meter_info Identity of the power meter (model, serial, firmware, driver).
 # TYPE mltelemetry_pm_meter_info gauge
 mltelemetry_pm_meter_info{driver="wt300",firmware="F1.03",host="sut",meter="wt310",model="WT310",serial="C2PH"} 1.0
@@ -23,15 +23,19 @@ def test_exposition_matches_the_golden_text():
     sink = PrometheusSink("127.0.0.1", 0)
     try:
         labels = {"host": "sut", "meter": "wt310"}
-        sink.publish([Sample(schema.PM_POWER, labels, 80.0, 1), Sample(schema.PM_ENERGY, labels, 1000.0, 1)])
-        sink.publish([Sample(schema.PM_POWER, labels, 87.5, 2), Sample(schema.PM_ENERGY, labels, 1234.5, 2),
+        t1, t2 = 1_764_572_401_250_000_000, 1_764_572_402_250_999_999  # reading times (ns)
+        sink.publish([Sample(schema.PM_POWER, labels, 80.0, t1), Sample(schema.PM_ENERGY, labels, 1000.0, t1)])
+        # The energy counter carries its reading's time, truncated to the millisecond; the gauges none.
+        sink.publish([Sample(schema.PM_POWER, labels, 87.5, t2), Sample(schema.PM_ENERGY, labels, 1234.5, t2),
                       Sample(schema.PM_INFO, {**labels, "driver": "wt300", "model": "WT310", "serial": "C2PH",
                                               "firmware": "F1.03"}, 1, 2),
                       Sample(schema.PM_POWER, {"host": "sut", "meter": 'wt\\31"0\n'}, 1.0, 2)])  # hostile label
         body = requests.get(f"http://127.0.0.1:{sink.port}/metrics", timeout=5).text
     finally:
         sink.close()
-    assert body == GOLDEN
+    ours, _, process = body.partition("# HELP process_")  # then the process' own CPU and memory
+    assert ours == GOLDEN
+    assert "process_cpu_seconds_total " in process and "process_resident_memory_bytes " in process
 
 
 def test_series_not_published_for_a_while_leave_metrics():

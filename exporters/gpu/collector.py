@@ -103,6 +103,7 @@ class GpuCollector:
             raise NvmlError(f"no GPU with index {', '.join(map(str, missing))}: NVML sees {count} GPU(s)")
         if not wanted:
             log.warning("NVML sees no GPU: the GPU exporter will publish no GPU data")
+        self.driver_version = nvml.driver_version()  # for mltelemetry_build_info
         self.gpus: list[_Gpu] = []
         for index in wanted:
             try:
