@@ -63,9 +63,10 @@ class Page:
 
 
 class Routes:
-    """What the server asks its owner: the metrics page for an Accept header, and the health."""
+    """What the server asks its owner: the metrics page for a scraper (address and User-Agent) and its Accept
+    header, and the health."""
 
-    def metrics(self, accept: str) -> Page:  # pragma: no cover - the interface
+    def metrics(self, accept: str, scraper: str) -> Page:  # pragma: no cover - the interface
         raise NotImplementedError
 
     def healthz(self) -> Page:  # pragma: no cover - the interface
@@ -161,7 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(Page(b"401 Unauthorized\n", "text/plain; charset=utf-8", 401),
                              [("WWW-Authenticate", 'Basic realm="mltelemetry"')])
                 return
-            self._answer(self.server.routes.metrics(self.headers.get("Accept", "")))
+            scraper = f"{self.client_address[0]} {self.headers.get('User-Agent', '')}"
+            self._answer(self.server.routes.metrics(self.headers.get("Accept", ""), scraper))
         elif path == "/healthz":
             self._answer(self.server.routes.healthz())
         elif path == "/":

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,17 +205,33 @@ class PrometheusSink(Routes):
     """Serves the latest value of every series on ``http://HOST:PORT/metrics`` (``https`` with TLS).
 
     The page is rendered at most once per tick and format (text or OpenMetrics): the first scrape after a
-    publish renders it, the others get the same bytes. The series in ``schema.EXPOSED_WITH_READING_TIME``
-    carry their reading's time as an explicit timestamp; the others are stamped by the scraper. Beside
-    the samples it serves the process' own CPU time and memory (``process_*``).
+    publish renders it, the others get the same bytes. Beside the samples it serves the process' own CPU
+    time and memory (``process_*``).
+
+    The series in ``schema.EXPOSED_WITH_READING_TIME`` (the energy counters) carry their reading's time as
+    an explicit timestamp; the others are stamped by the scraper. A scraper whose scrapes fall between two
+    ticks would miss a reading now and then, and read the counter across two intervals at a window's
+    edge; so each scraper (told apart by address and User-Agent) that missed a tick gets, on its next
+    scrape, the readings it missed (oldest first, up to ``history`` ticks back) before the latest, and a
+    scraper new to the exporter all of the last ``history`` (the readings of an exporter's first seconds,
+    or of a Prometheus restart, are not lost). Every reading reaches a scraper once, in time order, none
+    older than one it was given (Prometheus would drop that as out of order). A scraper that keeps up gets
+    the shared page rendered once per tick.
 
     ``/healthz`` answers 200 while something was published within ``healthy_within_s`` (None: always).
     """
 
     def __init__(self, host: str, port: int, security: WebSecurity | None = None,
                  stale_after_s: float | None = None, clock=time.monotonic, *,
-                 healthy_within_s: float | None = None, limits: ServerLimits | None = None) -> None:
+                 healthy_within_s: float | None = None, limits: ServerLimits | None = None,
+                 history: int = 60) -> None:
         self._latest: dict[SeriesKey, tuple[float, int]] = {}  # value, reading time (ns)
+        self._tick = 0  # publishes so far
+        # The last ``history`` readings of each reading-time series: (tick, value, reading time in ns).
+        self._history: dict[SeriesKey, deque[tuple[int, float, int]]] = {}
+        self.history = history
+        self._scrapers: dict[str, tuple[int, float]] = {}  # scraper → (the last tick it was served, when)
+        self._since: int | None = None  # while rendering for a scraper behind: the last tick it got
         # A series not published for stale_after_s is dropped (a GPU that fell off the bus, a meter item
         # gone NAN), so /metrics never shows an old value as current. None keeps every series.
         self.stale_after_s = stale_after_s
@@ -245,6 +262,12 @@ class PrometheusSink(Routes):
                 key = (s.metric, tuple(sorted(s.labels.items())))
                 self._latest[key] = (s.value, s.ts_ns)
                 self._published_at[key] = now
+                if s.metric in EXPOSED_WITH_READING_TIME:
+                    readings = self._history.setdefault(key, deque(maxlen=self.history))
+                    if readings and readings[-1][2] >= s.ts_ns:  # never out of order: the newer one stays
+                        readings.pop()
+                    readings.append((self._tick + 1, s.value, s.ts_ns))
+            self._tick += 1
             self._last_publish = now
             self._pages.clear()
 
@@ -252,16 +275,19 @@ class PrometheusSink(Routes):
         """Stop serving every series of ``metric`` (an info gauge whose labels changed, say)."""
         with self._lock:
             for key in [key for key in self._latest if key[0] == metric]:
-                del self._latest[key], self._published_at[key]
+                self._forget(key)
             self._pages.clear()
+
+    def _forget(self, key: SeriesKey) -> None:
+        self._latest.pop(key, None)
+        self._published_at.pop(key, None)
+        self._history.pop(key, None)
 
     def forget_series(self, keys: Iterable[tuple[str, Mapping[str, str]]]) -> None:
         """Stop serving the series named by (metric, labels)."""
         with self._lock:
             for metric, labels in keys:
-                key = (metric, tuple(sorted(labels.items())))
-                self._latest.pop(key, None)
-                self._published_at.pop(key, None)
+                self._forget((metric, tuple(sorted(labels.items()))))
             self._pages.clear()
 
     def _drop_stale(self) -> None:
@@ -271,16 +297,30 @@ class PrometheusSink(Routes):
         oldest = self._clock() - self.stale_after_s
         stale = [k for k, at in self._published_at.items() if at < oldest]
         for key in stale:
-            del self._latest[key], self._published_at[key]
+            self._forget(key)
         if stale:
             self._pages.clear()
 
-    def metrics(self, accept: str) -> Page:
-        """The page for a scraper's Accept header, rendered only when nothing changed since the last render."""
+    def metrics(self, accept: str, scraper: str = "") -> Page:
+        """The page for a scraper (its Accept header): the shared one of this tick, rendered at most once,
+        unless the scraper missed a tick since its last scrape: then its own, with the readings it missed."""
         encoder, content_type = choose_encoder(accept)
         with self._lock:
             self.scrapes += 1
             self._drop_stale()
+            now = self._clock()
+            last_served = self._scrapers.get(scraper, (0, now))[0]  # new: everything in the history
+            self._scrapers[scraper] = (self._tick, now)
+            if len(self._scrapers) > 64:  # forget scrapers gone for ten minutes (curl, a restarted server)
+                self._scrapers = {k: v for k, v in self._scrapers.items() if now - v[1] < 600}
+            if any(len(readings) > 1 and readings[-2][0] > last_served
+                   for readings in self._history.values()):  # it missed a reading before the latest
+                self.renders += 1
+                self._since = last_served
+                try:
+                    return Page(encoder(self.registry), content_type)
+                finally:
+                    self._since = None
             page = self._pages.get(content_type)
             if page is None:
                 self.renders += 1
@@ -302,15 +342,21 @@ class PrometheusSink(Routes):
     def collect(self) -> Iterable[PromMetric]:
         """The families of the latest samples; called by the registry while rendering (under the lock)."""
         families: dict[str, PromMetric] = {}
-        for (name, labels), (value, ts_ns) in sorted(self._latest.items()):
+        for key, latest in sorted(self._latest.items()):
+            name, labels = key
             spec = METRICS[name]
             family = families.get(name)
             if family is None:  # counter and info families are named without their suffix; samples carry it
                 family_name = name.removesuffix("_total").removesuffix("_info")
                 family = families[name] = PromMetric(family_name, spec.help, spec.type,
                                                      openmetrics_unit(family_name, spec.unit))
-            timestamp = ReadingTime(*divmod(ts_ns, 10**9)) if name in EXPOSED_WITH_READING_TIME else None
-            family.add_sample(name, dict(labels), value, timestamp)
+            if name in EXPOSED_WITH_READING_TIME:
+                readings = [(value, ts_ns) for tick, value, ts_ns in self._history.get(key, ())
+                            if self._since is not None and tick > self._since] or [latest]
+                for value, ts_ns in readings:
+                    family.add_sample(name, dict(labels), value, ReadingTime(*divmod(ts_ns, 10**9)))
+            else:
+                family.add_sample(name, dict(labels), latest[0])
         yield from families.values()
 
     def close(self) -> None:

@@ -1,3 +1,5 @@
+import re
+
 import requests
 
 from mltelemetry import schema
@@ -8,6 +10,7 @@ from mltelemetry.store import Store
 GOLDEN = """\
 # HELP mltelemetry_pm_energy_joules_total Energy integrated by the exporter from the meter's power readings.
 # TYPE mltelemetry_pm_energy_joules_total counter
+mltelemetry_pm_energy_joules_total{host="sut",meter="wt310"} 1000.0 1764572401250
 mltelemetry_pm_energy_joules_total{host="sut",meter="wt310"} 1234.5 1764572402250
 # HELP mltelemetry_pm_meter_info Identity of the power meter (model, serial, firmware, driver).
 # TYPE mltelemetry_pm_meter_info gauge
@@ -21,21 +24,31 @@ mltelemetry_pm_power_watts{host="sut",meter="wt\\\\31\\"0\\n"} 1.0
 
 def test_exposition_matches_the_golden_text():
     sink = PrometheusSink("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sink.port}/metrics"
     try:
         labels = {"host": "sut", "meter": "wt310"}
-        t1, t2 = 1_764_572_401_250_000_000, 1_764_572_402_250_999_999  # reading times (ns)
+        t0, t1, t2 = 1_764_572_400_250_000_000, 1_764_572_401_250_000_000, 1_764_572_402_250_999_999  # ns
+        sink.publish([Sample(schema.PM_POWER, labels, 70.0, t0), Sample(schema.PM_ENERGY, labels, 900.0, t0)])
+        assert "} 900.0 1764572400250" in requests.get(url, timeout=5).text
         sink.publish([Sample(schema.PM_POWER, labels, 80.0, t1), Sample(schema.PM_ENERGY, labels, 1000.0, t1)])
-        # The energy counter carries its reading's time, truncated to the millisecond; the gauges none.
+        # This scraper missed the tick t1: it gets that energy reading before the latest, each with its reading's
+        # time (truncated to the millisecond); the gauges have no time and only their latest value.
         sink.publish([Sample(schema.PM_POWER, labels, 87.5, t2), Sample(schema.PM_ENERGY, labels, 1234.5, t2),
                       Sample(schema.PM_INFO, {**labels, "driver": "wt300", "model": "WT310", "serial": "C2PH",
-                                              "firmware": "F1.03"}, 1, 2),
-                      Sample(schema.PM_POWER, {"host": "sut", "meter": 'wt\\31"0\n'}, 1.0, 2)])  # hostile label
-        body = requests.get(f"http://127.0.0.1:{sink.port}/metrics", timeout=5).text
+                                              "firmware": "F1.03"}, 1, t2),
+                      Sample(schema.PM_POWER, {"host": "sut", "meter": 'wt\\31"0\n'}, 1.0, t2)])  # hostile label
+        body = requests.get(url, timeout=5).text
+        again = requests.get(url, timeout=5).text
+        new = requests.get(url, headers={"User-Agent": "another scraper"}, timeout=5).text
     finally:
         sink.close()
     ours, _, process = body.partition("# HELP process_")  # then the process' own CPU and memory
     assert ours == GOLDEN
     assert "process_cpu_seconds_total " in process and "process_resident_memory_bytes " in process
+    assert "1000.0 1764572401250" not in again and "1234.5 1764572402250" in again  # got the missed one already
+    # A scraper new to the exporter gets every reading it holds (the last 60 ticks), oldest first.
+    assert re.findall(r"mltelemetry_pm_energy_joules_total\S+ (\S+) (\d+)", new) == [
+        ("900.0", "1764572400250"), ("1000.0", "1764572401250"), ("1234.5", "1764572402250")]
 
 
 def test_series_not_published_for_a_while_leave_metrics():
