@@ -464,6 +464,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         notes.append(f"{len(flagged_runs)} run(s) flagged (coverage below {MIN_COVERAGE:.0%}, meter gaps or "
                      "missing samples): see their notes")
 
+    notes += getattr(source, "time_notes", list)()  # which time the energy counters carried
     result = CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows), notes=notes,
                               source=source.description, host=host)
     result.tests = scenario_tests(windows)

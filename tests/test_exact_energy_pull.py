@@ -17,6 +17,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,18 @@ def test_window_energy_through_prometheus_and_victoria_metrics_scrapes_is_exact(
     assert counts == dict.fromkeys(sources, len(stored_in_span))
     for name, error in errors.items():
         assert not np.isnan(error).any() and np.abs(error).max() < TOLERANCE, name
+    # The analysis says which time the counter carried; a gauge of the same exporter is stamped at the scrape.
+    for url in (prometheus_url, vm_url):
+        source = PrometheusSource(url)
+        source.query(schema.PM_ENERGY, {"host": "sut"}, *span)
+        assert source.time_notes() == [f"{url}: {schema.PM_ENERGY} at each reading's own time (explicit "
+                                       "timestamps, honoured)"]
+        assert source._sample_time(source.query(schema.PM_POWER, {"host": "sut"}, *span)) == "scrape"
+        source.close()
+
+
+def test_the_shipped_scrape_configuration_honours_the_reading_times():
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parent.parent / "deploy/prometheus/prometheus.yml").read_text())
+    assert [job.get("honor_timestamps") for job in config["scrape_configs"]] == [True, True]
