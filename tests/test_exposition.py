@@ -222,3 +222,33 @@ def test_the_systemd_units_set_a_descriptor_limit():
     for unit in units:
         (limit,) = re.findall(r"^LimitNOFILE=(\d+)$", unit.read_text(), re.M)
         assert int(limit) >= ServerLimits().max_connections + 32, unit.name
+
+
+# --- what an exporter loads ---------------------------------------------------------------------------------
+HEAVY = ("pandas", "scipy", "matplotlib")
+
+
+def test_an_exporter_writing_to_the_store_and_serving_metrics_loads_no_analysis_stack(tmp_path):
+    """The real process' mapped files: no pandas, scipy or matplotlib extension module in it (issue 11)."""
+    port = free_port()
+    exporter = subprocess.Popen([sys.executable, "-m", "mltelemetry", "exporter", "host", "--listen",
+                                 f"127.0.0.1:{port}", "--store", str(tmp_path / "h.db")], stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok, 60, "the exporter to tick")
+        mapped = open(f"/proc/{exporter.pid}/maps").read()
+        assert "/site-packages/numpy/" in mapped  # the check sees extension modules at all
+        assert not [name for name in HEAVY if f"/site-packages/{name}/" in mapped]
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=30)
+
+
+def test_the_command_line_imports_the_analysis_stack_only_for_analyze():
+    for args, heavy in ((["--help"], False), (["exporter", "pm", "--help"], False),
+                        (["campaign", "run", "--help"], False), (["analyze", "--help"], True)):
+        run = subprocess.run([sys.executable, "-X", "importtime", "-m", "mltelemetry", *args], capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()}
+        assert ("pandas" in imported) is heavy, args
+        assert "Usage:" in run.stdout
