@@ -147,10 +147,9 @@ class PrometheusSource:
 
     Samples are read as raw points (``metric{…}[Nms]`` evaluated at the end of each chunk of
     ``chunk_s``), so no server-side resampling touches the counters. Events: the campaign's own
-    event gives its span; the other events are then read in one instant query, either just after
-    the campaign's end (the workload serves finished events for Prometheus to scrape, so they are
-    all there) or, where nothing is there (events pushed once each, as VictoriaMetrics holds them
-    after an InfluxDB-protocol write), over the whole span.
+    event gives its span; the other events are then read in one instant query over that span and
+    ``after_end_s`` beyond (the workload serves each finished event for a while after its end, and
+    events pushed through the InfluxDB protocol are points at their end: either way they are there).
 
     Time: the energy counters (``schema.EXPOSED_WITH_READING_TIME``) must carry each reading's own time
     (the exporters expose it; the scraper must honour it). A counter whose samples fall on the scrapes
@@ -276,11 +275,7 @@ class PrometheusSource:
             t0 = min(float(s["value"][1]) for s in span_starts)
             t1 = max(float(s["value"][1]) for s in span_ends)
             w = self.after_end_s
-            # Served finished events, scraped more than a second after the campaign's end ...
-            results = self.instant(f"last_over_time({every}[{int((w - 1) * 1000)}ms])", t1 + w)
-            if not any(r["metric"].get("__name__") == schema.EVENT_START for r in results):
-                # ... else events written once each, at their end: read the campaign's whole span.
-                results = self.instant(f"last_over_time({every}[{math.ceil(t1 - t0 + 2 * w)}s])", t1 + w)
+            results = self.instant(f"last_over_time({every}[{math.ceil(t1 - t0 + 2 * w)}s])", t1 + w)
         else:  # no campaign event (the workload died?): everything within the look-back
             results = self.instant(f"last_over_time({every}[{lookback}])", now)
         return _events_from_series(campaign, ((r["metric"], float(r["value"][1])) for r in results))

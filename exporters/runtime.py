@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -149,17 +149,19 @@ def influx_sink(options: SinkOptions, name: str) -> Sink:
 
 
 def build_sinks(listen: str, store: str | None, options: SinkOptions | None = None,
-                name: str = "exporter", stale_after_s: float | None = None) -> list[Sink]:
+                name: str = "exporter", stale_after_s: float | None = None,
+                keep_s: Mapping[str, float] | None = None) -> list[Sink]:
     """The sinks the options name; ``options`` defaults to those of the running command.
     ``stale_after_s``: /metrics drops a series not published for that long, and /healthz says the exporter
-    is stale once nothing was published for that long (None: never)."""
+    is stale once nothing was published for that long (None: never); ``keep_s``: /metrics drops the series of
+    these metrics that long after they were published."""
     options = options or current_sink_options()
     sinks: list[Sink] = []
     address = parse_listen(listen)
     try:
         if address:
             prometheus = PrometheusSink(*address, security=web_security(options), stale_after_s=stale_after_s,
-                                        healthy_within_s=stale_after_s)
+                                        healthy_within_s=stale_after_s, keep_s=keep_s)
             sinks.append(prometheus)
             log.info("serving /metrics on %s://%s:%d/metrics", prometheus.scheme, address[0], prometheus.port)
         if store:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -219,12 +220,14 @@ class PrometheusSink(Routes):
     the shared page rendered once per tick.
 
     ``/healthz`` answers 200 while something was published within ``healthy_within_s`` (None: always).
+    ``keep_s`` names metrics whose series leave the page that long after they were last published (the
+    workload's finished events), whatever ``stale_after_s`` says.
     """
 
     def __init__(self, host: str, port: int, security: WebSecurity | None = None,
                  stale_after_s: float | None = None, clock=time.monotonic, *,
                  healthy_within_s: float | None = None, limits: ServerLimits | None = None,
-                 history: int = 60) -> None:
+                 history: int = 60, keep_s: Mapping[str, float] | None = None) -> None:
         self._latest: dict[SeriesKey, tuple[float, int]] = {}  # value, reading time (ns)
         self._tick = 0  # publishes so far
         # The last ``history`` readings of each reading-time series: (tick, value, reading time in ns).
@@ -235,6 +238,7 @@ class PrometheusSink(Routes):
         # A series not published for stale_after_s is dropped (a GPU that fell off the bus, a meter item
         # gone NAN), so /metrics never shows an old value as current. None keeps every series.
         self.stale_after_s = stale_after_s
+        self.keep_s = dict(keep_s or {})
         self.healthy_within_s = healthy_within_s
         self._clock = clock
         self._published_at: dict[SeriesKey, float] = {}
@@ -291,11 +295,13 @@ class PrometheusSink(Routes):
             self._pages.clear()
 
     def _drop_stale(self) -> None:
-        """Under the lock: forget the series not published for stale_after_s (and the pages that showed them)."""
-        if self.stale_after_s is None:
+        """Under the lock: forget the series not published for stale_after_s, or their metric's keep_s (and the
+        pages that showed them)."""
+        if self.stale_after_s is None and not self.keep_s:
             return
-        oldest = self._clock() - self.stale_after_s
-        stale = [k for k, at in self._published_at.items() if at < oldest]
+        now = self._clock()
+        default = math.inf if self.stale_after_s is None else self.stale_after_s
+        stale = [k for k, at in self._published_at.items() if now - at > self.keep_s.get(k[0], default)]
         for key in stale:
             self._forget(key)
         if stale:
