@@ -273,6 +273,9 @@ def exporter_health() -> dict[str, Any]:
         timeseries("Tick duration (overhead per sample)", [
             prom(f"{schema.EXPORTER_SAMPLE_DURATION}{{{HOST}}}", exporter)], "s"),
         timeseries("Scrape duration", [prom('scrape_duration_seconds{job=~".*"}', "{{instance}}")], "s"),
+        timeseries("Exporter CPU (CPU-s per hour) and memory (MB)", [  # each exporter's own process_* series
+            prom('rate(process_cpu_seconds_total{job=~".*"}[$__rate_interval]) * 3600', "{{instance}} CPU-s/h"),
+            prom('process_resident_memory_bytes{job=~".*"} / 1e6', "{{instance}} RSS MB")], "short"),
         timeseries("Errors and missed ticks per second", [
             prom(f"rate({schema.EXPORTER_ERRORS}{{{HOST}}}[$__rate_interval])", f"{exporter} errors"),
             prom(f"rate({schema.EXPORTER_MISSED_TICKS}{{{HOST}}}[$__rate_interval])", f"{exporter} missed ticks")]),
