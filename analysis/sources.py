@@ -214,10 +214,11 @@ class PrometheusSource:
                     continue
                 t = np.array([v[0] for v in values], np.float64)
                 ts_ms = np.rint(t * 1000).astype(np.int64)
-                keep = ts_ms >= a
+                numbers = np.array([v[1] for v in values], np.float64)
+                # A NaN is no reading: VictoriaMetrics returns the staleness marker of a failed scrape as one.
+                keep = (ts_ms >= a) & np.isfinite(numbers)
                 key = tuple(sorted((k, v) for k, v in series["metric"].items() if k != "__name__"))
-                parts.setdefault(key, []).append(
-                    (ts_ms[keep] * 1_000_000, np.array([v[1] for v in values], np.float64)[keep]))
+                parts.setdefault(key, []).append((ts_ms[keep] * 1_000_000, numbers[keep]))
         frame = _frame(parts, start_ns, end_ns)
         if metric in schema.EXPOSED_WITH_READING_TIME and len(frame) and metric not in self._times:
             self._times[metric] = self._sample_time(frame)

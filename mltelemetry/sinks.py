@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import Metric as PromMetric
-from prometheus_client.samples import Timestamp
+from prometheus_client import generate_latest as text_of_registry
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_of_registry
+from prometheus_client.utils import floatToGoString
 
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.httpserver import MetricsServer, Page, Routes, ServerLimits
@@ -191,15 +191,33 @@ def openmetrics_unit(family: str, unit: str) -> str:
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
-class ReadingTime(Timestamp):
-    """A reading's time: OpenMetrics prints it to the nanosecond (``str``), the text format to the millisecond.
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
-    The text format writes ``int(float(t) * 1000)``; half a millisecond added here keeps float rounding
-    (x.123 s times 1000 giving 122.9999… ms) from ever taking a millisecond off the truncation.
-    """
 
-    def __float__(self) -> float:
-        return (self.sec * 1000 + self.nsec // 10**6 + 0.5) / 1000
+def label_text(labels: tuple[tuple[str, str], ...]) -> str:
+    """``{a="x",b="y"}`` with the values escaped as both formats want (label names come from the schema)."""
+    escaped = (f'{k}="{_escape_label_value(v)}"' for k, v in labels)
+    return "{" + ",".join(escaped) + "}" if labels else ""
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def family_header(name: str, openmetrics: bool) -> str:
+    """``# HELP``/``# TYPE`` (and ``# UNIT`` in OpenMetrics) of a schema metric, as prometheus-client writes them:
+    counter and info families are named without their suffix in OpenMetrics, info is a gauge in the text format."""
+    spec = METRICS[name]
+    help_text = spec.help.replace("\\", r"\\").replace("\n", r"\n")
+    if not openmetrics:
+        kind = "gauge" if spec.type == "info" else spec.type
+        return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+    family = name.removesuffix("_total") if spec.type == "counter" else name.removesuffix("_info")
+    unit = openmetrics_unit(family, spec.unit)
+    help_text = help_text.replace('"', r'\"')
+    return (f"# HELP {family} {help_text}\n# TYPE {family} {spec.type}\n"
+            + (f"# UNIT {family} {unit}\n" if unit else ""))
 
 
 class PrometheusSink(Routes):
@@ -234,7 +252,6 @@ class PrometheusSink(Routes):
         self._history: dict[SeriesKey, deque[tuple[int, float, int]]] = {}
         self.history = history
         self._scrapers: dict[str, tuple[int, float]] = {}  # scraper → (the last tick it was served, when)
-        self._since: int | None = None  # while rendering for a scraper behind: the last tick it got
         # A series not published for stale_after_s is dropped (a GPU that fell off the bus, a meter item
         # gone NAN), so /metrics never shows an old value as current. None keeps every series.
         self.stale_after_s = stale_after_s
@@ -247,9 +264,10 @@ class PrometheusSink(Routes):
         self._pages: dict[str, Page] = {}  # rendered pages by content type, until the next publish
         self.scrapes = 0  # how often /metrics was read
         self.renders = 0  # how often the page was rendered
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
-        ProcessCollector(registry=self.registry)
+        self._labels: dict[SeriesKey, str] = {}  # each series' rendered labels, made once
+        self._headers: dict[tuple[str, bool], str] = {}  # each family's header lines, per format
+        self.process = CollectorRegistry(auto_describe=False)  # the process' own CPU time and memory
+        ProcessCollector(registry=self.process)
         security = security or WebSecurity()
         try:
             self._server = MetricsServer(host, port, self, context=security.ssl_context(),
@@ -283,6 +301,7 @@ class PrometheusSink(Routes):
             self._pages.clear()
 
     def _forget(self, key: SeriesKey) -> None:
+        self._labels.pop(key, None)
         self._latest.pop(key, None)
         self._published_at.pop(key, None)
         self._history.pop(key, None)
@@ -310,7 +329,8 @@ class PrometheusSink(Routes):
     def metrics(self, accept: str, scraper: str = "") -> Page:
         """The page for a scraper (its Accept header): the shared one of this tick, rendered at most once,
         unless the scraper missed a tick since its last scrape: then its own, with the readings it missed."""
-        encoder, content_type = choose_encoder(accept)
+        openmetrics = "application/openmetrics-text" in accept  # Prometheus asks for it first
+        content_type = OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT
         with self._lock:
             self.scrapes += 1
             self._drop_stale()
@@ -322,15 +342,11 @@ class PrometheusSink(Routes):
             if any(len(readings) > 1 and readings[-2][0] > last_served
                    for readings in self._history.values()):  # it missed a reading before the latest
                 self.renders += 1
-                self._since = last_served
-                try:
-                    return Page(encoder(self.registry), content_type)
-                finally:
-                    self._since = None
+                return Page(self._render(openmetrics, since=last_served), content_type)
             page = self._pages.get(content_type)
             if page is None:
                 self.renders += 1
-                page = self._pages[content_type] = Page(encoder(self.registry), content_type)
+                page = self._pages[content_type] = Page(self._render(openmetrics), content_type)
         return page
 
     def healthz(self) -> Page:
@@ -345,25 +361,31 @@ class PrometheusSink(Routes):
             return Page(f"stale: last sample {age:.1f} s ago\n".encode(), "text/plain; charset=utf-8", 503)
         return Page(f"ok: last sample {age:.1f} s ago\n".encode(), "text/plain; charset=utf-8")
 
-    def collect(self) -> Iterable[PromMetric]:
-        """The families of the latest samples; called by the registry while rendering (under the lock)."""
-        families: dict[str, PromMetric] = {}
-        for key, latest in sorted(self._latest.items()):
-            name, labels = key
-            spec = METRICS[name]
-            family = families.get(name)
-            if family is None:  # counter and info families are named without their suffix; samples carry it
-                family_name = name.removesuffix("_total").removesuffix("_info")
-                family = families[name] = PromMetric(family_name, spec.help, spec.type,
-                                                     openmetrics_unit(family_name, spec.unit))
-            if name in EXPOSED_WITH_READING_TIME:
-                readings = [(value, ts_ns) for tick, value, ts_ns in self._history.get(key, ())
-                            if self._since is not None and tick > self._since] or [latest]
-                for value, ts_ns in readings:
-                    family.add_sample(name, dict(labels), value, ReadingTime(*divmod(ts_ns, 10**9)))
-            else:
-                family.add_sample(name, dict(labels), latest[0])
-        yield from families.values()
+    def _render(self, openmetrics: bool, since: int | None = None) -> bytes:
+        """The page (under the lock): every series' latest value, a reading-time series' readings after tick
+        ``since`` when given, then the process' own series. Labels and headers are rendered once and kept."""
+        lines: list[str] = []
+        family = None
+        for key, (value, ts_ns) in sorted(self._latest.items()):
+            name = key[0]
+            if name != family:
+                family = name
+                header = self._headers.get((name, openmetrics))
+                if header is None:
+                    header = self._headers[(name, openmetrics)] = family_header(name, openmetrics)
+                lines.append(header)
+            labels = self._labels.get(key)
+            if labels is None:
+                labels = self._labels[key] = name + label_text(key[1])
+            if name not in EXPOSED_WITH_READING_TIME:
+                lines.append(f"{labels} {floatToGoString(value)}\n")
+                continue
+            readings = [(v, t) for tick, v, t in self._history.get(key, ()) if since is not None and tick > since]
+            for v, t in readings or [(value, ts_ns)]:  # the reading's own time: s.ns or ms
+                when = f"{t // 10**9}.{t % 10**9:09d}" if openmetrics else str(t // 10**6)
+                lines.append(f"{labels} {floatToGoString(v)} {when}\n")
+        process = openmetrics_of_registry(self.process) if openmetrics else text_of_registry(self.process)
+        return "".join(lines).encode() + process  # OpenMetrics' "# EOF" ends the process part
 
     def close(self) -> None:
         self._server.close()

@@ -148,3 +148,25 @@ def test_the_shipped_scrape_configuration_honours_the_reading_times():
 
     config = yaml.safe_load((Path(__file__).parent.parent / "deploy/prometheus/prometheus.yml").read_text())
     assert [job.get("honor_timestamps") for job in config["scrape_configs"]] == [True, True]
+
+
+def test_a_nan_in_a_prometheus_source_is_no_reading(victoria_metrics):
+    """VictoriaMetrics returns a failed scrape's staleness marker as NaN: one between two readings must not
+    make the windows across it unknown."""
+    start_ms = time.time_ns() // 10**9 * 1000 - 60_000  # a minute ago, inside the retention
+    lines = "".join(f'{schema.PM_ENERGY}{{host="sut",meter="m"}} {value} {start_ms + 1000 * k}\n'
+                    for k, value in enumerate(["0", "100", "NaN", "300", "400"]))
+    requests.post(f"{victoria_metrics}/api/v1/import/prometheus", data=lines, timeout=10).raise_for_status()
+    source = PrometheusSource(victoria_metrics)
+    start_ns, end_ns = start_ms * 10**6, (start_ms + 4000) * 10**6
+
+    def values():
+        return list(source.query(schema.PM_ENERGY, {"host": "sut"}, start_ns, end_ns)["value"])
+
+    assert wait_for(values, 30, "VictoriaMetrics to hold the samples") == [0.0, 100.0, 300.0, 400.0]
+    frame = source.query(schema.PM_ENERGY, {"host": "sut"}, start_ns, end_ns)
+    # [0.5 s, 3.5 s]: 50 J at the start (halfway 0 → 100), 350 J at the end (halfway 300 → 400): 300 J.
+    energy = increases(frame["ts_ns"].to_numpy(np.int64), frame["value"].to_numpy(), np.array([start_ns + 5 * 10**8]),
+                       np.array([start_ns + 35 * 10**8]))
+    assert energy.tolist() == [300.0]
+    source.close()
