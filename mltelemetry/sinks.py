@@ -191,6 +191,7 @@ def openmetrics_unit(family: str, unit: str) -> str:
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
+PROCESS_EVERY_S = 5.0
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
@@ -268,6 +269,7 @@ class PrometheusSink(Routes):
         self._headers: dict[tuple[str, bool], str] = {}  # each family's header lines, per format
         self.process = CollectorRegistry(auto_describe=False)  # the process' own CPU time and memory
         ProcessCollector(registry=self.process)
+        self._process_parts: dict[bool, tuple[float, bytes]] = {}  # per format: (when rendered, the lines)
         security = security or WebSecurity()
         try:
             self._server = MetricsServer(host, port, self, context=security.ssl_context(),
@@ -384,8 +386,16 @@ class PrometheusSink(Routes):
             for v, t in readings or [(value, ts_ns)]:  # the reading's own time: s.ns or ms
                 when = f"{t // 10**9}.{t % 10**9:09d}" if openmetrics else str(t // 10**6)
                 lines.append(f"{labels} {floatToGoString(v)} {when}\n")
-        process = openmetrics_of_registry(self.process) if openmetrics else text_of_registry(self.process)
-        return "".join(lines).encode() + process  # OpenMetrics' "# EOF" ends the process part
+        return "".join(lines).encode() + self._process_part(openmetrics)  # OpenMetrics' "# EOF" ends it
+
+    def _process_part(self, openmetrics: bool) -> bytes:
+        """The process_* series, read from /proc at most every PROCESS_EVERY_S (reading them costs more than
+        rendering an exporter's own series)."""
+        rendered_at, part = self._process_parts.get(openmetrics, (-math.inf, b""))
+        if time.monotonic() - rendered_at >= PROCESS_EVERY_S:
+            part = openmetrics_of_registry(self.process) if openmetrics else text_of_registry(self.process)
+            self._process_parts[openmetrics] = (time.monotonic(), part)
+        return part
 
     def close(self) -> None:
         self._server.close()
