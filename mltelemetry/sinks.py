@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -284,13 +284,15 @@ class PrometheusSink(Routes):
         with self._lock:
             for s in samples:
                 key = (s.metric, tuple(sorted(s.labels.items())))
-                self._latest[key] = (s.value, s.ts_ns)
                 self._published_at[key] = now
                 if s.metric in EXPOSED_WITH_READING_TIME:
                     readings = self._history.setdefault(key, deque(maxlen=self.history))
-                    if readings and readings[-1][2] >= s.ts_ns:  # never out of order: the newer one stays
+                    if readings and s.ts_ns < readings[-1][2]:  # the wall clock stepped back: Prometheus
+                        continue  # would drop it as out of order, and the counter's newest reading stays
+                    if readings and s.ts_ns == readings[-1][2]:  # the same reading again
                         readings.pop()
                     readings.append((self._tick + 1, s.value, s.ts_ns))
+                self._latest[key] = (s.value, s.ts_ns)
             self._tick += 1
             self._last_publish = now
             self._pages.clear()
@@ -307,13 +309,6 @@ class PrometheusSink(Routes):
         self._latest.pop(key, None)
         self._published_at.pop(key, None)
         self._history.pop(key, None)
-
-    def forget_series(self, keys: Iterable[tuple[str, Mapping[str, str]]]) -> None:
-        """Stop serving the series named by (metric, labels)."""
-        with self._lock:
-            for metric, labels in keys:
-                self._forget((metric, tuple(sorted(labels.items()))))
-            self._pages.clear()
 
     def _drop_stale(self) -> None:
         """Under the lock: forget the series not published for stale_after_s, or their metric's keep_s (and the

@@ -84,3 +84,17 @@ def test_store_sink_buffer_is_capped_while_the_store_refuses_and_the_rest_is_wri
     assert "dropping the oldest" in caplog.text
     with Store(tmp_path / "s.db") as store:
         assert list(store.query(schema.PM_POWER)["value"]) == [float(k) for k in range(1, 25)]
+
+
+def test_an_energy_reading_older_than_the_last_is_not_served_and_a_repeated_one_once():
+    sink = PrometheusSink("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sink.port}/metrics"
+    labels = {"host": "sut", "meter": "wt310"}
+    try:
+        sink.publish([Sample(schema.PM_ENERGY, labels, 100.0, 2_000_000_000)])
+        sink.publish([Sample(schema.PM_ENERGY, labels, 90.0, 1_000_000_000)])  # the wall clock stepped back
+        sink.publish([Sample(schema.PM_ENERGY, labels, 101.0, 2_000_000_000)])  # the same reading again
+        lines = [line for line in requests.get(url, timeout=5).text.splitlines() if line.startswith(schema.PM_ENERGY)]
+    finally:
+        sink.close()
+    assert lines == ['mltelemetry_pm_energy_joules_total{host="sut",meter="wt310"} 101.0 2000']
