@@ -592,6 +592,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
                      f"{MIN_COVERAGE:.0%}, meter gaps or missing samples): left out of the statistics, see their "
                      "notes")
 
+    notes += getattr(source, "time_notes", list)()  # which time the energy counters carried
     result = CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows), notes=notes,
                               source=source.description, host=host, baseline=baseline)
     result.tests = scenario_tests(windows)

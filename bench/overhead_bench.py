@@ -7,17 +7,20 @@ All processes run side by side over the same window, so the machine's noise hits
 - CodeCarbon's ``OfflineEmissionsTracker(measure_power_secs=1)`` in a process of its own;
 - a bare sleeping Python process, the floor.
 The emulator and Prometheus are not measured. CPU time = user + system of each process between
-the end of a warm-up and the end of the window.
+the end of a warm-up and the end of the window; RSS at its end. Also: how long ``mltelemetry --help``
+takes (median of 5).
 
-    .venv/bin/python bench/overhead_bench.py --seconds 300
+    .venv/bin/python bench/overhead_bench.py --seconds 300 [--out bench/results/overhead.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300, help="measured window")
     parser.add_argument("--warmup", type=float, default=15, help="seconds before the window starts")
+    parser.add_argument("--out", type=Path, help="also write the results here (JSON)")
     args = parser.parse_args()
     mlt = [sys.executable, "-m", "mltelemetry"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,16 +111,26 @@ def main() -> None:
                     progress.update(task, completed=elapsed)
             window = time.monotonic() - began
             per_hour = {name: (cpu_seconds(p) - start[name]) / window * 3600 for name, p in measured.items()}
+            rss_mb = {name: psutil.Process(p.pid).memory_info().rss / 1e6 for name, p in measured.items()}
         finally:
             for p in [*measured.values(), *background]:
                 p.send_signal(signal.SIGTERM)
                 p.wait(timeout=20)
     reference = per_hour["codecarbon OfflineEmissionsTracker(measure_power_secs=1)"]
+    help_s = []
+    for _ in range(5):
+        began = time.perf_counter()
+        subprocess.run([*mlt, "--help"], stdout=subprocess.DEVNULL, check=True)
+        help_s.append(time.perf_counter() - began)
     print(f"window {window:.0f} s, 1 s interval, /metrics scraped every 1 s by Prometheus: {scraped}")
-    print("| process | CPU-s per hour | % of one core | ratio to CodeCarbon |")
-    print("|---|---|---|---|")
+    print("| process | CPU-s per hour | % of one core | ratio to CodeCarbon | RSS MB |")
+    print("|---|---|---|---|---|")
     for name, value in per_hour.items():
-        print(f"| {name} | {value:.2f} | {value / 36:.3f} | {value / reference:.2f} |")
+        print(f"| {name} | {value:.2f} | {value / 36:.3f} | {value / reference:.2f} | {rss_mb[name]:.0f} |")
+    print(f"mltelemetry --help: median {statistics.median(help_s):.2f} s of 5")
+    if args.out:
+        args.out.write_text(json.dumps({"window_s": window, "scraped": scraped, "cpu_s_per_hour": per_hour,
+                                        "rss_mb": rss_mb, "help_s": help_s}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

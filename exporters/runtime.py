@@ -9,15 +9,16 @@ late tick is counted, never run twice to catch up.
 from __future__ import annotations
 
 import logging
+import platform
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mltelemetry import schema
+from mltelemetry import __version__, schema
 from mltelemetry.cliutil import SinkOptions, current_sink_options
 from mltelemetry.schema import Sample
 from mltelemetry.sinks import PrometheusSink, Sink, StoreSink, WebSecurity, parse_listen, read_basic_auth_file
@@ -35,6 +36,12 @@ class Collector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def build_info_labels(collector: Collector, host: str) -> dict[str, str]:
+    """``mltelemetry_build_info``'s labels; ``driver`` is the collector's ``driver_version`` where it has one."""
+    return {"host": host, "exporter": collector.name, "version": __version__,
+            "python": platform.python_version(), "driver": str(getattr(collector, "driver_version", "") or "")}
 
 
 def next_tick(start: float, interval: float, tick: int, now: float) -> tuple[int, int]:
@@ -64,6 +71,7 @@ class Exporter:
     def _self_metrics(self, ts_ns: int, duration_s: float) -> list[Sample]:
         labels = {"host": self.host, "exporter": self.collector.name}
         samples = [
+            Sample(schema.BUILD_INFO, build_info_labels(self.collector, self.host), 1.0, ts_ns),
             Sample(schema.EXPORTER_SAMPLE_DURATION, labels, duration_s, ts_ns),
             Sample(schema.EXPORTER_SAMPLES, labels, self.samples_total, ts_ns),
             Sample(schema.EXPORTER_ERRORS, labels, self.errors_total, ts_ns),
@@ -143,15 +151,19 @@ def influx_sink(options: SinkOptions, name: str) -> Sink:
 
 
 def build_sinks(listen: str, store: str | None, options: SinkOptions | None = None,
-                name: str = "exporter", stale_after_s: float | None = None) -> list[Sink]:
+                name: str = "exporter", stale_after_s: float | None = None,
+                keep_s: Mapping[str, float] | None = None) -> list[Sink]:
     """The sinks the options name; ``options`` defaults to those of the running command.
-    ``stale_after_s``: /metrics drops a series not published for that long (None: never)."""
+    ``stale_after_s``: /metrics drops a series not published for that long, and /healthz says the exporter
+    is stale once nothing was published for that long (None: never); ``keep_s``: /metrics drops the series of
+    these metrics that long after they were published."""
     options = options or current_sink_options()
     sinks: list[Sink] = []
     address = parse_listen(listen)
     try:
         if address:
-            prometheus = PrometheusSink(*address, security=web_security(options), stale_after_s=stale_after_s)
+            prometheus = PrometheusSink(*address, security=web_security(options), stale_after_s=stale_after_s,
+                                        healthy_within_s=stale_after_s, keep_s=keep_s)
             sinks.append(prometheus)
             log.info("serving /metrics on %s://%s:%d/metrics", prometheus.scheme, address[0], prometheus.port)
         if store:

@@ -313,6 +313,11 @@ def exporter_health() -> dict[str, Any]:
             prom(f"{schema.EXPORTER_SAMPLE_DURATION}{{{HOST}}}", exporter)], "s"),
         timeseries("Scrape duration", [prom(f'scrape_duration_seconds{{{JOB}, instance=~"$instance"}}',
                                              "{{instance}}")], "s"),
+        timeseries("Exporter CPU (CPU-s per hour) and memory (MB)", [  # each exporter's own process_* series
+            prom(f'rate(process_cpu_seconds_total{{{JOB}, instance=~"$instance"}}[$__rate_interval]) * 3600',
+                 "{{instance}} CPU-s/h"),
+            prom(f'process_resident_memory_bytes{{{JOB}, instance=~"$instance"}} / 1e6', "{{instance}} RSS MB")],
+            "short"),
         timeseries("Errors and missed ticks per second", [
             prom(f"rate({schema.EXPORTER_ERRORS}{{{HOST}}}[$__rate_interval])", f"{exporter} errors"),
             prom(f"rate({schema.EXPORTER_MISSED_TICKS}{{{HOST}}}[$__rate_interval])", f"{exporter} missed ticks")]),

@@ -9,9 +9,7 @@ from typing import Annotated
 import typer
 
 from mltelemetry import __version__
-from mltelemetry.analysis.cli import analyze_command
 from mltelemetry.cliutil import OneLineErrorsGroup
-from mltelemetry.demo import demo_command
 from mltelemetry.deploy import app as deploy_app
 from mltelemetry.exporters.cli import app as exporter_app
 from mltelemetry.exporters.pm.cli import app as pm_app
@@ -30,12 +28,38 @@ app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True, pretty_exception
                        f"e.g. {ENV_PREFIX}_ANALYZE_SOURCE=lab.db or {ENV_PREFIX}_LOG_LEVEL=debug.")
 app.add_typer(exporter_app, name="exporter", help="Run one exporter (host, pm, gpu).")
 app.add_typer(pm_app, name="pm", help="Power-meter tools: meter emulators and the clock-alignment check.")
-app.add_typer(campaign_app, name="campaign", help="Run workload campaigns.")
-app.add_typer(deploy_app, name="deploy", help="Deployment files: compose, Prometheus alerts, units, dashboards.")
 app.add_typer(campaign_app, name="campaign", help="Run workload campaigns and list those recorded.")
+app.add_typer(deploy_app, name="deploy", help="Deployment files: compose, Prometheus alerts, units, dashboards.")
 app.add_typer(store_app, name="store", help="Look into an embedded store file.")
-app.command("analyze")(analyze_command)
-app.command("demo")(demo_command)
+_FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _forward(ctx: typer.Context, name: str, command) -> None:
+    """Run ``command`` (a Typer command function) on the arguments after its name, with the root's one-line
+    usage errors and MLTELEMETRY_<COMMAND>_<OPTION> environment variables."""
+    sub = typer.Typer(cls=OneLineErrorsGroup, add_completion=False, pretty_exceptions_enable=False)
+    sub.callback()(lambda: None)  # a group, so the command keeps its name in usage lines and variables
+    sub.command(name)(command)
+    sub([name, *ctx.args], prog_name="mltelemetry", standalone_mode=True, auto_envvar_prefix=ENV_PREFIX)
+
+
+# analyze and demo pull in pandas, scipy and matplotlib: imported only when they run, so the exporters,
+# the workload and `mltelemetry --help` start without them (each exporter's memory, the SUT's install).
+@app.command("analyze", context_settings=_FORWARD, add_help_option=False,
+             help="A campaign's baseline-adjusted energy per run, action and epoch, with statistics and an "
+                  "HTML report (mltelemetry analyze --help).")
+def analyze(ctx: typer.Context) -> None:
+    from mltelemetry.analysis.cli import analyze_command
+
+    _forward(ctx, "analyze", analyze_command)
+
+
+@app.command("demo", context_settings=_FORWARD, add_help_option=False,
+             help="Run the whole chain on emulated hardware (mltelemetry demo --help).")
+def demo(ctx: typer.Context) -> None:
+    from mltelemetry.demo import demo_command
+
+    _forward(ctx, "demo", demo_command)
 
 
 class LogLevel(str, Enum):

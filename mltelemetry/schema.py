@@ -163,6 +163,9 @@ EXPORTER_ERRORS = _metric("exporter_errors_total", "counter", "1",
 EXPORTER_MISSED_TICKS = _metric("exporter_missed_ticks_total", "counter", "1",
                                 "Ticks skipped because the previous tick ran past their deadline.",
                                 EXPORTER_LABELS)
+BUILD_INFO = _metric("build_info", "info", "1",
+                     "The exporter's build: mltelemetry and Python versions, and its device driver's where it has one.",
+                     EXPORTER_LABELS + ("version", "python", "driver"))
 # Push sinks (InfluxDB) report their own health beside the exporter's; sink names the sink ("influxdb").
 SINK_LABELS = EXPORTER_LABELS + ("sink",)
 EXPORTER_SPOOL_BYTES = _metric("exporter_spool_bytes", "gauge", "B",
@@ -201,6 +204,11 @@ WORKLOAD_INFO = _metric("workload_info", "info", "1", "The campaign, scenario, r
 #   fields for its text fields (framework, device, error, ...), boolean ones for its flags; timestamp = its end.
 #   In VictoriaMetrics that yields the series EVENT_START and EVENT_END above.
 # In Prometheus (pull), the workload serves EVENT_START / EVENT_END / EVENT_FIELD for every finished event.
+# Series /metrics serves with their reading's own time (an explicit timestamp), not the scrape's: the
+# counters a window's energy is read from. A scrape comes up to one interval after the reading, and
+# stamped at the scrape every window edge would read the counter at the wrong moment (README, "Exact
+# energy through Prometheus"). The other series keep scrape time and Prometheus' staleness handling.
+EXPOSED_WITH_READING_TIME = frozenset({PM_ENERGY, PM_METER_ENERGY, GPU_ENERGY, HOST_RAPL_ENERGY})
 SAMPLE_FIELD = "value"
 EVENT_MEASUREMENT = PREFIX + "event"
 

@@ -8,30 +8,30 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import http.client
 import logging
+import math
 import socket
 import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from typing import Any, Protocol
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Protocol
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.metrics_core import Metric as PromMetric
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import generate_latest as text_of_registry
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_of_registry
+from prometheus_client.utils import floatToGoString
 
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError, StoreWriteError, UsageError
-from mltelemetry.schema import METRICS, Sample
+from mltelemetry.httpserver import MetricsServer, Page, Routes, ServerLimits
+from mltelemetry.schema import EXPOSED_WITH_READING_TIME, METRICS, Sample
 from mltelemetry.store import Store
 
 log = logging.getLogger(__name__)
@@ -236,86 +236,103 @@ def read_basic_auth_file(path: str | Path) -> dict[str, str]:
     return users
 
 
-def _require_basic_auth(app: Callable, users: Mapping[str, str]) -> Callable:
-    """WSGI middleware: 401 unless the request carries one of ``users``' credentials (compared in constant time)."""
-    expected = [f"{user}:{password}".encode() for user, password in users.items()]
-
-    def guarded(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        scheme, _, encoded = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        try:
-            given = base64.b64decode(encoded, validate=True) if scheme.lower() == "basic" else b""
-        except (binascii.Error, ValueError):
-            given = b""
-        if given and any(hmac.compare_digest(given, credentials) for credentials in expected):
-            return app(environ, start_response)
-        start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="mltelemetry"'),
-                                            ("Content-Type", "text/plain; charset=utf-8")])
-        return [b"401 Unauthorized\n"]
-
-    return guarded
+# OpenMetrics unit words for the schema's (UCUM) units; "1" is a unit only for ratios.
+_OPENMETRICS_UNITS = {"W": "watts", "V": "volts", "A": "amperes", "J": "joules", "s": "seconds", "B": "bytes",
+                      "Cel": "celsius", "Hz": "hertz"}
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr for every scrape
-        pass
+def openmetrics_unit(family: str, unit: str) -> str:
+    """The ``# UNIT`` of a family: the schema's unit as OpenMetrics spells it, where the name ends in it."""
+    word = _OPENMETRICS_UNITS.get(unit, "ratio" if unit == "1" else "")
+    return word if word and family.endswith("_" + word) else ""
 
 
-def _serve_wsgi(app: Callable, host: str, port: int, context: ssl.SSLContext | None,
-                handshake_timeout_s: float = 10.0) -> WSGIServer:
-    """A threaded WSGI server on HOST:PORT (IPv4 or IPv6), TLS-wrapped when ``context`` is given.
-
-    The TLS handshake runs in each connection's own thread and gives up after ``handshake_timeout_s``,
-    so a client that connects and says nothing holds one thread for a while, never the accept loop.
-    """
-
-    class Server(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
-        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-
-        def process_request_thread(self, request: Any, client_address: Any) -> None:
-            if context is not None:
-                try:
-                    request.settimeout(handshake_timeout_s)
-                    request.do_handshake()
-                    request.settimeout(None)
-                except (OSError, ValueError) as e:  # ssl.SSLError and TimeoutError are OSErrors
-                    log.debug("TLS handshake with %s failed: %s", client_address, e)
-                    self.shutdown_request(request)
-                    return
-            super().process_request_thread(request, client_address)
-
-    server = make_server(host, port, app, Server, handler_class=_QuietHandler)
-    if context is not None:  # accept() only accepts; the handshake waits for the connection's thread
-        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    threading.Thread(target=server.serve_forever, name=f"metrics-{port}", daemon=True).start()
-    return server
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
-class PrometheusSink:
+PROCESS_EVERY_S = 5.0
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def label_text(labels: tuple[tuple[str, str], ...]) -> str:
+    """``{a="x",b="y"}`` with the values escaped as both formats want (label names come from the schema)."""
+    escaped = (f'{k}="{_escape_label_value(v)}"' for k, v in labels)
+    return "{" + ",".join(escaped) + "}" if labels else ""
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def family_header(name: str, openmetrics: bool) -> str:
+    """``# HELP``/``# TYPE`` (and ``# UNIT`` in OpenMetrics) of a schema metric, as prometheus-client writes them:
+    counter and info families are named without their suffix in OpenMetrics, info is a gauge in the text format."""
+    spec = METRICS[name]
+    help_text = spec.help.replace("\\", r"\\").replace("\n", r"\n")
+    if not openmetrics:
+        kind = "gauge" if spec.type == "info" else spec.type
+        return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+    family = name.removesuffix("_total") if spec.type == "counter" else name.removesuffix("_info")
+    unit = openmetrics_unit(family, spec.unit)
+    help_text = help_text.replace('"', r'\"')
+    return (f"# HELP {family} {help_text}\n# TYPE {family} {spec.type}\n"
+            + (f"# UNIT {family} {unit}\n" if unit else ""))
+
+
+class PrometheusSink(Routes):
     """Serves the latest value of every series on ``http://HOST:PORT/metrics`` (``https`` with TLS).
 
-    Values are exposed without timestamps: Prometheus stamps them at scrape time, and the
-    ``*_joules_total`` counters make the scrape interval irrelevant to window energy.
+    The page is rendered at most once per tick and format (text or OpenMetrics): the first scrape after a
+    publish renders it, the others get the same bytes. Beside the samples it serves the process' own CPU
+    time and memory (``process_*``).
+
+    The series in ``schema.EXPOSED_WITH_READING_TIME`` (the energy counters) carry their reading's time as
+    an explicit timestamp; the others are stamped by the scraper. A scraper whose scrapes fall between two
+    ticks would miss a reading now and then, and read the counter across two intervals at a window's
+    edge; so each scraper (told apart by address and User-Agent) that missed a tick gets, on its next
+    scrape, the readings it missed (oldest first, up to ``history`` ticks back) before the latest, and a
+    scraper new to the exporter all of the last ``history`` (the readings of an exporter's first seconds,
+    or of a Prometheus restart, are not lost). Every reading reaches a scraper once, in time order, none
+    older than one it was given (Prometheus would drop that as out of order). A scraper that keeps up gets
+    the shared page rendered once per tick.
+
+    ``/healthz`` answers 200 while something was published within ``healthy_within_s`` (None: always).
+    ``keep_s`` names metrics whose series leave the page that long after they were last published (the
+    workload's finished events), whatever ``stale_after_s`` says.
     """
 
     def __init__(self, host: str, port: int, security: WebSecurity | None = None,
-                 stale_after_s: float | None = None, clock=time.monotonic) -> None:
-        self._latest: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+                 stale_after_s: float | None = None, clock=time.monotonic, *,
+                 healthy_within_s: float | None = None, limits: ServerLimits | None = None,
+                 history: int = 60, keep_s: Mapping[str, float] | None = None) -> None:
+        self._latest: dict[SeriesKey, tuple[float, int]] = {}  # value, reading time (ns)
+        self._tick = 0  # publishes so far
+        # The last ``history`` readings of each reading-time series: (tick, value, reading time in ns).
+        self._history: dict[SeriesKey, deque[tuple[int, float, int]]] = {}
+        self.history = history
+        self._scrapers: dict[str, tuple[int, float]] = {}  # scraper → (the last tick it was served, when)
         # A series not published for stale_after_s is dropped (a GPU that fell off the bus, a meter item
         # gone NAN), so /metrics never shows an old value as current. None keeps every series.
         self.stale_after_s = stale_after_s
+        self.keep_s = dict(keep_s or {})
+        self.healthy_within_s = healthy_within_s
         self._clock = clock
-        self._published_at: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._published_at: dict[SeriesKey, float] = {}
+        self._last_publish: float | None = None
         self._lock = threading.Lock()
+        self._pages: dict[str, Page] = {}  # rendered pages by content type, until the next publish
         self.scrapes = 0  # how often /metrics was read
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(self)
+        self.renders = 0  # how often the page was rendered
+        self._labels: dict[SeriesKey, str] = {}  # each series' rendered labels, made once
+        self._headers: dict[tuple[str, bool], str] = {}  # each family's header lines, per format
+        self.process = CollectorRegistry(auto_describe=False)  # the process' own CPU time and memory
+        ProcessCollector(registry=self.process)
+        self._process_parts: dict[bool, tuple[float, bytes]] = {}  # per format: (when rendered, the lines)
         security = security or WebSecurity()
-        app = make_wsgi_app(self.registry)
-        if security.basic_auth:
-            app = _require_basic_auth(app, security.basic_auth)
         try:
-            self._server = _serve_wsgi(app, host, port, security.ssl_context())
+            self._server = MetricsServer(host, port, self, context=security.ssl_context(),
+                                         basic_auth=security.basic_auth, limits=limits)
         except (OSError, socket.gaierror) as e:
             raise MltelemetryError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
         self.port = self._server.server_port
@@ -326,36 +343,113 @@ class PrometheusSink:
         with self._lock:
             for s in samples:
                 key = (s.metric, tuple(sorted(s.labels.items())))
-                self._latest[key] = s.value
                 self._published_at[key] = now
+                if s.metric in EXPOSED_WITH_READING_TIME:
+                    readings = self._history.setdefault(key, deque(maxlen=self.history))
+                    if readings and s.ts_ns < readings[-1][2]:  # the wall clock stepped back: Prometheus
+                        continue  # would drop it as out of order, and the counter's newest reading stays
+                    if readings and s.ts_ns == readings[-1][2]:  # the same reading again
+                        readings.pop()
+                    readings.append((self._tick + 1, s.value, s.ts_ns))
+                self._latest[key] = (s.value, s.ts_ns)
+            self._tick += 1
+            self._last_publish = now
+            self._pages.clear()
 
     def forget(self, metric: str) -> None:
         """Stop serving every series of ``metric`` (an info gauge whose labels changed, say)."""
         with self._lock:
             for key in [key for key in self._latest if key[0] == metric]:
-                del self._latest[key], self._published_at[key]
+                self._forget(key)
+            self._pages.clear()
 
-    def collect(self) -> Iterable[PromMetric]:
-        families: dict[str, PromMetric] = {}
+    def _forget(self, key: SeriesKey) -> None:
+        self._labels.pop(key, None)
+        self._latest.pop(key, None)
+        self._published_at.pop(key, None)
+        self._history.pop(key, None)
+
+    def _drop_stale(self) -> None:
+        """Under the lock: forget the series not published for stale_after_s, or their metric's keep_s (and the
+        pages that showed them)."""
+        if self.stale_after_s is None and not self.keep_s:
+            return
+        now = self._clock()
+        default = math.inf if self.stale_after_s is None else self.stale_after_s
+        stale = [k for k, at in self._published_at.items() if now - at > self.keep_s.get(k[0], default)]
+        for key in stale:
+            self._forget(key)
+        if stale:
+            self._pages.clear()
+
+    def metrics(self, accept: str, scraper: str = "") -> Page:
+        """The page for a scraper (its Accept header): the shared one of this tick, rendered at most once,
+        unless the scraper missed a tick since its last scrape: then its own, with the readings it missed."""
+        openmetrics = "application/openmetrics-text" in accept  # Prometheus asks for it first
+        content_type = OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT
         with self._lock:
-            if self.stale_after_s is not None:
-                oldest = self._clock() - self.stale_after_s
-                for key in [k for k, at in self._published_at.items() if at < oldest]:
-                    del self._latest[key], self._published_at[key]
-            latest = sorted(self._latest.items())
             self.scrapes += 1
-        for (name, labels), value in latest:
-            spec = METRICS[name]
-            family = families.get(name)
-            if family is None:  # counter and info families are named without their suffix; samples carry it
-                family = families[name] = PromMetric(name.removesuffix("_total").removesuffix("_info"), spec.help,
-                                                     spec.type)
-            family.add_sample(name, dict(labels), value)
-        yield from families.values()
+            self._drop_stale()
+            now = self._clock()
+            last_served = self._scrapers.get(scraper, (0, now))[0]  # new: everything in the history
+            self._scrapers[scraper] = (self._tick, now)
+            if len(self._scrapers) > 64:  # forget scrapers gone for ten minutes (curl, a restarted server)
+                self._scrapers = {k: v for k, v in self._scrapers.items() if now - v[1] < 600}
+            if any(len(readings) > 1 and readings[-2][0] > last_served
+                   for readings in self._history.values()):  # it missed a reading before the latest
+                self.renders += 1
+                return Page(self._render(openmetrics, since=last_served), content_type)
+            page = self._pages.get(content_type)
+            if page is None:
+                self.renders += 1
+                page = self._pages[content_type] = Page(self._render(openmetrics), content_type)
+        return page
 
-    def describe(self) -> Iterable[PromMetric]:
-        return []
+    def healthz(self) -> Page:
+        with self._lock:
+            last = self._last_publish
+        if self.healthy_within_s is None:
+            return Page(b"ok\n", "text/plain; charset=utf-8")
+        if last is None:
+            return Page(b"starting: nothing sampled yet\n", "text/plain; charset=utf-8", 503)
+        age = self._clock() - last
+        if age > self.healthy_within_s:
+            return Page(f"stale: last sample {age:.1f} s ago\n".encode(), "text/plain; charset=utf-8", 503)
+        return Page(f"ok: last sample {age:.1f} s ago\n".encode(), "text/plain; charset=utf-8")
+
+    def _render(self, openmetrics: bool, since: int | None = None) -> bytes:
+        """The page (under the lock): every series' latest value, a reading-time series' readings after tick
+        ``since`` when given, then the process' own series. Labels and headers are rendered once and kept."""
+        lines: list[str] = []
+        family = None
+        for key, (value, ts_ns) in sorted(self._latest.items()):
+            name = key[0]
+            if name != family:
+                family = name
+                header = self._headers.get((name, openmetrics))
+                if header is None:
+                    header = self._headers[(name, openmetrics)] = family_header(name, openmetrics)
+                lines.append(header)
+            labels = self._labels.get(key)
+            if labels is None:
+                labels = self._labels[key] = name + label_text(key[1])
+            if name not in EXPOSED_WITH_READING_TIME:
+                lines.append(f"{labels} {floatToGoString(value)}\n")
+                continue
+            readings = [(v, t) for tick, v, t in self._history.get(key, ()) if since is not None and tick > since]
+            for v, t in readings or [(value, ts_ns)]:  # the reading's own time: s.ns or ms
+                when = f"{t // 10**9}.{t % 10**9:09d}" if openmetrics else str(t // 10**6)
+                lines.append(f"{labels} {floatToGoString(v)} {when}\n")
+        return "".join(lines).encode() + self._process_part(openmetrics)  # OpenMetrics' "# EOF" ends it
+
+    def _process_part(self, openmetrics: bool) -> bytes:
+        """The process_* series, read from /proc at most every PROCESS_EVERY_S (reading them costs more than
+        rendering an exporter's own series)."""
+        rendered_at, part = self._process_parts.get(openmetrics, (-math.inf, b""))
+        if time.monotonic() - rendered_at >= PROCESS_EVERY_S:
+            part = openmetrics_of_registry(self.process) if openmetrics else text_of_registry(self.process)
+            self._process_parts[openmetrics] = (time.monotonic(), part)
+        return part
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()

@@ -6,7 +6,9 @@ Publishers for :class:`mltelemetry.workload.events.EventRecorder` (``window_open
 - **Prometheus** (the workload's own ``/metrics``): ``mltelemetry_workload_info`` with value 1 and
   the labels of what runs now (campaign, scenario, run, action, epoch; gone when nothing runs), and
   for every finished window ``mltelemetry_event_start_seconds``, ``..._end_seconds`` and
-  ``mltelemetry_event_field_value{field=...}`` for its numeric fields, each with the ``host`` label.
+  ``mltelemetry_event_field_value{field=...}`` for its numeric fields, each with the ``host`` label, for
+  ``EVENT_KEEP_S`` after it ended (long enough for every scraper to take it; the page stays bounded through any
+  campaign).
 - **InfluxDB**: every finished window as a point of ``mltelemetry_event`` (tagged ``host``; text
   fields such as framework, device and error kept as string fields); ``workload_info`` as a
   sample each time what runs changes.
@@ -39,6 +41,10 @@ from mltelemetry.sinks import PostFailed, PostRefused, PrometheusSink, Sink, htt
 log = logging.getLogger(__name__)
 
 GRAFANA_TOKEN_ENV = "GRAFANA_TOKEN"
+# A finished event stays on /metrics this long: every scraper (Prometheus, VictoriaMetrics, at up to a
+# minute apart) takes it a few times, and the page stays small through a campaign of thousands of epochs.
+# Prometheus, InfluxDB, the store and Grafana's annotations keep every event.
+EVENT_KEEP_S = 120.0
 
 
 class _OpenWindows:
@@ -72,6 +78,9 @@ class _OpenWindows:
             epoch = next((e.epoch for e in reversed(self._stack) if e.epoch is not None), None)
             return {"host": self.host, "campaign": inner.campaign, "scenario": inner.scenario, "run": str(inner.run),
                     "action": action, "epoch": "" if epoch is None else str(epoch)}
+
+
+EVENT_METRICS = (schema.EVENT_START, schema.EVENT_END, schema.EVENT_FIELD)
 
 
 def event_samples(event: Event, host: str | None = None) -> list[Sample]:
@@ -211,7 +220,8 @@ def live_events(*, listen: str = "off", host: str, grafana_url: str | None = Non
     options = options or current_sink_options()
     publishers: list = []
     with ExitStack() as stack:
-        sinks: Sequence[Sink] = build_sinks(listen, None, options, name="workload")
+        sinks: Sequence[Sink] = build_sinks(listen, None, options, name="workload",
+                                            keep_s=dict.fromkeys(EVENT_METRICS, EVENT_KEEP_S))
         for sink in sinks:
             stack.callback(sink.close)
             if isinstance(sink, PrometheusSink):

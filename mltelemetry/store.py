@@ -25,12 +25,15 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from mltelemetry.errors import MltelemetryError, StoreWriteError
 from mltelemetry.schema import Event, Sample
+
+if TYPE_CHECKING:  # pandas only where the store is read: exporters write without it
+    import pandas as pd
 
 CHUNK_SAMPLES = 600
 
@@ -330,6 +333,8 @@ class Store:
 
         Columns: ``ts_ns`` (int, UTC ns), ``value`` (float, base units) and one per label.
         """
+        import pandas as pd
+
         lo = -(2**63) if start_ns is None else int(start_ns)
         hi = 2**63 - 1 if end_ns is None else int(end_ns)
         frames = []

@@ -228,3 +228,56 @@ def test_tokens_are_never_command_line_options():
         assert "--influx-token " not in result.output and "--grafana-token" not in result.output
         rejected = runner.invoke(app, [*command, "--influx-token", "secret"])
         assert rejected.exit_code == 2 and "No such option" in rejected.output
+
+
+def test_finished_events_leave_metrics_after_a_while_so_a_long_campaign_keeps_the_page_small():
+    """2 scenarios × 5 runs × 100 epochs of 2 s on a fake clock, scraped every 15 s: every epoch is on the
+    page for a few scrapes, and the page never holds more than the last EVENT_KEEP_S of events."""
+    from mltelemetry.sinks_events import EVENT_KEEP_S, EVENT_METRICS
+
+    now = [1000.0]
+    sink = PrometheusSink("127.0.0.1", 0, clock=lambda: now[0], keep_s=dict.fromkeys(EVENT_METRICS, EVENT_KEEP_S))
+    events = PrometheusEvents(sink, "sut")
+    seen: dict[tuple[str, str, str], int] = {}  # (scenario, run, epoch) → scrapes that showed its end
+    largest, next_scrape = 0, now[0]
+
+    def scrape() -> None:
+        nonlocal largest, next_scrape
+        next_scrape += 15.0
+        lines = [line for line in sink.metrics("").body.decode().splitlines()
+                 if line.startswith(schema.PREFIX + "event_")]
+        largest = max(largest, len(lines))
+        for line in lines:
+            if line.startswith(schema.EVENT_END) and 'action="epoch"' in line:
+                key = tuple(line.split(f'{k}="')[1].split('"')[0] for k in ("scenario", "run", "epoch"))
+                seen[key] = seen.get(key, 0) + 1
+
+    def window(action: str, scenario: str, run: int, seconds: float, epoch: int | None = None) -> None:
+        start_ns = int(now[0] * 1e9)
+        event = Event("c", scenario, run, action, start_ns, start_ns, epoch=epoch)
+        events.window_opened(event)
+        now[0] += seconds
+        event.end_ns = int(now[0] * 1e9)
+        event.fields = {"loss": 0.5, "accuracy": 0.9, "val_loss": 0.6, "val_accuracy": 0.8}
+        events.window_closed(event)
+        if now[0] >= next_scrape:
+            scrape()
+
+    try:
+        for scenario in ("mnist", "cifar"):
+            for run in range(5):
+                for epoch in range(100):
+                    window("epoch", scenario, run, 2.0, epoch)
+                window("run", scenario, run, 1.0)
+        for _ in range(10):  # the scraper goes on after the campaign
+            now[0] = next_scrape
+            scrape()
+        # 1000 epochs ended, each 2 s: all of them on the page for 120 s, in at least 120 / 15 - 1 = 7 scrapes.
+        assert len(seen) == 1000 and min(seen.values()) >= 7
+        # At most the epochs of the last 120 s (61, and a run's end), 6 series each (start, end, 4 fields).
+        assert largest <= 62 * 6
+        # and EVENT_KEEP_S after the campaign ended, they have all left
+        body = requests.get(f"http://127.0.0.1:{sink.port}/metrics", timeout=5).text
+        assert schema.EVENT_END not in body
+    finally:
+        sink.close()

@@ -95,7 +95,8 @@ def test_duplicate_campaign_and_unknown_scenario_are_refused(tmp_path):
     result = CliRunner().invoke(app, ["campaign", "run", "--campaign", "d", "--store", str(path),
                                       "--scenario", "nope"])
     assert result.exit_code == 2  # a usage error
-    assert result.output.strip() == "error: unknown scenario 'nope'; known: baseline, cnn, cpu, idle, lm-infer, lm-train, transfer"
+    assert result.output.strip() == ("error: unknown scenario 'nope'; known: baseline, cnn, cpu, idle, lm-infer, "
+                                     "lm-train, transfer")
     with Store(path) as store:
         assert store.campaigns() == ["c"]  # nothing recorded was lost or added
 

@@ -12,6 +12,10 @@ from .nvml import open_nvml
 
 Gpus = Annotated[Optional[str], typer.Option(  # noqa: UP045 (typer reads the annotation at run time)
     "--gpus", help="Comma-separated NVML indices of the GPUs to publish (default: all).")]
+CounterInterval = Annotated[float, typer.Option(
+    "--counter-interval", min=0.0,
+    help="Read the energy counter at most this often (s; 0: every tick) and shape it by power in between "
+         "(method nvml_counter_power_shaped): less CPU at fast intervals, window edges less exact.")]
 RetryLost = Annotated[float, typer.Option(
     "--retry-lost", min=0.0, help="Seconds between attempts to reach a GPU that fell off the bus.")]
 
@@ -39,9 +43,12 @@ def gpu_command(
     host_label: HostLabel = DEFAULT_HOST,
     gpus: Gpus = None,
     retry_lost: RetryLost = 30.0,
+    counter_interval: CounterInterval = 0.0,
 ) -> None:
     """Publish power (instant and 1 s average), hardware energy counter, temperature, load, memory,
-    clocks, P-state, PCIe link, throttle reasons, power limit and fan of NVIDIA GPUs through NVML."""
+    clocks, P-state, PCIe link, throttle reasons, power limit and fan of NVIDIA GPUs through NVML.
+    Faster than every second, the slowly changing indicators are read once a second, power and (unless
+    --counter-interval says otherwise) the energy counter every tick."""
     from mltelemetry.exporters.runtime import serve
 
     from .collector import GpuCollector
@@ -49,7 +56,9 @@ def gpu_command(
     indices = parse_gpus(gpus)
     nvml = open_nvml()  # no NVML here is a runtime error: one line, exit code 1
     try:
-        collector = GpuCollector(nvml, host_label, indices, retry_lost_s=retry_lost)
+        collector = GpuCollector(nvml, host_label, indices, retry_lost_s=retry_lost,
+                                 counter_interval_s=counter_interval,
+                                 gauges_interval_s=1.0 if interval < 1.0 else 0.0)
     except BaseException:
         nvml.close()
         raise

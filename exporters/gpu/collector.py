@@ -8,6 +8,18 @@ monotonic counter, ``gpu_energy_joules_total``, labelled by how it was obtained:
 - ``method="power_integral"``: where the GPU has no counter, power integrated by the
   trapezoidal rule between ticks (instant power where the driver gives it), on the monotonic
   clock. A tick that misses power leaves a gap that is not bridged.
+- ``method="nvml_counter_power_shaped"``: with ``counter_interval_s`` (``--counter-interval``),
+  the counter is read only that often and power every tick: one counter read spins milliseconds
+  of CPU in the driver. At each counter read the counter's exact increase since the previous
+  read is spread over the ticks in between in proportion to their integrated power, and
+  published with each tick's own time. So the series equals the counter at every read and
+  follows power in between; it reaches /metrics and the sinks up to one counter interval late.
+  Power sampled at instants misses what changes between ticks: a window edge between two
+  counter reads is less exact than with the counter read every tick (README, GPU exporter).
+
+``gauges_interval_s`` (the CLI: 1 s when it samples faster) reads the slowly changing indicators
+(temperature, clocks, memory, P-state, PCIe link, throttle reasons, power limit, fan) at most
+that often; power every tick.
 
 A GPU that falls off the bus publishes ``gpu_up 0`` and nothing else; the other GPUs keep
 going, and the lost one is looked for again every ``retry_lost_s``. A GPU already lost at
@@ -18,9 +30,10 @@ start-up is started down the same way; until it answers, its ``uuid`` and ``name
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mltelemetry import schema
 from mltelemetry.schema import Sample
@@ -30,6 +43,7 @@ from .nvml import GpuLost, Nvml, NvmlError, NvmlGpu, Reading
 log = logging.getLogger(__name__)
 
 METHOD_COUNTER = "nvml_counter"
+METHOD_COUNTER_SHAPED = "nvml_counter_power_shaped"
 METHOD_INTEGRAL = "power_integral"
 # Power to integrate where there is no energy counter, best first.
 _INTEGRATION_POWER = ("instant", "usage", "average")
@@ -75,6 +89,10 @@ class EnergyCounter:
 UNKNOWN = "unknown"
 
 
+def _integration_power(reading: Reading) -> float | None:
+    return next((reading.power_w[k] for k in _INTEGRATION_POWER if k in reading.power_w), None)
+
+
 @dataclass
 class _Gpu:
     index: int
@@ -85,6 +103,10 @@ class _Gpu:
     lost_at: float = 0.0
     busy_s: float = 0.0  # gpu_busy_seconds_total
     busy_since: float | None = None  # monotonic time of the utilisation reading busy_s runs to
+    last_counter_read: float = -math.inf  # monotonic times of the last counter and slow-indicator reads
+    last_gauges_read: float = -math.inf
+    anchor: tuple[int, float, float | None, float] | None = None  # last counter read: (ns, s, W, J total)
+    between: list[tuple[int, float, float]] = field(default_factory=list)  # power ticks since: (ns, s, W)
 
 
 class GpuCollector:
@@ -93,11 +115,15 @@ class GpuCollector:
     name = "gpu"
 
     def __init__(self, nvml: Nvml, host: str, indices: Sequence[int] | None = None, *,
-                 monotonic: Callable[[], float] = time.monotonic, retry_lost_s: float = 30.0) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, retry_lost_s: float = 30.0,
+                 counter_interval_s: float = 0.0, gauges_interval_s: float = 0.0) -> None:
         self.nvml = nvml
         self.host = host
         self.monotonic = monotonic
         self.retry_lost_s = retry_lost_s
+        # Read the energy counter, and the slow indicators, at most this often (0: every tick); power every tick.
+        self.counter_interval_s = counter_interval_s
+        self.gauges_interval_s = gauges_interval_s
         count = nvml.device_count()
         wanted = list(range(count)) if indices is None else list(indices)
         missing = [i for i in wanted if not 0 <= i < count]
@@ -105,6 +131,7 @@ class GpuCollector:
             raise NvmlError(f"no GPU with index {', '.join(map(str, missing))}: NVML sees {count} GPU(s)")
         if not wanted:
             log.warning("NVML sees no GPU: the GPU exporter will publish no GPU data")
+        self.driver_version = nvml.driver_version()  # for mltelemetry_build_info
         self.gpus: list[_Gpu] = []
         for index in wanted:
             try:
@@ -141,8 +168,11 @@ class GpuCollector:
                 gpu.lost_at = now
                 return [Sample(schema.GPU_UP, gpu.labels, 0.0, ts_ns)]
         assert gpu.driver is not None
+        # 5 ms of slack: a tick on time is not taken for early by the jitter of the clock
+        counter = now - gpu.last_counter_read >= self.counter_interval_s - 0.005
+        gauges = now - gpu.last_gauges_read >= self.gauges_interval_s - 0.005
         try:
-            reading = gpu.driver.read()
+            reading = gpu.driver.read(energy=counter, slow=gauges)
         except GpuLost as e:
             if gpu.up:
                 log.error("%s: marked down; the other GPUs go on (looked for again every %g s)", e,
@@ -150,11 +180,49 @@ class GpuCollector:
             gpu.up, gpu.lost_at = False, now
             gpu.energy.gap()
             gpu.busy_since = None  # its load while lost is unknown: not counted
+            gpu.anchor, gpu.between = None, []
             return [Sample(schema.GPU_UP, gpu.labels, 0.0, ts_ns)]
         if not gpu.up:
             log.warning("%r answers again", gpu.driver)
             gpu.up = True
-        return self._samples(gpu, reading, now, ts_ns)
+        gpu.last_counter_read = now if counter else gpu.last_counter_read
+        gpu.last_gauges_read = now if gauges else gpu.last_gauges_read
+        return self._samples(gpu, reading, now, ts_ns, counter)
+
+    def _between_counter_reads(self, gpu: _Gpu, reading: Reading, now: float, ts_ns: int) -> list[Sample]:
+        """Energy on a tick without a counter read: none yet, its power kept to shape the counter's next
+        increase (or, for a GPU without a counter, power integrated at once)."""
+        power = _integration_power(reading)
+        if gpu.energy.method == METHOD_INTEGRAL:
+            total = gpu.energy.add_power(now, power) if power is not None else gpu.energy.gap()
+            if total is not None:
+                return [Sample(schema.GPU_ENERGY, {**gpu.labels, "method": METHOD_INTEGRAL}, total, ts_ns)]
+        elif power is not None and gpu.anchor is not None:
+            gpu.between.append((ts_ns, now, power))
+        return []
+
+    def _shaped(self, gpu: _Gpu, total: float, power: float | None, now: float, ts_ns: int) -> list[Sample]:
+        """Energy samples for the ticks since the previous counter read, then this read's: the counter's increase
+        spread over them by integrated power (by time where power is missing or zero)."""
+        labels = {**gpu.labels, "method": METHOD_COUNTER_SHAPED}
+        anchor, between = gpu.anchor, gpu.between
+        gpu.anchor, gpu.between = (ts_ns, now, power, total), []
+        if anchor is None or not between or total < anchor[3]:  # nothing to shape, or the counter restarted
+            return [Sample(schema.GPU_ENERGY, labels, total, ts_ns)]
+        points = [(anchor[1], anchor[2])] + [(t, p) for _, t, p in between] + [(now, power)]
+        times = [t for t, _ in points]
+        if all(p is not None for _, p in points):
+            steps = [(p0 + p1) / 2 * (t1 - t0) for (t0, p0), (t1, p1) in zip(points, points[1:])]
+        else:
+            steps = [t1 - t0 for t0, t1 in zip(times, times[1:])]
+        whole = sum(steps)
+        if whole <= 0:
+            steps, whole = [t1 - t0 for t0, t1 in zip(times, times[1:])], max(now - anchor[1], 1e-9)
+        increase, done, out = total - anchor[3], 0.0, []
+        for (tick_ns, _, _), step in zip(between, steps):
+            done += step
+            out.append(Sample(schema.GPU_ENERGY, labels, anchor[3] + increase * done / whole, tick_ns))
+        return out + [Sample(schema.GPU_ENERGY, labels, total, ts_ns)]
 
     def _energy(self, gpu: _Gpu, reading: Reading, now: float) -> float | None:
         energy = gpu.energy
@@ -168,13 +236,13 @@ class GpuCollector:
                 return None
         if energy.method == METHOD_COUNTER:
             return None if reading.energy_j is None else energy.add_counter(reading.energy_j)
-        power = next((reading.power_w[k] for k in _INTEGRATION_POWER if k in reading.power_w), None)
+        power = _integration_power(reading)
         if power is None:
             energy.gap()
             return None
         return energy.add_power(now, power)
 
-    def _samples(self, gpu: _Gpu, r: Reading, now: float, ts_ns: int) -> list[Sample]:
+    def _samples(self, gpu: _Gpu, r: Reading, now: float, ts_ns: int, counter: bool = True) -> list[Sample]:
         labels = gpu.labels
 
         def s(metric: str, value: float | None, **extra: str) -> None:
@@ -188,8 +256,12 @@ class GpuCollector:
                 s(schema.GPU_POWER_AVERAGE, watts)
             else:
                 s(schema.GPU_POWER, watts, kind=kind)
-        total = self._energy(gpu, r, now)
-        if total is not None:
+        total = self._energy(gpu, r, now) if counter else None
+        if not counter:
+            out += self._between_counter_reads(gpu, r, now, ts_ns)
+        elif total is not None and self.counter_interval_s > 0 and gpu.energy.method == METHOD_COUNTER:
+            out += self._shaped(gpu, total, _integration_power(r), now, ts_ns)
+        elif total is not None:
             s(schema.GPU_ENERGY, total, method=gpu.energy.method or "")
         s(schema.GPU_TEMPERATURE, r.temperature_c)
         s(schema.GPU_UTILIZATION, r.utilization_ratio)

@@ -216,12 +216,13 @@ class NvmlGpu:
             log.warning("%s", e)
             return None
 
-    def _read_fields(self, reading: Reading) -> None:
-        if not self._field_values or not self._field_ids:
+    def _read_fields(self, reading: Reading, energy: bool = True) -> None:
+        ids = [i for i in self._field_ids if energy or i != FI_TOTAL_ENERGY_CONSUMPTION]
+        if not self._field_values or not ids:
             return
         try:
             values = self.nvml.call(f"{self!r}: reading field values", "nvmlDeviceGetFieldValues",
-                                    self.handle, self._field_ids)
+                                    self.handle, ids)
         except NotSupported:
             self._field_values = False
             log.info("%r: NVML field values not supported by this driver; using the older calls", self)
@@ -248,19 +249,29 @@ class NvmlGpu:
             else:
                 log.warning("%r: reading field %d failed with NVML code %d", self, value.fieldId, code)
 
-    def read(self) -> Reading:
-        """Read every indicator the GPU supports. Raises :class:`GpuLost` if it fell off the bus."""
-        reading = Reading()
-        self._read_fields(reading)
+    def _read_power_usage(self, reading: Reading) -> None:
         fields_have_power = FI_POWER_INSTANT in self._field_ids or FI_POWER_AVERAGE in self._field_ids
         if not (self._field_values and fields_have_power):
             milliwatts = self._get("power_usage", "nvmlDeviceGetPowerUsage")
             if milliwatts is not None:
                 reading.power_w["usage"] = milliwatts / 1000
-        if not (self._field_values and FI_TOTAL_ENERGY_CONSUMPTION in self._field_ids):
+
+    def read(self, *, energy: bool = True, slow: bool = True) -> Reading:
+        """Read every indicator the GPU supports: power always, the energy counter (one read spins milliseconds
+        of CPU in the driver) with ``energy``, the slowly changing rest with ``slow``. Raises :class:`GpuLost`
+        if it fell off the bus."""
+        reading = Reading()
+        self._read_fields(reading, energy=energy)
+        self._read_power_usage(reading)
+        if energy and not (self._field_values and FI_TOTAL_ENERGY_CONSUMPTION in self._field_ids):
             millijoules = self._get(ENERGY, "nvmlDeviceGetTotalEnergyConsumption")
             if millijoules is not None:
                 reading.energy_j = millijoules / 1000
+        if slow:
+            self._read_slow(reading)
+        return reading
+
+    def _read_slow(self, reading: Reading) -> None:
         temperature = self._get("temperature", "nvmlDeviceGetTemperature", NVML_TEMPERATURE_GPU)
         reading.temperature_c = None if temperature is None else float(temperature)
         rates = self._get("utilization", "nvmlDeviceGetUtilizationRates")
@@ -285,4 +296,3 @@ class NvmlGpu:
         reading.power_limit_w = None if limit is None else limit / 1000
         fan = self._get("fan_speed", "nvmlDeviceGetFanSpeed")
         reading.fan_speed_ratio = None if fan is None else fan / 100
-        return reading

@@ -1,0 +1,276 @@
+"""The small HTTP server behind every ``/metrics``: bounded, keep-alive, optionally TLS and basic auth.
+
+It answers three paths: ``/metrics`` (the page a :class:`~mltelemetry.sinks.PrometheusSink` rendered),
+``/`` (a short page that links it) and ``/healthz`` (whether the exporter ticks). Under pressure it
+stays bounded instead of falling over:
+
+- a listen backlog of ``ServerLimits.backlog`` (socketserver's default is 5);
+- a connection cap (``max_connections``, kept below ``RLIMIT_NOFILE``): at the cap a new connection
+  closes the one that has waited longest for its next request, or, when none waits, is itself closed;
+  both are logged. So idle clients can never use up the threads or descriptors nor lock a scraper out;
+- an idle timeout (a keep-alive connection with no request for ``idle_timeout_s`` is closed) and a header
+  timeout (the TLS handshake plus the request line and headers must arrive within ``header_timeout_s``);
+- running out of descriptors anyway (``EMFILE`` on accept) is logged and backed off, never spun on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import hmac
+import logging
+import resource
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# Descriptors kept for everything but connections: the listening socket, the store, the meter's port, logs.
+_RESERVED_DESCRIPTORS = 32
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """How much the server takes at once and how long it waits for a client."""
+
+    backlog: int = 128
+    max_connections: int = 64
+    idle_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+
+    def connection_cap(self) -> int:
+        """``max_connections``, lowered to fit the process' descriptor limit (one descriptor per connection)."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return self.max_connections
+        return max(1, min(self.max_connections, soft - _RESERVED_DESCRIPTORS))
+
+
+@dataclass(frozen=True)
+class Page:
+    """One answer: body bytes and content type."""
+
+    body: bytes
+    content_type: str
+    status: int = 200
+
+
+class Routes:
+    """What the server asks its owner: the metrics page for a scraper (address and User-Agent) and its Accept
+    header, and the health."""
+
+    def metrics(self, accept: str, scraper: str) -> Page:  # pragma: no cover - the interface
+        raise NotImplementedError
+
+    def healthz(self) -> Page:  # pragma: no cover - the interface
+        raise NotImplementedError
+
+
+_INDEX = (b"<!doctype html><html><head><title>mltelemetry exporter</title></head><body>"
+          b"<h1>mltelemetry exporter</h1><p><a href=\"/metrics\">/metrics</a> &middot; "
+          b"<a href=\"/healthz\">/healthz</a></p></body></html>\n")
+
+
+class _RateLimitedWarning:
+    """A warning said at most once a minute, with how often it happened in between."""
+
+    def __init__(self, message: str) -> None:
+        self.message, self.count, self._said_at = message, 0, -1e9
+
+    def __call__(self, *args: Any) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._said_at >= 60:
+            self._said_at = now
+            log.warning(self.message + " (%d time(s) so far)", *args, self.count)
+
+
+class _HeaderDeadline:
+    """``rfile`` whose ``readline`` gives up once the header deadline passed (a client trickling bytes)."""
+
+    def __init__(self, rfile: Any, connection: socket.socket, deadline: float) -> None:
+        self.rfile, self.connection, self.deadline = rfile, connection, deadline
+
+    def readline(self, limit: int = -1) -> bytes:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request headers took too long")
+        self.connection.settimeout(left)
+        return self.rfile.readline(limit)
+
+
+def _basic_auth_check(users: Mapping[str, str] | None) -> Callable[[str], bool]:
+    """Whether an Authorization header carries one of ``users``' credentials (compared in constant time)."""
+    if not users:
+        return lambda header: True
+    expected = [f"{user}:{password}".encode() for user, password in users.items()]
+
+    def allowed(header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        try:
+            given = base64.b64decode(encoded, validate=True) if scheme.lower() == "basic" else b""
+        except (binascii.Error, ValueError):
+            given = b""
+        return bool(given) and any(hmac.compare_digest(given, credentials) for credentials in expected)
+
+    return allowed
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: a scraper reuses its connection
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms wait for a delayed ACK
+    server: MetricsServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.limits.idle_timeout_s)
+
+    def handle_one_request(self) -> None:
+        """Wait up to the idle timeout for a request to start, then up to the header timeout for its headers."""
+        self.server.waiting(self.connection, True)
+        try:
+            if not self.rfile.peek(1):
+                self.close_connection = True
+                return
+        except (TimeoutError, OSError, ValueError):
+            self.close_connection = True
+            return
+        finally:
+            self.server.waiting(self.connection, False)
+        rfile = self.rfile
+        self.rfile = _HeaderDeadline(rfile, self.connection,  # type: ignore[assignment]
+                                     time.monotonic() + self.server.limits.header_timeout_s)
+        try:
+            super().handle_one_request()
+        finally:
+            self.rfile = rfile
+            try:
+                self.connection.settimeout(self.server.limits.idle_timeout_s)
+            except OSError:
+                pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            if not self.server.authorized(self.headers.get("Authorization", "")):
+                self._answer(Page(b"401 Unauthorized\n", "text/plain; charset=utf-8", 401),
+                             [("WWW-Authenticate", 'Basic realm="mltelemetry"')])
+                return
+            scraper = f"{self.client_address[0]} {self.headers.get('User-Agent', '')}"
+            self._answer(self.server.routes.metrics(self.headers.get("Accept", ""), scraper))
+        elif path == "/healthz":
+            self._answer(self.server.routes.healthz())
+        elif path == "/":
+            self._answer(Page(_INDEX, "text/html; charset=utf-8"))
+        else:
+            self._answer(Page(b"404 Not Found: see /metrics\n", "text/plain; charset=utf-8", 404))
+
+    def _answer(self, page: Page, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+        self.send_response(page.status)
+        self.send_header("Content-Type", page.content_type)
+        self.send_header("Content-Length", str(len(page.body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(page.body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr for every scrape
+        log.debug("%s: " + format, self.client_address, *args)
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``limits.connection_cap()`` of them; TLS when ``context`` is given."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, routes: Routes, *, context: ssl.SSLContext | None = None,
+                 basic_auth: Mapping[str, str] | None = None, limits: ServerLimits | None = None) -> None:
+        self.limits = limits or ServerLimits()
+        self.request_queue_size = self.limits.backlog
+        self.address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        self.routes = routes
+        self.authorized = _basic_auth_check(basic_auth)
+        self.context = context
+        self.max_connections = self.limits.connection_cap()
+        self.open_connections = 0
+        self.rejected_connections = 0
+        self._count_lock = threading.Lock()
+        self._waiting: dict[socket.socket, float] = {}  # connections waiting for a request → since when
+        self._warn_full = _RateLimitedWarning("/metrics: %d connections open, the cap, none of them idle; "
+                                              "closing a new one")
+        self._warn_evict = _RateLimitedWarning("/metrics: %d connections open, the cap; closing the one idle "
+                                               "longest for a new one")
+        self._warn_descriptors = _RateLimitedWarning("/metrics: out of file descriptors accepting a connection "
+                                                     "(%s); raise LimitNOFILE or lower the connection cap")
+        super().__init__((host, port), _Handler)
+        if context is not None:  # accept() only accepts; the handshake waits for the connection's thread
+            self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self.thread = threading.Thread(target=self.serve_forever, name=f"metrics-{self.server_port}", daemon=True)
+        self.thread.start()
+
+    def get_request(self) -> tuple[Any, Any]:
+        try:
+            return super().get_request()
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                self._warn_descriptors(e.strerror)
+                time.sleep(0.1)  # the listening socket stays readable: back off instead of spinning
+            raise
+
+    def waiting(self, connection: socket.socket, waits: bool) -> None:
+        """Mark a connection as waiting for its next request (it may be closed for a new one) or not."""
+        with self._count_lock:
+            if waits:
+                self._waiting[connection] = time.monotonic()
+            else:
+                self._waiting.pop(connection, None)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._count_lock:
+            full = self.open_connections >= self.max_connections
+            idlest = min(self._waiting, key=self._waiting.__getitem__) if full and self._waiting else None
+            if idlest is not None:
+                del self._waiting[idlest]
+            if not full or idlest is not None:
+                self.open_connections += 1
+        if idlest is not None:  # its thread sees the end of the stream and closes it
+            self._warn_evict(self.max_connections)
+            try:
+                socket.socket.shutdown(idlest, socket.SHUT_RDWR)  # the plain socket's: TLS state stays as it is
+            except OSError:
+                pass
+        elif full:
+            self.rejected_connections += 1
+            self._warn_full(self.max_connections)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            if self.context is not None:
+                try:
+                    request.settimeout(self.limits.header_timeout_s)
+                    request.do_handshake()
+                except (OSError, ValueError) as e:  # ssl.SSLError and TimeoutError are OSErrors
+                    log.debug("TLS handshake with %s failed: %s", client_address, e)
+                    self.shutdown_request(request)
+                    return
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._count_lock:
+                self.open_connections -= 1
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("/metrics connection from %s failed", client_address, exc_info=True)
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
