@@ -91,10 +91,13 @@ ENERGY_FIGURES = ["energy_wh", "mean_power_w", "induced_wh", "gpu_energy_wh", "g
                   "codecarbon_ratio"]
 FIGURES = (["duration_s"] + ENERGY_FIGURES + [g[0] for g in GAUGES] + [c[0] for c in COUNTERS]
            + TRAINING_FIELDS + ["efficiency_acc_per_wh", "correct_per_wh", "coverage", "sensor_coverage",
-                                "meter_gap_s", "time_to_target_s", "energy_to_target_wh"])
+                                "meter_gap_s", "time_to_target_s", "energy_to_target_wh"]
+           + ["tokens", "energy_per_token_j", "induced_per_token_j", "gpu_energy_per_token_j",
+              "cpu_energy_per_token_j", "time_per_token_ms", "tokens_per_wh"])
 # Figures compared between scenarios and variants (and campaigns) with tests.
 TESTED_FIGURES = ["energy_wh", "induced_wh", "mean_power_w", "duration_s", "gpu_energy_wh",
-                  "efficiency_acc_per_wh", "energy_to_target_wh", "time_to_target_s"]
+                  "efficiency_acc_per_wh", "energy_to_target_wh", "time_to_target_s", "energy_per_token_j",
+                  "gpu_energy_per_token_j"]
 SETTINGS = (schema.FIELD_BATCH_SIZE, schema.FIELD_PRECISION)  # recorded settings that make a variant
 CORRELATED = ["gpu_temperature_c", schema.FIELD_LOSS, schema.FIELD_ACCURACY, schema.FIELD_VAL_LOSS,
               schema.FIELD_VAL_ACCURACY]
@@ -298,7 +301,8 @@ def _reading_coverage(readings: list[Series], starts: np.ndarray, ends: np.ndarr
         for s in readings:
             rates = np.diff(monotonic(s.values)) / (np.diff(s.ts) / 1e9)
             rate = float(np.median(rates)) if len(rates) else 0.0  # readings per second, outages aside
-            if rate <= 0:
+            if rate <= 0:  # not one valid reading over the campaign: nothing in any window
+                parts.append(np.where(duration_s > 0, 0.0, 1.0))
                 continue
             expected = np.floor(duration_s * rate)
             parts.append(np.where(expected < 1, 1.0, np.minimum(1.0, _increases(s, starts, ends) / expected)))
@@ -390,6 +394,14 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     columns["coverage"] = (np.fmin(_coverage(meter_series, starts, ends),
                                    _reading_coverage(reader.get(schema.PM_SAMPLES), starts, ends))
                            if meter_series else np.zeros(n))
+    # a meter that gave no valid reading in a window (disconnected throughout) says nothing of its energy: its
+    # counter stood still because nobody measured, not because nothing was drawn
+    silent = (columns["coverage"] == 0) & (duration > 0) if meter_series else np.zeros(n, bool)
+    if silent.any():
+        energy_j = np.where(silent, np.nan, energy_j)
+        columns["energy_wh"] = energy_j / J_PER_WH
+        columns["mean_power_w"] = np.where(silent, np.nan, columns["mean_power_w"])
+        methods["energy_method"] = np.where(silent, "", methods["energy_method"])
     meter_interval = max((sampling_interval_ns(s.ts) for s in meter_series), default=1e9)
     meter_blind = np.zeros(n, bool)
     for s in meter_series:
@@ -474,6 +486,15 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         columns["efficiency_acc_per_wh"] = np.where(energy_wh > 0, columns[schema.FIELD_VAL_ACCURACY] / energy_wh,
                                                     np.nan)
         columns["correct_per_wh"] = np.where(energy_wh > 0, columns[schema.FIELD_CORRECT] / energy_wh, np.nan)
+        # per token (lm-train's epochs and train, lm-infer's prefill and decode record the tokens they processed)
+        tokens = np.array([_field(e, schema.FIELD_TOKENS) for e in events])
+        per_token = np.where(tokens > 0, 1.0 / tokens, np.nan)
+        columns["tokens"] = tokens
+        columns["energy_per_token_j"] = energy_wh * J_PER_WH * per_token
+        columns["gpu_energy_per_token_j"] = columns["gpu_energy_wh"] * J_PER_WH * per_token
+        columns["cpu_energy_per_token_j"] = columns["cpu_energy_wh"] * J_PER_WH * per_token
+        columns["time_per_token_ms"] = duration * 1e3 * per_token
+        columns["tokens_per_wh"] = np.where(energy_wh > 0, tokens / energy_wh, np.nan)
         columns["gpu_mean_power_w"] = np.where(duration > 0, gpu_j / duration, np.nan)
         columns["gpu_share"] = columns["gpu_energy_wh"] / energy_wh
         sensor_parts = np.vstack([columns["gpu_energy_wh"], columns["cpu_energy_wh"], columns["dram_energy_wh"]])
@@ -502,6 +523,9 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
             notes_i.append(f"the meter's samples stop for more than {MAX_GAP_INTERVALS} sampling intervals inside "
                            "the window" + (" and its counter restarts after" if meter_method == METHOD_METER else "")
                            + ": the energy of that stretch is unknown, no wall energy")
+            flagged[i] = True
+        elif silent[i]:
+            notes_i.append("the meter gave no valid reading in the window: no wall energy")
             flagged[i] = True
         elif meter_series and not np.isfinite(energy_j[i]):
             notes_i.append("no meter samples around the window's edges (outside the samples or in a gap)")
@@ -572,6 +596,9 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         windows["induced_wh"] = np.nan
     else:
         windows["induced_wh"] = windows.energy_wh - baseline_power_w * windows.duration_s / J_PER_WH
+    with np.errstate(invalid="ignore", divide="ignore"):
+        windows["induced_per_token_j"] = np.where(windows.tokens > 0, windows.induced_wh * J_PER_WH / windows.tokens,
+                                                  np.nan)
 
     # --- outlier runs (median absolute deviation of run energy, per scenario) ----------------------
     windows["outlier"] = False

@@ -14,7 +14,7 @@ from rich.table import Table
 def plain_table(title: str | None, columns: list[str], cells: list[list[str]], left: set[str],
                 caption: str | None = None) -> str:
     """A table as fixed-width text: the ``left`` columns left-aligned, the others (numbers) right-aligned."""
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
 
     def line(values: list[str]) -> str:
         return "  ".join(v.ljust(w) if c in left else v.rjust(w) for c, v, w in zip(columns, values, widths)).rstrip()

@@ -35,7 +35,7 @@ def test_a_report_path_that_is_a_file_is_a_one_line_error_and_the_file_stays(tmp
     (tmp_path / "taken").write_text("mine\n")
     result = CliRunner().invoke(app, ["analyze", "--campaign", "c", "--source", str(tmp_path / "s.db"),
                                       "--report", str(tmp_path / "taken")])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output  # a usage error
     assert result.stderr.strip() == f"error: --report wants a folder, and {tmp_path / 'taken'} is a file"
     assert (tmp_path / "taken").read_text() == "mine\n"
 
@@ -62,7 +62,7 @@ def test_an_empty_campaign_name_is_refused_before_anything_runs(tmp_path):
     # main: the events were stored under "" and no analysis could name the campaign
     result = CliRunner().invoke(app, ["campaign", "run", "--campaign", " ", "--store", str(tmp_path / "s.db"),
                                       "--scenario", "idle", "--runs", "1", "--seconds", "1", "--no-progress"])
-    assert result.exit_code == 1 and "--campaign needs a name" in result.stderr
+    assert result.exit_code == 2 and "--campaign needs a name" in result.stderr  # a usage error
 
 
 @pytest.mark.parametrize("value", ["inf", "nan"])

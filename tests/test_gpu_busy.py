@@ -72,3 +72,17 @@ def test_the_gauge_stays_the_fallback_without_the_counter(tmp_path):
         store._db.execute("DELETE FROM series WHERE metric = ?", (schema.GPU_BUSY_SECONDS,))  # data from before
         windows = analyze_campaign(store, "c").windows.set_index("action")
     assert windows.loc["middle", "gpu_utilization"] == pytest.approx((0.3 + 0.3 + 0.9) / 3)  # the readings at 15/30/45
+
+
+def test_busy_seconds_count_when_utilisation_is_read_slower_than_the_ticks():
+    """Seen on an H200 at --interval 0.1 (utilisation read once a second with the slow indicators): the counter
+    stayed at 0 s through a 100 % load, because each tick without a utilisation reading restarted the count."""
+    clock = FakeClock(0.0)
+    fake = FakeNvml([FakeGpu(steps=[Step(0.0, 300.0, utilization_pct=100)])], clock=clock)
+    collector = GpuCollector(nvml.open_nvml(fake), "sut", monotonic=clock, gauges_interval_s=1.0)
+    busy = []
+    for k in range(31):  # 0.0 .. 3.0 s every 0.1 s
+        clock.now = k / 10
+        busy += [s.value for s in collector.sample(k * S // 10) if s.metric == schema.GPU_BUSY_SECONDS]
+    # read at 0, 1, 2 and 3 s: 0, then 1 s of full load between each pair of readings
+    assert busy == pytest.approx([0.0, 1.0, 2.0, 3.0])

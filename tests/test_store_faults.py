@@ -173,7 +173,7 @@ def test_two_exporters_on_a_disk_that_fills_store_or_count_every_sample(small_fs
              "--meter-rate", "0.5"], stderr=logs[m].open("wb"))
             for m, emu in (("X", emu_x), ("Z", emu_z))}
         try:
-            wait_for(lambda: store.exists() and all(count_rows(store, f"host-{m}") > 0 for m in meters), 60,
+            wait_for(lambda: store.exists() and all(count_rows(store, f"host-{m}") > 0 for m in meters), 180,
                      "both exporters to store samples")
             filler = fill(small_fs)
             wait_for(lambda: all("the disk is full" in logs[m].read_text() for m in meters), 30,

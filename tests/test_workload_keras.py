@@ -54,6 +54,13 @@ def hub_module(tmp_path_factory):
     return folder
 
 
+
+def in_process(monkeypatch):
+    """Run framework scenarios inside the test's process (a campaign runs each in a child of its own), so what
+    the test patches is what the run uses."""
+    from mltelemetry.workload import campaign as campaign_module
+    monkeypatch.setattr(campaign_module, "run_in_child", lambda function, ctx: function(ctx))
+
 def test_parameter_counts_at_224_match_the_paper(caplog):
     assert kb.count_params(kb.build_cnn(keras, 224)) == (25_716_773, 25_716_773)
     assert kb.count_params(kb.build_cnn(tf_keras, 224)) == (25_716_773, 25_716_773)
@@ -217,6 +224,7 @@ def test_png_writer_round_trips_through_tensorflow(tmp_path):
 
 # --- the in-memory pipeline, precision and batch size (issue 10) ---------------------------------
 def test_images_are_decoded_once_per_run_and_precision_and_batch_size_are_recorded(tmp_path, monkeypatch):
+    in_process(monkeypatch)  # the patch must reach the run: no child process
     calls = []
     original = kb.KerasBackend.decode_image
 

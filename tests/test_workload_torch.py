@@ -34,6 +34,13 @@ def inside(inner, outer):
     return outer.start_ns <= inner.start_ns <= inner.end_ns <= outer.end_ns
 
 
+
+def in_process(monkeypatch):
+    """Run framework scenarios inside the test's process (a campaign runs each in a child of its own), so what
+    the test patches is what the run uses."""
+    from mltelemetry.workload import campaign as campaign_module
+    monkeypatch.setattr(campaign_module, "run_in_child", lambda function, ctx: function(ctx))
+
 def test_parameter_counts_at_224_match_the_paper():
     cnn = tb.build_cnn(224)
     assert tb.count_params(cnn) == (25_716_773, 25_716_773)
@@ -263,6 +270,7 @@ def test_images_are_decoded_once_per_run(tmp_path, monkeypatch):
 
     original = tb.read_image
     monkeypatch.setattr(tb, "read_image", counting)
+    in_process(monkeypatch)  # the patch must reach the run: no child process
     config = small(tmp_path, max_epochs=3)
     counts = run_campaign(tmp_path / "s.db", CampaignPlan("c", ["cnn"], 2, 1, pause_s=0, config=config),
                           show_progress=False)
@@ -286,6 +294,7 @@ def test_precision_and_batch_size_are_recorded_and_applied(tmp_path, monkeypatch
 
     original = tb.build_cnn
     monkeypatch.setattr(tb, "build_cnn", observed_cnn)
+    in_process(monkeypatch)  # the patch must reach the run: no child process
     for precision, expected in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         dtypes.clear()
         config = small(tmp_path, precision=precision, batch_size=8, max_epochs=1)

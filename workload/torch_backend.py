@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -284,13 +285,15 @@ class TorchBackend:
 
     def train(self, model: nn.Module, data: PreparedData, cfg: MLConfig, *, target: float, annotator: Annotator,
               on_epoch: Any = None) -> list[dict[str, Any]]:
+        started = time.monotonic()
         loader_seed = torch.Generator().manual_seed(cfg.seed)
         augment_seed = torch.Generator().manual_seed(cfg.seed + 1)
         train_images, train_labels = place(data.decoded["train"], self.device)
         val_images, val_labels = place(data.decoded["validation"], self.device)
-        log.info("training images held on %s", train_images.device)
         precision = Precision(cfg.precision, self.device)
         optimizer = optimizer_for(model, cfg, self.device)
+        log.info("training images held on %s, training set up in %.2f s", train_images.device,
+                 time.monotonic() - started)
         scale = cfg.augmentation.rescale
         history = []
         for epoch in range(1, cfg.max_epochs + 1):
@@ -322,6 +325,7 @@ class TorchBackend:
                 on_epoch(epoch, fields)
             if fields["val_accuracy"] >= target:
                 break
+        log.info("trained %d epochs, %.2f s since the training was set up", len(history), time.monotonic() - started)
         return history
 
     def export(self, model: nn.Module, folder: Path) -> list[Path]:

@@ -187,7 +187,7 @@ class GpuCollector:
             gpu.up = True
         gpu.last_counter_read = now if counter else gpu.last_counter_read
         gpu.last_gauges_read = now if gauges else gpu.last_gauges_read
-        return self._samples(gpu, reading, now, ts_ns, counter)
+        return self._samples(gpu, reading, now, ts_ns, counter, gauges)
 
     def _between_counter_reads(self, gpu: _Gpu, reading: Reading, now: float, ts_ns: int) -> list[Sample]:
         """Energy on a tick without a counter read: none yet, its power kept to shape the counter's next
@@ -242,7 +242,8 @@ class GpuCollector:
             return None
         return energy.add_power(now, power)
 
-    def _samples(self, gpu: _Gpu, r: Reading, now: float, ts_ns: int, counter: bool = True) -> list[Sample]:
+    def _samples(self, gpu: _Gpu, r: Reading, now: float, ts_ns: int, counter: bool = True,
+                 gauges: bool = True) -> list[Sample]:
         labels = gpu.labels
 
         def s(metric: str, value: float | None, **extra: str) -> None:
@@ -265,7 +266,8 @@ class GpuCollector:
             s(schema.GPU_ENERGY, total, method=gpu.energy.method or "")
         s(schema.GPU_TEMPERATURE, r.temperature_c)
         s(schema.GPU_UTILIZATION, r.utilization_ratio)
-        s(schema.GPU_BUSY_SECONDS, self._busy(gpu, r.utilization_ratio, now))
+        if gauges:  # utilisation is read with the slow indicators: between those reads the count waits
+            s(schema.GPU_BUSY_SECONDS, self._busy(gpu, r.utilization_ratio, now))
         s(schema.GPU_MEMORY_UTILIZATION, r.memory_utilization_ratio)
         s(schema.GPU_MEMORY_USED, r.memory_used_bytes)
         s(schema.GPU_PSTATE, r.performance_state)
