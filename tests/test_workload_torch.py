@@ -380,3 +380,17 @@ def test_a_terminal_ctrl_c_during_training_in_the_child_is_recorded_aborted(tmp_
     assert status == {"campaign": "aborted", "run": "aborted", "prepare_data": "ok", "create_model": "ok",
                       "train": "aborted", "cleanup": "ok"}
     assert not list((tmp_path / "work").iterdir())  # the child cleaned up, the parent removed the synthetic data
+
+
+def test_the_optimizer_is_made_in_create_model_not_in_the_train_window(tmp_path):
+    """The first optimizer a process builds imports PyTorch's compiler stack (≈2 s here, ≈5 s on an H200 host):
+    in the train window it was most of a short run's training time (seen on the H200: 7.4 s train, 1.9 s of
+    epochs). Like Keras's compile(), it belongs to create_model."""
+    backend = tb.TorchBackend("cpu")
+    model, _ = backend.create_model("cnn", small(tmp_path), 5, seed=0)
+    made = backend.optimizers[id(model)]
+    assert made.param_groups[0]["params"][0] is next(model.parameters())
+    x, labels = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    optimizer = backend.optimizers.pop(id(model))
+    tb.train_step(model, optimizer, tb.Precision("fp32", torch.device("cpu")), x, labels)
+    assert optimizer.state  # the optimizer made in create_model is the one that steps the model

@@ -255,6 +255,7 @@ class TorchBackend:
 
     def __init__(self, device: str = "auto") -> None:
         self.device = resolve_device(device)
+        self.optimizers: dict[int, torch.optim.Optimizer] = {}  # made in create_model, by the model's id
 
     def describe(self) -> dict[str, Any]:
         device = str(self.device)
@@ -278,7 +279,11 @@ class TorchBackend:
                 fields["fallback_reason"] = reason
         total, trainable = count_params(model)
         fields.update(params_total=total, params_trainable=trainable, downloaded=[])
-        return model.to(self.device), fields
+        model = model.to(self.device)
+        # The optimizer is made here, as Keras's compile() does in create_model: the first one PyTorch builds in a
+        # process imports its compiler stack (≈2 s on a CPU, ≈5 s seen on an H200 host), which is not training.
+        self.optimizers[id(model)] = optimizer_for(model, cfg, self.device)
+        return model, fields
 
     def decode_image(self, path: Path, size: int) -> np.ndarray:
         return read_image(path, size)
@@ -291,7 +296,7 @@ class TorchBackend:
         train_images, train_labels = place(data.decoded["train"], self.device)
         val_images, val_labels = place(data.decoded["validation"], self.device)
         precision = Precision(cfg.precision, self.device)
-        optimizer = optimizer_for(model, cfg, self.device)
+        optimizer = self.optimizers.pop(id(model), None) or optimizer_for(model, cfg, self.device)
         log.info("training images held on %s, training set up in %.2f s", train_images.device,
                  time.monotonic() - started)
         scale = cfg.augmentation.rescale
