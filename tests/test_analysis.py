@@ -568,3 +568,24 @@ def test_a_meter_that_never_gave_a_reading_gives_no_wall_energy(tmp_path):
     assert (runs.coverage == 0).all()
     assert all("no valid reading in the window" in note for note in runs.note)
     assert result.baseline_power_w is None
+
+
+def test_energy_and_time_per_token_against_hand_computed_values(tmp_path):
+    # 100 W until t = 20 s, then 300 W; a baseline run, then lm-train whose epoch processed 8000 tokens in 8 s
+    events = [Event("c", "baseline", 1, "run", 0, 10 * S), Event("c", "lm-train", 1, "run", 20 * S, 40 * S),
+              Event("c", "lm-train", 1, "train", 22 * S, 38 * S, fields={"tokens": 16_000}),
+              Event("c", "lm-train", 1, "epoch", 22 * S, 30 * S, epoch=1, fields={"tokens": 8_000})]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0 if t < 20 else 300.0, 0, 60, events=events) as store:
+        result = analyze_campaign(store, "c")
+    w = result.windows.set_index("action")
+    epoch, train = w.loc["epoch"], w.loc["train"]
+    assert result.baseline_power_w == pytest.approx(100.0)
+    assert epoch.energy_per_token_j == pytest.approx(8 * 300 / 8_000)  # 2400 J / 8000 = 0.3 J
+    assert epoch.induced_per_token_j == pytest.approx((8 * 300 - 8 * 100) / 8_000)  # 1600 J / 8000 = 0.2 J
+    assert epoch.time_per_token_ms == pytest.approx(8_000 / 8_000)  # 8 s / 8000 = 1 ms
+    assert epoch.tokens_per_wh == pytest.approx(8_000 / (2400 / 3600))  # 12 000 tokens per Wh
+    assert train.energy_per_token_j == pytest.approx(16 * 300 / 16_000)
+    run = result.windows[(result.windows.action == "run") & (result.windows.scenario == "lm-train")].iloc[0]
+    assert np.isnan(run.tokens) and np.isnan(run.energy_per_token_j)
+    summary = result.summary.set_index(["scenario", "action"]).loc[("lm-train", "epoch")]
+    assert summary.energy_per_token_j_mean == pytest.approx(0.3)
