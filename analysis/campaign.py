@@ -391,12 +391,11 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     methods["energy_method"] = np.where(np.isfinite(energy_j), meter_method, "")
     gaps = reader.get(schema.PM_GAP)
     columns["meter_gap_s"] = energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
-    columns["coverage"] = (np.fmin(_coverage(meter_series, starts, ends),
-                                   _reading_coverage(reader.get(schema.PM_SAMPLES), starts, ends))
-                           if meter_series else np.zeros(n))
+    readings = _reading_coverage(reader.get(schema.PM_SAMPLES), starts, ends) if meter_series else np.zeros(n)
+    columns["coverage"] = np.fmin(_coverage(meter_series, starts, ends), readings) if meter_series else np.zeros(n)
     # a meter that gave no valid reading in a window (disconnected throughout) says nothing of its energy: its
     # counter stood still because nobody measured, not because nothing was drawn
-    silent = (columns["coverage"] == 0) & (duration > 0) if meter_series else np.zeros(n, bool)
+    silent = (readings == 0) & (duration > 0) & np.isfinite(energy_j) if meter_series else np.zeros(n, bool)
     if silent.any():
         energy_j = np.where(silent, np.nan, energy_j)
         columns["energy_wh"] = energy_j / J_PER_WH
