@@ -33,7 +33,7 @@ from mltelemetry.analysis.campaign import analyze_campaign
 from mltelemetry.analysis.sources import InfluxSource, PrometheusSource, open_source
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.influx import V1Writer, event_line, sample_line, stored_tag_value
-from mltelemetry.schema import Event
+from mltelemetry.schema import Event, Sample
 from mltelemetry.store import Store
 
 ORIGIN_NS = (time.time_ns() // S - 3 * 3600) * S  # 3 hours ago: inside every server's retention
@@ -116,6 +116,11 @@ def test_campaigns_with_hostile_names_round_trip_through_influxdb(influxdb, expe
         assert len(got["windows"]) == len(want) > 0
         energy_wh = [np.nan if w["energy_wh"] is None else w["energy_wh"] for w in got["windows"]]
         np.testing.assert_allclose(energy_wh, want["energy_wh"].astype(float), rtol=1e-3)
+    # a host (any label) is looked up the same way; the frame holds the name as stored
+    V1Writer(influxdb, "mltelemetry").write([sample_line(Sample(schema.HOST_MEMORY_USED, {"host": "sut\\"}, 5.0,
+                                                                ORIGIN_NS))])
+    frame = source.query(schema.HOST_MEMORY_USED, {"host": "sut\\"})
+    assert frame["value"].tolist() == [5.0] and frame["host"].tolist() == ["sut/"]
 
 
 def test_victoria_metrics_gives_the_store_numbers(victoria_metrics, expected):
