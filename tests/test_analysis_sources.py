@@ -104,6 +104,7 @@ def test_campaigns_with_hostile_names_round_trip_through_influxdb(influxdb, expe
     url = f"influxdb+{influxdb}/mltelemetry"
     source = open_source(url)
     assert source.campaigns() == sorted(stored_tag_value(n) for n in HOSTILE_CAMPAIGNS)
+    assert all(source.events(listed) for listed in source.campaigns())  # a listed name is found again as listed
     for name in HOSTILE_CAMPAIGNS:  # the same samples under every name: the numbers of "lab" in the store
         assert_same(expected["lab"], analyze_campaign(source, name))
     for name in (HOSTILE_CAMPAIGNS[0], HOSTILE_CAMPAIGNS[-1]):  # and by name on the command line
