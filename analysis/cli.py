@@ -32,7 +32,7 @@ from mltelemetry.analysis.campaign import (
 )
 from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
 from mltelemetry.analysis.sources import SENSOR_EXPORTERS, open_source
-from mltelemetry.cliutil import one_line_errors, writable_folder
+from mltelemetry.cliutil import DURATION_UNITS, one_line_errors, parse_duration_s, writable_folder
 from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.safety import write_csv
 from mltelemetry.tables import print_table
@@ -301,16 +301,6 @@ def render_csv(result: CampaignAnalysis) -> str:
     return write_csv(pd.concat([result.windows.assign(statistic=""), *summary_rows], ignore_index=True))
 
 
-def parse_duration_s(text: str) -> float:
-    """``90s``, ``15m``, ``12h``, ``31d``, ``2w`` or plain seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-    text = text.strip().lower()
-    try:
-        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
-    except ValueError:
-        raise UsageError(f"--lookback wants a duration such as 12h or 31d, not {text!r}") from None
-
-
 @contextmanager
 def progress_callback(console: Console) -> Iterator[Callable[[str, float, float], None]]:
     """A rich progress bar on ``console`` (stderr) fed by the analysis; silent where stderr is no terminal."""
@@ -368,7 +358,8 @@ def analyze_command(
     compare: Annotated[Optional[tuple[str, str]], typer.Option(  # noqa: UP045
         callback=_two_campaigns, help="Two campaigns side by side: A B, or A:SCENARIO B:SCENARIO.")] = None,
     lookback: Annotated[str, typer.Option(
-        help="How far back a Prometheus-compatible source looks for the campaign's events.")] = "31d",
+        help=f"How far back a Prometheus-compatible source looks for the campaign's events ({DURATION_UNITS})."
+        )] = "31d",
     export_oscar: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Write the campaign as OSCAR measurement folders (one per scenario) into this new or empty "
              "directory.")] = None,
@@ -405,6 +396,7 @@ def analyze_command(
         raise UsageError("--timezone is the OSCAR files' local time: give it with --import-oscar or --export-oscar")
     if oscar_figures and format == "csv":
         raise UsageError("--oscar-figures shows a table or JSON: use --format table or json")
+    lookback_s = parse_duration_s(lookback, "--lookback")
     if report is not None and report.exists() and not report.is_dir():  # before the analysis, not after
         raise UsageError(f"--report wants a folder, and {report} is a file")
     if report:
@@ -416,7 +408,7 @@ def analyze_command(
         imported = do_import(import_oscar, source, campaign, host or campaign, baseline, timezone)
         for line in [imported.summary(), *imported.notes]:
             stderr.print(line, soft_wrap=True, highlight=False, markup=False)
-    opened = open_source(source, lookback_s=parse_duration_s(lookback))
+    opened = open_source(source, lookback_s=lookback_s)
     try:
         with progress_callback(stderr) as progress:
             if compare and compare[0] is not None:

@@ -39,6 +39,7 @@ import pandas as pd
 
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError, UsageError
+from mltelemetry.influx import influxql_ident, influxql_tag_equals
 from mltelemetry.schema import Event
 from mltelemetry.store import Store, newest_per_timestamp
 
@@ -317,16 +318,12 @@ def _events_from_series(campaign: str, series: Iterable[tuple[dict[str, str], fl
 
 
 # --- InfluxDB (InfluxQL) -----------------------------------------------------------------------
-def influxql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def influxql_identifier(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 class InfluxSource:
-    """InfluxQL over HTTP (``/query``): samples as points of measurement <metric> with field ``value``."""
+    """InfluxQL over HTTP (``/query``): samples as points of measurement <metric> with field ``value``.
+
+    Names are quoted, and tag values looked up as stored, by the writer's own helpers (``mltelemetry.influx``):
+    a campaign, host or label is found by the name it was recorded under.
+    """
 
     def __init__(self, url: str, *, chunk_s: float = 6 * 3600, timeout_s: float = 120.0) -> None:
         import requests
@@ -376,7 +373,7 @@ class InfluxSource:
         return [s for r in body.get("results", []) for s in r.get("series", [])]
 
     def query(self, metric, labels=None, start_ns=None, end_ns=None) -> pd.DataFrame:
-        where = [f"{influxql_identifier(k)} = {influxql_string(v)}" for k, v in sorted((labels or {}).items())]
+        where = [influxql_tag_equals(k, v) for k, v in sorted((labels or {}).items())]
         ranges: list[tuple[int | None, int | None]]
         if start_ns is None or end_ns is None:
             ranges = [(start_ns, end_ns)]
@@ -390,7 +387,7 @@ class InfluxSource:
                 conditions.append(f"time >= {int(a)}")
             if b is not None:
                 conditions.append(f"time <= {int(b)}")
-            statement = f"SELECT {influxql_identifier(schema.SAMPLE_FIELD)} FROM {influxql_identifier(metric)}"
+            statement = f"SELECT {influxql_ident(schema.SAMPLE_FIELD)} FROM {influxql_ident(metric)}"
             if conditions:
                 statement += " WHERE " + " AND ".join(conditions)
             for series in self.influxql(statement + " GROUP BY *"):
@@ -406,15 +403,15 @@ class InfluxSource:
 
     def campaigns(self) -> list[str]:
         try:
-            series = self.influxql(f"SHOW TAG VALUES FROM {influxql_identifier(schema.EVENT_MEASUREMENT)} "
+            series = self.influxql(f"SHOW TAG VALUES FROM {influxql_ident(schema.EVENT_MEASUREMENT)} "
                                    'WITH KEY = "campaign"')
         except MltelemetryError:
             return []
         return sorted({row[1] for s in series for row in s.get("values", [])})
 
     def events(self, campaign: str) -> list[Event]:
-        series = self.influxql(f"SELECT * FROM {influxql_identifier(schema.EVENT_MEASUREMENT)} "
-                               f"WHERE \"campaign\" = {influxql_string(campaign)} GROUP BY *")
+        series = self.influxql(f"SELECT * FROM {influxql_ident(schema.EVENT_MEASUREMENT)} "
+                               f"WHERE {influxql_tag_equals('campaign', campaign)} GROUP BY *")
         events = []
         for s in series:
             tags = s.get("tags") or {}

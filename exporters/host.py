@@ -14,6 +14,7 @@ import typer
 
 from mltelemetry import schema
 from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, Interval, Listen, StorePath, one_line_errors
+from mltelemetry.exporters.counters import MonotonicCounter
 from mltelemetry.schema import Sample
 
 log = logging.getLogger(__name__)
@@ -50,19 +51,14 @@ class RaplZone:
         self.path = path
         self.name = (path / "name").read_text().strip()
         self.max_range_uj = int((path / "max_energy_range_uj").read_text())
-        self._last_uj = self._read_uj()
-        self.total_j = self._last_uj / 1e6
+        self._counter_uj = MonotonicCounter(wrap_at=self.max_range_uj)  # whole µJ: the sum stays exact
+        self.total_j = self._counter_uj.add(self._read_uj()) / 1e6
 
     def _read_uj(self) -> int:
         return int((self.path / "energy_uj").read_text())
 
     def read_joules(self) -> float:
-        now_uj = self._read_uj()
-        delta = now_uj - self._last_uj
-        if delta < 0:  # the counter wrapped past max_energy_range_uj
-            delta += self.max_range_uj
-        self._last_uj = now_uj
-        self.total_j += delta / 1e6
+        self.total_j = self._counter_uj.add(self._read_uj()) / 1e6
         return self.total_j
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Optional, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.errors import MltelemetryError, UsageError
 
 F = TypeVar("F", bound=Callable)
 
@@ -30,6 +30,25 @@ def finite_number(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"want a finite number, got {value}")
     return value
+
+
+DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+DURATION_UNITS = "units ms, s, m, h, d, w; a plain number is seconds"  # for the options' --help
+
+
+def parse_duration_s(text: str, option: str) -> float:
+    """Seconds from a duration such as ``250ms``, ``90s``, ``15m``, ``12h``, ``31d``, ``2w`` or ``1.5`` (seconds),
+    for every option that takes one; anything else, zero, a negative or an infinite one is a usage error."""
+    value = text.strip().lower()
+    unit = next((u for u in sorted(DURATION_UNITS_S, key=len, reverse=True) if value.endswith(u)), "")
+    try:
+        seconds = float(value.removesuffix(unit)) * DURATION_UNITS_S.get(unit, 1.0)
+    except ValueError:
+        raise UsageError(f"{option} wants a duration such as 90s, 15m or 12h ({DURATION_UNITS}), "
+                         f"not {text!r}") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"{option} wants a finite duration above zero, not {text!r}")
+    return seconds
 
 
 Interval = Annotated[float, typer.Option("--interval", min=0.05, max=86400, callback=finite_number,

@@ -13,9 +13,7 @@ from test_analysis import variant_name, variant_store
 from test_analysis_figures import lab_events, lab_samples, lab_store
 from typer.testing import CliRunner
 
-from mltelemetry.analysis.cli import parse_duration_s
 from mltelemetry.cli import app
-from mltelemetry.errors import MltelemetryError
 from mltelemetry.store import Store
 
 
@@ -77,12 +75,6 @@ def test_compare_errors_are_one_line(store_path, tmp_path):
     assert result.exit_code == 1
     assert result.output.strip() == ("error: campaigns 'x' and 'z' share no scenario; name the two to compare as "
                                      "x:SCENARIO z:SCENARIO")
-
-
-def test_lookback_durations():
-    assert parse_duration_s("31d") == 31 * 86400 and parse_duration_s("90s") == 90 and parse_duration_s("2w") == 1209600
-    with pytest.raises(MltelemetryError, match="--lookback wants a duration"):
-        parse_duration_s("soon")
 
 
 def test_variants_are_paired_with_the_same_variant(tmp_path):

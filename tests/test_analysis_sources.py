@@ -14,8 +14,10 @@ How the campaign gets in, each the way a lab's data would:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -30,8 +32,8 @@ from mltelemetry.analysis import sources
 from mltelemetry.analysis.campaign import analyze_campaign
 from mltelemetry.analysis.sources import InfluxSource, PrometheusSource, open_source
 from mltelemetry.errors import MltelemetryError
-from mltelemetry.influx import event_line, sample_line
-from mltelemetry.schema import Event
+from mltelemetry.influx import V1Writer, event_line, sample_line, stored_tag_value
+from mltelemetry.schema import Event, Sample
 from mltelemetry.store import Store
 
 ORIGIN_NS = (time.time_ns() // S - 3 * 3600) * S  # 3 hours ago: inside every server's retention
@@ -86,6 +88,40 @@ def test_influxdb_gives_the_store_numbers(influxdb, expected):
         analyze_campaign(source, "x")
     with pytest.raises(MltelemetryError, match="database not found: nodb"):
         analyze_campaign(f"influxdb+{influxdb}/nodb", "lab")
+
+
+# Campaign names a user may type, each written by the exporters' writer and found again by the same name: a
+# backslash where line protocol would read it as an escape (stored as "/") and where it would not (stored as is),
+# quotes, a space, a comma, an equals sign, non-ASCII letters, and all of them at once.
+HOSTILE_CAMPAIGNS = ["x\\", "lab\\2026", "it's \"q\"", "a b,c=d", "ünïcødé 能量 ☃", 'lab\\ "q" it\'s a,b=c ü\\']
+
+
+def test_campaigns_with_hostile_names_round_trip_through_influxdb(influxdb, expected):
+    assert requests.post(f"{influxdb}/query", params={"q": "CREATE DATABASE mltelemetry"}, timeout=10).ok
+    lines = [line for s in lab_samples(ORIGIN_NS) if (line := sample_line(s))]
+    lines += [event_line(e) for name in HOSTILE_CAMPAIGNS for e in lab_events(ORIGIN_NS, campaign=name)]
+    V1Writer(influxdb, "mltelemetry").write(lines)
+    url = f"influxdb+{influxdb}/mltelemetry"
+    source = open_source(url)
+    assert source.campaigns() == sorted(stored_tag_value(n) for n in HOSTILE_CAMPAIGNS)
+    assert all(source.events(listed) for listed in source.campaigns())  # a listed name is found again as listed
+    for name in HOSTILE_CAMPAIGNS:  # the same samples under every name: the numbers of "lab" in the store
+        assert_same(expected["lab"], analyze_campaign(source, name))
+    for name in (HOSTILE_CAMPAIGNS[0], HOSTILE_CAMPAIGNS[-1]):  # and by name on the command line
+        done = subprocess.run([sys.executable, "-m", "mltelemetry", "analyze", "--source", url, "--campaign", name,
+                               "--format", "json"], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        got = json.loads(done.stdout)
+        assert got["campaign"] == name
+        want = expected["lab"].windows
+        assert len(got["windows"]) == len(want) > 0
+        energy_wh = [np.nan if w["energy_wh"] is None else w["energy_wh"] for w in got["windows"]]
+        np.testing.assert_allclose(energy_wh, want["energy_wh"].astype(float), rtol=1e-3)
+    # a host (any label) is looked up the same way; the frame holds the name as stored
+    V1Writer(influxdb, "mltelemetry").write([sample_line(Sample(schema.HOST_MEMORY_USED, {"host": "sut\\"}, 5.0,
+                                                                ORIGIN_NS))])
+    frame = source.query(schema.HOST_MEMORY_USED, {"host": "sut\\"})
+    assert frame["value"].tolist() == [5.0] and frame["host"].tolist() == ["sut/"]
 
 
 def test_victoria_metrics_gives_the_store_numbers(victoria_metrics, expected):

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mltelemetry import schema
+from mltelemetry.exporters.counters import MonotonicCounter
 from mltelemetry.schema import Sample
 
 from .nvml import GpuLost, Nvml, NvmlError, NvmlGpu, Reading
@@ -55,20 +56,17 @@ class EnergyCounter:
     def __init__(self) -> None:
         self.method: str | None = None
         self.total_j: float | None = None
-        self.resets = 0
-        self._last_counter_j: float | None = None
+        self._counter = MonotonicCounter()  # a counter that goes back: the driver was reloaded, it restarted at 0
         self._last_power: tuple[float, float] | None = None  # (monotonic s, W)
+
+    @property
+    def resets(self) -> int:
+        """How often the hardware counter restarted (driver reloads)."""
+        return self._counter.restarts
 
     def add_counter(self, counter_j: float) -> float:
         """Account a hardware counter reading; the total starts at the counter's own value."""
-        if self.total_j is None or self._last_counter_j is None:
-            self.total_j = counter_j
-        elif counter_j >= self._last_counter_j:
-            self.total_j += counter_j - self._last_counter_j
-        else:  # the driver was reloaded: the counter restarted from zero
-            self.resets += 1
-            self.total_j += counter_j
-        self._last_counter_j = counter_j
+        self.total_j = self._counter.add(counter_j)
         return self.total_j
 
     def add_power(self, t_s: float, power_w: float) -> float:

@@ -15,12 +15,14 @@ import typer
 
 from mltelemetry.cliutil import (
     DEFAULT_HOST,
+    DURATION_UNITS,
     HostLabel,
     Interval,
     Listen,
     OneLineErrorsGroup,
     StorePath,
     one_line_errors,
+    parse_duration_s,
 )
 from mltelemetry.errors import MltelemetryError, UsageError
 
@@ -325,18 +327,6 @@ def _parse_time_ns(text: str | None, what: str) -> int | None:
     return round(moment.timestamp() * 1e9)
 
 
-def _parse_duration_s(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    value = text.strip().lower()
-    try:
-        seconds = float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise UsageError(f"--last wants a finite duration such as 90s, 15m or 2h, not {text!r}")
-    return seconds
-
-
 @app.command("align")
 @one_line_errors
 def align_command(
@@ -355,7 +345,7 @@ def align_command(
         help="Start of the range: ISO 8601 (UTC by default) or epoch seconds.")] = None,
     end: Annotated[Optional[str], typer.Option(help="End of the range (default: now).")] = None,  # noqa: UP045
     last: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="The range is this long, up to --end: 90s, 15m, 2h.")] = None,
+        help=f"The range is this long, up to --end: 90s, 15m, 2h ({DURATION_UNITS}).")] = None,
     max_lag: Annotated[float, typer.Option(min=0.1, help="Largest offset searched, in seconds.")] = 3.0,
     meter_window: Annotated[Optional[float], typer.Option(  # noqa: UP045
         min=0, help="Seconds each meter value averages (default: its sampling interval).")] = None,
@@ -385,7 +375,7 @@ def align_command(
         if start_ns is not None:
             raise UsageError("give --start or --last, not both")
         end_ns = end_ns if end_ns is not None else time.time_ns()
-        start_ns = end_ns - round(_parse_duration_s(last) * 1e9)
+        start_ns = end_ns - round(parse_duration_s(last, "--last") * 1e9)
     opened = open_source(source)
     try:
         result, meter_name = align_from_source(opened, meter=meter, reference=reference, reference_labels=labels,

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable
 
 from mltelemetry import schema
+from mltelemetry.exporters.counters import MonotonicCounter
 from mltelemetry.exporters.pm.meter import (  # noqa: F401 (re-exported: the driver contract)
     Driver,
     InvalidReading,
@@ -94,8 +95,7 @@ class PmCollector:
         self._can_bridge = False  # whether the next valid reading may integrate back to _since
         self._warned = False
         self._valid_times: deque[float] = deque()  # clock times of the valid readings of the last rate window
-        self._meter_base_j = 0.0  # meter energy of the meter's earlier integration runs
-        self._meter_last_j: float | None = None
+        self._meter_counter = MonotonicCounter()  # the meter's own counter, across its integration runs
 
     def sample(self, ts_ns: int) -> list[Sample]:
         reading = self._read()
@@ -148,14 +148,11 @@ class PmCollector:
         the driver flags, or any decrease (a reconnected meter counting from a lower value), as a
         Prometheus counter reset is read."""
         assert reading.meter_energy_j is not None
-        last = self._meter_last_j
-        if last is not None and (reading.meter_restarted or reading.meter_energy_j < last):
-            if not reading.meter_restarted:
-                log.info("power meter %s: its energy counter went back (%g J -> %g J); counted as a restart",
-                         self.labels["meter"], last, reading.meter_energy_j)
-            self._meter_base_j += last
-        self._meter_last_j = reading.meter_energy_j
-        return self._meter_base_j + reading.meter_energy_j
+        last = self._meter_counter.last
+        if last is not None and reading.meter_energy_j < last and not reading.meter_restarted:
+            log.info("power meter %s: its energy counter went back (%g J -> %g J); counted as a restart",
+                     self.labels["meter"], last, reading.meter_energy_j)
+        return self._meter_counter.add(reading.meter_energy_j, reading.meter_restarted)
 
     def _connect(self) -> Driver:
         driver = self.driver_factory()
