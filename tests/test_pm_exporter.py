@@ -115,8 +115,11 @@ def _assert_no_invalid_value_published(ticks: list[Tick]) -> None:
 def test_injected_faults_are_counted_and_dropped(tmp_path):
     schedule = {3: ("garbage", 1), 6: ("partial", 1), 9: ("nan", 2), 13: ("inf", 1), 16: ("overrange", 1),
                 19: ("garbage", 1)}
-    with Wt300Emulator(constant_profile(180.0), tmp_path / "wt310", update_interval_s=0.25) as emu:
-        exporter, collector = start_exporter(emu, 0.25)
+    # 0.5 s updates, ticks half an update after them: a tick 250 ms late still reads its own update (at 0.25 s
+    # this failed now and then on a loaded 2-core machine)
+    interval = 0.5
+    with Wt300Emulator(constant_profile(180.0), tmp_path / "wt310", update_interval_s=interval) as emu:
+        exporter, collector = start_exporter(emu, interval)
         ticks = run_ticks(exporter, emu, 24, lambda k: emu.inject(*schedule[k]) if k in schedule else None)
     invalid = [k for k, t in enumerate(ticks) if t.served is None]
     assert invalid == [3, 6, 9, 10, 13, 16, 19]
@@ -127,7 +130,7 @@ def test_injected_faults_are_counted_and_dropped(tmp_path):
     # Each stretch of invalid readings is short, so it is bridged: no gap, and a constant load
     # gives exactly 180 W over all the time since the first reading.
     assert last[schema.PM_GAP] == 0
-    assert collector.integrated_s == pytest.approx(23 * 0.25, rel=0.02)
+    assert collector.integrated_s == pytest.approx(23 * interval, rel=0.02)
     assert last[schema.PM_ENERGY] == pytest.approx(180.0 * collector.integrated_s, rel=1e-4)
     assert all(t.values[schema.PM_CONNECTED] == 1 for t in ticks)
     assert exporter.errors_total == 0
