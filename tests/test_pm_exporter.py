@@ -230,6 +230,16 @@ def test_a_short_invalid_stretch_is_bridged_by_the_next_reading():
     assert schema.PM_POWER not in values[1]
 
 
+def test_a_stretch_of_exactly_the_bridge_limit_is_still_bridged():
+    collector, tick = scripted([100] + [None] * 4 + [200])
+    values = [tick() for _ in range(6)]
+    # Valid at t = 0 and t = 5: 5 s = DEFAULT_BRIDGE_LIMIT_S ("at most"), so bridged with the new reading's
+    # power: 200 W × 5 s = 1000 J, no gap.
+    assert collector.bridge_limit_s == 5.0
+    assert values[-1][schema.PM_ENERGY] == 200 * 5 and values[-1][schema.PM_GAP] == 0
+    assert collector.integrated_s == 5
+
+
 def test_a_long_invalid_stretch_is_a_gap():
     collector, tick = scripted([100] + [None] * 7 + [200, 200])
     values = [tick() for _ in range(10)]
