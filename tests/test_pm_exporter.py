@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from conftest import wait_for
 from mltelemetry import schema
 from mltelemetry.exporters.pm.collector import (
     InvalidReading,
@@ -72,8 +73,7 @@ def start_exporter(emu: Wt300Emulator, interval_s: float, sync: bool = True,
 
 def run_ticks(exporter: Exporter, emu: Wt300Emulator, n: int, before_tick=None) -> list[Tick]:
     """``n`` ticks every ``exporter.interval_s`` on absolute deadlines, half an update after the meter's."""
-    while emu.latest is None:
-        time.sleep(0.01)
+    wait_for(lambda: emu.latest, 10, "the meter's first update", interval_s=0.01)
     time.sleep(emu.seconds_to_next_update() + emu.update_interval_s / 2)
     start, ticks = time.monotonic(), []
     for k in range(n):
