@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -88,6 +89,42 @@ def test_host_samples_cover_the_method_indicators(tmp_path):
     assert by_metric[schema.HOST_NET_RECEIVED] and by_metric[schema.HOST_DISK_READ]
     assert by_metric[schema.HOST_RAPL_ENERGY][0].value == pytest.approx(2.0)
     assert set(by_metric) <= set(schema.METRICS)
+
+
+def write_proc_stat(proc, cores: list[dict[str, int]]) -> None:
+    """A /proc/stat with these per-core counters (clock ticks) and their sum as the whole machine's line."""
+    modes = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
+
+    def line(name, counters):
+        return " ".join([name] + [str(counters.get(mode, 0)) for mode in modes])
+
+    total = {mode: sum(core.get(mode, 0) for core in cores) for mode in modes}
+    (proc / "stat").write_text("\n".join([line("cpu ", total)] + [line(f"cpu{i}", c) for i, c in enumerate(cores)]
+                                         + ["intr 0", "ctxt 0", "btime 0", ""]))
+
+
+def test_cpu_ratios_are_the_busy_share_of_the_counters_since_the_last_tick(tmp_path, monkeypatch):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(proc))  # psutil's own parsing, on fixture counters
+    write_proc_stat(proc, [{"user": 500, "system": 250, "idle": 4000, "iowait": 250},
+                           {"user": 500, "system": 250, "idle": 4000, "iowait": 250}])
+    collector = HostCollector("sut", sysfs_root=tmp_path)  # takes the first counters as its reference
+    write_proc_stat(proc, [{"user": 800, "system": 350, "idle": 4500, "iowait": 350},   # +300 +100 +500 +100
+                           {"user": 550, "system": 250, "idle": 4900, "iowait": 300}])  # +50 +0 +900 +50
+    samples = collector.sample(123)
+    # busy = total − idle − iowait: core 0 (300 + 100) / 1000 = 0.4, core 1 50 / 1000 = 0.05,
+    # the machine (400 + 50) / 2000 = 0.225
+    [total] = [s.value for s in samples if s.metric == schema.HOST_CPU_TOTAL_UTILIZATION]
+    assert total == pytest.approx(0.225, abs=1e-9)
+    per_core = {s.labels["cpu"]: s.value for s in samples if s.metric == schema.HOST_CPU_UTILIZATION}
+    assert per_core == {"0": pytest.approx(0.4, abs=1e-9), "1": pytest.approx(0.05, abs=1e-9)}
+    # the counters in seconds: clock ticks / USER_HZ (core 0's user: 800 ticks)
+    seconds = {(s.labels["cpu"], s.labels["mode"]): s.value for s in samples if s.metric == schema.HOST_CPU_SECONDS}
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    assert seconds[("0", "user")] == pytest.approx(800 / ticks_per_s)
+    assert seconds[("1", "idle")] == pytest.approx(4900 / ticks_per_s)
+    assert seconds[("1", "system")] == pytest.approx(250 / ticks_per_s)
 
 
 def test_real_prometheus_scrapes_the_host_exporter(prometheus):

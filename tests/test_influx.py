@@ -180,8 +180,9 @@ def test_v2_path_writes_samples_and_events_to_victoria_metrics(victoria_metrics,
         assert starts[stored]["metric"] == {"__name__": schema.EVENT_START, "campaign": stored,
                                             "scenario": "scen ario", "run": "1", "action": "epoch",
                                             "epoch": str(i), "status": "ok"}
-        assert starts[stored]["values"] == [pytest.approx(t0 / 1e9)]
-        assert ends[stored]["values"] == [pytest.approx(t0 / 1e9 + 2)]
+        # VictoriaMetrics keeps about 15 significant digits: Unix seconds to ~10 µs (approx's default, ±30 min)
+        assert starts[stored]["values"] == [pytest.approx(t0 / 1e9, abs=1e-4)]
+        assert ends[stored]["values"] == [pytest.approx(t0 / 1e9 + 2, abs=1e-4)]
         assert ends[stored]["timestamps"] == [(t0 + 2 * 10**9) // 10**6]
         assert losses[stored]["values"] == [0.5 + i]
 
@@ -214,7 +215,9 @@ def test_v1_path_writes_to_influxdb_and_influxql_finds_hostile_names(influxdb, t
                                   f"{influxql_ident(schema.EVENT_MEASUREMENT)} WHERE "
                                   f"{influxql_tag_equals('campaign', name)} AND "
                                   f"{influxql_tag_equals('action', 'train')}")
-        assert rows[0]["values"] == [[t0, pytest.approx(t0 / 1e9 - 5), pytest.approx(t0 / 1e9), i / 100]], name
+        # InfluxDB keeps the float64: Unix seconds to ~0.24 µs
+        assert rows[0]["values"] == [[t0, pytest.approx(t0 / 1e9 - 5, abs=1e-6), pytest.approx(t0 / 1e9, abs=1e-6),
+                                      i / 100]], name
     tags = influxql(influxdb, f'SHOW TAG VALUES FROM {influxql_ident(schema.EVENT_MEASUREMENT)} WITH KEY = "campaign"')
     assert sorted(v for _, v in tags[0]["values"]) == sorted(stored_tag_value(n) for n in HOSTILE)
 

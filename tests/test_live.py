@@ -74,8 +74,10 @@ def test_info_gauge_follows_the_innermost_window_and_finished_events_stay(tmp_pa
     labels = frozenset({"host": "sut", "campaign": HOSTILE_CAMPAIGN, "scenario": "mnist", "run": "3",
                         "action": "epoch", "epoch": "2", "status": "ok"}.items())  # host: which SUT ran it
     end = seen["end"]
-    assert end[(schema.EVENT_START, labels)] == pytest.approx(epoch.start_ns / 1e9)
-    assert end[(schema.EVENT_END, labels)] == pytest.approx(epoch.end_ns / 1e9)
+    # Unix seconds as float64 keep ~0.24 µs; approx's default (rel 1e-6 ≈ ±30 min here) would let start and end swap
+    assert end[(schema.EVENT_START, labels)] == pytest.approx(epoch.start_ns / 1e9, abs=1e-6)
+    assert end[(schema.EVENT_END, labels)] == pytest.approx(epoch.end_ns / 1e9, abs=1e-6)
+    assert epoch.end_ns - epoch.start_ns > 10_000  # > 10 µs (it scraped /metrics): a swap shows
     assert end[(schema.EVENT_FIELD, labels | {("field", "loss")})] == 0.5
     assert end[(schema.EVENT_FIELD, labels | {("field", "accuracy")})] == 0.875
     assert not any(dict(k[1]).get("field") in ("framework", "flag") for k in end)  # numeric fields only
@@ -122,7 +124,7 @@ def test_campaign_run_publishes_live_to_prometheus_and_influx(prometheus, victor
     got = wait_for(lambda: requests.get(f"{prom}/api/v1/query", params={"query": query}, timeout=5)
                    .json()["data"]["result"], 10, "the event series in Prometheus")
     assert {(m["metric"]["scenario"], m["metric"]["run"], m["metric"]["action"], m["metric"].get("epoch", "")): float(
-        m["value"][1]) for m in got} == {k: pytest.approx(e.end_ns / 1e9) for k, e in expected.items()}
+        m["value"][1]) for m in got} == {k: pytest.approx(e.end_ns / 1e9, abs=1e-6) for k, e in expected.items()}
     # ... and the info gauge while it ran: both training runs, with their epochs
     info = requests.get(f"{prom}/api/v1/series", params={"match[]": schema.WORKLOAD_INFO, "start": "0"},
                         timeout=5).json()["data"]
@@ -142,7 +144,8 @@ def test_campaign_run_publishes_live_to_prometheus_and_influx(prometheus, victor
         m = s["metric"]
         assert m["campaign"] == stored_tag_value(HOSTILE_CAMPAIGN)
         e = expected[(m["scenario"], m["run"], m["action"], m.get("epoch", ""))]
-        assert s["values"] == [pytest.approx(e.start_ns / 1e9)] and s["timestamps"] == [e.end_ns // 10**6]
+        # VictoriaMetrics keeps about 15 significant digits: Unix seconds to ~10 µs
+        assert s["values"] == [pytest.approx(e.start_ns / 1e9, abs=1e-4)] and s["timestamps"] == [e.end_ns // 10**6]
     loss = requests.get(f"{victoria_metrics}/api/v1/export", params={"match[]": "mltelemetry_event_loss"},
                         timeout=5).text.splitlines()
     assert sorted(json.loads(line)["values"][0] for line in loss) == [0.5, 0.5, 1.0, 1.0]

@@ -27,14 +27,15 @@ def test_recovers_known_shifts_at_any_sampling_phase(shift, phase):
     meter_t, meter_v = averages(phase, shift, noise=0.5, seed=round(phase * 100))
     reference_t, reference_v = averages(0.61, 0.0)
     found = estimate_offset(meter_t, meter_v, reference_t, reference_v / 500)  # a ratio, as CPU utilisation
-    assert found.offset_s == pytest.approx(shift, abs=0.02)
+    # deterministic (seeded noise): the 12 cases land within 2.4 ms of the shift; README says 5 ms
+    assert found.offset_s == pytest.approx(shift, abs=0.005)
     assert found.steps >= 4 and found.spread_s < 0.02 and found.correlation > 0.5
 
 
 def test_different_sampling_intervals_are_corrected():
     meter_t, meter_v = averages(0.2, 0.3, n=180, interval=0.25)  # a meter at 4 Hz
     reference_t, reference_v = averages(0.61, 0.0)  # a reference at 1 Hz
-    assert estimate_offset(meter_t, meter_v, reference_t, reference_v).offset_s == pytest.approx(0.3, abs=0.02)
+    assert estimate_offset(meter_t, meter_v, reference_t, reference_v).offset_s == pytest.approx(0.3, abs=0.005)
 
 
 def test_find_steps():

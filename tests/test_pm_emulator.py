@@ -8,6 +8,7 @@ import time
 import pytest
 import serial
 
+from conftest import wait_for
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.pm.emulator import (
     CpuProfile,
@@ -150,7 +151,7 @@ def test_no_data_before_the_first_update(tmp_path):
 
 
 def test_values_are_exact_averages_of_the_latest_update(emulator, port):
-    time.sleep(0.3)
+    wait_for(lambda: emulator.latest, 10, "the meter's first update", interval_s=0.01)
     # The WT310's default items are U, I, P.
     u, i, p = (float(x) for x in ask(port, b":NUM:NORM:VAL?").decode().split(","))
     assert u == 230.0 and p == pytest.approx(i * u, rel=1e-4)
@@ -173,7 +174,7 @@ def test_values_are_exact_averages_of_the_latest_update(emulator, port):
 
 
 def test_injected_faults_on_the_wire(emulator, port):
-    time.sleep(0.3)
+    wait_for(lambda: emulator.latest, 10, "the meter's first update", interval_s=0.01)
     for n, item in enumerate(["P,1", "U,1", "I,1"], start=1):
         port.write(f":NUM:NORM:ITEM{n} {item}\n".encode())
     emulator.inject("nan")
@@ -186,7 +187,9 @@ def test_injected_faults_on_the_wire(emulator, port):
     garbage = ask(port, b":NUM:NORM:VAL?")
     assert garbage.endswith(b"\r\n") and any(b == 0 or b >= 0x80 for b in garbage)
     emulator.inject("partial")
-    partial = ask(port, b":NUM:NORM:VAL?")
+    port.write(b":NUM:NORM:VAL?\n")
+    # no newline ends a partial reply: read until the port's timeout, again while nothing came (a loaded machine)
+    partial = wait_for(lambda: port.read_until(b"\n"), 10, "the partial reply", interval_s=0)
     assert partial and not partial.endswith(b"\n")
     assert emulator.served is None
     assert ask(port, b"*IDN?").startswith(b"YOKOGAWA")  # faults spoil only VAL? replies

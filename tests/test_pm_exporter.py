@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from conftest import wait_for
 from mltelemetry import schema
 from mltelemetry.exporters.pm.collector import (
     InvalidReading,
@@ -45,6 +46,19 @@ PM_VALUES = (schema.PM_POWER, schema.PM_VOLTAGE, schema.PM_CURRENT)
 class Tick:
     values: dict[str, float]  # pm_* metric -> value
     served: Update | None  # the update the meter's reply carried (None: spoiled, or no reply)
+    at: float  # the collector's clock at this tick's reading (what it integrates over)
+
+
+class SeenClock:
+    """The monotonic clock, remembering its last reading: the tests compute the collector's integration from the
+    very times it used, so they hold however late a loaded machine runs a tick."""
+
+    def __init__(self) -> None:
+        self.last = math.nan
+
+    def __call__(self) -> float:
+        self.last = time.monotonic()
+        return self.last
 
 
 def start_exporter(emu: Wt300Emulator, interval_s: float, sync: bool = True,
@@ -53,14 +67,13 @@ def start_exporter(emu: Wt300Emulator, interval_s: float, sync: bool = True,
         return Wt300(str(emu.port.link), rate_s=interval_s, timeout_s=min(0.5, interval_s * 0.8), sync=sync,
                      integration=integration)
 
-    collector = PmCollector(open_meter, host="sut", meter="wt310")
+    collector = PmCollector(open_meter, host="sut", meter="wt310", clock=SeenClock())
     return Exporter(collector, sinks=[], interval_s=interval_s, host="sut"), collector
 
 
 def run_ticks(exporter: Exporter, emu: Wt300Emulator, n: int, before_tick=None) -> list[Tick]:
     """``n`` ticks every ``exporter.interval_s`` on absolute deadlines, half an update after the meter's."""
-    while emu.latest is None:
-        time.sleep(0.01)
+    wait_for(lambda: emu.latest, 10, "the meter's first update", interval_s=0.01)
     time.sleep(emu.seconds_to_next_update() + emu.update_interval_s / 2)
     start, ticks = time.monotonic(), []
     for k in range(n):
@@ -72,7 +85,7 @@ def run_ticks(exporter: Exporter, emu: Wt300Emulator, n: int, before_tick=None) 
         pm = {s.metric: s.value for s in samples if s.metric.startswith(schema.PREFIX + "pm_")}
         assert all(s.labels == {"host": "sut", "meter": "wt310"} for s in samples
                    if s.metric in pm and s.metric != schema.PM_INFO)
-        ticks.append(Tick(pm, emu.served))
+        ticks.append(Tick(pm, emu.served, exporter.collector.clock.last))
     return ticks
 
 
@@ -80,7 +93,7 @@ def energy_error(ticks: list[Tick], profile, first: int, last: int) -> float:
     """Relative error of the counter's rise from tick ``first`` to ``last`` against the exact integral."""
     served = [t.served for t in ticks[first:last + 1]]
     # Every update read exactly once: the precondition of comparing with the served intervals.
-    assert all(b.start_s == pytest.approx(a.end_s) for a, b in zip(served, served[1:]))
+    assert all(b.start_s == pytest.approx(a.end_s, abs=1e-6) for a, b in zip(served, served[1:]))
     measured = ticks[last].values[schema.PM_ENERGY] - ticks[first].values[schema.PM_ENERGY]
     exact = profile.energy(served[0].end_s, served[-1].end_s)
     print(f"energy over {served[-1].end_s - served[0].end_s:.2f} s: measured {measured:.3f} J, "
@@ -128,10 +141,11 @@ def test_injected_faults_are_counted_and_dropped(tmp_path):
     assert last[schema.PM_SAMPLES] == 24 - 7
     _assert_no_invalid_value_published(ticks)
     # Each stretch of invalid readings is short, so it is bridged: no gap, and a constant load
-    # gives exactly 180 W over all the time since the first reading.
+    # gives exactly 180 W over all the time from the first reading (tick 0) to the last (tick 23).
+    elapsed = ticks[23].at - ticks[0].at  # about 23 × 0.5 s; more when the machine is loaded
     assert last[schema.PM_GAP] == 0
-    assert collector.integrated_s == pytest.approx(23 * interval, rel=0.02)
-    assert last[schema.PM_ENERGY] == pytest.approx(180.0 * collector.integrated_s, rel=1e-4)
+    assert collector.integrated_s == pytest.approx(elapsed, abs=1e-9)
+    assert last[schema.PM_ENERGY] == pytest.approx(180.0 * elapsed, rel=1e-4)
     assert all(t.values[schema.PM_CONNECTED] == 1 for t in ticks)
     assert exporter.errors_total == 0
 
@@ -165,13 +179,15 @@ def test_unplug_and_replug(tmp_path):
     assert samples == list(range(1, 9)) + [8] * 8 + list(range(9, 21))
     assert all(schema.PM_POWER not in t.values for t in ticks[8:16])
     assert ticks[-1].values[schema.PM_POWER] == pytest.approx(200.0)
-    # Not integrated: from the last reading before the unplug (tick 7) to the first after (tick 16).
+    # Not integrated: from the last reading before the unplug (tick 7) to the first after (tick 16), about 9 × 0.25 s
+    # (more on a loaded machine); integrated: ticks 0 → 7 and 16 → 27, about (7 + 11) × 0.25 s, at 200 W.
+    at = [t.at for t in ticks]
     gap = ticks[-1].values[schema.PM_GAP]
     print(f"gap {gap:.3f} s, integrated {collector.integrated_s:.3f} s")
-    assert gap == pytest.approx(9 * 0.25, abs=0.06)
-    assert collector.integrated_s == pytest.approx((7 + 11) * 0.25, abs=0.06)
-    assert gap + collector.integrated_s == pytest.approx(27 * 0.25, abs=0.03)
-    assert ticks[-1].values[schema.PM_ENERGY] == pytest.approx(200.0 * collector.integrated_s, rel=1e-4)
+    assert gap == pytest.approx(at[16] - at[7], abs=1e-9)
+    assert collector.integrated_s == pytest.approx((at[7] - at[0]) + (at[27] - at[16]), abs=1e-9)
+    assert ticks[-1].values[schema.PM_ENERGY] == pytest.approx(200.0 * ((at[7] - at[0]) + (at[27] - at[16])),
+                                                               rel=1e-4)
     assert [t.values[schema.PM_DISCONNECTS] for t in ticks] == [0] * 8 + [1] * 20  # one loss, however long
     assert exporter.errors_total == 0  # the collector never raised
 
@@ -231,6 +247,16 @@ def test_a_short_invalid_stretch_is_bridged_by_the_next_reading():
     assert values[-1][schema.PM_ENERGY] == 200 * 3
     assert values[-1][schema.PM_INVALID] == 2 and values[-1][schema.PM_GAP] == 0
     assert schema.PM_POWER not in values[1]
+
+
+def test_a_stretch_of_exactly_the_bridge_limit_is_still_bridged():
+    collector, tick = scripted([100] + [None] * 4 + [200])
+    values = [tick() for _ in range(6)]
+    # Valid at t = 0 and t = 5: 5 s = DEFAULT_BRIDGE_LIMIT_S ("at most"), so bridged with the new reading's
+    # power: 200 W × 5 s = 1000 J, no gap.
+    assert collector.bridge_limit_s == 5.0
+    assert values[-1][schema.PM_ENERGY] == 200 * 5 and values[-1][schema.PM_GAP] == 0
+    assert collector.integrated_s == 5
 
 
 def test_a_long_invalid_stretch_is_a_gap():

@@ -16,6 +16,7 @@ import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import wait_for
 from mltelemetry.exporters.pm.collector import InvalidReading, MeterDisconnected, MeterError, Reading
 from mltelemetry.exporters.pm.emulator import TcpLink, Wt300Emulator, constant_profile, steps_profile
 from mltelemetry.exporters.pm.wt300 import (
@@ -148,7 +149,7 @@ def test_rate_command_refuses_rates_the_meter_lacks():
 def emulator(tmp_path):
     with Wt300Emulator(steps_profile([(100.0, 0.5), (250.0, 0.5)]), tmp_path / "wt310",
                        update_interval_s=0.25) as emu:
-        time.sleep(0.3)  # one update completed
+        wait_for(lambda: emu.latest, 10, "the meter's first update", interval_s=0.01)
         yield emu
 
 

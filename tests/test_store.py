@@ -142,6 +142,18 @@ def test_a_late_rewrite_wins_over_an_older_chunk(tmp_path):
     assert values[0] == -1.0 and values[1] == 1.0 and len(values) == 2 * CHUNK_SAMPLES - 1
 
 
+def test_a_newer_write_wins_over_the_head_row_of_the_same_timestamp_when_it_compacts(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        store.write([power(t, 1.0) for t in range(10)])  # 10 rows in the head
+        # 10 + 590 rows reach CHUNK_SAMPLES: this write compacts, and rewrites t = 3 and t = 9 of the head
+        store.write([power(3, 30.0), power(9, 90.0)] + [power(t, 2.0) for t in range(10, CHUNK_SAMPLES + 8)])
+        assert store._db.execute("SELECT count(*), sum(n) FROM chunks").fetchone() == (1, CHUNK_SAMPLES)
+        assert store._db.execute("SELECT count(*) FROM samples").fetchone() == (8,)  # 608 distinct - 600
+        window = store.query(PM_POWER, end_ns=10 * S)
+    assert window.ts_ns.tolist() == [t * S for t in range(11)]
+    assert window.value.tolist() == [1.0, 1.0, 1.0, 30.0, 1.0, 1.0, 1.0, 1.0, 1.0, 90.0, 2.0]
+
+
 def test_a_query_sees_one_snapshot_while_another_writer_compacts(tmp_path):
     path = tmp_path / "s.db"
     writer = Store(path)
