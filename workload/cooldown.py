@@ -121,6 +121,17 @@ def find_source(store: Store, *, host: str | None = None, nvml_module: Any = Non
     return nvml, ""
 
 
+def poll_until_at_most(read: Callable[[], float | None], value: float | None, threshold: float, *, started: float,
+                       limit_s: float, poll_s: float, clock: Callable[[], float],
+                       sleep: Callable[[float], None]) -> float | None:
+    """Read again every ``poll_s`` until ``value`` is at most ``threshold``, the reading stops (None), or
+    ``limit_s`` has passed since ``started`` (on ``clock``); the last value read. Cooldown and settle wait so."""
+    while value is not None and value > threshold and clock() - started < limit_s:
+        sleep(min(poll_s, max(0.0, limit_s - (clock() - started))))
+        value = read()
+    return value
+
+
 @dataclass
 class Cooldown:
     """Waits (``sleep``, polling every ``poll_s``) until ``source`` reads at most reference + ``margin_c``,
@@ -150,9 +161,8 @@ class Cooldown:
         fields.update(reference_c=self.reference_c, reference_from=self.reference_from)
         threshold = self.reference_c + self.margin_c
         started = self.clock()
-        while temperature is not None and temperature > threshold and self.clock() - started < self.limit_s:
-            self.sleep(min(self.poll_s, max(0.0, self.limit_s - (self.clock() - started))))
-            temperature = self.source.read()
+        temperature = poll_until_at_most(self.source.read, temperature, threshold, started=started,
+                                         limit_s=self.limit_s, poll_s=self.poll_s, clock=self.clock, sleep=self.sleep)
         reached = temperature is not None and temperature <= threshold
         fields.update(end_temperature_c=temperature, waited_s=round(self.clock() - started, 3), reached=reached)
         if temperature is None:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError
+from mltelemetry.workload.cooldown import poll_until_at_most
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,8 @@ class Settle:
                            schema.FIELD_SETTLE_GPU_POWER: power, "note": "no reference power"})
             return False
         threshold = self.reference_w + self.margin_w
-        while power is not None and power > threshold and self.clock() - started < self.limit_s:
-            self.sleep(min(self.poll_s, max(0.0, self.limit_s - (self.clock() - started))))
-            power = self.source.read_w()
+        power = poll_until_at_most(self.source.read_w, power, threshold, started=started, limit_s=self.limit_s,
+                                   poll_s=self.poll_s, clock=self.clock, sleep=self.sleep)
         reached = power is not None and power <= threshold
         fields.update({schema.FIELD_COOLDOWN_WAITED: round(self.clock() - started, 3),
                        schema.FIELD_COOLDOWN_REACHED: reached, schema.FIELD_SETTLE_GPU_POWER: power})
