@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import logging
 import sysconfig
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError
-from mltelemetry.workload.lm_config import LMConfig
 from mltelemetry.workload.scenarios import RunContext, scenario
 
 log = logging.getLogger(__name__)
@@ -148,10 +147,10 @@ def run_lm_infer(ctx: RunContext) -> None:
         with ctx.action("prefill", batch_size=batch, rounds=lm.prefill_rounds) as fields:
             caches = generator.prefill(prompts, batch, lm.prefill_rounds)
             prompt_tokens = lm.prefill_rounds * len(prompts) * lm.prompt_tokens
-            fields.update(prompt_tokens=prompt_tokens, **_tokens_fields(prompt_tokens))
+            fields.update({schema.FIELD_PROMPT_TOKENS: prompt_tokens, **_tokens_fields(prompt_tokens)})
         with ctx.action("decode", batch_size=batch, new_tokens_each=lm.new_tokens, rounds=lm.decode_rounds) as fields:
             generated = generator.decode(caches, lm.new_tokens, lm.decode_rounds)
-            fields.update(generated_tokens=generated, **_tokens_fields(generated))
+            fields.update({schema.FIELD_GENERATED_TOKENS: generated, **_tokens_fields(generated)})
     finally:
         with ctx.action("cleanup"):
             generator.close()
@@ -163,10 +162,6 @@ def fixed_prompts(text: bytes, count: int, length: int) -> list[bytes]:
         raise MltelemetryError(f"the validation text ({len(text)} bytes) is shorter than one prompt ({length})")
     step = max(1, (len(text) - length) // count)
     return [text[i * step: i * step + length] for i in range(count)]
-
-
-def lm_settings(lm: LMConfig) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(lm).items()}
 
 
 @scenario("lm-train", uses_framework=True, backend="torch")
