@@ -264,15 +264,11 @@ FIELD_CODECARBON_ENERGY_KWH = "codecarbon_energy_kwh"  # the same in CodeCarbon'
 FIELD_PARAMS_TOTAL = "params_total"  # parameters as Keras counts them (BatchNorm moving statistics included)
 FIELD_PARAMS_TRAINABLE = "params_trainable"
 FIELD_PRECISION = "precision"  # run, create_model: fp32, tf32, bf16 or fp16 (workload.config.PRECISIONS)
-FIELD_BATCH_SIZE = "batch_size"  # run, create_model, train: images per training step
+FIELD_BATCH_SIZE = "batch_size"  # run, create_model, train: images (sequences) per training step and process
 FIELD_EPOCHS = "epochs"  # epochs the train window ran
 FIELD_REACHED_TARGET = "reached_target"  # bool: validation accuracy reached target_accuracy
 FIELD_TARGET_ACCURACY = "target_accuracy"  # 0–1
-# Settings of an ML run (run and create_model events); the analysis groups runs by those that differ.
-FIELD_PRECISION = "precision"  # e.g. fp32, bf16
-FIELD_BATCH_SIZE = "batch_size"
-# In a --vary campaign, on every event of a run: the varied settings as name=value joined by "," (in --vary order).
-FIELD_VARIANT = "variant"
+FIELD_PROCESSES = "processes"  # run, create_model, train: DDP processes (one per GPU) of a torch run
 FIELD_COOLDOWN_WAITED = "waited_s"  # seconds a cooldown event waited
 FIELD_COOLDOWN_REACHED = "reached"  # bool: the GPU came within the margin of the reference
 FIELD_GPU_TEMPERATURE_START = "start_temperature_c"  # hottest GPU at the cooldown's start, °C

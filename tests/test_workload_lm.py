@@ -22,9 +22,9 @@ TINY = dict(d_model=32, layers=2, heads=2, context=32, steps_per_epoch=5, max_ep
             decode_rounds=3)
 
 
-def config(tmp_path, **lm):
+def config(tmp_path, processes=1, **lm):
     return MLConfig(backend="torch", device="cpu", batch_size=4, export_dir=tmp_path / "exports",
-                    workdir=tmp_path, lm=LMConfig(**{**TINY, **lm}))
+                    workdir=tmp_path, processes=processes, lm=LMConfig(**{**TINY, **lm}))
 
 
 def run(tmp_path, scenario, cfg, campaign="c"):

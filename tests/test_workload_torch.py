@@ -259,6 +259,9 @@ def test_batches_follow_the_order_and_keep_the_last_partial_batch():
     got = list(tb.batches(images, labels, 4, torch.device("cpu"), order))
     assert [b[0][:, 0, 0, 0].tolist() for b in got] == [[9, 8, 7, 6], [5, 4, 3, 2], [1, 0]]  # 10 = 4 + 4 + 2
     assert [b[1].tolist() for b in got] == [[4, 3, 2, 1], [0, 4, 3, 2], [1, 0]]
+    # a rank's share names 5 of the 10 images: 2 batches, nothing after them (no empty steps)
+    share = list(tb.batches(images, labels, 4, torch.device("cpu"), order[0::2]))
+    assert [b[0][:, 0, 0, 0].tolist() for b in share] == [[9, 7, 5, 3], [1]]
 
 
 def test_images_are_decoded_once_per_run(tmp_path, monkeypatch):
@@ -304,8 +307,9 @@ def test_precision_and_batch_size_are_recorded_and_applied(tmp_path, monkeypatch
             events = {e.action: e for e in store.events("c")}
         for action in ("run", "create_model"):
             assert (events[action].fields["precision"], events[action].fields["batch_size"]) == (precision, 8)
-        # 50 training images in batches of 8 = 7 steps, 10 validation images = 2 batches: 9 forward passes
-        assert len(dtypes) == 9 and set(dtypes) == {expected}
+        # create_model's warm-up: 1 training + 1 evaluation pass; then 50 training images in batches of 8 = 7 steps,
+        # 10 validation images = 2 batches: 11 forward passes, all in the precision's dtype
+        assert len(dtypes) == 11 and set(dtypes) == {expected}
     assert torch.backends.cudnn.allow_tf32 is False  # fp32 means IEEE fp32, also for cuDNN's convolutions
 
 
@@ -394,3 +398,67 @@ def test_the_optimizer_is_made_in_create_model_not_in_the_train_window(tmp_path)
     optimizer = backend.optimizers.pop(id(model))
     tb.train_step(model, optimizer, tb.Precision("fp32", torch.device("cpu")), x, labels)
     assert optimizer.state  # the optimizer made in create_model is the one that steps the model
+
+
+def _epochs(store, campaign):
+    with Store(store) as s:
+        events = [e for e in s.events(campaign) if e.action != "campaign"]
+    return events, [e.fields for e in events if e.action == "epoch"]
+
+
+def test_cnn_with_two_gloo_processes_trains_as_one_process_with_twice_the_batch(tmp_path):
+    # 5 classes × 12 synthetic images, 20 % kept for validation: 50 training and 10 validation images. Two ranks
+    # of batch 5 take order[0::2] and order[1::2]: their k-th batches together are order[10k:10k+10], one batch
+    # of 10 in a single process, and DDP's gradient (the mean of the two ranks' mean gradients) is that batch's
+    # mean gradient. Without augmentation (its draws are per rank) both runs must give the same epochs.
+    no_augmentation = Augmentation(enabled=False)
+    store = tmp_path / "s.db"
+    for campaign, processes, batch in (("two", 2, 5), ("one", 1, 10)):
+        config = small(tmp_path, batch_size=batch, processes=processes, device="cpu", augmentation=no_augmentation)
+        counts = run_campaign(store, CampaignPlan(campaign, ["cnn"], 1, 1, pause_s=0, config=config),
+                              show_progress=False)
+        assert counts["ok"] == 1
+    events, two = _epochs(store, "two")
+    _, one = _epochs(store, "one")
+    assert [e.action for e in events] == ML_ACTIONS  # rank 0 alone records: one window per epoch
+    fields = {e.action: e.fields for e in events}
+    assert (fields["prepare_data"]["train_images"], fields["prepare_data"]["validation_images"]) == (50, 10)
+    assert fields["run"]["processes"] == fields["create_model"]["processes"] == 2
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert [f[name] for f in two] == pytest.approx([f[name] for f in one], rel=1e-4), name
+    assert [f["correct_classifications"] for f in two] == [f["correct_classifications"] for f in one]
+
+
+def test_each_rank_takes_an_equal_share_of_the_padded_order():
+    order = torch.tensor([4, 0, 3, 1, 2])  # 5 images, 2 ranks: padded with its first index to 6
+    shares = [tb.TorchBackend("cpu")._share(order)]
+    ranks = []
+    for rank in (0, 1):
+        backend = tb.TorchBackend.__new__(tb.TorchBackend)
+        backend.world, backend.rank = 2, rank
+        ranks.append(backend._share(order).tolist())
+    assert shares[0].tolist() == [4, 0, 3, 1, 2]  # one process: the whole order
+    assert ranks == [[4, 3, 2], [0, 1, 4]]
+
+
+def test_processes_on_keras_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from mltelemetry.cli import app
+    result = CliRunner().invoke(app, ["campaign", "run", "--campaign", "k", "--store", str(tmp_path / "s.db"),
+                                      "--scenario", "cnn", "--backend", "keras", "--processes", "2"])
+    assert result.exit_code == 2 and "--processes needs --backend torch" in result.output
+    assert not (tmp_path / "s.db").exists()  # refused before anything was recorded
+
+
+def test_create_model_warms_the_model_up_without_changing_it(tmp_path):
+    # the warm-up pass (kernels, cuDNN/cuBLAS set-up on a GPU) belongs to create_model; the model must come out
+    # with the weights a plain build gives and no gradients, so training starts from the same state
+    config = small(tmp_path, device="cpu")
+    model, fields = tb.TorchBackend("cpu").create_model("cnn", config, 5, seed=7)
+    torch.manual_seed(7)
+    plain = tb.build_cnn(config.image_size, 5)
+    assert fields["warmup_passes"] == 1
+    for (name, got), (_, want) in zip(model.state_dict().items(), plain.state_dict().items()):
+        assert torch.equal(got, want), name
+    assert all(p.grad is None for p in model.parameters())

@@ -24,6 +24,7 @@ from mltelemetry.workload.campaign import CampaignPlan, CooldownSettings, Settle
 from mltelemetry.workload.compare import make_compare
 from mltelemetry.workload.config import DEFAULT_HUB_HANDLE, PRECISIONS, MLConfig
 from mltelemetry.workload.lm_config import LMConfig
+from mltelemetry.workload.ml import ML_SCENARIOS
 from mltelemetry.workload.variants import parse_vary
 
 app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True)
@@ -83,8 +84,9 @@ def run_command(
                                                "(nats/byte, none), corpus_bytes, prompts, prompt_tokens, "
                                                "new_tokens, prefill_rounds, decode_rounds, checkpoint (an "
                                                "lm-train export folder for lm-infer).")] = [],  # noqa: B006
-    processes: Annotated[int, typer.Option(min=1, help="Processes of lm-train (torch DistributedDataParallel, one "
-                                                       "per GPU; gloo on CPU).")] = 1,
+    processes: Annotated[int, typer.Option(min=1, help="Training processes of cnn, transfer and lm-train on torch "
+                                                       "(DistributedDataParallel, one per GPU, NCCL; gloo on the "
+                                                       "CPU); --batch-size is per process.")] = 1,
     vary: Annotated[list[str], typer.Option(help="NAME=V1,V2,...: run every ML scenario in each combination of "
                                                  "the values (repeat for more settings; batch_size, precision, "
                                                  "backend, learning_rate, image_size, gpu_power_limit in W, set "
@@ -138,7 +140,7 @@ def run_command(
     if precision not in PRECISIONS:
         raise typer.BadParameter(f"--precision must be one of {', '.join(PRECISIONS)}")
     try:
-        lm_settings = LMConfig.from_settings(lm, processes=processes)
+        lm_settings = LMConfig.from_settings(lm)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--lm") from None
     try:
@@ -150,7 +152,7 @@ def run_command(
     order, backend, idle_framework = order.value, backend.value, idle_framework.value  # type: ignore[assignment]
 
     config = MLConfig(backend=backend, data=data, image_size=image_size, batch_size=batch_size,  # type: ignore[arg-type]
-                      precision=precision,
+                      precision=precision, processes=processes,
                       max_epochs=max_epochs, target_accuracy=target_accuracy, learning_rate=learning_rate,
                       validation_split=validation_split, seed=seed, synthetic_per_class=synthetic_images,
                       hub_handle=None if hub_handle.lower() == "none" else hub_handle, torch_weights=torch_weights,
@@ -161,6 +163,11 @@ def run_command(
     if varied and not plan.has_ml:
         raise typer.BadParameter("varies the ML scenarios (cnn, transfer), and no --scenario is one",
                                  param_hint="--vary")
+    keras_ml = [s for s in scenario if s in ML_SCENARIOS and
+                (backend == "keras" or "keras" in varied.get("backend", []))]
+    if processes > 1 and keras_ml:
+        raise typer.BadParameter(f"{keras_ml[0]} on keras runs in one process; --processes needs --backend torch",
+                                 param_hint="--processes")
     cooling = CooldownSettings(cooldown_margin, cooldown_limit, reference_c=cooldown_reference,
                                host=host_label) if cooldown else None
     settling = SettleSettings(settle_margin, settle_limit) if settle else None

@@ -45,6 +45,8 @@ class MLConfig:
     go to ``export_dir/<campaign>/<scenario>-run<N>/`` (``None``: not exported). ``precision`` is one of
     PRECISIONS; ``fp32`` turns TF32 off, which both frameworks otherwise use for some operations on
     NVIDIA GPUs. ``batch_size`` and ``precision`` are recorded on the ``run`` and ``create_model`` events.
+    ``processes`` > 1 trains the torch scenarios (cnn, transfer, lm-train) with DistributedDataParallel, one
+    process per GPU; ``batch_size`` is then each process's batch.
     """
 
     backend: Backend = "keras"
@@ -52,6 +54,7 @@ class MLConfig:
     image_size: int = 224
     batch_size: int = 32
     precision: str = "fp32"
+    processes: int = 1
     max_epochs: int = 100
     target_accuracy: float | None = None
     learning_rate: float = 0.001
@@ -76,8 +79,8 @@ class MLConfig:
         if self.image_size < 32:
             raise MltelemetryError(f"image size must be at least 32 pixels (MobileNetV2's minimum), "
                                    f"not {self.image_size}")
-        if self.max_epochs < 1 or self.batch_size < 1:
-            raise MltelemetryError("max epochs and batch size must be at least 1")
+        if self.max_epochs < 1 or self.batch_size < 1 or self.processes < 1:
+            raise MltelemetryError("max epochs, batch size and processes must be at least 1")
         if self.precision not in PRECISIONS:
             raise MltelemetryError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.target_accuracy is not None and not 0 <= self.target_accuracy <= 1:

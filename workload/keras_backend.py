@@ -218,6 +218,9 @@ class KerasBackend:
         return {"framework": "tensorflow", "framework_version": tf.__version__,
                 "keras_version": keras_module().__version__, "device": "GPU:0" if gpus else "CPU"}
 
+    def close(self) -> None:
+        """Nothing to release: Keras trains in this process alone."""
+
     def decode_image(self, path: Path, size: int) -> np.ndarray:
         """As ``image_dataset_from_directory`` reads an image (TensorFlow's decoder, bilinear resize), rounded to
         uint8 so the prepared set takes a quarter of the memory."""
@@ -225,9 +228,11 @@ class KerasBackend:
         resized = tf.image.resize(image, (size, size), method="bilinear")
         return np.clip(np.rint(resized.numpy()), 0, 255).astype(np.uint8)
 
-    def create_model(self, kind: str, cfg: MLConfig, n_classes: int, seed: int) -> tuple[Any, dict[str, Any]]:
-        """The model of ``kind``, built under ``cfg.precision``'s dtype policy (Keras's mixed precision for bf16
-        and fp16, whose ``compile`` then scales the loss for fp16); TF32 is allowed only for ``tf32``."""
+    def create_model(self, kind: str, cfg: MLConfig, n_classes: int, seed: int,
+                     data: Any = None) -> tuple[Any, dict[str, Any]]:
+        """The model of ``kind`` (``data`` is for the torch backend's other processes), built under
+        ``cfg.precision``'s dtype policy (Keras's mixed precision for bf16 and fp16, whose ``compile`` then
+        scales the loss for fp16); TF32 is allowed only for ``tf32``."""
         tf.config.experimental.enable_tensor_float_32_execution(cfg.precision == "tf32")
         keras_module().utils.set_random_seed(seed)
         with _dtype_policy(cfg.precision):

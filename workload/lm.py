@@ -76,10 +76,10 @@ def read_corpus(limit_bytes: int, val_fraction: float, root: str | Path | None =
     return Corpus(text[:split], text[split:], files, str(base))
 
 
-def _settings(cfg: Any) -> dict[str, Any]:
+def _settings(cfg: Any, processes: int = 1) -> dict[str, Any]:
     """What the run event records of the settings (the analysis groups runs by them)."""
     return {schema.FIELD_PRECISION: cfg.precision, schema.FIELD_BATCH_SIZE: cfg.batch_size,
-            "processes": cfg.lm.processes, **cfg.lm.model_settings()}
+            schema.FIELD_PROCESSES: processes, **cfg.lm.model_settings()}
 
 
 def _tokens_fields(count: int) -> dict[str, int]:
@@ -91,7 +91,7 @@ def run_lm_train(ctx: RunContext) -> None:
 
     cfg, lm = ctx.config, ctx.config.lm
     lm.check()
-    ctx.run_fields.update(_settings(cfg))
+    ctx.run_fields.update(_settings(cfg, cfg.processes))
     with ctx.action("prepare_data", source="python-stdlib", val_fraction=lm.val_fraction) as fields:
         corpus = read_corpus(lm.corpus_bytes, lm.val_fraction)
         fields.update(files=corpus.files, path=corpus.root, train_tokens=len(corpus.train),
@@ -102,7 +102,8 @@ def run_lm_train(ctx: RunContext) -> None:
             fields.update(trainer.create_model())
         with ctx.action("train", max_epochs=lm.max_epochs, steps_per_epoch=lm.steps_per_epoch,
                         target_val_loss=lm.target_val_loss, batch_size=cfg.batch_size,
-                        learning_rate=cfg.learning_rate, optimizer="adamw", processes=lm.processes) as fields:
+                        learning_rate=cfg.learning_rate, optimizer="adamw",
+                        **{schema.FIELD_PROCESSES: cfg.processes}) as fields:
             history: list[dict[str, Any]] = []
             for epoch in range(1, lm.max_epochs + 1):
                 with ctx.annotator.epoch(epoch) as epoch_fields:

@@ -31,7 +31,6 @@ class LMConfig:
     new_tokens: int = 256
     prefill_rounds: int = 100
     decode_rounds: int = 5
-    processes: int = 1
     checkpoint: Path | None = None
 
     def check(self) -> None:
@@ -41,8 +40,7 @@ class LMConfig:
             raise MltelemetryError(f"prompt tokens + new tokens ({self.prompt_tokens} + {self.new_tokens}) must fit "
                                    f"the context ({self.context})")
         for name in ("d_model", "layers", "heads", "context", "steps_per_epoch", "max_epochs", "corpus_bytes",
-                     "eval_batches", "prompts", "prompt_tokens", "new_tokens", "prefill_rounds", "decode_rounds",
-                     "processes"):
+                     "eval_batches", "prompts", "prompt_tokens", "new_tokens", "prefill_rounds", "decode_rounds"):
             if getattr(self, name) < 1:
                 raise MltelemetryError(f"lm {name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.val_fraction < 1:
@@ -59,8 +57,8 @@ class LMConfig:
         for item in settings:
             name, sep, text = item.partition("=")
             name = name.strip().replace("-", "_")
-            if not sep or name not in types or name == "processes":
-                known = ", ".join(n for n in types if n != "processes")
+            if not sep or name not in types:
+                known = ", ".join(types)
                 raise ValueError(f"--lm takes NAME=VALUE with NAME one of {known}; got {item!r}")
             kind = types[name]
             try:

@@ -8,15 +8,12 @@ offsets at once (no input pipeline between the device and its work); Distributed
 from __future__ import annotations
 
 import json
-import os
-import socket
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -27,10 +24,10 @@ from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.lm import Corpus
 from mltelemetry.workload.lm_config import LMConfig
 from mltelemetry.workload.torch_backend import resolve_device
+from mltelemetry.workload.torch_dist import ProcessGroup, join, leave, rank_device
 
 VOCAB = 256  # byte-level
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-WORKER_JOIN_S = 30.0
 
 
 class KVCache:
@@ -108,12 +105,6 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # the tied head counted once
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _precision(cfg: MLConfig, device: torch.device) -> Any:
     """The autocast context for the configured precision (tf32 switches the matmul mode instead)."""
     precision = cfg.precision
@@ -143,12 +134,13 @@ class Trainer:
     def __init__(self, cfg: MLConfig, corpus: Corpus, seed: int, rank: int = 0) -> None:
         lm: LMConfig = cfg.lm
         self.cfg, self.lm, self.seed, self.rank = cfg, lm, seed, rank
-        self.world = lm.processes
-        self.workers: list[Any] = []
+        self.world = cfg.processes
+        self.group: ProcessGroup | None = None
         if self.world > 1:
-            self.device = self._distributed_device()
+            self.device = rank_device(cfg.device, rank, self.world)
             if rank == 0:
-                self._start_workers(corpus)
+                self.group = ProcessGroup(self.device, self.world)
+                self.group.start(_worker, cfg, corpus, seed)
         else:
             self.device = resolve_device(cfg.device)
         self.autocast = _precision(cfg, self.device)
@@ -164,35 +156,6 @@ class Trainer:
                                          generator=val_seed).to(self.device)
         self.model: nn.Module | None = None
 
-    # --- processes --------------------------------------------------------------------------------
-    def _distributed_device(self) -> torch.device:
-        wanted = self.cfg.device
-        use_cuda = wanted.startswith("cuda") or (wanted == "auto" and torch.cuda.is_available())
-        if use_cuda:
-            if torch.cuda.device_count() < self.world:
-                raise MltelemetryError(f"--processes {self.world} needs {self.world} GPUs, "
-                                       f"{torch.cuda.device_count()} visible")
-            torch.cuda.set_device(self.rank)
-            return torch.device("cuda", self.rank)
-        return torch.device("cpu")
-
-    def _start_workers(self, corpus: Corpus) -> None:
-        os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast off (see the docs)
-        os.environ.setdefault("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1")
-        self.address = f"tcp://127.0.0.1:{_free_port()}"
-        context = mp.get_context("spawn")
-        for rank in range(1, self.world):
-            process = context.Process(target=_worker, args=(rank, self.address, self.cfg, corpus, self.seed),
-                                      daemon=True)
-            process.start()
-            self.workers.append(process)
-        self._join_group()
-
-    def _join_group(self) -> None:
-        backend = "nccl" if self.device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, init_method=getattr(self, "address", None), rank=self.rank,
-                                world_size=self.world)
-
     # --- the run ----------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         device = str(self.device)
@@ -200,7 +163,7 @@ class Trainer:
             device += f" ({torch.cuda.get_device_name(self.device)})"
         return {"framework": "torch", "framework_version": torch.__version__, "device": device,
                 schema.FIELD_PRECISION: self.cfg.precision, schema.FIELD_BATCH_SIZE: self.cfg.batch_size,
-                "processes": self.world, **self.lm.model_settings()}
+                schema.FIELD_PROCESSES: self.world, **self.lm.model_settings()}
 
     def create_model(self) -> dict[str, Any]:
         torch.manual_seed(self.seed)
@@ -281,14 +244,9 @@ class Trainer:
 
     def close(self) -> None:
         """Leave the process group and reap the other ranks (terminated if they do not end in time)."""
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        for process in self.workers:
-            process.join(WORKER_JOIN_S)
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-        self.workers = []
+        if self.group is not None:
+            self.group.close()
+            self.group = None
         self.model = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -297,8 +255,7 @@ class Trainer:
 def _worker(rank: int, address: str, cfg: MLConfig, corpus: Corpus, seed: int) -> None:
     """Ranks 1..N-1: the same model and epochs as rank 0, no events; stops when rank 0 says so."""
     trainer = Trainer(cfg, corpus, seed, rank=rank)
-    trainer.address = address
-    trainer._join_group()
+    join(trainer.device, address, rank, trainer.world)
     try:
         trainer.create_model()
         for _ in range(cfg.lm.max_epochs):
@@ -306,8 +263,7 @@ def _worker(rank: int, address: str, cfg: MLConfig, corpus: Corpus, seed: int) -
             if trainer.stop_all(False):
                 break
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        leave()
 
 
 class Generator:

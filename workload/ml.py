@@ -41,7 +41,7 @@ def load_backend(cfg: MLConfig) -> Any:
         from mltelemetry.workload.keras_backend import KerasBackend
         return KerasBackend()
     from mltelemetry.workload.torch_backend import TorchBackend
-    return TorchBackend(cfg.device)
+    return TorchBackend(cfg.device, processes=cfg.processes)
 
 
 def framework_available(backend: str) -> bool:
@@ -54,7 +54,8 @@ def run_ml(ctx: RunContext, kind: str) -> None:
     target = cfg.target_for(kind)
     backend = load_backend(cfg)
     annotator = ctx.annotator
-    settings = {schema.FIELD_PRECISION: cfg.precision, schema.FIELD_BATCH_SIZE: cfg.batch_size}
+    settings = {schema.FIELD_PRECISION: cfg.precision, schema.FIELD_BATCH_SIZE: cfg.batch_size,
+                schema.FIELD_PROCESSES: cfg.processes}
     ctx.run_fields.update(settings)
     workdir = run_dir(f"{kind}-run{ctx.run}", cfg.workdir)
     to_delete = [workdir]
@@ -68,7 +69,7 @@ def run_ml(ctx: RunContext, kind: str) -> None:
         seed = cfg.seed + ctx.run
         with ctx.action("create_model", model=kind, backend=backend.name, seed=seed, image_size=cfg.image_size,
                         **settings, **backend.describe()) as fields:
-            model, info = backend.create_model(kind, cfg, len(data.classes), seed)
+            model, info = backend.create_model(kind, cfg, len(data.classes), seed, data)
             to_delete.extend(info.pop("downloaded"))
             fields.update(info)
         ctx.progress(epoch=0, max_epochs=cfg.max_epochs)
@@ -77,7 +78,8 @@ def run_ml(ctx: RunContext, kind: str) -> None:
             ctx.progress(epoch=epoch, max_epochs=cfg.max_epochs, val_accuracy=logs.get("val_accuracy"))
 
         with ctx.action("train", max_epochs=cfg.max_epochs, target_accuracy=target, batch_size=cfg.batch_size,
-                        learning_rate=cfg.learning_rate, optimizer="adam") as fields:
+                        learning_rate=cfg.learning_rate, optimizer="adam",
+                        **{schema.FIELD_PROCESSES: cfg.processes}) as fields:
             history = backend.train(model, data, cfg, target=target, annotator=annotator, on_epoch=on_epoch)
             last = history[-1] if history else {}
             val_accuracy = last.get(schema.FIELD_VAL_ACCURACY)
@@ -97,6 +99,7 @@ def run_ml(ctx: RunContext, kind: str) -> None:
                 fields.update(path=str(folder), files=len(paths), bytes=sum(p.stat().st_size for p in paths))
     finally:
         with ctx.action("cleanup") as fields:
+            backend.close()
             for path in to_delete:
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)

@@ -41,6 +41,8 @@ try:
 except ImportError as e:  # pragma: no cover - the message is what users see
     raise MltelemetryError(f"the torch backend needs {e.name}: pip install 'mltelemetry[torch]'") from e
 
+from mltelemetry.workload.torch_dist import ProcessGroup, all_sum, join, leave, rank_device  # noqa: E402
+
 
 # --- models -------------------------------------------------------------------------------------
 def build_cnn(image_size: int, n_classes: int = 5) -> nn.Sequential:
@@ -151,14 +153,15 @@ def place(decoded: DecodedImages, device: torch.device) -> tuple[torch.Tensor, t
 
 def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device,
             order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of (images, labels) on ``device`` in ``order`` (default: as stored). A set held in host memory
+    """Batches of (images, labels) on ``device`` in ``order`` (default: all, as stored; else just the images
+    ``order`` names). A set held in host memory
     for a GPU goes through pinned memory, each batch's copy issued before the previous batch is handed
     out, so the host never waits for the copy."""
     index = order if order is not None else torch.arange(len(labels))
     index = index.to(images.device)
     copy = images.device.type != device.type  # (torch.device("cuda") != a tensor's "cuda:0")
     pending = None
-    for start in range(0, len(labels), batch_size):
+    for start in range(0, len(index), batch_size):
         chosen = index[start:start + batch_size]
         batch = images[chosen], labels[chosen]
         if copy:
@@ -237,6 +240,30 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, precision: Pr
     return loss.detach(), (logits.argmax(1) == labels).sum()
 
 
+def warm_up(model: nn.Module, cfg: MLConfig, device: torch.device) -> None:
+    """One training pass (augmentation, forward, backward) and one evaluation pass on a batch of zeros, the
+    gradients then dropped: a GPU's first pass loads the kernels and sets up cuDNN and cuBLAS (0.4 s of a
+    0.7 s first epoch seen on an H200), which is readying the model on the device, as Keras's compile() does in
+    ``create_model``, not training it. Weights, optimizer state and the training's random draws are untouched;
+    with several processes every rank makes the same pass (its gradients are all-reduced once)."""
+    precision = Precision(cfg.precision, device)
+    x = torch.zeros(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
+    labels = torch.zeros(cfg.batch_size, dtype=torch.long, device=device)
+    if cfg.augmentation.enabled:
+        x = augment(x, cfg.augmentation, torch.Generator().manual_seed(0))
+    model.train()
+    with precision.autocast():
+        loss = F.cross_entropy(model(x), labels)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    evaluated = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    evaluated.eval()
+    with torch.no_grad(), precision.autocast():
+        evaluated(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -249,12 +276,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 class TorchBackend:
-    """Runs the ML scenarios with PyTorch."""
+    """Runs the ML scenarios with PyTorch; with ``processes`` > 1 this object is rank 0 of a
+    DistributedDataParallel group (:mod:`mltelemetry.workload.torch_dist`) and starts the other ranks in
+    ``create_model``."""
 
     name = "torch"
 
-    def __init__(self, device: str = "auto") -> None:
-        self.device = resolve_device(device)
+    def __init__(self, device: str = "auto", processes: int = 1, rank: int = 0) -> None:
+        self.world, self.rank = processes, rank
+        self.device = rank_device(device, rank, processes) if processes > 1 else resolve_device(device)
+        self.group: ProcessGroup | None = None
         self.optimizers: dict[int, torch.optim.Optimizer] = {}  # made in create_model, by the model's id
 
     def describe(self) -> dict[str, Any]:
@@ -263,7 +294,17 @@ class TorchBackend:
             device += f" ({torch.cuda.get_device_name(self.device)})"
         return {"framework": "torch", "framework_version": torch.__version__, "device": device}
 
-    def create_model(self, kind: str, cfg: MLConfig, n_classes: int, seed: int) -> tuple[nn.Module, dict[str, Any]]:
+    def create_model(self, kind: str, cfg: MLConfig, n_classes: int, seed: int,
+                     data: PreparedData | None = None) -> tuple[nn.Module, dict[str, Any]]:
+        """The model (and its optimizer); with several processes, the other ranks are started here, each with
+        the decoded images through shared memory, and the model is wrapped in DistributedDataParallel (which
+        gives every rank rank 0's initial weights)."""
+        if self.world > 1 and self.rank == 0:
+            assert data is not None, "several processes need the decoded images"
+            shared = {split: (torch.from_numpy(d.images).share_memory_(), torch.from_numpy(d.labels).share_memory_())
+                      for split, d in data.decoded.items()}
+            self.group = ProcessGroup(self.device, self.world)
+            self.group.start(_rank_main, kind, cfg, n_classes, seed, shared)
         torch.manual_seed(seed)
         fields: dict[str, Any] = {"weights": "random"}
         if kind == "cnn":
@@ -280,51 +321,73 @@ class TorchBackend:
         total, trainable = count_params(model)
         fields.update(params_total=total, params_trainable=trainable, downloaded=[])
         model = model.to(self.device)
+        if self.world > 1:
+            model = nn.parallel.DistributedDataParallel(model, device_ids=[self.rank] if self.device.type == "cuda"
+                                                        else None)
         # The optimizer is made here, as Keras's compile() does in create_model: the first one PyTorch builds in a
         # process imports its compiler stack (≈2 s on a CPU, ≈5 s seen on an H200 host), which is not training.
         self.optimizers[id(model)] = optimizer_for(model, cfg, self.device)
+        warm_up(model, cfg, self.device)
+        fields["warmup_passes"] = 1
         return model, fields
+
+    def close(self) -> None:
+        """Leave the process group and reap the other ranks."""
+        if self.group is not None:
+            self.group.close()
+            self.group = None
 
     def decode_image(self, path: Path, size: int) -> np.ndarray:
         return read_image(path, size)
 
     def train(self, model: nn.Module, data: PreparedData, cfg: MLConfig, *, target: float, annotator: Annotator,
               on_epoch: Any = None) -> list[dict[str, Any]]:
+        return self.train_on(model, data.decoded, cfg, target=target, annotator=annotator, on_epoch=on_epoch)
+
+    def train_on(self, model: nn.Module, decoded: dict[str, DecodedImages], cfg: MLConfig, *, target: float,
+                 annotator: Annotator | NoEvents, on_epoch: Any = None) -> list[dict[str, Any]]:
+        """Epochs until ``target`` validation accuracy or ``cfg.max_epochs``. With several processes each rank
+        trains on its share of every epoch's shuffled order (the order padded with its start to a multiple of
+        the processes, as torch's DistributedSampler does) and validates its share of the validation set; the
+        epoch's sums are added over the ranks, so every rank sees the same accuracy and stops at the same epoch."""
         started = time.monotonic()
         loader_seed = torch.Generator().manual_seed(cfg.seed)
-        augment_seed = torch.Generator().manual_seed(cfg.seed + 1)
-        train_images, train_labels = place(data.decoded["train"], self.device)
-        val_images, val_labels = place(data.decoded["validation"], self.device)
+        augment_seed = torch.Generator().manual_seed(cfg.seed + 1 + self.rank)
+        train_images, train_labels = place(decoded["train"], self.device)
+        val_images, val_labels = place(decoded["validation"], self.device)
         precision = Precision(cfg.precision, self.device)
         optimizer = self.optimizers.pop(id(model), None) or optimizer_for(model, cfg, self.device)
+        evaluated = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         log.info("training images held on %s, training set up in %.2f s", train_images.device,
                  time.monotonic() - started)
         scale = cfg.augmentation.rescale
+        val_order = torch.arange(len(val_labels))[self.rank::self.world]
         history = []
         for epoch in range(1, cfg.max_epochs + 1):
             with annotator.epoch(epoch) as fields:
                 model.train()
-                loss_sum, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+                # sums on the device: loss, correct, seen; validation loss, correct, seen
+                sums = torch.zeros(6, device=self.device)
                 order = torch.randperm(len(train_labels), generator=loader_seed)  # as DataLoader(shuffle=True)
+                order = self._share(order)
                 for images, labels in batches(train_images, train_labels, cfg.batch_size, self.device, order):
                     x = images.float().mul_(scale)
                     if cfg.augmentation.enabled:
                         x = augment(x, cfg.augmentation, augment_seed)
                     step_loss, step_correct = train_step(model, optimizer, precision, x, labels)
-                    loss_sum += step_loss
-                    correct += step_correct
-                model.eval()
-                val_loss, val_correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+                    sums[0] += step_loss
+                    sums[1] += step_correct
+                sums[2] = len(order)
+                evaluated.eval()
                 with torch.no_grad(), precision.autocast():
-                    for images, labels in batches(val_images, val_labels, cfg.batch_size, self.device):
-                        logits = model(images.float().mul_(scale))
-                        val_loss += F.cross_entropy(logits, labels, reduction="sum")
-                        val_correct += (logits.argmax(1) == labels).sum()
-                seen, val_seen = len(train_labels), len(val_labels)
-                correct_val = int(val_correct)  # the epoch's one wait for the device
-                fields.update(loss=float(loss_sum) / seen, accuracy=int(correct) / seen,
-                              val_loss=float(val_loss) / val_seen, val_accuracy=correct_val / val_seen,
-                              correct_classifications=correct_val)
+                    for images, labels in batches(val_images, val_labels, cfg.batch_size, self.device, val_order):
+                        logits = evaluated(images.float().mul_(scale))
+                        sums[3] += F.cross_entropy(logits, labels, reduction="sum")
+                        sums[4] += (logits.argmax(1) == labels).sum()
+                sums[5] = len(val_order)
+                loss, correct, seen, val_loss, val_correct, val_seen = all_sum(sums, self.world).tolist()  # one wait
+                fields.update(loss=loss / seen, accuracy=correct / seen, val_loss=val_loss / val_seen,
+                              val_accuracy=val_correct / val_seen, correct_classifications=round(val_correct))
             history.append({"epoch": epoch, **fields})
             if on_epoch is not None:
                 on_epoch(epoch, fields)
@@ -333,7 +396,16 @@ class TorchBackend:
         log.info("trained %d epochs, %.2f s since the training was set up", len(history), time.monotonic() - started)
         return history
 
+    def _share(self, order: torch.Tensor) -> torch.Tensor:
+        """This rank's share of an epoch's order: all of it alone; else every ``world``-th index from ``rank``
+        of the order padded with its start to a multiple of ``world`` (every rank takes as many steps)."""
+        if self.world == 1:
+            return order
+        padded = torch.cat([order, order[:(-len(order)) % self.world]])
+        return padded[self.rank::self.world]
+
     def export(self, model: nn.Module, folder: Path) -> list[Path]:
+        model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         total, trainable = count_params(model)
         architecture = {
             "class": type(model).__name__, "framework": "torch", "params_total": total, "params_trainable": trainable,
@@ -344,3 +416,23 @@ class TorchBackend:
         path = folder / "model.json"
         path.write_text(json.dumps(architecture, indent=1))
         return [path]
+
+
+class NoEvents:
+    """The annotator of ranks 1..N-1: their epochs are rank 0's windows, so they record nothing."""
+
+    def epoch(self, epoch: int) -> AbstractContextManager[dict[str, Any]]:
+        return nullcontext({})
+
+
+def _rank_main(rank: int, address: str, kind: str, cfg: MLConfig, n_classes: int, seed: int,
+               shared: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Ranks 1..N-1 of a training run: the same model and epochs as rank 0, no events."""
+    backend = TorchBackend(cfg.device, processes=cfg.processes, rank=rank)
+    join(backend.device, address, rank, backend.world)
+    try:
+        model, _ = backend.create_model(kind, cfg, n_classes, seed)
+        decoded = {split: DecodedImages(images.numpy(), labels.numpy()) for split, (images, labels) in shared.items()}
+        backend.train_on(model, decoded, cfg, target=cfg.target_for(kind), annotator=NoEvents())
+    finally:
+        leave()

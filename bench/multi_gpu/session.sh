@@ -1,0 +1,54 @@
+#!/bin/bash
+# Issue 15 (and 14) on a machine with two GPUs (device tool, kind nvidia-h200-x2; repository root; pyserial and
+# mltelemetry's own wheel carried in .whl/). The exporters (emulated WT310 following the machine's CPU, host, GPU
+# at 0.1 s on every GPU) and a direct reader of both GPUs' energy counters run beside one campaign:
+# baseline, lm-train and cnn with --processes 2 (DDP, NCCL, one process per GPU) and lm-infer, 3 runs each,
+# interleaved, --settle. Then per window >= 5 s: summed GPU energy against the direct counters (compare.py).
+# Results: $OUT/multi.db, reference.json, compare.json, analyze.json, log.txt (bench/multi_gpu.md).
+set -u
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+OUT=${OUT:-/tmp/multi-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+START=$(date +%s)
+step() { echo; echo "=== $1 (t=$(( $(date +%s) - START )) s)"; }
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 3
+export PYTHONPATH=/tmp/site
+REPO=$(pwd)
+cd /tmp  # the repository's own mltelemetry/ folder must not shadow the installed package
+M="python3 -m mltelemetry"
+S=/tmp/multi.db
+W=/tmp/work
+mkdir -p $W
+nvidia-smi --query-gpu=index,name,driver_version,power.draw,temperature.gpu --format=csv
+nvidia-smi topo -m | head -5
+python3 -c 'import torch; print("torch", torch.__version__, "GPUs", torch.cuda.device_count())'
+df -h /dev/shm | tail -1
+
+step "exporters and the direct counter reader"
+$M pm emulate --driver wt300 --link /tmp/wt310 --profile cpu:55,85 > /tmp/emulator.log 2>&1 &
+sleep 3
+$M exporter pm --driver wt300 --port /tmp/wt310 --meter wt310 --store $S --listen off --interval 1 > /tmp/pm.log 2>&1 &
+$M exporter gpu --store $S --listen off --interval 0.1 > /tmp/gpu.log 2>&1 &
+$M exporter host --store $S --listen off --interval 1 > /tmp/host.log 2>&1 &
+python3 $REPO/bench/multi_gpu/reference.py --out $OUT/reference.json --period 0.02 > /tmp/reference.log 2>&1 &
+REF=$!
+sleep 5
+
+step "campaign multi: baseline, lm-train (2 processes), lm-infer, cnn (2 processes) x ${RUNS:-3}"
+timeout ${CAMPAIGN_S:-420} $M campaign run --campaign multi --store $S --backend torch --device cuda --processes 2 \
+  --workdir $W --export-dir $W/exports --no-progress --pause 2 --order interleaved --runs ${RUNS:-3} --seconds 10 \
+  --scenario baseline --scenario lm-train --scenario lm-infer --scenario cnn --settle --settle-limit 30 \
+  --synthetic-images ${IMAGES:-1000} --max-epochs ${EPOCHS:-20} --target-accuracy 1.0 \
+  --lm max_epochs=2 --lm steps_per_epoch=100 --lm prefill_rounds=200 --lm decode_rounds=4
+echo "campaign exit $?"
+
+step "stop the exporters and the reader"
+kill $REF; sleep 2
+kill %2 %3 %4 2>/dev/null; sleep 3; kill %1 2>/dev/null
+tail -n 3 /tmp/pm.log /tmp/gpu.log /tmp/host.log /tmp/reference.log
+cp $S $OUT/multi.db
+python3 $REPO/bench/multi_gpu/compare.py $S $OUT/reference.json --campaign multi --out $OUT/compare.json
+$M analyze --campaign multi --source $S --format json > $OUT/analyze.json 2> $OUT/analyze.err; tail -3 $OUT/analyze.err
+$M analyze --campaign multi --source $S
+step "done"
