@@ -4,6 +4,7 @@
 # at 0.1 s on every GPU) and a direct reader of both GPUs' energy counters run beside one campaign:
 # baseline, lm-train and cnn with --processes 2 (DDP, NCCL, one process per GPU) and lm-infer, 3 runs each,
 # interleaved, --settle. Then per window >= 5 s: summed GPU energy against the direct counters (compare.py).
+# PROCESSES=1 runs the same campaign on one GPU; PIPELINE=1 adds bench/gpu_pipeline.py (issue 10).
 # Results: $OUT/multi.db, reference.json, compare.json, analyze.json, log.txt (bench/multi_gpu.md).
 set -u
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -35,8 +36,9 @@ python3 $REPO/bench/multi_gpu/reference.py --out $OUT/reference.json --period 0.
 REF=$!
 sleep 5
 
-step "campaign multi: baseline, lm-train (2 processes), lm-infer, cnn (2 processes) x ${RUNS:-3}"
-timeout ${CAMPAIGN_S:-420} $M campaign run --campaign multi --store $S --backend torch --device cuda --processes 2 \
+P=${PROCESSES:-2}
+step "campaign multi: baseline, lm-train ($P processes), lm-infer, cnn ($P processes) x ${RUNS:-3}"
+timeout ${CAMPAIGN_S:-420} $M campaign run --campaign multi --store $S --backend torch --device cuda --processes $P \
   --workdir $W --export-dir $W/exports --no-progress --pause 2 --order interleaved --runs ${RUNS:-3} --seconds 10 \
   --scenario baseline --scenario lm-train --scenario lm-infer --scenario cnn --settle --settle-limit 30 \
   --synthetic-images ${IMAGES:-1000} --max-epochs ${EPOCHS:-20} --target-accuracy 1.0 \
@@ -51,4 +53,9 @@ cp $S $OUT/multi.db
 python3 $REPO/bench/multi_gpu/compare.py $S $OUT/reference.json --campaign multi --out $OUT/compare.json
 $M analyze --campaign multi --source $S --format json > $OUT/analyze.json 2> $OUT/analyze.err; tail -3 $OUT/analyze.err
 $M analyze --campaign multi --source $S
+if [ -n "${PIPELINE:-}" ]; then  # issue 10: the cnn scenario's train windows against its ceiling
+  step "cnn pipeline against its ceiling"
+  timeout ${PIPELINE_S:-120} python3 $REPO/bench/gpu_pipeline.py --device cuda --scenario cnn --synthetic-images 600 \
+    --max-epochs 7 --label warmup --out $OUT/gpu_pipeline.json
+fi
 step "done"
