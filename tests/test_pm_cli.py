@@ -14,6 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from mltelemetry import schema
+from mltelemetry.cli import app as root_app
 from mltelemetry.cliutil import OneLineErrorsGroup
 from mltelemetry.exporters.pm.cli import app, pm_exporter_command
 from mltelemetry.store import Store
@@ -122,8 +123,12 @@ def test_emulator_and_exporter_processes_end_to_end(tmp_path):
     (["--driver", "ptd", "--nak-rate", "0.1"], "PtdEmulator cannot inject csfail, nak"),
     (["--driver", "wt300"], "give one of --link PATH"),
     (["--driver", "wt300", "--link", "L", "--tcp", "127.0.0.1:0"], "give one of --link PATH"),
-    (["--driver", "ptd", "--link", "L"], "PTDaemon listens on TCP: use --tcp HOST:PORT"),
-    (["--driver", "mcp39f511", "--vxi11", "127.0.0.1:0"], "use it with --driver wt300"),
+    (["--driver", "mcp39f511"], "give one of --link PATH (a pseudo-terminal) or --tcp HOST:PORT"),
+    (["--driver", "ptd", "--link", "L"],
+     "--link is for --driver wt300, mcp39f511; the ptd emulator serves --tcp HOST:PORT"),
+    (["--driver", "ptd", "--vxi11", "127.0.0.1:0"], "--vxi11 is for --driver wt300; the ptd emulator serves --tcp"),
+    (["--driver", "mcp39f511", "--vxi11", "127.0.0.1:0"],
+     "--vxi11 is for --driver wt300; the mcp39f511 emulator serves --link PATH (a pseudo-terminal) or --tcp"),
     (["--driver", "ptd", "--tcp", "nowhere:port"], "is not tcp://HOST:PORT"),
 ])
 def test_emulate_rejects_bad_combinations(tmp_path, args, message):
@@ -183,14 +188,14 @@ def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds:
     (["--max-lag", "inf"], "--max-lag wants a finite number"),
 ])
 def test_align_refuses_infinite_times_and_windows_in_one_line(tmp_path, args, message):
-    result = runner.invoke(app, ["align", "--source", str(tmp_path / "none.db"), *args])
+    result = runner.invoke(root_app, ["pm", "align", "--source", str(tmp_path / "none.db"), *args])
     assert message in _one_error_line(result)
     assert result.exit_code == 2  # a usage error, as a negative window is
 
 
 def test_align_refuses_negative_windows_as_usage_errors(tmp_path):
     for option in ("--meter-window", "--reference-window"):
-        result = runner.invoke(app, ["align", "--source", str(tmp_path / "none.db"), option, "-5"])
+        result = runner.invoke(root_app, ["pm", "align", "--source", str(tmp_path / "none.db"), option, "-5"])
         assert result.exit_code == 2 and option in result.output
 
 

@@ -14,11 +14,11 @@ from mltelemetry.exporters.pm.emulator import (
     CpuProfile,
     Faults,
     TcpLink,
-    Wt300Emulator,
     csv_profile,
     parse_profile,
     steps_profile,
 )
+from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 
 
 # --- profiles ------------------------------------------------------------------------------

@@ -32,12 +32,13 @@ from conftest import free_port
 from mltelemetry import schema
 from mltelemetry.exporters.pm.cli import app as pm_app
 from mltelemetry.exporters.pm.collector import PmCollector
-from mltelemetry.exporters.pm.emulator import TcpLink, Wt300Emulator, steps_profile
+from mltelemetry.exporters.pm.emulator import TcpLink, steps_profile
 from mltelemetry.exporters.pm.mcp39f511 import Mcp39f511
 from mltelemetry.exporters.pm.mcp39f511_emulator import Mcp39f511Emulator
 from mltelemetry.exporters.pm.ptd import Ptd
 from mltelemetry.exporters.pm.ptd_emulator import PtdEmulator
 from mltelemetry.exporters.pm.wt300 import Wt300
+from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 from mltelemetry.exporters.runtime import Exporter
 from mltelemetry.schema import Sample
 from mltelemetry.sinks import StoreSink
