@@ -13,6 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from conftest import wait_for
 from mltelemetry import schema
 from mltelemetry.cli import app as root_app
 from mltelemetry.cliutil import OneLineErrorsGroup
@@ -52,6 +53,7 @@ def test_emulate_rejects_unknown_driver_and_bad_rates(tmp_path):
     result = runner.invoke(app, ["emulate", "--link", str(tmp_path / "wt"), "--garbage-rate", "0.6",
                                  "--nan-rate", "0.6"])
     assert "sum to at most 1" in _one_error_line(result)
+    assert result.exit_code == 2  # a usage error, as a bad --profile is
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -135,6 +137,7 @@ def test_emulate_rejects_bad_combinations(tmp_path, args, message):
     args = [str(tmp_path / a) if a == "L" else a for a in args]
     result = runner.invoke(app, ["emulate", *args])
     assert message in _one_error_line(result)
+    assert result.exit_code == 2
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -157,9 +160,16 @@ def test_exporter_rejects_options_of_other_drivers(args, message):
     assert message in _one_error_line(result)
 
 
-def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds: float) -> tuple[str, int, str]:
-    """An emulator process and an exporter process reading it for ``seconds``; the banner, the exporter's exit
-    code and its stderr."""
+def _valid_readings(store) -> int:
+    if not store.exists():
+        return 0
+    with Store(store, create=False) as db:
+        return len(db.query(schema.PM_POWER, {}))
+
+
+def _run_pair(emulate_args: list[str], exporter_args: list[str], store, readings: int) -> tuple[str, int, str]:
+    """An emulator process and an exporter process reading it until the store holds ``readings`` valid readings;
+    the banner, the exporter's exit code and its stderr."""
     emulator = _spawn("from mltelemetry.exporters.pm.cli import app; app()", "emulate", *emulate_args)
     exporter = None
     try:
@@ -168,7 +178,7 @@ def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds:
         exporter = _spawn("import typer; from mltelemetry.exporters.pm.cli import pm_exporter_command as c; "
                           "typer.run(c)", "--port", address, "--listen", "off", "--store", str(store),
                           "--host-label", "sut", *exporter_args)
-        time.sleep(seconds)
+        wait_for(lambda: _valid_readings(store) >= readings, 60, f"{readings} valid readings in {store.name}")
         exporter.send_signal(signal.SIGTERM)
         code = exporter.wait(10)
         return banner, code, exporter.stderr.read()
@@ -206,7 +216,7 @@ def test_mcp_and_ptd_processes_end_to_end(tmp_path):
         mcp = pool.submit(_run_pair, ["--driver", "mcp39f511", "--link", str(tmp_path / "mcp"), "--profile",
                                       "constant:210", "--checksum-rate", "0.2", "--seed", "3"],
                           ["--driver", "mcp39f511", "--meter", "mcp", "--interval", "0.25", "--accumulation", "2"],
-                          tmp_path / "mcp.db", 4)
+                          tmp_path / "mcp.db", 5)
         ptd = pool.submit(_run_pair, ["--driver", "ptd", "--tcp", "127.0.0.1:0", "--profile", "constant:95",
                                       "--error-rate", "0.2", "--seed", "3"],
                           ["--driver", "ptd", "--meter", "ptd", "--interval", "0.5", "--meter-rate", "0.5"],

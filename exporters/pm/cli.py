@@ -212,14 +212,15 @@ def pm_emulate(
 
     where = _place(driver, plugins, {"--link": link, "--tcp": tcp, "--vxi11": vxi11})
     emulator_class = driver.emulator()
-    faults = Faults(garbage_rate, partial_rate, nan_rate, seed, checksum_rate=checksum_rate, nak_rate=nak_rate,
-                    error_rate=error_rate, markers=emulator_class.MARKERS)
-    try:
-        power_profile = parse_profile(profile)
-    except MltelemetryError as e:  # --profile's value (a csv: file that cannot be read included)
-        raise UsageError(str(e)) from None
     settings = {o.keyword or o.name: meter_options[o.name] for o in driver.emulator_options}
-    emulator = emulator_class(power_profile, where, faults=faults, clock_shift_s=clock_shift_ms / 1000, **settings)
+    try:  # nothing opens yet: bad rates, a bad --profile (a csv: file that cannot be read included) and faults
+        # the meter cannot have are the command line's mistakes
+        faults = Faults(garbage_rate, partial_rate, nan_rate, seed, checksum_rate=checksum_rate, nak_rate=nak_rate,
+                        error_rate=error_rate, markers=emulator_class.MARKERS)
+        emulator = emulator_class(parse_profile(profile), where, faults=faults, clock_shift_s=clock_shift_ms / 1000,
+                                  **settings)
+    except MltelemetryError as e:
+        raise UsageError(str(e)) from None
     stop = threading.Event()
 
     def shutdown(*_: object) -> None:

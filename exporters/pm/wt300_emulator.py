@@ -19,6 +19,7 @@ from mltelemetry.exporters.pm.emulator import Emulator, Faults, Profile, PtyLink
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
 class Update:
     """One completed measurement: the averages over [start_s, end_s] (seconds on the meter's clock)."""
 
