@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from conftest import wait_for
 from mltelemetry import schema
 from mltelemetry.cliutil import OneLineErrorsGroup
+from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.pm.cli import build_app, exporter_command
 from mltelemetry.exporters.pm.collector import PmCollector
 from mltelemetry.exporters.pm.emulator import constant_profile
@@ -120,10 +121,11 @@ def test_the_fourth_meter_end_to_end_through_emulator_and_exporter_processes(tmp
                           "--store", str(store), "--interval", "0.25", "--host-label", "sut")
 
         def valid_readings() -> int:
-            if not store.exists():
+            try:
+                with Store(store, create=False) as db:
+                    return len(db.query(schema.PM_POWER, {"meter": "tiny"}))
+            except MltelemetryError:  # no file yet, or the exporter is still creating its tables
                 return 0
-            with Store(store, create=False) as db:
-                return len(db.query(schema.PM_POWER, {"meter": "tiny"}))
 
         wait_for(lambda: valid_readings() >= 6, 60, "six valid readings of the tiny meter")
         exporter.send_signal(signal.SIGTERM)

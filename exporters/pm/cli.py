@@ -260,7 +260,10 @@ def _place(plugin: MeterPlugin, plugins: Sequence[MeterPlugin], given: dict[str,
                          + " or ".join(PLACE_SYNTAX[f] for f in offered))
     if flag == "--link":
         return given[flag]  # the emulator makes a pty with a symlink there
-    host, port = parse_tcp(str(given[flag] or plugin.default_tcp))
+    try:
+        host, port = parse_tcp(str(given[flag] or plugin.default_tcp))
+    except MltelemetryError as e:
+        raise UsageError(f"{flag}: {e}") from None
     if flag == "--vxi11":
         from mltelemetry.exporters.pm.vxi11 import Vxi11ServerLink
 
