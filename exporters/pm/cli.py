@@ -59,7 +59,8 @@ def _meter_parameter(plugin: MeterPlugin, option: MeterOption, *, optional: bool
     """``option`` as a keyword parameter with its typer annotation, in the meter's help panel. ``optional``: it
     defaults to None, so a value given for another meter can be told apart and refused."""
     declarations = [f"{option.flag}/--no-{option.flag[2:]}"] if option.value_type is bool else []
-    info = typer.Option(*declarations, rich_help_panel=plugin.name, help=option.help_text(), min=option.min)
+    info = typer.Option(*declarations, rich_help_panel=plugin.name, help=option.help_text(say_default=optional),
+                        min=option.min)
     value_type = Optional[option.value_type] if optional or option.default is None else option.value_type  # noqa: UP045
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[value_type, info],
                              default=None if optional else option.default)
@@ -151,7 +152,8 @@ def pm_exporter(
         serial = ", ".join(p.name for p in plugins if p.baudrate is not None)
         raise UsageError(f"--baudrate applies to serial meters ({serial}), not {driver.name}")
     try:  # the plug-in refuses bad settings before anything opens: the command line's mistake
-        connection = driver.connect(port, rate_s=meter_rate, baudrate=baudrate or driver.baudrate, **options)
+        connection = driver.connect(port, rate_s=meter_rate, baudrate=driver.baudrate if baudrate is None else baudrate,
+                                    **options)
     except MltelemetryError as e:
         raise UsageError(str(e)) from None
     if connection.synchronised and interval < meter_rate:
@@ -188,7 +190,7 @@ def pm_emulate(
         help="Serve on a TCP port instead, HOST:PORT (port 0: a free one); ptd default 127.0.0.1:8888.")] = None,
     vxi11: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Serve VXI-11 (as a WT310E on Ethernet), the portmapper on HOST:PORT (0: a free port).")] = None,
-    driver: MeterPlugin = None,  # type: ignore[assignment]  # the registry's choice (see _meter_command)
+    driver: MeterPlugin = PLUGINS[0],  # the registry's choice (see _meter_command)
     profile: Annotated[str, typer.Option(help="Power profile: constant:W, steps:W1/S1,W2/S2,..., "
                                               "csv:PATH (seconds,watts) or cpu:IDLE_W,SLOPE_W.")] = "constant:100",
     garbage_rate: GarbageRate = 0.0,

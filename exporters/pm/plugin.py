@@ -44,7 +44,10 @@ class MeterOption:
     def value_type(self) -> type:
         return str if self.default is None else type(self.default)
 
-    def help_text(self) -> str:
+    def help_text(self, *, say_default: bool = True) -> str:
+        """The option's --help; ``say_default=False`` where the command line shows the default itself."""
+        if not say_default:
+            return f"{self.help}{f' ({self.default_text})' if self.default_text else ''}."
         if self.default is None:
             own = self.default_text or "the meter's own"
             return f"{self.help} (default: {own})."
