@@ -177,3 +177,11 @@ def test_each_collector_takes_its_meters_power_range_from_the_registry(tmp_path)
 def test_the_built_in_plugins_are_found_by_name():
     assert [find(name).name for name in ("wt300", "mcp39f511", "ptd")] == ["wt300", "mcp39f511", "ptd"]
     assert find("tiny") is None and find("tiny", WITH_TINY) is tiny_meter.PLUGIN
+
+
+def test_pm_align_lives_on_the_analysis_side_and_loads_only_when_it_runs():
+    # the exporters import nothing of the analysis (pandas, scipy: seconds of start-up and memory per exporter)
+    code = ("import sys, mltelemetry.cli, mltelemetry.exporters.pm.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith('mltelemetry.analysis')))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    from mltelemetry.analysis.align import align_command, estimate_offset  # noqa: F401 (where it lives now)
