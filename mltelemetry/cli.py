@@ -40,8 +40,8 @@ def _forward(ctx: typer.Context, name: str, command, group: str = "") -> None:
     sub = typer.Typer(cls=OneLineErrorsGroup, add_completion=False, pretty_exceptions_enable=False)
     sub.callback()(lambda: None)  # a group, so the command keeps its name in usage lines and variables
     sub.command(name)(command)
-    sub([name, *ctx.args], prog_name=" ".join(["mltelemetry", *group.split()]), standalone_mode=True,
-        auto_envvar_prefix="_".join([ENV_PREFIX, *group.upper().split()]))
+    sub([name, *ctx.args], prog_name=f"mltelemetry {group}" if group else "mltelemetry", standalone_mode=True,
+        auto_envvar_prefix=f"{ENV_PREFIX}_{group.upper()}" if group else ENV_PREFIX)
 
 
 # analyze and demo pull in pandas, scipy and matplotlib: imported only when they run, so the exporters,
