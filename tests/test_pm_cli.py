@@ -205,6 +205,15 @@ def test_align_refuses_infinite_times_and_windows_in_one_line(tmp_path, args, me
     assert result.exit_code == 2  # a usage error, as a negative window is
 
 
+def test_align_reads_its_options_from_the_environment_and_names_its_command(tmp_path):
+    # pm align runs on the analysis side now, loaded when it runs: its variables and usage line are as before
+    result = runner.invoke(root_app, ["pm", "align", "--source", str(tmp_path / "none.db")],
+                           env={"MLTELEMETRY_PM_ALIGN_MAX_LAG": "inf"})
+    assert "--max-lag wants a finite number" in _one_error_line(result)
+    result = runner.invoke(root_app, ["pm", "align", "--bogus"])
+    assert "(see: mltelemetry pm align --help)" in _one_error_line(result)
+
+
 def test_align_refuses_negative_windows_as_usage_errors(tmp_path):
     for option in ("--meter-window", "--reference-window"):
         result = runner.invoke(root_app, ["pm", "align", "--source", str(tmp_path / "none.db"), option, "-5"])
