@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import typer
@@ -78,6 +77,14 @@ def _spawn(code: str, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def _valid_readings(store) -> int:
+    try:
+        with Store(store, create=False) as db:
+            return len(db.query(schema.PM_POWER, {}))
+    except MltelemetryError:  # no file yet, or the exporter is still creating its tables
+        return 0
+
+
 def test_emulator_and_exporter_processes_end_to_end(tmp_path):
     link, store = tmp_path / "wt310", tmp_path / "store.db"
     emulator = _spawn("from mltelemetry.exporters.pm.cli import app; app()", "emulate", "--link", str(link),
@@ -92,7 +99,7 @@ def test_emulator_and_exporter_processes_end_to_end(tmp_path):
                           "typer.run(c)", "--port", str(link), "--meter", "wt310", "--listen", "off",
                           "--store", str(store), "--interval", "0.25", "--meter-rate", "0.25",
                           "--host-label", "sut")
-        time.sleep(4)
+        wait_for(lambda: _valid_readings(store) >= 8, 60, "8 valid readings in the store")
         exporter.send_signal(signal.SIGTERM)
         assert exporter.wait(10) == 0, exporter.stderr.read()
     finally:
@@ -159,14 +166,6 @@ def test_exporter_rejects_options_of_other_drivers(args, message):
         args = ["--port", "/dev/null", *args]
     result = runner.invoke(exporter_app, ["pm", *args])
     assert message in _one_error_line(result)
-
-
-def _valid_readings(store) -> int:
-    try:
-        with Store(store, create=False) as db:
-            return len(db.query(schema.PM_POWER, {}))
-    except MltelemetryError:  # no file yet, or the exporter is still creating its tables
-        return 0
 
 
 def _run_pair(emulate_args: list[str], exporter_args: list[str], store, readings: int) -> tuple[str, int, str]:

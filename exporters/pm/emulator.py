@@ -516,8 +516,9 @@ class Emulator:
             os.write(self._wake_w, b"x")
 
     def start(self) -> Emulator:
+        """Plug in and serve in a thread (which never plugs in itself: a cable pulled meanwhile stays pulled)."""
         self.plug()
-        self._thread = threading.Thread(target=self.run, name=f"emulator {self.port.address}", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=f"emulator {self.port.address}", daemon=True)
         self._thread.start()
         return self
 
@@ -527,8 +528,11 @@ class Emulator:
         self._wake()
 
     def run(self) -> None:
-        """Serve until ``stop()``, plugged in; unplugs (removing the link) on the way out."""
+        """Plug in and serve until ``stop()``; unplugs (removing the link) on the way out."""
         self.plug()
+        self._serve()
+
+    def _serve(self) -> None:
         try:
             while not self._stopping:
                 self._step()
