@@ -34,13 +34,14 @@ app.add_typer(store_app, name="store", help="Look into an embedded store file.")
 _FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
-def _forward(ctx: typer.Context, name: str, command) -> None:
+def _forward(ctx: typer.Context, name: str, command, group: str = "") -> None:
     """Run ``command`` (a Typer command function) on the arguments after its name, with the root's one-line
-    usage errors and MLTELEMETRY_<COMMAND>_<OPTION> environment variables."""
+    usage errors and MLTELEMETRY_[<GROUP>_]<COMMAND>_<OPTION> environment variables."""
     sub = typer.Typer(cls=OneLineErrorsGroup, add_completion=False, pretty_exceptions_enable=False)
     sub.callback()(lambda: None)  # a group, so the command keeps its name in usage lines and variables
     sub.command(name)(command)
-    sub([name, *ctx.args], prog_name="mltelemetry", standalone_mode=True, auto_envvar_prefix=ENV_PREFIX)
+    sub([name, *ctx.args], prog_name=f"mltelemetry {group}" if group else "mltelemetry", standalone_mode=True,
+        auto_envvar_prefix=f"{ENV_PREFIX}_{group.upper()}" if group else ENV_PREFIX)
 
 
 # analyze and demo pull in pandas, scipy and matplotlib: imported only when they run, so the exporters,
@@ -60,6 +61,17 @@ def demo(ctx: typer.Context) -> None:
     from mltelemetry.demo import demo_command
 
     _forward(ctx, "demo", demo_command)
+
+
+# pm align analyses stored series (analysis/align.py, with numpy and the analysis sources); it is listed with the
+# meter tools, where users look for it.
+@pm_app.command("align", context_settings=_FORWARD, add_help_option=False,
+                help="Estimate how far the meter's power series lags a series that moves with it, in milliseconds "
+                     "(mltelemetry pm align --help).")
+def pm_align(ctx: typer.Context) -> None:
+    from mltelemetry.analysis.align import align_command
+
+    _forward(ctx, "align", align_command, group="pm")
 
 
 class LogLevel(str, Enum):

@@ -27,7 +27,8 @@ from conftest import _start_server, free_port, require_binary, wait_for
 from mltelemetry import schema
 from mltelemetry.analysis.energy import increases
 from mltelemetry.analysis.sources import PrometheusSource, StoreSource
-from mltelemetry.exporters.pm.emulator import PeriodicProfile, Wt300Emulator
+from mltelemetry.exporters.pm.emulator import PeriodicProfile
+from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 from mltelemetry.store import Store
 
 PROFILE = PeriodicProfile([(6.5, 90.0, 210.0), (6.5, 210.0, 90.0)])  # 150 W ± 60 W, period 13 s

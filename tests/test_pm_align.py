@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mltelemetry.analysis.align import estimate_offset, find_steps
 from mltelemetry.errors import MltelemetryError
-from mltelemetry.exporters.pm.align import estimate_offset, find_steps
 from mltelemetry.exporters.pm.emulator import steps_profile
 
 PROFILE = steps_profile([(100.0, 4), (300.0, 5), (150.0, 4), (400.0, 6), (80.0, 5)])

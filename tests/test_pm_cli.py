@@ -7,14 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from conftest import wait_for
 from mltelemetry import schema
+from mltelemetry.cli import app as root_app
 from mltelemetry.cliutil import OneLineErrorsGroup
+from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.pm.cli import app, pm_exporter_command
 from mltelemetry.store import Store
 
@@ -51,6 +53,7 @@ def test_emulate_rejects_unknown_driver_and_bad_rates(tmp_path):
     result = runner.invoke(app, ["emulate", "--link", str(tmp_path / "wt"), "--garbage-rate", "0.6",
                                  "--nan-rate", "0.6"])
     assert "sum to at most 1" in _one_error_line(result)
+    assert result.exit_code == 2  # a usage error, as a bad --profile is
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -74,6 +77,14 @@ def _spawn(code: str, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+def _valid_readings(store) -> int:
+    try:
+        with Store(store, create=False) as db:
+            return len(db.query(schema.PM_POWER, {}))
+    except MltelemetryError:  # no file yet, or the exporter is still creating its tables
+        return 0
+
+
 def test_emulator_and_exporter_processes_end_to_end(tmp_path):
     link, store = tmp_path / "wt310", tmp_path / "store.db"
     emulator = _spawn("from mltelemetry.exporters.pm.cli import app; app()", "emulate", "--link", str(link),
@@ -88,7 +99,7 @@ def test_emulator_and_exporter_processes_end_to_end(tmp_path):
                           "typer.run(c)", "--port", str(link), "--meter", "wt310", "--listen", "off",
                           "--store", str(store), "--interval", "0.25", "--meter-rate", "0.25",
                           "--host-label", "sut")
-        time.sleep(4)
+        wait_for(lambda: _valid_readings(store) >= 8, 60, "8 valid readings in the store")
         exporter.send_signal(signal.SIGTERM)
         assert exporter.wait(10) == 0, exporter.stderr.read()
     finally:
@@ -122,14 +133,19 @@ def test_emulator_and_exporter_processes_end_to_end(tmp_path):
     (["--driver", "ptd", "--nak-rate", "0.1"], "PtdEmulator cannot inject csfail, nak"),
     (["--driver", "wt300"], "give one of --link PATH"),
     (["--driver", "wt300", "--link", "L", "--tcp", "127.0.0.1:0"], "give one of --link PATH"),
-    (["--driver", "ptd", "--link", "L"], "PTDaemon listens on TCP: use --tcp HOST:PORT"),
-    (["--driver", "mcp39f511", "--vxi11", "127.0.0.1:0"], "use it with --driver wt300"),
+    (["--driver", "mcp39f511"], "give one of --link PATH (a pseudo-terminal) or --tcp HOST:PORT"),
+    (["--driver", "ptd", "--link", "L"],
+     "--link is for --driver wt300, mcp39f511; the ptd emulator serves --tcp HOST:PORT"),
+    (["--driver", "ptd", "--vxi11", "127.0.0.1:0"], "--vxi11 is for --driver wt300; the ptd emulator serves --tcp"),
+    (["--driver", "mcp39f511", "--vxi11", "127.0.0.1:0"],
+     "--vxi11 is for --driver wt300; the mcp39f511 emulator serves --link PATH (a pseudo-terminal) or --tcp"),
     (["--driver", "ptd", "--tcp", "nowhere:port"], "is not tcp://HOST:PORT"),
 ])
 def test_emulate_rejects_bad_combinations(tmp_path, args, message):
     args = [str(tmp_path / a) if a == "L" else a for a in args]
     result = runner.invoke(app, ["emulate", *args])
     assert message in _one_error_line(result)
+    assert result.exit_code == 2
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -152,9 +168,9 @@ def test_exporter_rejects_options_of_other_drivers(args, message):
     assert message in _one_error_line(result)
 
 
-def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds: float) -> tuple[str, int, str]:
-    """An emulator process and an exporter process reading it for ``seconds``; the banner, the exporter's exit
-    code and its stderr."""
+def _run_pair(emulate_args: list[str], exporter_args: list[str], store, readings: int) -> tuple[str, int, str]:
+    """An emulator process and an exporter process reading it until the store holds ``readings`` valid readings;
+    the banner, the exporter's exit code and its stderr."""
     emulator = _spawn("from mltelemetry.exporters.pm.cli import app; app()", "emulate", *emulate_args)
     exporter = None
     try:
@@ -163,7 +179,7 @@ def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds:
         exporter = _spawn("import typer; from mltelemetry.exporters.pm.cli import pm_exporter_command as c; "
                           "typer.run(c)", "--port", address, "--listen", "off", "--store", str(store),
                           "--host-label", "sut", *exporter_args)
-        time.sleep(seconds)
+        wait_for(lambda: _valid_readings(store) >= readings, 60, f"{readings} valid readings in {store.name}")
         exporter.send_signal(signal.SIGTERM)
         code = exporter.wait(10)
         return banner, code, exporter.stderr.read()
@@ -183,14 +199,23 @@ def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds:
     (["--max-lag", "inf"], "--max-lag wants a finite number"),
 ])
 def test_align_refuses_infinite_times_and_windows_in_one_line(tmp_path, args, message):
-    result = runner.invoke(app, ["align", "--source", str(tmp_path / "none.db"), *args])
+    result = runner.invoke(root_app, ["pm", "align", "--source", str(tmp_path / "none.db"), *args])
     assert message in _one_error_line(result)
     assert result.exit_code == 2  # a usage error, as a negative window is
 
 
+def test_align_reads_its_options_from_the_environment_and_names_its_command(tmp_path):
+    # pm align runs on the analysis side now, loaded when it runs: its variables and usage line are as before
+    result = runner.invoke(root_app, ["pm", "align", "--source", str(tmp_path / "none.db")],
+                           env={"MLTELEMETRY_PM_ALIGN_MAX_LAG": "inf"})
+    assert "--max-lag wants a finite number" in _one_error_line(result)
+    result = runner.invoke(root_app, ["pm", "align", "--bogus"])
+    assert "(see: mltelemetry pm align --help)" in _one_error_line(result)
+
+
 def test_align_refuses_negative_windows_as_usage_errors(tmp_path):
     for option in ("--meter-window", "--reference-window"):
-        result = runner.invoke(app, ["align", "--source", str(tmp_path / "none.db"), option, "-5"])
+        result = runner.invoke(root_app, ["pm", "align", "--source", str(tmp_path / "none.db"), option, "-5"])
         assert result.exit_code == 2 and option in result.output
 
 
@@ -201,11 +226,11 @@ def test_mcp_and_ptd_processes_end_to_end(tmp_path):
         mcp = pool.submit(_run_pair, ["--driver", "mcp39f511", "--link", str(tmp_path / "mcp"), "--profile",
                                       "constant:210", "--checksum-rate", "0.2", "--seed", "3"],
                           ["--driver", "mcp39f511", "--meter", "mcp", "--interval", "0.25", "--accumulation", "2"],
-                          tmp_path / "mcp.db", 4)
+                          tmp_path / "mcp.db", 5)
         ptd = pool.submit(_run_pair, ["--driver", "ptd", "--tcp", "127.0.0.1:0", "--profile", "constant:95",
                                       "--error-rate", "0.2", "--seed", "3"],
                           ["--driver", "ptd", "--meter", "ptd", "--interval", "0.5", "--meter-rate", "0.5"],
-                          tmp_path / "ptd.db", 5)
+                          tmp_path / "ptd.db", 7)  # seed 3 at rate 0.2 spoils the 6th and 7th RL replies
         results = {"mcp": mcp.result(), "ptd": ptd.result()}
     assert results["mcp"][0].startswith(f"emulating an MCP39F511N on {tmp_path / 'mcp'} -> /dev/pts/")
     assert results["ptd"][0].startswith("emulating PTDaemon on tcp://127.0.0.1:")

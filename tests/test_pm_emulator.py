@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -14,11 +15,11 @@ from mltelemetry.exporters.pm.emulator import (
     CpuProfile,
     Faults,
     TcpLink,
-    Wt300Emulator,
     csv_profile,
     parse_profile,
     steps_profile,
 )
+from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 
 
 # --- profiles ------------------------------------------------------------------------------
@@ -282,3 +283,24 @@ def test_cpu_profile_follows_a_shifted_clock_from_its_record():
     profile.advance(1.0)  # 50 % over [0, 1]
     profile.advance(2.0)  # 100 % over [1, 2]
     assert profile.energy(0.5, 1.5) == pytest.approx(0.5 * 60 + 0.5 * 110)  # from the record: no new measurement
+
+
+def test_a_cable_pulled_right_after_start_stays_pulled():
+    # main: start() plugged the cable, then the thread's run() plugged it again, so a cable pulled before the
+    # thread got going was plugged back in behind the caller's back (test_tcp_cable_unplugs_and_replugs failed
+    # under load). Here the thread is held at any plug of its own until the cable is pulled, as a busy machine
+    # would hold it.
+    pulled = threading.Event()
+
+    class LateThread(Wt300Emulator):
+        def plug(self) -> None:
+            if threading.current_thread() is not threading.main_thread():
+                pulled.wait(10)
+            super().plug()
+
+    with LateThread(steps_profile([(10, 1)]), TcpLink("127.0.0.1", 0), update_interval_s=0.25) as emu:
+        emu.unplug()
+        pulled.set()
+        updates = emu.updates
+        wait_for(lambda: emu.updates > updates, 30, "the emulator's thread to run")
+        assert not emu.port.plugged

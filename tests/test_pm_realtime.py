@@ -30,14 +30,15 @@ from typer.testing import CliRunner
 
 from conftest import free_port
 from mltelemetry import schema
-from mltelemetry.exporters.pm.cli import app as pm_app
+from mltelemetry.cli import app as root_app
 from mltelemetry.exporters.pm.collector import PmCollector
-from mltelemetry.exporters.pm.emulator import TcpLink, Wt300Emulator, steps_profile
+from mltelemetry.exporters.pm.emulator import TcpLink, steps_profile
 from mltelemetry.exporters.pm.mcp39f511 import Mcp39f511
 from mltelemetry.exporters.pm.mcp39f511_emulator import Mcp39f511Emulator
 from mltelemetry.exporters.pm.ptd import Ptd
 from mltelemetry.exporters.pm.ptd_emulator import PtdEmulator
 from mltelemetry.exporters.pm.wt300 import Wt300
+from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 from mltelemetry.exporters.runtime import Exporter
 from mltelemetry.schema import Sample
 from mltelemetry.sinks import StoreSink
@@ -185,24 +186,24 @@ def test_sampling_rate_and_identity(runs):
 
 
 def test_align_recovers_a_300_ms_clock_shift(runs):
-    result = CliRunner().invoke(pm_app, ["align", "--source", runs["align"], "--meter", "wt", "--reference",
-                                         "gpu_power_watts", "--label", "gpu=0", "--json"])
+    result = CliRunner().invoke(root_app, ["pm", "align", "--source", runs["align"], "--meter", "wt", "--reference",
+                                           "gpu_power_watts", "--label", "gpu=0", "--json"])
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
     print(f"offset {found['offset_ms']:.1f} ms from {found['steps']} steps, spread {found['spread_s'] * 1000:.1f} ms")
     assert found["steps"] >= 3
     assert found["offset_ms"] == pytest.approx(SHIFT_S * 1000, abs=50)
-    plain = CliRunner().invoke(pm_app, ["align", "--source", runs["align"], "--reference", "gpu_power_watts"])
+    plain = CliRunner().invoke(root_app, ["pm", "align", "--source", runs["align"], "--reference", "gpu_power_watts"])
     assert plain.exit_code == 0 and plain.stdout.startswith("meter wt: the meter's series lags the reference by ")
 
 
 def test_align_refuses_what_it_cannot_measure(runs, tmp_path):
     runner = CliRunner()
-    no_reference = runner.invoke(pm_app, ["align", "--source", runs["align"]])  # no host CPU series in this store
+    no_reference = runner.invoke(root_app, ["pm", "align", "--source", runs["align"]])  # no host CPU series here
     assert no_reference.exit_code == 1
     assert "no samples of mltelemetry_host_cpu_total_utilization_ratio" in no_reference.stderr
-    short = runner.invoke(pm_app, ["align", "--source", runs["align"], "--reference", "gpu_power_watts",
-                                   "--last", "5s"])
+    short = runner.invoke(root_app, ["pm", "align", "--source", runs["align"], "--reference", "gpu_power_watts",
+                                     "--last", "5s"])
     assert short.exit_code == 1 and short.stderr.startswith("error: ")
-    bad = runner.invoke(pm_app, ["align", "--source", runs["align"], "--label", "gpu"])
+    bad = runner.invoke(root_app, ["pm", "align", "--source", runs["align"], "--label", "gpu"])
     assert bad.exit_code == 2 and "--label wants K=V" in bad.stderr  # a usage error

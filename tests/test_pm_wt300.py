@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import wait_for
 from mltelemetry.exporters.pm.collector import InvalidReading, MeterDisconnected, MeterError, Reading
-from mltelemetry.exporters.pm.emulator import TcpLink, Wt300Emulator, constant_profile, steps_profile
+from mltelemetry.exporters.pm.emulator import TcpLink, constant_profile, steps_profile
 from mltelemetry.exporters.pm.wt300 import (
     OVER_RANGE,
     Wt300,
@@ -28,6 +28,7 @@ from mltelemetry.exporters.pm.wt300 import (
     parse_sync_reply,
     rate_command,
 )
+from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 
 
 # --- parser --------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import pytest
 from conftest import fill, wait_for
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError, StoreWriteError
-from mltelemetry.exporters.pm.emulator import Wt300Emulator, constant_profile
+from mltelemetry.exporters.pm.emulator import constant_profile
+from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 from mltelemetry.schema import PM_POWER, Event, Sample
 from mltelemetry.sinks import StoreSink
 from mltelemetry.store import Store

@@ -9,7 +9,7 @@ reading's tick`` to a monotonic joule counter. Rules for time without a valid re
 
 - Invalid readings (garbage, partial, NAN, INF, over-range) are counted and dropped, and so is
   a power that is not physics: negative, not finite, or above what the driver's meter can
-  measure at all (``MAX_POWER_W``). If the
+  measure at all (its plug-in's ``max_power_w``). If the
   next valid reading comes at most ``bridge_limit_s`` after the last valid one, the whole
   stretch is integrated with that reading's power (the bridge).
 - A longer stretch, and any time the meter was disconnected, is not integrated: it is added
@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 from mltelemetry import schema
 from mltelemetry.exporters.counters import MonotonicCounter
+from mltelemetry.exporters.pm import registry
 from mltelemetry.exporters.pm.meter import (  # noqa: F401 (re-exported: the driver contract)
     Driver,
     InvalidReading,
@@ -50,13 +51,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BRIDGE_LIMIT_S = 5.0
 RATE_WINDOW_S = 60.0
-
-# The largest active power each driver's meter can measure at all (its top ranges with their over-range
-# margin); a reading above it is a fault, not a load. WT310/WT330: 600 V and 20 A ranges, shown up to 140 %
-# (840 V x 28 A = 23.5 kW). MCP39F511N board: 15 A at up to 265 V (4 kW). PTDaemon drives analyzers of
-# every size: 100 kW, as for a driver not named here.
-MAX_POWER_W = {"wt300": 24_000.0, "mcp39f511": 5_000.0}
-DEFAULT_MAX_POWER_W = 100_000.0
 
 
 class PmCollector:
@@ -80,7 +74,7 @@ class PmCollector:
         self.wall_ns = wall_ns
         self.bridge_limit_s = bridge_limit_s
         self.rate_window_s = rate_window_s
-        self.max_power_w = max_power_w  # None: the driver's meter's range (MAX_POWER_W)
+        self.max_power_w = max_power_w  # None: the range its plug-in declares for the driver's name
         self.implausible_total = 0  # readings whose power was refused as not physics (also in invalid_total)
         self._implausible_warned_at: float | None = None
         self.driver: Driver | None = None
@@ -199,7 +193,7 @@ class PmCollector:
     def _plausible(self, reading: Reading) -> Reading:
         """``reading`` with every value that cannot be a measurement (negative, not finite, a power beyond the
         meter's range) set to None, so it is counted and never stored; a refused power makes the reading invalid."""
-        limit = self.max_power_w or MAX_POWER_W.get(getattr(self.driver, "name", ""), DEFAULT_MAX_POWER_W)
+        limit = self.max_power_w or registry.max_power_w(getattr(self.driver, "name", ""))
 
         def measured(value: float | None, top: float = math.inf) -> float | None:
             return value if value is not None and math.isfinite(value) and 0 <= value <= top else None

@@ -33,9 +33,14 @@ from __future__ import annotations
 
 import logging
 import struct
+from typing import TYPE_CHECKING
 
 from mltelemetry.exporters.pm.meter import InvalidReading, MeterError, MeterIdentity, Reading
+from mltelemetry.exporters.pm.plugin import Connection, MeterOption, MeterPlugin
 from mltelemetry.exporters.pm.transport import Link, open_link, read_exact
+
+if TYPE_CHECKING:
+    from mltelemetry.exporters.pm.mcp39f511_emulator import Mcp39f511Emulator
 
 log = logging.getLogger(__name__)
 
@@ -227,3 +232,43 @@ class Mcp39f511:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- the plug-in: what `exporter pm --driver mcp39f511` and `pm emulate --driver mcp39f511` are built from ---
+def _connect(port: str, *, rate_s: float, baudrate: int, channel: int, accumulation: int,
+             energy_unit: float) -> Connection:
+    check_options(channel, accumulation, energy_unit)  # refuse bad settings now, not on every reconnect
+
+    def open_meter() -> Mcp39f511:
+        return Mcp39f511(port, baudrate=baudrate, channel=channel, accumulation_n=accumulation,
+                         energy_unit_j=energy_unit)
+
+    return Connection(open_meter)  # rate_s: the chip's window is set by --accumulation instead
+
+
+def _emulator() -> type[Mcp39f511Emulator]:
+    from mltelemetry.exporters.pm.mcp39f511_emulator import Mcp39f511Emulator
+
+    return Mcp39f511Emulator
+
+
+PLUGIN = MeterPlugin(
+    name="mcp39f511",
+    meter="Microchip MCP39F511N demo board (ADM00706)",
+    transports=("serial", "tcp"),
+    max_power_w=5_000.0,  # the board: 15 A at up to 265 V (4 kW)
+    connect=_connect,
+    emulator=_emulator,
+    options=(
+        MeterOption("channel", 1, "Channel (outlet) to read: 1 or 2"),
+        MeterOption("accumulation", 4, "Accumulation window set on start: 2^N line cycles, N 1..8",
+                    default_text="the factory setting: 320 ms at 50 Hz"),
+        MeterOption("energy_unit", 3.6, "Joules per count of the chip's energy counter",
+                    default_text="1 mWh; check against pm_energy_joules_total on your board"),
+    ),
+    emulator_options=(
+        MeterOption("line_frequency", 50.0, "Mains frequency in Hz (the accumulation window is 2^N cycles)", min=1,
+                    keyword="line_frequency_hz"),
+    ),
+    baudrate=115200,
+)

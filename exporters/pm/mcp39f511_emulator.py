@@ -65,6 +65,7 @@ class Mcp39f511Emulator(Emulator):
     """The ADM00706 board measuring ``profile`` on channel 1 (see the module docstring)."""
 
     FAULTS = ("garbage", "partial", "checksum", "nak", "csfail")
+    TITLE = "an MCP39F511N"
 
     def __init__(self, profile: Profile, link: str | Path | PtyLink | TcpLink, *, voltage_v: float = 230.0,
                  power_factor: float = 0.95, line_frequency_hz: float = 50.0, energy_unit_j: float = 3.6,

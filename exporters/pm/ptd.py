@@ -34,9 +34,14 @@ import logging
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, Reading, decode_reply
+from mltelemetry.exporters.pm.plugin import Connection, MeterOption, MeterPlugin
 from mltelemetry.exporters.pm.transport import LineReader, Link, TcpLink, parse_tcp
+
+if TYPE_CHECKING:
+    from mltelemetry.exporters.pm.ptd_emulator import PtdEmulator
 
 log = logging.getLogger(__name__)
 
@@ -243,3 +248,38 @@ class Ptd:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- the plug-in: what `exporter pm --driver ptd` and `pm emulate --driver ptd` are built from ------------
+def _connect(port: str, *, rate_s: float, baudrate: int | None, voltage_range: str | None,
+             current_range: str | None, mark: str) -> Connection:
+    period_ms = round(rate_s * 1000)
+    check_options(port, period_ms, mark)  # refuse bad settings now, not on every reconnect
+
+    def open_meter() -> Ptd:
+        return Ptd(port, period_ms=period_ms, mark=mark, voltage_range=voltage_range, current_range=current_range)
+
+    return Connection(open_meter, synchronised=True)  # RL waits up to a period for a new sample
+
+
+def _emulator() -> type[PtdEmulator]:
+    from mltelemetry.exporters.pm.ptd_emulator import PtdEmulator
+
+    return PtdEmulator
+
+
+PLUGIN = MeterPlugin(
+    name="ptd",
+    meter="any analyzer SPEC PTDaemon owns (SPECpower, MLPerf Power)",
+    transports=("tcp",),
+    max_power_w=100_000.0,  # PTDaemon drives analyzers of every size
+    connect=_connect,
+    emulator=_emulator,
+    options=(
+        MeterOption("voltage_range", None, "Voltage range to set (volts or Auto)", default_text="PTDaemon's"),
+        MeterOption("current_range", None, "Current range to set (amperes or Auto)", default_text="PTDaemon's"),
+        MeterOption("mark", "mltelemetry", "Mark PTDaemon writes beside our samples in its log"),
+    ),
+    rate="the Go period",
+    default_tcp=f"127.0.0.1:{DEFAULT_PORT}",
+)

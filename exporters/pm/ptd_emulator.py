@@ -56,6 +56,8 @@ class PtdEmulator(Emulator):
     :class:`TcpLink` (default: 127.0.0.1 on a free port)."""
 
     FAULTS = ("garbage", "partial", "nan", "error")
+    MARKERS = ("nan",)  # PTDaemon's one invalid value: a sample of -1 W
+    TITLE = "PTDaemon"
     IDENTIFY_MODEL = "WT310"
 
     def __init__(self, profile: Profile, link: str | Path | PtyLink | TcpLink | None = None, *,

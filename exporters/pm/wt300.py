@@ -30,9 +30,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
 from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, Reading, decode_reply
+from mltelemetry.exporters.pm.plugin import Connection, MeterOption, MeterPlugin
 from mltelemetry.exporters.pm.transport import Link, open_link, read_line
+
+if TYPE_CHECKING:
+    from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 
 log = logging.getLogger(__name__)
 
@@ -234,3 +239,41 @@ class Wt300:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- the plug-in: what `exporter pm --driver wt300` and `pm emulate --driver wt300` are built from ---------
+def _connect(port: str, *, rate_s: float, baudrate: int, sync: bool, meter_integration: bool) -> Connection:
+    rate_command(rate_s)  # refuse a bad rate now, not on every reconnect
+
+    def open_meter() -> Wt300:
+        return Wt300(port, baudrate=baudrate, rate_s=rate_s, sync=sync, integration=meter_integration)
+
+    return Connection(open_meter, synchronised=sync, unsynchronised_hint="use --no-sync")
+
+
+def _emulator() -> type[Wt300Emulator]:
+    from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
+
+    return Wt300Emulator
+
+
+PLUGIN = MeterPlugin(
+    name="wt300",
+    meter="Yokogawa WT310/WT310E/WT330 (element 1)",
+    transports=("serial", "usbtmc", "tcp", "vxi11"),
+    max_power_w=24_000.0,  # its 600 V and 20 A ranges, shown up to 140 %: 840 V x 28 A = 23.5 kW
+    connect=_connect,
+    emulator=_emulator,
+    options=(
+        MeterOption("sync", True, "Wait for the meter's data-update event before each read, so no update is read "
+                                  "twice or skipped"),
+        MeterOption("meter_integration", True, "Run the meter's integrator and publish its energy as "
+                                               "pm_meter_energy_joules_total"),
+    ),
+    emulator_options=(
+        MeterOption("update_interval", 1.0, "Update interval in seconds (a client's :RATE changes it)", min=0.01,
+                    keyword="update_interval_s"),
+    ),
+    baudrate=9600,
+    rate=":RATE",
+)

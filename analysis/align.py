@@ -22,17 +22,25 @@ by cross-correlating the two around the meter's step changes:
 
 A positive offset means the meter's series shows a change later than the reference: subtract it
 from the meter's timestamps to align them.
+
+``align_command`` is ``mltelemetry pm align`` (the root command lists it with the meter tools and imports
+this module only when it runs).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
+from typing import Annotated, Optional
 
 import numpy as np
+import typer
 
-from mltelemetry.errors import MltelemetryError
+from mltelemetry.cliutil import DURATION_UNITS, one_line_errors, parse_duration_s
+from mltelemetry.errors import MltelemetryError, UsageError
 
 MIN_CORRELATION = 0.5
 """Below this correlation of the two derivatives around the steps, once aligned, the series do not move together."""
@@ -242,3 +250,82 @@ def _series_labels(source, metric: str, labels: dict[str, str]) -> list[dict[str
         return []
     columns = [c for c in frame.columns if c not in ("ts_ns", "value")]
     return [dict(zip(columns, row)) for row in frame[columns].drop_duplicates().itertuples(index=False)]
+
+
+# --- mltelemetry pm align ----------------------------------------------------------------------------
+def _parse_time_ns(text: str | None, what: str) -> int | None:
+    """ISO 8601 (UTC unless it says otherwise) or seconds since the epoch, as UTC ns."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds):
+            raise UsageError(f"{what} wants a finite time, not {text!r}")
+        return round(seconds * 1e9)
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{what} wants an ISO 8601 time or seconds since the epoch, not {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return round(moment.timestamp() * 1e9)
+
+
+@one_line_errors
+def align_command(
+    source: Annotated[str, typer.Option(
+        help="Embedded store file, a Prometheus-compatible API URL or influxdb+http://HOST:8086/DATABASE.")]
+        = "mltelemetry.db",
+    meter: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="The meter label of the power series (default: the only meter in the source).")] = None,
+    reference: Annotated[str, typer.Option(
+        help="Metric that should move with the meter's power: host_cpu_total_utilization_ratio, gpu_power_watts, "
+             "...")] = "host_cpu_total_utilization_ratio",
+    label: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--label", help="K=V label of the reference series (repeatable).")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Only series of this host label.")] = None,  # noqa: UP045
+    start: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Start of the range: ISO 8601 (UTC by default) or epoch seconds.")] = None,
+    end: Annotated[Optional[str], typer.Option(help="End of the range (default: now).")] = None,  # noqa: UP045
+    last: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help=f"The range is this long, up to --end: 90s, 15m, 2h ({DURATION_UNITS}).")] = None,
+    max_lag: Annotated[float, typer.Option(min=0.1, help="Largest offset searched, in seconds.")] = 3.0,
+    meter_window: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        min=0, help="Seconds each meter value averages (default: its sampling interval).")] = None,
+    reference_window: Annotated[Optional[float], typer.Option(  # noqa: UP045
+        min=0, help="Seconds each reference value averages (default: its sampling interval).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Estimate how far the meter's power series lags a series that moves with it, in milliseconds."""
+    from mltelemetry.analysis.sources import open_source
+
+    labels = {}
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--label wants K=V, not {item!r}")
+        labels[key] = value
+    if not labels and reference.removeprefix("mltelemetry_") == "host_cpu_utilization_ratio":
+        labels = {"cpu": "total"}  # the whole machine as stored before it had its own series name
+    for name, value in (("--max-lag", max_lag), ("--meter-window", meter_window),
+                        ("--reference-window", reference_window)):
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{name} wants a finite number of seconds, not {value}")
+    end_ns = _parse_time_ns(end, "--end")
+    start_ns = _parse_time_ns(start, "--start")
+    if last is not None:
+        if start_ns is not None:
+            raise UsageError("give --start or --last, not both")
+        end_ns = end_ns if end_ns is not None else time.time_ns()
+        start_ns = end_ns - round(parse_duration_s(last, "--last") * 1e9)
+    opened = open_source(source)
+    try:
+        result, meter_name = align_from_source(opened, meter=meter, reference=reference, reference_labels=labels,
+                                               host=host, start_ns=start_ns, end_ns=end_ns, max_lag_s=max_lag,
+                                               meter_window_s=meter_window, reference_window_s=reference_window)
+    finally:
+        opened.close()
+    typer.echo(result.json() if as_json else f"meter {meter_name}: {result.line()}")
