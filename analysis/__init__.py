@@ -22,6 +22,7 @@ Modules:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from mltelemetry.analysis.campaign import CampaignAnalysis, analyze_campaign
@@ -31,21 +32,24 @@ from mltelemetry.store import Store
 __all__ = ["CampaignAnalysis", "Source", "analyze", "analyze_campaign", "open_source"]
 
 
-def analyze(source: str | Path | Store | Source, campaign: str, host: str | None = None, *,
-            lookback_s: float = DEFAULT_LOOKBACK_S, traces: bool = False) -> CampaignAnalysis:
+def analyze(source: str | Path | Store | Source, campaign: str, host: str | Sequence[str] | None = None, *,
+            lookback_s: float = DEFAULT_LOOKBACK_S, traces: bool = False, all_hosts: bool = False
+            ) -> CampaignAnalysis:
     """Every figure of ``campaign`` as DataFrames (``.windows``, ``.summary``, ``.tests``, ``.correlations``,
     ``.sensors``), as ``mltelemetry analyze`` computes them.
 
     ``source`` is what ``--source`` takes (a store file, ``http(s)://`` for a Prometheus-compatible API,
     ``influxdb+http(s)://HOST:PORT/DATABASE``), an open :class:`~mltelemetry.store.Store` or a source; one
-    opened here is closed again. ``host`` picks one host's series where several were recorded; ``lookback_s``
+    opened here is closed again. ``host`` picks one host's series where several were recorded, and a list of
+    hosts (or ``all_hosts``) analyses several as one: energies summed, each host's share in ``figure[host]``
+    columns; ``lookback_s``
     is how far back a Prometheus-compatible source looks for the events; ``traces`` adds the per-second meter
     power of every run (``.traces``, what the report plots). Raises
     :class:`~mltelemetry.errors.MltelemetryError` where the campaign has no events.
     """
     opened = open_source(source, lookback_s=lookback_s)
     try:
-        return analyze_campaign(opened, campaign, host, traces=traces)
+        return analyze_campaign(opened, campaign, host, traces=traces, all_hosts=all_hosts)
     finally:
         if opened is not source:
             opened.close()

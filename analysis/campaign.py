@@ -20,7 +20,7 @@ devices). A window whose samples do not cover it gets no figure and a note, neve
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,12 +127,13 @@ class CampaignAnalysis:
     notes: list[str] = field(default_factory=list)  # what could not be computed, and why
     source: str = ""
     host: str | None = None
+    hosts: list[str] = field(default_factory=list)  # several hosts analysed as one (their sum); [] for one host
     traces: pd.DataFrame | None = None  # per-second meter power of every ok run (for the report)
     baseline: dict = field(default_factory=dict)  # how the baseline power was chosen (see choose_baseline)
     variants: pd.DataFrame = field(default_factory=pd.DataFrame)  # per scenario and variant, with the Pareto front
 
     def to_dict(self) -> dict:
-        return {"campaign": self.campaign, "source": self.source, "host": self.host,
+        return {"campaign": self.campaign, "source": self.source, "host": self.host, "hosts": self.hosts,
                 "baseline_power_w": self.baseline_power_w, "baseline": self.baseline, "notes": self.notes,
                 "windows": records(self.windows), "summary": records(self.summary), "tests": records(self.tests),
                 "variants": records(self.variants),
@@ -157,20 +158,30 @@ def records(frame: pd.DataFrame) -> list[dict]:
 
 
 class _Reader:
-    """Reads every series of a metric once for the campaign's span and keeps it for the figures."""
+    """Reads every series of a metric once for the campaign's span and keeps it for the figures.
 
-    def __init__(self, source: Source, host: str | None, lo: int, hi: int, progress: Progress | None,
+    ``hosts``: None (every series; an error where a metric was recorded on several hosts), one host (its series),
+    or several (the series of each of them, each keeping its ``host`` label: :meth:`view` reads one of them)."""
+
+    def __init__(self, source: Source, hosts: list[str] | None, lo: int, hi: int, progress: Progress | None,
                  total: int) -> None:
-        self.source, self.host, self.lo, self.hi = source, host, lo, hi
+        self.source, self.hosts, self.lo, self.hi = source, hosts, lo, hi
+        self.host = hosts[0] if hosts and len(hosts) == 1 else None  # the one host a query filters on
         self.progress, self.total, self.done = progress, total, 0
         self._cache: dict[str, list[Series]] = {}
+
+    @property
+    def several(self) -> bool:
+        return bool(self.hosts) and len(self.hosts) > 1
 
     def get(self, metric: str, labels: dict[str, str] | None = None) -> list[Series]:
         if metric not in self._cache:
             if self.progress:
                 self.progress(f"reading {metric.removeprefix(schema.PREFIX)}", self.done, self.total)
             frame = self.source.query(metric, {"host": self.host} if self.host else None, self.lo, self.hi)
-            if self.host is None and "host" in frame:  # summing two SUTs' meters would make one figure of both
+            if self.several:  # the named hosts' series only, each keeping its host label
+                frame = frame[frame["host"].isin(self.hosts)] if "host" in frame else frame.iloc[0:0]
+            elif self.host is None and "host" in frame:  # summing two SUTs' meters would make one figure of both
                 hosts = sorted({str(h) for h in frame["host"].dropna().unique()})
                 if len(hosts) > 1:
                     raise MltelemetryError(f"{metric} was recorded on {len(hosts)} hosts ({', '.join(hosts)}): "
@@ -183,7 +194,11 @@ class _Reader:
         """Series another exporter published, read by ``read`` (analysis.sources) as ours."""
         key = f"{read.__module__}.{read.__name__}"
         if key not in self._cache:
-            self._cache[key] = split_series(read(self.source, self.host, self.lo, self.hi))
+            if self.several:
+                frames = [read(self.source, h, self.lo, self.hi) for h in self.hosts or []]
+                self._cache[key] = [s for frame in frames for s in split_series(frame)]
+            else:
+                self._cache[key] = split_series(read(self.source, self.host, self.lo, self.hi))
         return self._cache[key]
 
     def hosts_of(self, metric: str) -> list[str]:
@@ -191,9 +206,33 @@ class _Reader:
         frame = self.source.query(metric, None, self.lo, self.hi)
         return sorted({str(h) for h in frame["host"].dropna().unique()}) if "host" in frame else []
 
-    def nothing_for_host(self) -> bool:
-        """A host was named and not one series read so far is recorded for it."""
-        return self.host is not None and not any(self._cache.values())
+    def nothing_for_host(self) -> list[str]:
+        """The named hosts not one series read so far is recorded for (a misspelt ``--host``)."""
+        if not self.hosts:
+            return []
+        seen = {s.labels.get("host") for series in self._cache.values() for s in series}
+        if not self.several:
+            return [] if any(self._cache.values()) else list(self.hosts)
+        return [h for h in self.hosts if h not in seen]
+
+    def view(self, host: str) -> _HostView:
+        return _HostView(self, host)
+
+
+class _HostView:
+    """One host's series among those of a several-host reader: what a one-host figure reads."""
+
+    def __init__(self, reader: _Reader, host: str) -> None:
+        self.reader, self.host = reader, host
+
+    def get(self, metric: str, labels: dict[str, str] | None = None) -> list[Series]:
+        return self.reader.get(metric, {**(labels or {}), "host": self.host})
+
+    def foreign(self, read: Callable[[Source, str | None, int, int], pd.DataFrame]) -> list[Series]:
+        return [s for s in self.reader.foreign(read) if s.labels.get("host") == self.host]
+
+    def hosts_of(self, metric: str) -> list[str]:
+        return self.reader.hosts_of(metric)
 
 
 def split_series(frame: pd.DataFrame) -> list[Series]:
@@ -324,10 +363,263 @@ def _codecarbon_wh(event: Event) -> float:
     return _field(event, schema.FIELD_CODECARBON_ENERGY_KWH) * 1000.0
 
 
-def analyze_campaign(source, campaign: str, host: str | None = None, *, progress: Progress | None = None,
-                     traces: bool = False, sensor_exporters: str = "auto",
-                     baseline_margin: float | None = BASELINE_MARGIN) -> CampaignAnalysis:
+@dataclass
+class WallEnergy:
+    """One host's wall energy per window from its meter(s), with what the window flags need to know."""
+
+    series: list[Series]  # the meter series the energy comes from (counters, or power integrated here)
+    counter: bool  # True: the meter's energy counter; False: its power integrated by the analysis
+    energy_j: np.ndarray  # NaN where unknown (no samples at the edges, a blind gap, a silent meter)
+    gap_s: np.ndarray  # seconds without a valid reading (the meter's gap counter), NaN where not recorded
+    coverage: np.ndarray  # worst of sample and reading coverage; 0 where there is no meter
+    silent: np.ndarray  # the meter gave no valid reading in the window
+    blind: np.ndarray  # the window holds a stretch whose energy is unknown
+    interval_ns: float  # the meter's sampling interval
+
+    @property
+    def method(self) -> str:
+        return METHOD_METER if self.counter else METHOD_METER_INTEGRAL
+
+    def energy(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Wall energy (J) of other windows [starts, ends], by the same method as the events'."""
+        return energy_of(self.series, starts, ends) if self.counter else _integrated(self.series, starts, ends)
+
+
+def wall_energy(reader: _Reader | _HostView, starts: np.ndarray, ends: np.ndarray, notes: list[str]) -> WallEnergy:
+    """Wall energy of one host (or of the only host) per window: the meters' energy counters summed, else their
+    power integrated here (with a note)."""
+    n = len(starts)
+    duration = (ends - starts) / 1e9
+    meters = reader.get(schema.PM_ENERGY)
+    if meters:
+        series, counter = meters, True
+        energy_j = energy_of(meters, starts, ends)
+    else:
+        series, counter = reader.get(schema.PM_POWER), False
+        energy_j = _integrated(series, starts, ends)
+        one_host = reader.host if isinstance(reader, _Reader) else None  # a host's view: the note names it before
+        where = f" for host {one_host!r}" if one_host else ""
+        elsewhere = reader.hosts_of(schema.PM_ENERGY) if one_host else []
+        notes.append(f"no power-meter energy counter ({schema.PM_ENERGY}) during the campaign{where}"
+                     + (f" (it is recorded for {', '.join(elsewhere)})" if elsewhere else "") + ": "
+                     + ("wall energy integrated from pm_power_watts by the analysis" if series
+                        else "no wall energy, mean power or induced energy"))
+    gaps = reader.get(schema.PM_GAP)
+    gap_s = energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
+    readings = _reading_coverage(reader.get(schema.PM_SAMPLES), starts, ends) if series else np.zeros(n)
+    coverage = np.fmin(_coverage(series, starts, ends), readings) if series else np.zeros(n)
+    # a meter that gave no valid reading in a window (disconnected throughout) says nothing of its energy: its
+    # counter stood still because nobody measured, not because nothing was drawn
+    silent = (readings == 0) & (duration > 0) & np.isfinite(energy_j) if series else np.zeros(n, bool)
+    energy_j = np.where(silent, np.nan, energy_j)
+    blind = np.zeros(n, bool)
+    for s in series:
+        blind |= _blind(s, starts, ends, counter=counter)
+    interval_ns = max((sampling_interval_ns(s.ts) for s in series), default=1e9)
+    return WallEnergy(series, counter, energy_j, gap_s, coverage, silent, blind, interval_ns)
+
+
+def wall_notes(wall: WallEnergy, i: int, e: Event, prefix: str = "") -> tuple[list[str], bool]:
+    """Why window ``i`` of one host's meter is not trusted (or how to read it), and whether it is flagged."""
+    notes: list[str] = []
+    flagged = False
+    if wall.blind[i]:
+        notes.append(f"{prefix}the meter's samples stop for more than {MAX_GAP_INTERVALS} sampling intervals inside "
+                     "the window" + (" and its counter restarts after" if wall.counter else "")
+                     + ": the energy of that stretch is unknown, no wall energy")
+        flagged = True
+    elif wall.silent[i]:
+        notes.append(f"{prefix}the meter gave no valid reading in the window: no wall energy")
+        flagged = True
+    elif wall.series and not np.isfinite(wall.energy_j[i]):
+        notes.append(f"{prefix}no meter samples around the window's edges (outside the samples or in a gap)")
+        flagged = True
+    if wall.series and e.end_ns - e.start_ns < wall.interval_ns:
+        notes.append(f"{prefix}shorter than the meter's sampling interval: mean power of that interval")
+    if wall.series and wall.coverage[i] < MIN_COVERAGE:
+        notes.append(f"{prefix}meter coverage {wall.coverage[i]:.0%} below {MIN_COVERAGE:.0%}")
+        flagged = True
+    if wall.gap_s[i] > 0:
+        notes.append(f"{prefix}the meter gave no valid reading for {wall.gap_s[i]:.1f} s: wall energy under-counted")
+        flagged = True
+    return notes, flagged
+
+
+@dataclass
+class DeviceEnergy:
+    """One host's GPU and RAPL energy per window (J; NaN where not recorded) and where each came from."""
+
+    gpus: list[Series]  # energy counters (ours or dcgm-exporter's); empty where power was integrated
+    gpu_series: list[Series]  # what gpu_j came from: the counters, or the power series
+    gpu_j: np.ndarray
+    gpu_method: str
+    rapl: list[Series]
+    packages: list[Series]
+    drams: list[Series]
+    cpu_j: np.ndarray
+    dram_j: np.ndarray
+    rapl_method: str
+
+
+def device_energy(reader: _Reader | _HostView, starts: np.ndarray, ends: np.ndarray, sensor_exporters: str,
+                  notes: list[str]) -> DeviceEnergy:
+    """GPU energy (ours, else dcgm-exporter's counter, else GPU power integrated here) and RAPL package and DRAM
+    energy (ours, else node_exporter's) of one host (or of the only host)."""
+    n = len(starts)
+    ours, theirs = sensor_exporters != "standard", sensor_exporters != "mltelemetry"
+    gpus = reader.get(schema.GPU_ENERGY) if ours else []
+    if not gpus and theirs:
+        gpus = reader.foreign(dcgm_gpu_energy)  # method label "dcgm-exporter"
+    if gpus:
+        gpu_series = gpus
+        gpu_j = energy_of(gpus, starts, ends)
+        gpu_method = "GPU counter (" + ", ".join(sorted({s.labels.get("method") or "?" for s in gpus})) + ")"
+    else:
+        power = reader.get(schema.GPU_POWER) if ours else []
+        kinds = {s.labels.get("kind") for s in power}
+        kind = "instant" if "instant" in kinds else "average" if "average" in kinds else None
+        power = [s for s in power if s.labels.get("kind") == kind] if kind else power
+        gpu_series = power
+        gpu_j = _integrated(power, starts, ends) if power else np.full(n, np.nan)
+        gpu_method = METHOD_GPU_INTEGRAL
+        if power:
+            notes.append("no GPU energy counter: GPU energy integrated from gpu_power_watts by the analysis")
+    rapl = reader.get(schema.HOST_RAPL_ENERGY) if ours else []
+    rapl_method = METHOD_RAPL
+    if not rapl and theirs:
+        rapl = reader.foreign(node_rapl_energy)
+        rapl_method = f"{METHOD_RAPL} ({METHOD_NODE_EXPORTER})"
+    packages = [s for s in rapl if s.labels.get("zone", "").startswith("package")]
+    drams = [s for s in rapl if s.labels.get("zone", "").startswith("dram")]
+    return DeviceEnergy(gpus, gpu_series, gpu_j, gpu_method, rapl, packages, drams, energy_of(packages, starts, ends),
+                        energy_of(drams, starts, ends), rapl_method)
+
+
+class _HostEnergy:
+    """Wall, GPU and RAPL energy of one host per window (or of the only host)."""
+
+    def __init__(self, reader: _Reader | _HostView, starts: np.ndarray, ends: np.ndarray,
+                 sensor_exporters: str) -> None:
+        self.notes: list[str] = []
+        self.wall = wall_energy(reader, starts, ends, self.notes)
+        self.device = device_energy(reader, starts, ends, sensor_exporters, self.notes)
+        self.walls = [self.wall]
+        self.wall_j, self.wall_method = self.wall.energy_j, self.wall.method
+        self.gap_s, self.coverage = self.wall.gap_s, self.wall.coverage
+        self.gpu_j, self.gpu_method = self.device.gpu_j, self.device.gpu_method
+        self.cpu_j, self.dram_j, self.rapl_method = self.device.cpu_j, self.device.dram_j, self.device.rapl_method
+        self.gpus, self.rapl = self.device.gpus, self.device.rapl
+
+    def window_notes(self, i: int, e: Event) -> tuple[list[str], bool]:
+        return wall_notes(self.wall, i, e)
+
+    def wall_energy_j(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        return self.wall.energy(starts, ends)
+
+
+def _joined(methods: dict[str, str]) -> str:
+    """One method where every host used it, else each host's: ``a: meter counter; b: ∫ meter power``."""
+    if len(set(methods.values())) == 1:
+        return next(iter(methods.values()))
+    return "; ".join(f"{h}: {m}" for h, m in methods.items())
+
+
+class _HostsEnergy:
+    """Energy of several hosts analysed as one: per window, the sum over the hosts, and each host's share.
+
+    The wall energy is summed over every named host: a host without any meter series gives no sum (its windows
+    are flagged), and a window one host's meter does not cover has no sum either (never a sum over fewer hosts).
+    GPU and RAPL energy are summed over the hosts that record them at all (a host without a GPU adds none; a
+    campaign note names it), NaN in a window where one of those hosts has no figure."""
+
+    def __init__(self, per_host: dict[str, _HostEnergy], n: int, notes: list[str]) -> None:
+        self.per_host = per_host
+        walls = {h: p.wall for h, p in per_host.items()}
+        metered = [h for h, w in walls.items() if w.series]
+        self.unmetered = [h for h, w in walls.items() if not w.series] if metered else []
+        if self.unmetered:
+            notes.append(f"no power-meter series of host(s) {', '.join(self.unmetered)} during the campaign: no "
+                         "wall energy summed over the hosts (every window flagged; name the metered hosts with "
+                         "--host to analyse those)")
+        self.walls = list(walls.values())
+        self.wall_j = _sum_strict([w.energy_j for w in self.walls], n)
+        self.wall_method = _joined({h: walls[h].method for h in metered}) if metered else ""
+        self.gap_s = _combine([w.gap_s for w in self.walls], "sum", n)
+        self.coverage = np.fmin.reduce([w.coverage for w in self.walls])
+        self.gpu_j, self.gpu_method = self._device_sum("GPU energy", lambda d: d.gpu_series, lambda d: d.gpu_j,
+                                                       lambda d: d.gpu_method, n, notes)
+        self.cpu_j, self.rapl_method = self._device_sum("RAPL package energy", lambda d: d.packages,
+                                                        lambda d: d.cpu_j, lambda d: d.rapl_method, n, notes)
+        self.dram_j, _ = self._device_sum("RAPL DRAM energy", lambda d: d.drams, lambda d: d.dram_j,
+                                          lambda d: d.rapl_method, n, notes)
+        self.gpus = [s for p in per_host.values() for s in p.gpus]
+        self.rapl = [s for p in per_host.values() for s in p.device.rapl]
+
+    def _device_sum(self, what: str, series_of: Callable, joules_of: Callable, method_of: Callable, n: int,
+                    notes: list[str]) -> tuple[np.ndarray, str]:
+        recorded = [h for h, p in self.per_host.items() if series_of(p.device)]
+        if recorded and len(recorded) < len(self.per_host):
+            others = [h for h in self.per_host if h not in recorded]
+            notes.append(f"{what} summed over host(s) {', '.join(recorded)}; {', '.join(others)} recorded none")
+        joules = _sum_strict([joules_of(self.per_host[h].device) for h in recorded], n)
+        return joules, (_joined({h: method_of(self.per_host[h].device) for h in recorded}) if recorded else "")
+
+    def window_notes(self, i: int, e: Event) -> tuple[list[str], bool]:
+        notes, flagged = [], False
+        for h, part in self.per_host.items():
+            if h in self.unmetered:
+                notes.append(f"host {h}: no power-meter series: no wall energy summed over the hosts")
+                flagged = True
+                continue
+            host_notes, host_flagged = wall_notes(part.wall, i, e, prefix=f"host {h}: ")
+            notes += host_notes
+            flagged |= host_flagged
+        return notes, flagged
+
+    def wall_energy_j(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        return _sum_strict([w.energy(starts, ends) for w in self.walls], len(starts))
+
+    def host_columns(self, duration: np.ndarray) -> dict[str, np.ndarray]:
+        """Each host's figures, named ``figure[host]``: energy, mean power, GPU, CPU and DRAM energy, coverage."""
+        out: dict[str, np.ndarray] = {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for h, p in self.per_host.items():
+                out[host_column("energy_wh", h)] = p.wall.energy_j / J_PER_WH
+                out[host_column("mean_power_w", h)] = np.where(duration > 0, p.wall.energy_j / duration, np.nan)
+                out[host_column("gpu_energy_wh", h)] = p.device.gpu_j / J_PER_WH
+                out[host_column("cpu_energy_wh", h)] = p.device.cpu_j / J_PER_WH
+                out[host_column("dram_energy_wh", h)] = p.device.dram_j / J_PER_WH
+                out[host_column("coverage", h)] = p.wall.coverage
+        return out
+
+
+def host_column(figure: str, host: str) -> str:
+    """The column of one host's share of a figure, when several hosts are analysed as one: ``energy_wh[sut-a]``."""
+    return f"{figure}[{host}]"
+
+
+HOST_METRICS = (schema.PM_ENERGY, schema.PM_POWER, schema.HOST_CPU_UTILIZATION, schema.HOST_CPU_TOTAL_UTILIZATION,
+                schema.GPU_ENERGY, schema.GPU_TEMPERATURE, schema.HOST_RAPL_ENERGY)  # where a host shows itself
+
+
+def hosts_during(source: Source, lo: int, hi: int) -> list[str]:
+    """Every host with a meter, host or GPU series of ours between ``lo`` and ``hi`` (ns)."""
+    found: set[str] = set()
+    for metric in HOST_METRICS:
+        frame = source.query(metric, None, lo, hi)
+        if "host" in frame:
+            found |= {str(h) for h in frame["host"].dropna().unique()}
+    return sorted(found)
+
+
+def analyze_campaign(source, campaign: str, host: str | Sequence[str] | None = None, *,
+                     progress: Progress | None = None, traces: bool = False, sensor_exporters: str = "auto",
+                     baseline_margin: float | None = BASELINE_MARGIN, all_hosts: bool = False) -> CampaignAnalysis:
     """Every figure of ``campaign`` from ``source`` (a Store, a source, or a ``--source`` text).
+
+    ``host``: one host's series; several (a list) analysed as one: each window's wall, GPU and RAPL energy summed
+    over them, with each host's share in ``figure[host]`` columns and the baseline power summed the same way;
+    ``all_hosts``: every host with series during the campaign, as if named.
 
     ``baseline_margin``: baseline runs whose mean power lies further than this fraction from the first baseline's
     are flagged and left out of the baseline power (None: no such check).
@@ -340,7 +632,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     """
     if sensor_exporters not in SENSOR_EXPORTERS:
         raise MltelemetryError(f"sensor exporters {sensor_exporters!r}: use one of {', '.join(SENSOR_EXPORTERS)}")
-    ours, theirs = sensor_exporters != "standard", sensor_exporters != "mltelemetry"
+    hosts = [host] if isinstance(host, str) else list(dict.fromkeys(host)) if host else None
     source = open_source(source)
     notes: list[str] = []
     all_events = source.events(campaign)
@@ -360,80 +652,36 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         notes.append(f"{int(backwards.sum())} event(s) end before they start: no figures for them")
     ends = np.where(backwards, starts, ends)
     lo, hi = int(starts.min()) - _MARGIN_NS, int(ends.max()) + _MARGIN_NS
-    reader = _Reader(source, host, lo, hi, progress, total=8 + len({g[1] for g in GAUGES}) + len(COUNTERS))
+    if all_hosts:
+        hosts = hosts_during(source, lo, hi) or None
+    reader = _Reader(source, hosts, lo, hi, progress, total=8 + len({g[1] for g in GAUGES}) + len(COUNTERS))
     duration = (ends - starts) / 1e9
     columns: dict[str, np.ndarray] = {}
     methods: dict[str, np.ndarray] = {}
-    where = f" for host {host!r}" if host else ""
 
-    # --- wall energy from the meter -------------------------------------------------------------
-    meters = reader.get(schema.PM_ENERGY)
-    if meters:
-        energy_j = energy_of(meters, starts, ends)
-        meter_method = METHOD_METER
-        meter_series = meters
+    # --- wall, GPU and RAPL energy: per host, summed over the hosts ---------------------------------------
+    if reader.several:
+        per_host = {h: _HostEnergy(reader.view(h), starts, ends, sensor_exporters) for h in hosts}
+        for h, part in per_host.items():
+            notes.extend(f"host {h}: {note}" for note in part.notes)
+        energy = _HostsEnergy(per_host, n, notes)
+        columns.update(energy.host_columns(duration))
     else:
-        meter_series = reader.get(schema.PM_POWER)
-        energy_j = _integrated(meter_series, starts, ends)
-        meter_method = METHOD_METER_INTEGRAL
-        elsewhere = reader.hosts_of(schema.PM_ENERGY) if host else []
-        notes.append(f"no power-meter energy counter ({schema.PM_ENERGY}) during the campaign{where}"
-                     + (f" (it is recorded for {', '.join(elsewhere)})" if elsewhere else "") + ": "
-                     + ("wall energy integrated from pm_power_watts by the analysis" if meter_series
-                        else "no wall energy, mean power or induced energy"))
+        energy = _HostEnergy(reader, starts, ends, sensor_exporters)
+        notes.extend(energy.notes)
+    energy_j, gpu_j = energy.wall_j, energy.gpu_j
     columns["energy_wh"] = energy_j / J_PER_WH
-
-    def wall_energy_j(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Wall energy (J) of other windows [a, b], by the same method as the events'."""
-        return energy_of(meters, a, b) if meters else _integrated(meter_series, a, b)
     with np.errstate(invalid="ignore", divide="ignore"):
         columns["mean_power_w"] = np.where(duration > 0, energy_j / duration, np.nan)
-    methods["energy_method"] = np.where(np.isfinite(energy_j), meter_method, "")
-    gaps = reader.get(schema.PM_GAP)
-    columns["meter_gap_s"] = energy_of(gaps, starts, ends) if gaps else np.full(n, np.nan)
-    readings = _reading_coverage(reader.get(schema.PM_SAMPLES), starts, ends) if meter_series else np.zeros(n)
-    columns["coverage"] = np.fmin(_coverage(meter_series, starts, ends), readings) if meter_series else np.zeros(n)
-    # a meter that gave no valid reading in a window (disconnected throughout) says nothing of its energy: its
-    # counter stood still because nobody measured, not because nothing was drawn
-    silent = (readings == 0) & (duration > 0) & np.isfinite(energy_j) if meter_series else np.zeros(n, bool)
-    if silent.any():
-        energy_j = np.where(silent, np.nan, energy_j)
-        columns["energy_wh"] = energy_j / J_PER_WH
-        columns["mean_power_w"] = np.where(silent, np.nan, columns["mean_power_w"])
-        methods["energy_method"] = np.where(silent, "", methods["energy_method"])
-    meter_interval = max((sampling_interval_ns(s.ts) for s in meter_series), default=1e9)
-    meter_blind = np.zeros(n, bool)
-    for s in meter_series:
-        meter_blind |= _blind(s, starts, ends, counter=meter_method == METHOD_METER)
-
-    # --- GPU and RAPL energy ------------------------------------------------------------------------
-    gpus = reader.get(schema.GPU_ENERGY) if ours else []
-    if not gpus and theirs:
-        gpus = reader.foreign(dcgm_gpu_energy)  # method label "dcgm-exporter"
-    if gpus:
-        gpu_j = energy_of(gpus, starts, ends)
-        gpu_method = "GPU counter (" + ", ".join(sorted({s.labels.get("method") or "?" for s in gpus})) + ")"
-    else:
-        power = reader.get(schema.GPU_POWER) if ours else []
-        kinds = {s.labels.get("kind") for s in power}
-        kind = "instant" if "instant" in kinds else "average" if "average" in kinds else None
-        power = [s for s in power if s.labels.get("kind") == kind] if kind else power
-        gpu_j = _integrated(power, starts, ends) if power else np.full(n, np.nan)
-        gpu_method = METHOD_GPU_INTEGRAL
-        if power:
-            notes.append("no GPU energy counter: GPU energy integrated from gpu_power_watts by the analysis")
+    methods["energy_method"] = np.where(np.isfinite(energy_j), energy.wall_method, "")
+    columns["meter_gap_s"] = energy.gap_s
+    columns["coverage"] = energy.coverage
     columns["gpu_energy_wh"] = gpu_j / J_PER_WH
-    methods["gpu_energy_method"] = np.where(np.isfinite(gpu_j), gpu_method, "")
-    rapl = reader.get(schema.HOST_RAPL_ENERGY) if ours else []
-    rapl_method = METHOD_RAPL
-    if not rapl and theirs:
-        rapl = reader.foreign(node_rapl_energy)
-        rapl_method = f"{METHOD_RAPL} ({METHOD_NODE_EXPORTER})"
-    packages = [s for s in rapl if s.labels.get("zone", "").startswith("package")]
-    drams = [s for s in rapl if s.labels.get("zone", "").startswith("dram")]
-    columns["cpu_energy_wh"] = energy_of(packages, starts, ends) / J_PER_WH
-    columns["dram_energy_wh"] = energy_of(drams, starts, ends) / J_PER_WH
-    methods["rapl_method"] = np.where(np.isfinite(columns["cpu_energy_wh"]), rapl_method, "")
+    methods["gpu_energy_method"] = np.where(np.isfinite(gpu_j), energy.gpu_method, "")
+    columns["cpu_energy_wh"] = energy.cpu_j / J_PER_WH
+    columns["dram_energy_wh"] = energy.dram_j / J_PER_WH
+    methods["rapl_method"] = np.where(np.isfinite(columns["cpu_energy_wh"]), energy.rapl_method, "")
+    gpus, rapl = energy.gpus, energy.rapl
 
     # --- hardware indicators ----------------------------------------------------------------------
     for column, metric, labels, how in GAUGES:
@@ -449,12 +697,13 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
                      "GPU": gpus or reader.get(schema.GPU_TEMPERATURE), "RAPL": rapl}
     sensor_cov = {name: _coverage(series, starts, ends) for name, series in sensor_series.items() if series}
     columns["sensor_coverage"] = (np.min(list(sensor_cov.values()), axis=0) if sensor_cov else np.full(n, np.nan))
-    if reader.nothing_for_host():  # a misspelt --host: say which hosts there are rather than print empty figures
-        hosts = sorted({h for metric in (schema.PM_ENERGY, schema.PM_POWER, schema.HOST_CPU_UTILIZATION,
-                                         schema.GPU_ENERGY, schema.GPU_TEMPERATURE) for h in reader.hosts_of(metric)})
-        if hosts:
-            raise MltelemetryError(f"no series of host {host!r} during campaign {campaign!r}; hosts there: "
-                                   f"{', '.join(hosts)}")
+    missing = reader.nothing_for_host()
+    if missing:  # a misspelt --host: say which hosts there are rather than print empty figures
+        there = hosts_during(source, lo, hi)
+        if there:
+            named = f"host {missing[0]!r}" if not reader.several else f"host(s) {', '.join(missing)}"
+            raise MltelemetryError(f"no series of {named} during campaign {campaign!r}; hosts there: "
+                                   f"{', '.join(there)}")
     if progress:
         progress("computing figures", reader.total, reader.total)
 
@@ -479,7 +728,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
     reached = np.isfinite(columns["time_to_target_s"])
     columns["energy_to_target_wh"] = np.full(n, np.nan)
     if reached.any():
-        columns["energy_to_target_wh"][reached] = wall_energy_j(starts[reached], target_ends[reached]) / J_PER_WH
+        columns["energy_to_target_wh"][reached] = energy.wall_energy_j(starts[reached], target_ends[reached]) / J_PER_WH
     with np.errstate(invalid="ignore", divide="ignore"):
         energy_wh = columns["energy_wh"]
         columns["efficiency_acc_per_wh"] = np.where(energy_wh > 0, columns[schema.FIELD_VAL_ACCURACY] / energy_wh,
@@ -518,31 +767,15 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
             notes_i.append(f"ends {(e.start_ns - e.end_ns) / 1e9:.3f} s before it starts: no figures")
             flagged[i] = True
             continue
-        if meter_blind[i]:
-            notes_i.append(f"the meter's samples stop for more than {MAX_GAP_INTERVALS} sampling intervals inside "
-                           "the window" + (" and its counter restarts after" if meter_method == METHOD_METER else "")
-                           + ": the energy of that stretch is unknown, no wall energy")
-            flagged[i] = True
-        elif silent[i]:
-            notes_i.append("the meter gave no valid reading in the window: no wall energy")
-            flagged[i] = True
-        elif meter_series and not np.isfinite(energy_j[i]):
-            notes_i.append("no meter samples around the window's edges (outside the samples or in a gap)")
-            flagged[i] = True
-        if meter_series and e.end_ns - e.start_ns < meter_interval:
-            notes_i.append("shorter than the meter's sampling interval: mean power of that interval")
-        if meter_series and columns["coverage"][i] < MIN_COVERAGE:
-            notes_i.append(f"meter coverage {columns['coverage'][i]:.0%} below {MIN_COVERAGE:.0%}")
-            flagged[i] = True
-        if columns["meter_gap_s"][i] > 0:
-            notes_i.append(f"the meter gave no valid reading for {columns['meter_gap_s'][i]:.1f} s: "
-                           "wall energy under-counted")
-            flagged[i] = True
+        wall_notes_i, wall_flagged = energy.window_notes(i, e)
+        notes_i += wall_notes_i
+        flagged[i] |= wall_flagged
         for name, cov in sensor_cov.items():
             if cov[i] < MIN_COVERAGE:
                 notes_i.append(f"{name} coverage {cov[i]:.0%} below {MIN_COVERAGE:.0%}")
                 flagged[i] = True
-    all_figures = set(FIGURES)
+    host_figures = [c for c in columns if c not in FIGURES]  # figure[host] columns, several hosts only
+    all_figures = set(FIGURES) | set(host_figures)
     for column in list(columns):
         if column in all_figures:
             columns[column] = np.where(backwards, np.nan, columns[column])
@@ -557,7 +790,7 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         "start": [pd.Timestamp(e.start_ns, unit="ns", tz="UTC").isoformat() for e in events],
         "duration_s": np.where(backwards, np.nan, duration),
     })
-    for column in FIGURES[1:]:
+    for column in FIGURES[1:] + host_figures:
         if column in columns:
             windows[column] = np.asarray(columns[column], np.float64)
     for column, values in methods.items():
@@ -595,6 +828,8 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
         windows["induced_wh"] = np.nan
     else:
         windows["induced_wh"] = windows.energy_wh - baseline_power_w * windows.duration_s / J_PER_WH
+    if reader.several:
+        host_figures += host_baselines(windows, baseline, hosts)
     with np.errstate(invalid="ignore", divide="ignore"):
         windows["induced_per_token_j"] = np.where(windows.tokens > 0, windows.induced_wh * J_PER_WH / windows.tokens,
                                                   np.nan)
@@ -619,16 +854,17 @@ def analyze_campaign(source, campaign: str, host: str | None = None, *, progress
                      "notes")
 
     notes += getattr(source, "time_notes", list)()  # which time the energy counters carried
-    result = CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows), notes=notes,
-                              source=source.description, host=host, baseline=baseline)
+    result = CampaignAnalysis(campaign, baseline_power_w, windows, summarize(windows, host_figures), notes=notes,
+                              source=source.description, host=reader.host, baseline=baseline,
+                              hosts=hosts if reader.several else [])
     result.tests = scenario_tests(windows)
     result.variants = compare_variants(windows)
     result.correlations = epoch_correlations(windows)
     result.sensors = meter_vs_sensors(windows)
     if not (windows.action == "epoch").any():
         notes.append("no epoch events: no per-epoch figures or correlations")
-    if traces and meter_series:
-        result.traces = power_traces(meter_series, windows, events, meter_method == METHOD_METER)
+    if traces and any(w.series for w in energy.walls):
+        result.traces = power_traces(energy.walls, windows, events)
     return result
 
 
@@ -735,6 +971,25 @@ def choose_baseline(windows: pd.DataFrame, margin: float | None) -> dict:
     return out
 
 
+def host_baselines(windows: pd.DataFrame, baseline: dict, hosts: list[str]) -> list[str]:
+    """Each host's baseline power (Σ its energy / Σ duration over the baseline runs the summed baseline used) into
+    ``baseline["host_power_w"]``, and each host's induced energy as ``induced_wh[host]``: the hosts' baseline powers
+    sum to the baseline power, and their induced energies to the window's. Returns the columns added."""
+    used = windows[(windows.scenario == BASELINE_SCENARIO) & (windows.action == "run") & (windows.status == "ok")
+                   & ~windows.flagged & windows.run.isin(baseline["runs"])]
+    baseline["host_power_w"] = {}
+    added = []
+    for h in hosts:
+        power_w = (float(used[host_column("energy_wh", h)].sum() * J_PER_WH / used.duration_s.sum())
+                   if baseline["power_w"] is not None else None)
+        baseline["host_power_w"][h] = power_w
+        column = host_column("induced_wh", h)
+        windows[column] = (np.nan if power_w is None
+                           else windows[host_column("energy_wh", h)] - power_w * windows.duration_s / J_PER_WH)
+        added.append(column)
+    return added
+
+
 def run_ranges(runs: list[int]) -> str:
     """Run numbers as ranges: ``1–3, 5``."""
     parts: list[list[int]] = []
@@ -783,13 +1038,15 @@ def _ok(windows: pd.DataFrame) -> pd.DataFrame:
     return windows[ok]
 
 
-def summarize(windows: pd.DataFrame) -> pd.DataFrame:
+def summarize(windows: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     """Per scenario, variant and action, over the ok windows (every epoch of every run for ``epoch``): n, the number
     flagged and so left out, and for each figure mean, standard deviation (ddof=1), 95 % CI, median, min, max,
-    Shapiro–Wilk p. The columns are there even when no window is ok (no rows then)."""
+    Shapiro–Wilk p. The columns are there even when no window is ok (no rows then). ``extra``: more figure
+    columns (each host's, ``energy_wh[host]``, when several are analysed as one)."""
+    figures = FIGURES + list(extra)
     statistics = [k for k in stats.describe(np.array([])) if k != "n"]
     columns = ["scenario", "variant", "action", "n", "n_flagged"] + [
-        f"{figure}_{statistic}" for figure in FIGURES if figure in windows for statistic in statistics]
+        f"{figure}_{statistic}" for figure in figures if figure in windows for statistic in statistics]
     rows = []
     eligible = windows[_eligible(windows)]
     flagged = eligible.flagged.astype(bool) if "flagged" in eligible else pd.Series(False, index=eligible.index)
@@ -797,7 +1054,7 @@ def summarize(windows: pd.DataFrame) -> pd.DataFrame:
         group = everything[~flagged[everything.index]]
         row: dict = {"scenario": scenario, "variant": variant, "action": action, "n": len(group),
                      "n_flagged": int(flagged[everything.index].sum())}
-        for figure in FIGURES:
+        for figure in figures:
             if figure not in group:
                 continue
             for statistic, value in stats.describe(group[figure].to_numpy()).items():
@@ -893,10 +1150,10 @@ def meter_vs_sensors(windows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def power_traces(meters: list[Series], windows: pd.DataFrame, events: list[Event], counter: bool,
+def power_traces(walls: list[WallEnergy], windows: pd.DataFrame, events: list[Event],
                  max_points: int = 1200) -> pd.DataFrame:
     """Per-second mean meter power of every ok run (scenario with its variant, run, t_s since the run's start,
-    power_w)."""
+    power_w), summed over the meters (and the hosts, when several are analysed as one)."""
     frames = []
     runs = windows[(windows.action == "run") & (windows.status == "ok") & windows.duration_s.notna()]
     for i in runs.index:
@@ -906,10 +1163,11 @@ def power_traces(meters: list[Series], windows: pd.DataFrame, events: list[Event
         if len(edges) < 2:
             continue
         parts = []
-        for s in meters:
-            values = s.values if counter else integral_counter(
-                s.ts, s.values, MAX_GAP_INTERVALS * sampling_interval_ns(s.ts))
-            parts.append(_increases(s, edges[:-1], edges[1:], values))
+        for wall in walls:
+            for s in wall.series:
+                values = s.values if wall.counter else integral_counter(
+                    s.ts, s.values, MAX_GAP_INTERVALS * sampling_interval_ns(s.ts))
+                parts.append(_increases(s, edges[:-1], edges[1:], values))
         power = _sum_strict(parts, len(edges) - 1) / (step_ns / 1e9)
         frames.append(pd.DataFrame({"scenario": group_label(e.scenario, windows.variant[i]), "run": e.run,
                                     "t_s": (edges[:-1] - e.start_ns) / 1e9, "power_w": power}))
