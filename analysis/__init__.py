@@ -11,11 +11,14 @@ The Python API::
     result.sensors   # DataFrame: the meter against the on-board sensors (GPU + RAPL) and CodeCarbon
     result.baseline_power_w, result.notes
 
-Modules:
+Modules (a pipeline: source → windows → figure providers → statistics → outputs):
 
 - ``sources``: the embedded store, a Prometheus-compatible API, InfluxDB (InfluxQL);
-- ``energy``: counter arithmetic at window edges; ``stats``: statistics over runs;
-- ``campaign``: every figure per run, action and epoch, and the per-scenario statistics;
+- ``windows``: the campaign's events with their edges; ``series``: the series read once per metric (per host);
+- ``figures``: one provider module per group of figures (wall, device, hosts, indicators, training, flags,
+  baseline, outliers), registered in ``figures/__init__.py``; ``energy``: counter arithmetic at window edges;
+- ``summary``: the per-scenario statistics, tests and variants; ``stats``: statistics over runs;
+- ``campaign``: ``analyze_campaign``, which runs the pipeline, and its result ``CampaignAnalysis``;
 - ``compare``: two campaigns side by side; ``report``: the HTML report; ``oscar``: OSCAR's files;
 - ``cli``: ``mltelemetry analyze``.
 """

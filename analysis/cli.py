@@ -23,16 +23,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from mltelemetry.analysis.campaign import (
-    BASELINE_MARGIN,
-    BASELINE_SCENARIO,
-    CampaignAnalysis,
-    analyze_campaign,
-    group_label,
-    host_column,
-)
+from mltelemetry.analysis.campaign import CampaignAnalysis, analyze_campaign
 from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
+from mltelemetry.analysis.figures.baseline import BASELINE_MARGIN, BASELINE_SCENARIO
+from mltelemetry.analysis.figures.hosts import host_column
 from mltelemetry.analysis.sources import SENSOR_EXPORTERS, open_source
+from mltelemetry.analysis.windows import group_label
 from mltelemetry.cliutil import DURATION_UNITS, one_line_errors, parse_duration_s, writable_folder
 from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.safety import write_csv
