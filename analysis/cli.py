@@ -23,15 +23,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from mltelemetry.analysis.campaign import (
-    BASELINE_MARGIN,
-    BASELINE_SCENARIO,
-    CampaignAnalysis,
-    analyze_campaign,
-    group_label,
-)
+from mltelemetry.analysis.campaign import CampaignAnalysis, analyze_campaign
 from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
+from mltelemetry.analysis.figures.baseline import BASELINE_MARGIN, BASELINE_SCENARIO
+from mltelemetry.analysis.figures.hosts import host_column
 from mltelemetry.analysis.sources import SENSOR_EXPORTERS, open_source
+from mltelemetry.analysis.windows import group_label
 from mltelemetry.cliutil import DURATION_UNITS, one_line_errors, parse_duration_s, writable_folder
 from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.safety import write_csv
@@ -182,7 +179,8 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
     correlations per epoch."""
     baseline = ("none in the campaign: no induced energy" if result.baseline_power_w is None
                 else f"{result.baseline_power_w:.2f} W")
-    console.print(f"campaign {result.campaign}: baseline power {baseline}", markup=False, highlight=False)
+    hosts = f" (hosts {', '.join(result.hosts)}, summed)" if result.hosts else ""
+    console.print(f"campaign {result.campaign}{hosts}: baseline power {baseline}", markup=False, highlight=False)
     columns, cells = scenario_summary(result)
     by_action = not cells and not result.summary.empty  # windows of your own but no run windows around them
     if by_action:
@@ -191,6 +189,7 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
         print_table(console, "per scenario, mean of its ok runs (induced: above the baseline power; CI: 95 %)",
                     columns, cells, _TEXT)
     console.print()
+    render_hosts(result, console)
     render_variants(result, console)
 
     if not result.tests.empty:
@@ -231,6 +230,28 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
     if not detail:
         console.print("every action, run and epoch: --detail, --format json/csv or --report DIR", markup=False,
                       highlight=False, style="dim")
+
+
+def render_hosts(result: CampaignAnalysis, console: Console) -> None:
+    """Each host's share of the summed figures (several hosts analysed as one): mean of the ok runs."""
+    if not result.hosts:
+        return
+    shares = [("energy Wh", "energy_wh"), ("power W", "mean_power_w"), ("induced Wh", "induced_wh"),
+              ("GPU Wh", "gpu_energy_wh"), ("CPU Wh", "cpu_energy_wh")]
+    rows = result.summary[result.summary.action == "run"].to_dict(orient="records")
+    shown = [(heading, figure) for heading, figure in shares
+             if any(math.isfinite(r.get(f"{host_column(figure, h)}_mean", math.nan)) for r in rows
+                    for h in result.hosts)]
+    host_power = result.baseline.get("host_power_w") or {}
+    cells = [[group_label(r["scenario"], r["variant"]), h, str(r["n"]),
+              *(_cell(r.get(f"{host_column(figure, h)}_mean", math.nan), _row_decimals(r, figure))
+                for _, figure in shown)]
+             for r in rows for h in result.hosts]
+    baselines = ", ".join(f"{h} {p:.2f} W" for h, p in host_power.items() if p is not None)
+    print_table(console, "per host, mean of the scenario's ok runs (the summary above is their sum)",
+                ["scenario", "host", "n", *(heading for heading, _ in shown)], cells, _TEXT | {"host"},
+                caption=f"baseline power per host: {baselines}" if baselines else None)
+    console.print()
 
 
 def render_variants(result: CampaignAnalysis, console: Console) -> None:
@@ -349,7 +370,12 @@ def analyze_command(
     format: Annotated[Format, typer.Option("--format", help="Output on stdout.")] = Format.table,
     detail: Annotated[bool, typer.Option(help="Tables: also every action's summary, every run and action, and "
                                               "the correlations per epoch.")] = False,
-    host: Annotated[Optional[str], typer.Option(help="Only this host's series (default: all).")] = None,  # noqa: UP045
+    host: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        help="Only this host's series; repeated (--host a --host b): those hosts analysed as one, energy summed "
+             "over them with each host's share in energy_wh[HOST] columns (default: the one host recorded).")] = None,
+    all_hosts: Annotated[bool, typer.Option(
+        "--all-hosts", help="Every host with series during the campaign, analysed as one (as if each were named "
+                            "with --host).")] = False,
     sensor_exporters: Annotated[str, typer.Option(
         help="GPU and RAPL energy from: auto (ours, else dcgm-exporter's and node_exporter's), mltelemetry (ours "
              "only) or standard (dcgm-exporter's and node_exporter's only).")] = "auto",
@@ -396,6 +422,13 @@ def analyze_command(
         raise UsageError("--timezone is the OSCAR files' local time: give it with --import-oscar or --export-oscar")
     if oscar_figures and format == "csv":
         raise UsageError("--oscar-figures shows a table or JSON: use --format table or json")
+    if all_hosts and host:
+        raise UsageError("--all-hosts takes every host: leave out --host, or name the hosts with --host only")
+    hosts = list(dict.fromkeys(host or []))
+    one_host = hosts[0] if len(hosts) == 1 else None
+    if len(hosts) > 1 or all_hosts:
+        if import_oscar or export_oscar or oscar_figures:
+            raise UsageError("OSCAR files describe one host: give one --host (or none) with the OSCAR options")
     lookback_s = parse_duration_s(lookback, "--lookback")
     if report is not None and report.exists() and not report.is_dir():  # before the analysis, not after
         raise UsageError(f"--report wants a folder, and {report} is a file")
@@ -405,7 +438,7 @@ def analyze_command(
     if import_oscar:
         from mltelemetry.analysis.oscar import import_oscar as do_import
 
-        imported = do_import(import_oscar, source, campaign, host or campaign, baseline, timezone)
+        imported = do_import(import_oscar, source, campaign, one_host or campaign, baseline, timezone)
         for line in [imported.summary(), *imported.notes]:
             stderr.print(line, soft_wrap=True, highlight=False, markup=False)
     opened = open_source(source, lookback_s=lookback_s)
@@ -413,26 +446,28 @@ def analyze_command(
         with progress_callback(stderr) as progress:
             if compare and compare[0] is not None:
                 (ca, sa), (cb, sb) = split_spec(compare[0]), split_spec(compare[1])
-                a, b = (analyze_campaign(opened, c, host, progress=progress, traces=bool(report),
-                                             sensor_exporters=sensor_exporters, baseline_margin=baseline_margin)
-                      for c in (ca, cb))
+                a, b = (analyze_campaign(opened, c, hosts or None, progress=progress, traces=bool(report),
+                                         sensor_exporters=sensor_exporters, baseline_margin=baseline_margin,
+                                         all_hosts=all_hosts)
+                        for c in (ca, cb))
                 comparison = compare_analyses(a, b, sa, sb)
                 result = None
             else:
-                result = analyze_campaign(opened, campaign, host, progress=progress, traces=bool(report),
-                                          sensor_exporters=sensor_exporters, baseline_margin=baseline_margin)
+                result = analyze_campaign(opened, campaign, hosts or None, progress=progress, traces=bool(report),
+                                          sensor_exporters=sensor_exporters, baseline_margin=baseline_margin,
+                                          all_hosts=all_hosts)
                 comparison = None
             if export_oscar and result is not None:
                 from mltelemetry.analysis.oscar import export_oscar as do_export
 
-                exported = do_export(opened, result, export_oscar, host, timezone)
+                exported = do_export(opened, result, export_oscar, one_host, timezone)
                 for line in [f"OSCAR files written to {', '.join(str(f) for f in exported.folders)}", *exported.notes]:
                     stderr.print(line, soft_wrap=True, highlight=False, markup=False)
             oscar = None
             if result is not None and (oscar_figures or import_oscar):
                 from mltelemetry.analysis.oscar import oscar_figures as figures_of
 
-                oscar = figures_of(opened, result, host)
+                oscar = figures_of(opened, result, one_host)
     finally:
         opened.close()
     if report:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mltelemetry.analysis import stats
-from mltelemetry.analysis.campaign import TESTED_FIGURES, CampaignAnalysis, _ok, _recorded, records
+from mltelemetry.analysis.campaign import CampaignAnalysis, records
+from mltelemetry.analysis.summary import TESTED_FIGURES, ok_windows, recorded
 from mltelemetry.errors import MltelemetryError
 
 
@@ -74,13 +75,13 @@ def pairs(a: CampaignAnalysis, b: CampaignAnalysis, scenario_a: str | None,
 
 def compare_analyses(a: CampaignAnalysis, b: CampaignAnalysis, scenario_a: str | None = None,
                      scenario_b: str | None = None) -> CampaignComparison:
-    runs_a, runs_b = (_ok(x.windows)[lambda w: w.action == "run"] for x in (a, b))
+    runs_a, runs_b = (ok_windows(x.windows)[lambda w: w.action == "run"] for x in (a, b))
     rows = []
     for (sa, va), (sb, vb) in pairs(a, b, scenario_a, scenario_b):
         ra = runs_a[(runs_a.scenario == sa) & (runs_a.variant == va)]
         rb = runs_b[(runs_b.scenario == sb) & (runs_b.variant == vb)]
         for figure in TESTED_FIGURES:
-            if not (_recorded(ra, figure) or _recorded(rb, figure)):
+            if not (recorded(ra, figure) or recorded(rb, figure)):
                 continue
             da, db = stats.describe(ra[figure].to_numpy()), stats.describe(rb[figure].to_numpy())
             tested = stats.compare(ra[figure].to_numpy(), rb[figure].to_numpy())  # B − A, positive when B larger

@@ -43,15 +43,11 @@ import numpy as np
 import pandas as pd
 
 from mltelemetry import schema
-from mltelemetry.analysis.campaign import (
-    BASELINE_SCENARIO,
-    J_PER_WH,
-    CampaignAnalysis,
-    Series,
-    energy_of,
-    split_series,
-)
+from mltelemetry.analysis.campaign import CampaignAnalysis
 from mltelemetry.analysis.energy import window_means
+from mltelemetry.analysis.figures.baseline import BASELINE_SCENARIO
+from mltelemetry.analysis.figures.context import J_PER_WH
+from mltelemetry.analysis.series import Series, energy_of, split_series
 from mltelemetry.analysis.sources import Source, open_source
 from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.schema import Event, Sample

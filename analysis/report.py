@@ -19,15 +19,11 @@ import numpy as np
 import pandas as pd
 
 from mltelemetry import __version__
-from mltelemetry.analysis.campaign import (
-    BASELINE_SCENARIO,
-    J_PER_WH,
-    CampaignAnalysis,
-    _ok,
-    group_label,
-    run_ranges,
-)
+from mltelemetry.analysis.campaign import CampaignAnalysis
 from mltelemetry.analysis.compare import CampaignComparison
+from mltelemetry.analysis.figures.baseline import BASELINE_SCENARIO, run_ranges
+from mltelemetry.analysis.figures.context import J_PER_WH
+from mltelemetry.analysis.windows import group_label, ok_windows
 from mltelemetry.safety import write_csv
 
 Progress = Callable[[str, float, float], None]
@@ -77,7 +73,7 @@ def _figure(width: float = 10, height: float = 4.5):
 
 def _runs(result: CampaignAnalysis) -> pd.DataFrame:
     """The ok runs, their ``scenario`` column holding the group each figure shows: the scenario, with its variant."""
-    runs = _ok(result.windows)[lambda w: w.action == "run"]
+    runs = ok_windows(result.windows)[lambda w: w.action == "run"]
     return runs.assign(scenario=[group_label(s, v) for s, v in zip(runs.scenario, runs.variant)])
 
 
@@ -191,7 +187,7 @@ def fig_hardware(result: CampaignAnalysis):
 
 def fig_epoch_temperature(result: CampaignAnalysis):
     """Paper fig. 8 (left): energy per epoch against GPU temperature, with Pearson's r."""
-    epochs = _ok(result.windows)[lambda w: (w.action == "epoch") & w.energy_wh.notna()]
+    epochs = ok_windows(result.windows)[lambda w: (w.action == "epoch") & w.energy_wh.notna()]
     if epochs.empty:
         raise NoFigure("no epoch with a wall energy figure (the campaign recorded no epoch events)")
     if not epochs.gpu_temperature_c.notna().any():
@@ -487,7 +483,9 @@ def write_report(result: CampaignAnalysis, out: str | Path, progress: Progress |
             summary[f"{figure} sd"] = result.summary[f"{figure}_std"]
     body = f"""
 <h1>Efficiency report: campaign {html.escape(result.campaign)}</h1>
-<p>Source: {html.escape(result.source)}{f" (host {html.escape(result.host)})" if result.host else ""}.
+<p>Source: {html.escape(result.source)}{f" (host {html.escape(result.host)})" if result.host else ""}{
+    f" (hosts {html.escape(', '.join(result.hosts))}: every energy summed over them, each host's share in the data "
+    "files' figure[host] columns)" if result.hosts else ""}.
 Baseline power: {baseline}. {int((runs_and_actions.action == "run").sum())} runs, {len(epochs)} epochs.
 Energy: counters read at each event's edges; the method of every figure is in the tables
 (<code>energy_method</code>, <code>gpu_energy_method</code>).</p>

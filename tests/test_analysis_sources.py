@@ -299,3 +299,36 @@ def test_sensor_exporters_takes_three_values(tmp_path):
     assert result.exit_code == 2 and "--sensor-exporters takes auto, mltelemetry, standard" in result.output
     with pytest.raises(MltelemetryError, match="sensor exporters 'both'"):
         analyze_campaign(tmp_path / "none.db", "lab", sensor_exporters="both")
+
+
+def test_two_hosts_through_prometheus_are_summed(prometheus, tmp_path, expected):
+    """Issue 14 item 5 through a real Prometheus: the lab's SUT ("sut", every exporter of ours) and a second box
+    ("other-box") whose meter and node_exporter RAPL counters read twice the SUT's, one Prometheus for both. Analysed
+    as one, every energy is 1 + 2 = 3 times the SUT's own (the store's figures, checked by hand in
+    test_analysis_figures), each host's share in its column; RAPL comes from ours on the SUT and from node_exporter
+    on the other box (a host's own choice of source, as if it were the only one)."""
+    promtool = require_binary("promtool")
+    ours = lab_samples(ORIGIN_NS)
+    doubled = [s._replace(labels={**s.labels, "host": "other-box"}, value=2 * s.value)
+               for s in ours if s.metric in (schema.PM_ENERGY, schema.HOST_RAPL_ENERGY)]
+    meter_b = [s for s in doubled if s.metric == schema.PM_ENERGY]
+    text = openmetrics(ours + meter_b, campaign_events(), ORIGIN_NS / S + END_S + 10).removesuffix("# EOF\n")
+    rapl_b = [s for s in doubled if s.metric == schema.HOST_RAPL_ENERGY]
+    text += openmetrics_lines(standard_exporter_points(rapl_b, False, "other-box:9100")) + "\n# EOF\n"
+    (tmp_path / "campaign.om").write_text(text)
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "campaign.om"),
+                    str(tmp_path / "tsdb")], check=True, capture_output=True, timeout=120)
+    source = open_source(prometheus([]))
+    both = analyze_campaign(source, "lab", ["sut", "other-box"])
+    sut = expected["lab"].windows
+    w = both.windows
+    np.testing.assert_allclose(w["energy_wh[sut]"], sut.energy_wh, rtol=1e-6)
+    np.testing.assert_allclose(w["energy_wh[other-box]"], 2 * sut.energy_wh, rtol=1e-6)
+    np.testing.assert_allclose(w.energy_wh, 3 * sut.energy_wh, rtol=1e-6)
+    np.testing.assert_allclose(w.cpu_energy_wh, 3 * sut.cpu_energy_wh, rtol=1e-6)
+    assert both.baseline_power_w == pytest.approx(3 * expected["lab"].baseline_power_w, rel=1e-6)  # 3 × 100 W
+    np.testing.assert_allclose(w.induced_wh, 3 * sut.induced_wh, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(w.gpu_energy_wh, sut.gpu_energy_wh, rtol=1e-6)  # the other box has no GPU
+    assert set(w.rapl_method) == {"sut: RAPL counter; other-box: RAPL counter (node_exporter)"}
+    assert "GPU energy summed over host(s) sut; other-box recorded none" in both.notes
+    assert list(w.flagged) == list(sut.flagged)
