@@ -20,9 +20,11 @@ from mltelemetry.cliutil import (
     Interval,
     Listen,
     OneLineErrorsGroup,
+    SinkOptions,
     StorePath,
     one_line_errors,
     parse_duration_s,
+    with_sink_options,
 )
 from mltelemetry.errors import MltelemetryError, UsageError
 
@@ -76,6 +78,7 @@ def pm() -> None:
     """Power-meter tools."""
 
 
+@with_sink_options
 @one_line_errors
 def pm_exporter_command(
     port: Annotated[str, typer.Option(help="The meter: serial device or pyserial URL, /dev/usbtmcN or usbtmc://PATH, "
@@ -111,10 +114,11 @@ def pm_exporter_command(
         rich_help_panel=PTD_PANEL, help="Current range to set (amperes or Auto); default: PTDaemon's.")] = None,
     mark: Annotated[Optional[str], typer.Option(  # noqa: UP045
         rich_help_panel=PTD_PANEL, help="Mark PTDaemon writes beside our samples in its log.")] = None,
+    *, sink_options: SinkOptions,
 ) -> None:
     """Publish a power meter's power, voltage, current, energy (ours and the meter's) and health."""
     from mltelemetry.exporters.pm.collector import PmCollector
-    from mltelemetry.exporters.runtime import serve
+    from mltelemetry.exporters.runtime import exporter_sinks, serve
     from mltelemetry.sinks import parse_listen
 
     driver = _check_driver(driver)  # type: ignore[assignment]
@@ -138,8 +142,10 @@ def pm_exporter_command(
         log.warning("--interval %g s is longer than the meter's update interval %g s: the values read are the "
                     "latest update's, not averages over the interval", interval, meter_rate)
     parse_listen(listen)
-    serve(PmCollector(open_meter, host=host_label, meter=meter, wall_ns=time.time_ns), listen=listen,
-          store=str(store) if store else None, interval_s=interval, host=host_label)
+    collector = PmCollector(open_meter, host=host_label, meter=meter, wall_ns=time.time_ns)
+    sinks = exporter_sinks(collector.name, listen=listen, store=str(store) if store else None, interval_s=interval,
+                           options=sink_options)
+    serve(collector, sinks, interval_s=interval, host=host_label)
 
 
 def _meter_factory(driver: str, port: str, *, meter_rate: float, baudrate: int | None, sync: bool | None,
