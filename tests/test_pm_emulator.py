@@ -13,7 +13,7 @@ from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.pm.emulator import (
     CpuProfile,
     Faults,
-    TcpLink,
+    TcpServerLink,
     Wt300Emulator,
     csv_profile,
     parse_profile,
@@ -245,7 +245,7 @@ def test_emulators_refuse_faults_their_protocol_lacks(tmp_path):
 def test_tcp_cable_unplugs_and_replugs():
     import socket
 
-    with Wt300Emulator(steps_profile([(10, 1)]), TcpLink("127.0.0.1", 0), update_interval_s=0.25) as emu:
+    with Wt300Emulator(steps_profile([(10, 1)]), TcpServerLink("127.0.0.1", 0), update_interval_s=0.25) as emu:
         port = emu.port.port
         assert port > 0 and emu.address == f"tcp://127.0.0.1:{port}"
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:

@@ -30,7 +30,7 @@ from mltelemetry.errors import MltelemetryError, UsageError
 
 if TYPE_CHECKING:
     from mltelemetry.exporters.pm.emulator import Emulator
-    from mltelemetry.exporters.pm.meter import Driver as MeterDriver
+    from mltelemetry.exporters.pm.meter import Driver
 
 app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True)
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class DriverName(str, Enum):
 DRIVERS = tuple(d.value for d in DriverName)
 DEFAULT_BAUD = {"wt300": 9600, "mcp39f511": 115200}
 
-Driver = Annotated[DriverName, typer.Option(help="Meter driver.")]
+DriverOption = Annotated[DriverName, typer.Option(help="Meter driver.")]
 GarbageRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a reading's reply is line noise.")]
 PartialRate = Annotated[float, typer.Option(min=0, max=1, help="Probability that a reading's reply is cut short.")]
 NanRate = Annotated[float, typer.Option(
@@ -83,7 +83,7 @@ def pm() -> None:
 def pm_exporter_command(
     port: Annotated[str, typer.Option(help="The meter: serial device or pyserial URL, /dev/usbtmcN or usbtmc://PATH, "
                                            "tcp://HOST:PORT (ptd: HOST[:PORT], default port 8888).")],
-    driver: Driver = DriverName.wt300,
+    driver: DriverOption = DriverName.wt300,
     meter: Annotated[str, typer.Option(help="Value of the meter label.")] = "pm0",
     listen: Listen = "127.0.0.1:9811",
     store: StorePath = None,
@@ -159,7 +159,7 @@ def _meter_factory(driver: str, port: str, *, meter_rate: float, baudrate: int |
 
         wt300.rate_command(meter_rate)  # refuse a bad rate now, not on every reconnect
 
-        def open_wt300() -> MeterDriver:
+        def open_wt300() -> Driver:
             return wt300.Wt300(port, baudrate=baud, rate_s=meter_rate, sync=sync is not False,
                                integration=meter_integration is not False)
 
@@ -172,7 +172,7 @@ def _meter_factory(driver: str, port: str, *, meter_rate: float, baudrate: int |
         ch = channel if channel is not None else 1
         mcp39f511.check_options(ch, n, unit)  # refuse bad settings now, not on every reconnect
 
-        def open_mcp() -> MeterDriver:
+        def open_mcp() -> Driver:
             return mcp39f511.Mcp39f511(port, baudrate=baud, channel=ch, accumulation_n=n, energy_unit_j=unit)
 
         return open_mcp
@@ -181,7 +181,7 @@ def _meter_factory(driver: str, port: str, *, meter_rate: float, baudrate: int |
     period_ms = round(meter_rate * 1000)
     ptd.check_options(port, period_ms, mark or "mltelemetry")  # refuse bad settings now, not on every reconnect
 
-    def open_ptd() -> MeterDriver:
+    def open_ptd() -> Driver:
         return ptd.Ptd(port, period_ms=period_ms, mark=mark or "mltelemetry", voltage_range=voltage_range,
                        current_range=current_range)
 
@@ -197,7 +197,7 @@ def emulate_command(
         help="Serve on a TCP port instead, HOST:PORT (port 0: a free one); ptd default 127.0.0.1:8888.")] = None,
     vxi11: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="wt300: serve VXI-11 (as a WT310E on Ethernet), the portmapper on HOST:PORT (0: a free port).")] = None,
-    driver: Driver = DriverName.wt300,
+    driver: DriverOption = DriverName.wt300,
     profile: Annotated[str, typer.Option(help="Power profile: constant:W, steps:W1/S1,W2/S2,..., "
                                               "csv:PATH (seconds,watts) or cpu:IDLE_W,SLOPE_W.")] = "constant:100",
     update_interval: Annotated[float, typer.Option(
@@ -218,7 +218,7 @@ def emulate_command(
     seed: Annotated[Optional[int], typer.Option(help="Seed for the fault injection.")] = None,  # noqa: UP045
 ) -> None:
     """Emulate a power meter on a pseudo-terminal or TCP port until SIGINT or SIGTERM."""
-    from mltelemetry.exporters.pm.emulator import Faults, TcpLink, parse_profile
+    from mltelemetry.exporters.pm.emulator import Faults, TcpServerLink, parse_profile
 
     driver = _check_driver(driver)  # type: ignore[assignment]
     given = sum(x is not None for x in (link, tcp, vxi11))
@@ -239,7 +239,7 @@ def emulate_command(
         from mltelemetry.exporters.pm.transport import parse_tcp
 
         host, port = parse_tcp(tcp or "127.0.0.1:8888")
-        where = TcpLink(host, port)
+        where = TcpServerLink(host, port)
     else:
         where = link
     faults = Faults(garbage_rate, partial_rate, nan_rate, seed, checksum_rate=checksum_rate, nak_rate=nak_rate,
