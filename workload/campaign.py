@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError, StoreWriteError, UsageError
-from mltelemetry.publisher import Publisher
+from mltelemetry.publisher import ClaimCheck, Publisher
 from mltelemetry.schema import Event
 from mltelemetry.store import Store
 from mltelemetry.workload import claims
@@ -45,7 +45,7 @@ from mltelemetry.workload.compare import CodeCarbonCompare
 from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.cooldown import Cooldown, TemperatureSource, find_source
 from mltelemetry.workload.data import SYNTHETIC, locate
-from mltelemetry.workload.events import Claim, EventRecorder
+from mltelemetry.workload.events import EventRecorder
 from mltelemetry.workload.ml import FRAMEWORK_MODULES, ML_SCENARIOS, check_backend
 from mltelemetry.workload.power_limit import PowerLimits
 from mltelemetry.workload.progress import CampaignProgress
@@ -236,7 +236,7 @@ def _plan_differences(stored: dict[str, Any], given: dict[str, Any], prefix: str
     return differences
 
 
-def _claim_check(plan: CampaignPlan, plan_json: str, resume: bool, store: Store, found: dict[str, Any]) -> Claim:
+def _claim_check(plan: CampaignPlan, plan_json: str, resume: bool, store: Store, found: dict[str, Any]) -> ClaimCheck:
     """What the campaign's claim checks, in its write transaction: the name is free (or, to resume, taken with
     the same plan and not running); for ``resume`` it marks the claims of killed processes lost and fills
     ``found`` with the runs already ok (``done``) and those marked lost (``lost``)."""

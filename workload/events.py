@@ -85,8 +85,6 @@ def window_key(event: Event) -> tuple[str, str, int, int | None, int]:
     return event.action, event.scenario, event.run, event.epoch, event.start_ns
 
 
-Claim = ClaimCheck
-
 class EventRecorder:
     """Writes the windows of one campaign to its record (the store) and tells its publishers.
 
@@ -94,23 +92,30 @@ class EventRecorder:
     A window opened with ``claim`` is written when it opens, as a ``running`` claim owned by this process
     (see :mod:`.claims`), and replaced by its final event when it closes; a callable ``claim`` sees the
     campaign's events first, in the claim's transaction, and raises to refuse or returns fields to add.
+
+    ``record`` keeps the record: a :class:`Store` (written through a :class:`StoreSink`) or a publisher with the
+    ``RECORD`` capability (a child process' pipe to its parent); ``publishers`` are told of every window too.
     """
 
     def __init__(self, record: Store | Publisher, campaign: str, clock: Callable[[], int] = time.time_ns,
                  publishers: Sequence[Publisher] = (), labels: dict[str, Any] | None = None) -> None:
         self.record = StoreSink(record) if isinstance(record, Store) else record
+        # The record publishers first: a window is shown live only once it is recorded.
+        self.publishers = sorted((p for p in (self.record, *publishers) if Capability.EVENTS in p.capabilities),
+                                 key=lambda p: Capability.RECORD not in p.capabilities)
         self.campaign = campaign
         self._clock = clock
         self._open: WindowStack[Event] = WindowStack()  # the openings of the open windows, by window_key
         self._epochs: set[tuple] = set()  # epochs recorded, by enclosing window: a repeated number is refused
         self.labels = dict(labels or {})
-        self.publishers = [p for p in publishers if Capability.EVENTS in p.capabilities]
 
     def _publish(self, event: Event, closed: bool, claim: ClaimCheck | None = None) -> None:
-        """The record first (its failure is the caller's), then the live publishers (theirs is logged)."""
+        """Tell every publisher: a record publisher's failure is the caller's, the others' are logged."""
         change = WindowChange(event, closed, self._open.values(), claim)
-        self.record.publish_events(change)
         for publisher in self.publishers:
+            if Capability.RECORD in publisher.capabilities:
+                publisher.publish_events(change)
+                continue
             try:
                 publisher.publish_events(change)
             except Exception:
@@ -147,7 +152,7 @@ class EventRecorder:
 
     @contextmanager
     def window(self, action: str, *, scenario: str, run: int, epoch: int | None = None,
-               claim: bool | Claim = False, **fields: Any) -> Iterator[dict[str, Any]]:
+               claim: bool | ClaimCheck = False, **fields: Any) -> Iterator[dict[str, Any]]:
         """Record ``action`` of ``scenario``/``run`` for the duration of the block; yields its fields to fill."""
         key = (action, scenario, run, epoch)
         if any(k[:4] == key for k in self._open.keys()):
