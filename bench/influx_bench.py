@@ -58,7 +58,7 @@ def sustained(writer, spool_dir: Path, seconds: float, series: int) -> dict[str,
         if backlog > 4 * 5000:  # do not outrun the server: measure what it sustains
             time.sleep(0.005)
             continue
-        sink.publish(samples(series, time.time_ns() + tick))
+        sink.publish_samples(samples(series, time.time_ns() + tick))
         published += series
         tick += 1
     sink.close()
@@ -73,7 +73,7 @@ def drain_rate(writer_factory, spool_dir: Path, lines: int) -> float:
     sink = InfluxSink(down, Spool(spool_dir, fsync=True), flush_interval_s=0.05, max_backoff_s=60)
     t = time.time_ns()
     for k in range(0, lines, 1000):
-        sink.publish(samples(1000, t + k))
+        sink.publish_samples(samples(1000, t + k))
         time.sleep(0.06)
     deadline = time.monotonic() + 60
     while sink.spool.lines < lines and time.monotonic() < deadline:
@@ -127,7 +127,7 @@ def main() -> None:
         requests.post(f"{influx}/query", params={"q": "CREATE DATABASE bench"}, timeout=10).raise_for_status()
 
         prom = PrometheusSink("127.0.0.1", 0)
-        prom.publish(samples(10_000, time.time_ns()))
+        prom.publish_samples(samples(10_000, time.time_ns()))
         url = f"http://127.0.0.1:{prom.port}/metrics"
         requests.get(url, timeout=10)
         t0 = time.monotonic()

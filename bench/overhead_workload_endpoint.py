@@ -1,7 +1,7 @@
 """The workload's /metrics through a paper-sized campaign (issue 11): scrape time and series, bounded.
 
 2 scenarios × 30 runs × 100 epochs (epochs of 2 s on a simulated clock, four numeric fields each, a run
-window around them) published through ``PrometheusEvents`` into a real ``PrometheusSink``; a keep-alive
+window around them) published into a real ``PrometheusSink``; a keep-alive
 client scrapes ``/metrics`` every 15 simulated seconds and after the campaign. Prints scrape time
 (median, p99, max: wall clock, the render included) and the largest page (series, bytes).
 
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from mltelemetry.event_series import EVENT_KEEP_S, EVENT_METRICS
+from mltelemetry.publisher import WindowChange
 from mltelemetry.schema import Event
 from mltelemetry.sinks import PrometheusSink
-from mltelemetry.sinks_events import EVENT_KEEP_S, EVENT_METRICS, PrometheusEvents
 
 
 def main() -> None:
@@ -28,8 +29,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     now = [0.0]
-    sink = PrometheusSink("127.0.0.1", 0, clock=lambda: now[0], keep_s=dict.fromkeys(EVENT_METRICS, EVENT_KEEP_S))
-    events = PrometheusEvents(sink, "sut")
+    sink = PrometheusSink("127.0.0.1", 0, clock=lambda: now[0], keep_s=dict.fromkeys(EVENT_METRICS, EVENT_KEEP_S),
+                          host_label="sut")
     session, url = requests.Session(), f"http://127.0.0.1:{sink.port}/metrics"
     times_ms, largest_series, largest_bytes, next_scrape = [], 0, 0, 15.0
 
@@ -44,11 +45,11 @@ def main() -> None:
     def window(action: str, scenario: str, run: int, seconds: float, epoch: int | None = None) -> None:
         nonlocal next_scrape
         event = Event("paper", scenario, run, action, int(now[0] * 1e9), int(now[0] * 1e9), epoch=epoch)
-        events.window_opened(event)
+        sink.publish_events(WindowChange(event, closed=False, running=(event,)))
         now[0] += seconds
         event.end_ns = int(now[0] * 1e9)
         event.fields = {"loss": 0.5, "accuracy": 0.9, "val_loss": 0.6, "val_accuracy": 0.8}
-        events.window_closed(event)
+        sink.publish_events(WindowChange(event, closed=True))
         while now[0] >= next_scrape:
             next_scrape += 15.0
             scrape()

@@ -13,7 +13,16 @@ import psutil
 import typer
 
 from mltelemetry import schema
-from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, Interval, Listen, StorePath, one_line_errors
+from mltelemetry.cliutil import (
+    DEFAULT_HOST,
+    HostLabel,
+    Interval,
+    Listen,
+    SinkOptions,
+    StorePath,
+    one_line_errors,
+    with_sink_options,
+)
 from mltelemetry.exporters.counters import MonotonicCounter
 from mltelemetry.schema import Sample
 
@@ -196,6 +205,7 @@ class HostCollector:
         pass
 
 
+@with_sink_options
 @one_line_errors
 def host_command(
     listen: Listen = "127.0.0.1:9810",
@@ -206,11 +216,14 @@ def host_command(
     disk_devices: Annotated[str, typer.Option(
         "--disk-devices", help="whole: whole disks only (what sums correctly; partitions, device-mapper and md "
         "devices left out); all: every block device (for a per-device view: do not sum those).")] = "whole",
+    *, sink_options: SinkOptions,
 ) -> None:
     """Publish CPU, memory, disk, network, load, swap and RAPL energy of this machine."""
-    from mltelemetry.exporters.runtime import serve
+    from mltelemetry.exporters.runtime import exporter_sinks, serve
 
     if disk_devices not in ("whole", "all"):
         raise typer.BadParameter(f"--disk-devices takes whole or all, not {disk_devices!r}")
-    serve(HostCollector(host_label, sysfs_root=sysfs, disk_devices=disk_devices), listen=listen,
-          store=str(store) if store else None, interval_s=interval, host=host_label)
+    collector = HostCollector(host_label, sysfs_root=sysfs, disk_devices=disk_devices)
+    sinks = exporter_sinks(collector.name, listen=listen, store=str(store) if store else None, interval_s=interval,
+                           options=sink_options)
+    serve(collector, sinks, interval_s=interval, host=host_label)

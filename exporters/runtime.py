@@ -14,14 +14,15 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from mltelemetry import __version__, schema
-from mltelemetry.cliutil import SinkOptions, current_sink_options
+from mltelemetry.backends import build_publishers
+from mltelemetry.cliutil import SinkOptions
+from mltelemetry.publisher import Capability, Publisher, PublisherSettings
 from mltelemetry.schema import Sample
-from mltelemetry.sinks import PrometheusSink, Sink, StoreSink, WebSecurity, parse_listen, read_basic_auth_file
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,18 @@ def next_tick(start: float, interval: float, tick: int, now: float) -> tuple[int
     return first_ahead, first_ahead - following
 
 
+def stale_after_s(interval_s: float) -> float:
+    """A series missing from three ticks in a row (a lost GPU, a meter item gone invalid) leaves /metrics."""
+    return max(5.0, 3 * interval_s)
+
+
 @dataclass
 class Exporter:
-    """Runs one collector on a fixed interval and hands its samples, and its own health, to the sinks."""
+    """Runs one collector on a fixed interval and hands its samples, and its own health, to the sinks: the
+    publishers (:mod:`mltelemetry.publisher`) that take samples."""
 
     collector: Collector
-    sinks: Sequence[Sink]
+    sinks: Sequence[Publisher]
     interval_s: float = 1.0
     host: str = field(default_factory=socket.gethostname)
     monotonic: Callable[[], float] = time.monotonic
@@ -77,10 +84,8 @@ class Exporter:
             Sample(schema.EXPORTER_ERRORS, labels, self.errors_total, ts_ns),
             Sample(schema.EXPORTER_MISSED_TICKS, labels, self.missed_ticks_total, ts_ns),
         ]
-        for sink in self.sinks:  # push sinks report their spool and write counts
-            health = getattr(sink, "health", None)
-            if health is not None:
-                samples += health(labels, ts_ns)
+        for sink in self.sinks:  # push sinks and the store report their spool and write counts
+            samples += sink.health(labels, ts_ns)
         return samples
 
     def tick(self) -> list[Sample]:
@@ -95,8 +100,10 @@ class Exporter:
         self.samples_total += len(samples)
         samples = samples + self._self_metrics(ts_ns, time.perf_counter() - began)
         for sink in self.sinks:
+            if Capability.SAMPLES not in sink.capabilities:
+                continue
             try:
-                sink.publish(samples)
+                sink.publish_samples(samples)
             except Exception:
                 self.errors_total += 1
                 log.exception("%s: sink %s failed", self.collector.name, type(sink).__name__)
@@ -133,58 +140,18 @@ class Exporter:
                     log.error("%s: closing sink %s failed: %s", self.collector.name, type(sink).__name__, e)
 
 
-def web_security(options: SinkOptions) -> WebSecurity:
-    """TLS and basic auth for /metrics from the command's options."""
-    users = read_basic_auth_file(options.basic_auth_file) if options.basic_auth_file else None
-    return WebSecurity(options.tls_cert, options.tls_key, users)
+def exporter_sinks(name: str, *, listen: str, store: str | None, interval_s: float,
+                   options: SinkOptions) -> list[Publisher]:
+    """The publishers an exporter command's options name (``name``: the exporter's, for its spool folder)."""
+    return build_publishers(PublisherSettings(options, listen=listen, store=store, name=name,
+                                              stale_after_s=stale_after_s(interval_s)))
 
 
-def influx_sink(options: SinkOptions, name: str) -> Sink:
-    """The InfluxDB sink the options describe (the token from --influx-token-file or $INFLUX_TOKEN)."""
-    from mltelemetry.influx import InfluxConfig, InfluxSink, read_token
-
-    assert options.influx_url
-    config = InfluxConfig(options.influx_url, options.influx_bucket, options.influx_api,  # type: ignore[arg-type]
-                          options.influx_org, read_token(options.influx_token_file), options.spool_dir,
-                          int(options.spool_max_mb * 2**20))
-    return InfluxSink.open(config, name)
-
-
-def build_sinks(listen: str, store: str | None, options: SinkOptions | None = None,
-                name: str = "exporter", stale_after_s: float | None = None,
-                keep_s: Mapping[str, float] | None = None) -> list[Sink]:
-    """The sinks the options name; ``options`` defaults to those of the running command.
-    ``stale_after_s``: /metrics drops a series not published for that long, and /healthz says the exporter
-    is stale once nothing was published for that long (None: never); ``keep_s``: /metrics drops the series of
-    these metrics that long after they were published."""
-    options = options or current_sink_options()
-    sinks: list[Sink] = []
-    address = parse_listen(listen)
-    try:
-        if address:
-            prometheus = PrometheusSink(*address, security=web_security(options), stale_after_s=stale_after_s,
-                                        healthy_within_s=stale_after_s, keep_s=keep_s)
-            sinks.append(prometheus)
-            log.info("serving /metrics on %s://%s:%d/metrics", prometheus.scheme, address[0], prometheus.port)
-        if store:
-            sinks.append(StoreSink(store))
-        if options.influx_url:
-            sinks.append(influx_sink(options, name))
-    except BaseException:
-        for sink in sinks:
-            sink.close()
-        raise
-    return sinks
-
-
-def serve(collector: Collector, *, listen: str, store: str | None, interval_s: float, host: str,
-          options: SinkOptions | None = None) -> None:
-    """Run ``collector`` until SIGINT or SIGTERM, publishing to the sinks the options name."""
+def serve(collector: Collector, sinks: Sequence[Publisher], *, interval_s: float, host: str) -> None:
+    """Run ``collector`` until SIGINT or SIGTERM, publishing to ``sinks`` (the command built them); closes both."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    # A series missing from three ticks in a row (a lost GPU, a meter item gone invalid) leaves /metrics.
-    sinks = build_sinks(listen, store, options, name=collector.name, stale_after_s=max(5.0, 3 * interval_s))
     exporter = Exporter(collector, sinks, interval_s=interval_s, host=host)
     log.info("%s exporter running every %.3g s", collector.name, interval_s)
     exporter.run(stop)

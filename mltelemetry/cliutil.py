@@ -8,7 +8,6 @@ import math
 import socket
 import sys
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -181,12 +180,6 @@ _OPTION_TYPES = {"influx_url": InfluxUrl, "influx_api": InfluxApi, "influx_org":
                  "basic_auth_file": BasicAuthFile}
 _SINK_PARAMETERS = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
                                       annotation=_OPTION_TYPES[f.name]) for f in fields(SinkOptions)]
-_current_sink_options: ContextVar[SinkOptions | None] = ContextVar("sink_options", default=None)
-
-
-def current_sink_options() -> SinkOptions:
-    """The sink options of the command running now (defaults outside a command decorated below)."""
-    return _current_sink_options.get() or SinkOptions()
 
 
 def _plain(value: object) -> object:
@@ -195,25 +188,20 @@ def _plain(value: object) -> object:
 
 
 def with_sink_options(command: F) -> F:
-    """Give an exporter command the ``--influx-*``, ``--spool-*``, ``--tls-*`` and ``--basic-auth-file`` options.
-
-    The command itself stays as it is: the options are taken off its arguments and made the
-    :func:`current_sink_options` that ``exporters.runtime.serve`` builds its sinks from.
-    """
+    """Give a command that takes ``sink_options: SinkOptions`` the ``--influx-*``, ``--spool-*``, ``--tls-*`` and
+    ``--basic-auth-file`` options in its place: typer sees them one by one, the command gets them as one
+    :class:`SinkOptions` argument (it builds its publishers from them)."""
     signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "sink_options"]
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         options = SinkOptions(**{p.name: _plain(kwargs.pop(p.name)) for p in _SINK_PARAMETERS if p.name in kwargs})
-        token = _current_sink_options.set(options)
-        try:
-            return command(*args, **kwargs)
-        finally:
-            _current_sink_options.reset(token)
+        return command(*args, sink_options=options, **kwargs)
 
-    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), *_SINK_PARAMETERS])
-    wrapper.__annotations__ = {**command.__annotations__, **{p.name: p.annotation for p in _SINK_PARAMETERS}}
+    wrapper.__signature__ = signature.replace(parameters=[*own, *_SINK_PARAMETERS])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "sink_options"},
+                               **{p.name: p.annotation for p in _SINK_PARAMETERS}}
     return wrapper  # type: ignore[return-value]
 
 

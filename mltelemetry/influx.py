@@ -50,6 +50,8 @@ from typing import Any, Literal, Protocol
 
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError, UsageError
+from mltelemetry.event_series import event_tags, is_numeric_field, running_labels
+from mltelemetry.publisher import Capability, Publisher, PublisherSettings, WindowChange
 from mltelemetry.schema import Event, Sample
 from mltelemetry.sinks import PostFailed, PostRefused, http_post
 from mltelemetry.spool import Spool, SpoolInUse
@@ -118,18 +120,6 @@ def encode_point(measurement: str, tags: Mapping[str, str], fields: Mapping[str,
 def sample_line(sample: Sample) -> str | None:
     """A sample as a point: measurement = metric name, tags = labels, one float field ``value``."""
     return encode_point(sample.metric, sample.labels, {schema.SAMPLE_FIELD: sample.value}, sample.ts_ns)
-
-
-def is_numeric_field(value: Any) -> bool:
-    """Whether an event field is written as a float field: int or float (not bool), finite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def event_tags(event: Event, host: str | None = None) -> dict[str, str]:
-    """The labels of an event's series (EVENT_LABELS): ``epoch`` empty when the event has none, ``host`` that of
-    the machine the publisher runs on (empty where it is not known)."""
-    return {"host": host or "", "campaign": event.campaign, "scenario": event.scenario, "run": str(event.run),
-            "action": event.action, "epoch": "" if event.epoch is None else str(event.epoch), "status": event.status}
 
 
 MAX_STRING_FIELD = 16384  # characters of a text field kept (InfluxDB takes up to 64 KiB per string field)
@@ -362,15 +352,21 @@ class InfluxConfig:
 
 # --- the sink ------------------------------------------------------------------------------------
 
-class InfluxSink:
-    """Pushes samples (and event lines) to InfluxDB in batches, through the spool while the server is away."""
+class InfluxSink(Publisher):
+    """Pushes samples and events to InfluxDB in batches, through the spool while the server is away.
 
-    kind = "influxdb"
+    Events: every finished window as a point of ``mltelemetry_event`` (tagged ``host_label``; text fields such as
+    framework, device and error kept as string fields), and ``mltelemetry_workload_info`` as a sample each time
+    what runs changes.
+    """
+
+    name = "influxdb"
+    capabilities = frozenset({Capability.SAMPLES, Capability.EVENTS})
 
     def __init__(self, writer: Writer, spool: Spool, *, flush_interval_s: float = 1.0, batch_lines: int = 5000,
                  max_backoff_s: float = 10.0, close_timeout_s: float = 5.0, clock=time.monotonic,
-                 max_pending_lines: int = 100_000) -> None:
-        self.writer, self.spool = writer, spool
+                 max_pending_lines: int = 100_000, host_label: str | None = None) -> None:
+        self.writer, self.spool, self.host_label = writer, spool, host_label
         self.flush_interval_s, self.batch_lines = flush_interval_s, batch_lines
         self.max_backoff_s, self.close_timeout_s = max_backoff_s, close_timeout_s
         # Lines wait in memory between flushes, and longer while the spool cannot take them (its disk is full):
@@ -405,9 +401,18 @@ class InfluxSink:
                  spool.directory)
         return cls(writer, spool, flush_interval_s=config.flush_interval_s, **kwargs)
 
-    # Sink protocol
-    def publish(self, samples: Sequence[Sample]) -> None:
+    def publish_samples(self, samples: Sequence[Sample]) -> None:
         self.publish_lines([line for s in samples if (line := sample_line(s)) is not None])
+
+    def publish_events(self, change: WindowChange) -> None:
+        """A closed window as its point; what runs now as an info sample, just after the window's own edge."""
+        event = change.event
+        if change.closed:
+            self.publish_lines([event_line(event, self.host_label)])
+        labels = running_labels(change.running, self.host_label)
+        if labels is not None:
+            when = event.end_ns + 1 if change.closed else event.start_ns  # after the closing window's own point
+            self.publish_samples([Sample(schema.WORKLOAD_INFO, labels, 1.0, when)])
 
     def publish_lines(self, lines: Sequence[str]) -> None:
         """Queue lines of line protocol (events, or samples encoded elsewhere) for the next write."""
@@ -443,7 +448,7 @@ class InfluxSink:
 
     def health(self, labels: Mapping[str, str], ts_ns: int) -> list[Sample]:
         """This sink's own series: spool fill, lines written, refused and dropped, failed writes."""
-        labels = {**labels, "sink": self.kind}
+        labels = {**labels, "sink": self.name}
         return [
             Sample(schema.EXPORTER_SPOOL_BYTES, labels, float(self.spool.bytes), ts_ns),
             Sample(schema.EXPORTER_SPOOL_FILL, labels, self.fill_ratio, ts_ns),
@@ -550,3 +555,14 @@ class InfluxSink:
         self._next_attempt = 0.0
         self.written_total += len(lines)
         return True
+
+
+def influx_publisher(settings: PublisherSettings) -> InfluxSink | None:
+    """The InfluxDB ``--influx-url`` names, if it names one (the token from --influx-token-file or $INFLUX_TOKEN)."""
+    options = settings.options
+    if not options.influx_url:
+        return None
+    config = InfluxConfig(options.influx_url, options.influx_bucket, options.influx_api,  # type: ignore[arg-type]
+                          options.influx_org, read_token(options.influx_token_file), options.spool_dir,
+                          int(options.spool_max_mb * 2**20))
+    return InfluxSink.open(config, settings.name, host_label=settings.host_label)

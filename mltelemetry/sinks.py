@@ -1,9 +1,11 @@
-"""Sinks: where an exporter's samples go. Every sink reads the same samples; no collector knows them.
+"""Two publishers (see :mod:`mltelemetry.publisher`): the embedded store and Prometheus ``/metrics``.
 
-- ``StoreSink`` buffers and writes to the embedded store at least once per ``flush_interval_s``.
+- ``StoreSink`` buffers samples and writes them to the embedded store at least once per ``flush_interval_s``;
+  it writes events at once, and keeps the record of truth.
 - ``PrometheusSink`` keeps the latest value of every series and serves it on ``/metrics``
-  (optionally over TLS and behind HTTP basic auth).
-- ``mltelemetry.influx.InfluxSink`` pushes line protocol to InfluxDB (its own module: an optional extra).
+  (optionally over TLS and behind HTTP basic auth), and what runs now and the finished events of a workload.
+- ``mltelemetry.influx.InfluxSink`` pushes line protocol to InfluxDB, ``mltelemetry.annotations`` posts events to
+  Grafana (their own modules).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import http.client
 import logging
 import math
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -21,7 +24,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client import generate_latest as text_of_registry
@@ -29,35 +31,48 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.utils import floatToGoString
 
 from mltelemetry import schema
+from mltelemetry.cliutil import SinkOptions
 from mltelemetry.errors import MltelemetryError, StoreWriteError, UsageError
+from mltelemetry.event_series import event_samples, running_labels
 from mltelemetry.httpserver import MetricsServer, Page, Routes, ServerLimits
-from mltelemetry.schema import EXPOSED_WITH_READING_TIME, METRICS, Sample
+from mltelemetry.publisher import Capability, Publisher, PublisherSettings, WindowChange
+from mltelemetry.schema import EXPOSED_WITH_READING_TIME, METRICS, Event, Sample
 from mltelemetry.store import Store
 
 log = logging.getLogger(__name__)
 
-
-class Sink(Protocol):
-    def publish(self, samples: Sequence[Sample]) -> None: ...
-
-    def close(self) -> None: ...
+EventKey = tuple[str, str, int, str, "int | None", int]
 
 
-class StoreSink:
-    """Writes samples to the embedded store in batches, at most ``flush_interval_s`` apart.
+def _event_key(event: Event) -> EventKey:
+    """What tells a window apart: its opening and its closing record share it."""
+    return event.campaign, event.scenario, event.run, event.action, event.epoch, event.start_ns
+
+
+class StoreSink(Publisher):
+    """Writes samples to the embedded store in batches, at most ``flush_interval_s`` apart, and events at once.
+
+    ``store`` is a path (the sink opens the store and closes it) or an open :class:`Store` (left open).
 
     A write the store refuses (disk full, read-only, damaged: :class:`StoreWriteError`) keeps the batch for
     the next flush and logs the cause, naming the file, once a minute at most; at most ``max_buffered``
     samples wait: past that the oldest are dropped and counted in ``dropped_samples``, so a store that keeps
     failing cannot eat the exporter's memory. Every sample received ends up counted once: stored
     (``written_samples``), refused as not finite (``store.dropped_non_finite``) or lost (``dropped_samples``).
+
+    An event the store refuses raises :class:`StoreWriteError` with the store's reason: the store keeps the
+    record of truth, so the workload stops rather than go on unrecorded. A claim (an opening with
+    ``change.claim``) is written at once and replaced by the window's final record when it closes.
     """
 
-    kind = "store"
+    name = "store"
+    capabilities = frozenset({Capability.SAMPLES, Capability.EVENTS, Capability.RECORD})
 
-    def __init__(self, path: str | Path, flush_interval_s: float = 1.0, clock=time.monotonic,
+    def __init__(self, store: str | Path | Store, flush_interval_s: float = 1.0, clock=time.monotonic,
                  max_buffered: int = 200_000) -> None:
-        self.store = Store(path)
+        self._owns_store = not isinstance(store, Store)
+        self.store = Store(store) if self._owns_store else store
+        self._claims: dict[EventKey, int] = {}  # the store's row of each open window's claim
         self.flush_interval_s = flush_interval_s
         self.max_buffered = max_buffered
         self.received_samples = 0
@@ -76,7 +91,7 @@ class StoreSink:
             self._warned_at = self._clock()
             log.error(message, *args)
 
-    def publish(self, samples: Sequence[Sample]) -> None:
+    def publish_samples(self, samples: Sequence[Sample]) -> None:
         self.received_samples += len(samples)
         self._buffer.extend(samples)
         excess = len(self._buffer) - self.max_buffered
@@ -91,7 +106,7 @@ class StoreSink:
     def health(self, labels: Mapping[str, str], ts_ns: int) -> list[Sample]:
         """This sink's own series (as the InfluxDB sink's): the buffer's fill (1: full, the oldest get dropped),
         samples stored, refused as not finite, lost, and failed writes."""
-        labels = {**labels, "sink": self.kind}
+        labels = {**labels, "sink": self.name}
         return [
             Sample(schema.EXPORTER_SPOOL_FILL, labels, min(1.0, len(self._buffer) / self.max_buffered), ts_ns),
             Sample(schema.EXPORTER_SPOOL_DROPPED, labels, float(self.dropped_samples), ts_ns),
@@ -99,6 +114,24 @@ class StoreSink:
             Sample(schema.EXPORTER_SINK_REJECTED, labels, float(self.store.dropped_non_finite), ts_ns),
             Sample(schema.EXPORTER_SINK_ERRORS, labels, float(self.write_errors), ts_ns),
         ]
+
+    def publish_events(self, change: WindowChange) -> None:
+        """Write a closed window (replacing its claim), or an opening that is a claim."""
+        event = change.event
+        try:
+            if not change.closed:
+                if change.claim is not None:
+                    self._claims[_event_key(event)] = self.store.claim_event(event, change.claim)
+                return
+            row = self._claims.pop(_event_key(event), None)
+            if row is None:
+                self.store.write_events([event])
+            else:
+                self.store.replace_event(row, event)
+        except sqlite3.Error as e:
+            # A failed COMMIT can leave no transaction to roll back: the first error is the cause.
+            cause = e.__context__ if isinstance(e.__context__, sqlite3.Error) else e
+            raise StoreWriteError(f"cannot write to the store {self.store.path}: {cause}", self.store.path) from e
 
     def flush(self) -> StoreWriteError | None:
         """Write the buffer; on a refusal keep it for the next flush and return the store's error."""
@@ -142,9 +175,11 @@ class StoreSink:
             if error is not None:
                 raise StoreWriteError(f"{error}; {unwritten} buffered samples are lost ({summary})",
                                       error.path, error.disk_full)
-            (log.warning if self.dropped_samples else log.info)("store %s: %s", self.store.path, summary)
+            if self.received_samples or self._owns_store:
+                (log.warning if self.dropped_samples else log.info)("store %s: %s", self.store.path, summary)
         finally:
-            self.store.close()
+            if self._owns_store:
+                self.store.close()
 
 
 class PostFailed(Exception):
@@ -280,7 +315,7 @@ def family_header(name: str, openmetrics: bool) -> str:
             + (f"# UNIT {family} {unit}\n" if unit else ""))
 
 
-class PrometheusSink(Routes):
+class PrometheusSink(Routes, Publisher):
     """Serves the latest value of every series on ``http://HOST:PORT/metrics`` (``https`` with TLS).
 
     The page is rendered at most once per tick and format (text or OpenMetrics): the first scrape after a
@@ -300,12 +335,21 @@ class PrometheusSink(Routes):
     ``/healthz`` answers 200 while something was published within ``healthy_within_s`` (None: always).
     ``keep_s`` names metrics whose series leave the page that long after they were last published (the
     workload's finished events), whatever ``stale_after_s`` says.
+
+    Events: what runs now as ``mltelemetry_workload_info`` and every finished window's series (see
+    :mod:`mltelemetry.event_series`), labelled ``host_label``. ``linger_s``: :meth:`close` keeps the page up
+    until it was scraped once more (the last events), that long at most.
     """
+
+    name = "prometheus"
+    capabilities = frozenset({Capability.SAMPLES, Capability.EVENTS})
 
     def __init__(self, host: str, port: int, security: WebSecurity | None = None,
                  stale_after_s: float | None = None, clock=time.monotonic, *,
                  healthy_within_s: float | None = None, limits: ServerLimits | None = None,
-                 history: int = 60, keep_s: Mapping[str, float] | None = None) -> None:
+                 history: int = 60, keep_s: Mapping[str, float] | None = None, host_label: str | None = None,
+                 linger_s: float = 0.0) -> None:
+        self.host_label, self.linger_s = host_label, linger_s
         self._latest: dict[SeriesKey, tuple[float, int]] = {}  # value, reading time (ns)
         self._tick = 0  # publishes so far
         # The last ``history`` readings of each reading-time series: (tick, value, reading time in ns).
@@ -338,30 +382,40 @@ class PrometheusSink(Routes):
         self.port = self._server.server_port
         self.scheme = "https" if security.tls_cert else "http"
 
-    def publish(self, samples: Sequence[Sample]) -> None:
-        now = self._clock()
+    def publish_samples(self, samples: Sequence[Sample]) -> None:
         with self._lock:
-            for s in samples:
-                key = (s.metric, tuple(sorted(s.labels.items())))
-                self._published_at[key] = now
-                if s.metric in EXPOSED_WITH_READING_TIME:
-                    readings = self._history.setdefault(key, deque(maxlen=self.history))
-                    if readings and s.ts_ns < readings[-1][2]:  # the wall clock stepped back: Prometheus
-                        continue  # would drop it as out of order, and the counter's newest reading stays
-                    if readings and s.ts_ns == readings[-1][2]:  # the same reading again
-                        readings.pop()
-                    readings.append((self._tick + 1, s.value, s.ts_ns))
-                self._latest[key] = (s.value, s.ts_ns)
-            self._tick += 1
-            self._last_publish = now
-            self._pages.clear()
+            self._publish(samples)
 
-    def forget(self, metric: str) -> None:
-        """Stop serving every series of ``metric`` (an info gauge whose labels changed, say)."""
+    def _publish(self, samples: Sequence[Sample]) -> None:
+        """Under the lock: take one tick's samples."""
+        now = self._clock()
+        for s in samples:
+            key = (s.metric, tuple(sorted(s.labels.items())))
+            self._published_at[key] = now
+            if s.metric in EXPOSED_WITH_READING_TIME:
+                readings = self._history.setdefault(key, deque(maxlen=self.history))
+                if readings and s.ts_ns < readings[-1][2]:  # the wall clock stepped back: Prometheus
+                    continue  # would drop it as out of order, and the counter's newest reading stays
+                if readings and s.ts_ns == readings[-1][2]:  # the same reading again
+                    readings.pop()
+                readings.append((self._tick + 1, s.value, s.ts_ns))
+            self._latest[key] = (s.value, s.ts_ns)
+        self._tick += 1
+        self._last_publish = now
+        self._pages.clear()
+
+    def publish_events(self, change: WindowChange) -> None:
+        """What runs now replaces the info gauge's series (in one step: no scrape sees none or two); a closed
+        window's series are added."""
+        labels = running_labels(change.running, self.host_label)
         with self._lock:
-            for key in [key for key in self._latest if key[0] == metric]:
+            if change.closed:
+                self._publish(event_samples(change.event, self.host_label))
+            for key in [key for key in self._latest if key[0] == schema.WORKLOAD_INFO]:
                 self._forget(key)
             self._pages.clear()
+            if labels is not None:
+                self._publish([Sample(schema.WORKLOAD_INFO, labels, 1.0, time.time_ns())])
 
     def _forget(self, key: SeriesKey) -> None:
         self._labels.pop(key, None)
@@ -452,4 +506,33 @@ class PrometheusSink(Routes):
         return part
 
     def close(self) -> None:
+        seen = self.scrapes
+        deadline = time.monotonic() + self.linger_s
+        if self.linger_s > 0:
+            log.info("waiting up to %.0f s for a last scrape of /metrics", self.linger_s)
+        while self.scrapes == seen and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._server.close()
+
+
+def web_security(options: SinkOptions) -> WebSecurity:
+    """TLS and basic auth for /metrics from the command's options."""
+    users = read_basic_auth_file(options.basic_auth_file) if options.basic_auth_file else None
+    return WebSecurity(options.tls_cert, options.tls_key, users)
+
+
+def prometheus_publisher(settings: PublisherSettings) -> PrometheusSink | None:
+    """/metrics on the address ``--listen`` names, unless it says off."""
+    address = parse_listen(settings.listen)
+    if address is None:
+        return None
+    sink = PrometheusSink(*address, security=web_security(settings.options), stale_after_s=settings.stale_after_s,
+                          healthy_within_s=settings.stale_after_s, keep_s=settings.keep_s,
+                          host_label=settings.host_label, linger_s=settings.linger_s)
+    log.info("serving /metrics on %s://%s:%d/metrics", sink.scheme, address[0], sink.port)
+    return sink
+
+
+def store_publisher(settings: PublisherSettings) -> StoreSink | None:
+    """The embedded store ``--store`` names, if it names one."""
+    return StoreSink(settings.store) if settings.store else None

@@ -22,7 +22,8 @@ from mltelemetry import schema
 from mltelemetry.analysis.campaign import analyze_campaign
 from mltelemetry.cli import app
 from mltelemetry.errors import MltelemetryError
-from mltelemetry.exporters.pm.emulator import Wt300Emulator, constant_profile
+from mltelemetry.exporters.pm.emulator import constant_profile
+from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 from mltelemetry.schema import Event, Sample
 from mltelemetry.store import Store
 

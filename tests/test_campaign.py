@@ -21,9 +21,10 @@ from mltelemetry import schema
 from mltelemetry.cli import app
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.gpu.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step
+from mltelemetry.publisher import Capability, Publisher
 from mltelemetry.store import Store
 from mltelemetry.workload.campaign import CampaignPlan, SettleSettings, run_campaign
-from mltelemetry.workload.events import EventRecorder, publishing
+from mltelemetry.workload.events import EventRecorder
 from mltelemetry.workload.scenarios import SCENARIOS
 from mltelemetry.workload.settle import NvmlPower, Settle
 from mltelemetry.workload.variants import parse_vary, variants
@@ -75,20 +76,19 @@ for _function in (framework_probe, framework_explodes, framework_sleeps):
     _function.uses_framework = True  # what @scenario(..., uses_framework=True) sets
 
 
-class Collect:
+class Collect(Publisher):
     """A live publisher (as /metrics, InfluxDB and Grafana are)."""
+
+    capabilities = frozenset({Capability.EVENTS})
 
     def __init__(self, on_event=None):
         self.seen = []
         self.on_event = on_event or (lambda kind, event: None)
 
-    def window_opened(self, event):
-        self.seen.append(("opened", event.action, event.run, event.epoch))
-        self.on_event("opened", event)
-
-    def window_closed(self, event):
-        self.seen.append(("closed", event.action, event.run, event.epoch))
-        self.on_event("closed", event)
+    def publish_events(self, change):
+        kind = "closed" if change.closed else "opened"
+        self.seen.append((kind, change.event.action, change.event.run, change.event.epoch))
+        self.on_event(kind, change.event)
 
 
 # --- --vary -------------------------------------------------------------------------------------------------
@@ -134,8 +134,7 @@ def test_every_event_of_a_variant_run_carries_its_labels_and_runs_in_a_child(tmp
     plan = CampaignPlan("c", ["baseline", "probe"], runs=1, seconds=0.05, pause_s=0,
                         vary={"batch_size": [16, 32], "learning_rate": [0.01]})
     publisher = Collect()
-    with publishing([publisher]):
-        counts = run_campaign(tmp_path / "s.db", plan, show_progress=False)
+    counts = run_campaign(tmp_path / "s.db", plan, show_progress=False, publishers=[publisher])
     assert counts["ok"] == 3 and counts["failed"] == 0
     events = events_of(tmp_path / "s.db")
     for e in events:
@@ -184,9 +183,8 @@ def test_ctrl_c_reaches_the_child_and_its_windows_are_recorded_aborted(tmp_path,
         if (kind, event.action) == ("opened", "train"):  # the child is in its train window
             threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
 
-    with publishing([Collect(ctrl_c_once_training)]):
-        counts = run_campaign(tmp_path / "s.db", CampaignPlan("c", ["sleeps", "baseline"], 1, 0.05, pause_s=0),
-                              show_progress=False)
+    counts = run_campaign(tmp_path / "s.db", CampaignPlan("c", ["sleeps", "baseline"], 1, 0.05, pause_s=0),
+                          show_progress=False, publishers=[Collect(ctrl_c_once_training)])
     assert (counts["aborted"], counts["interrupted"], counts["ok"]) == (1, 1, 0)
     events = events_of(tmp_path / "s.db")
     assert [(e.action, e.scenario, e.status) for e in events] == [
@@ -206,8 +204,8 @@ def test_gpu_power_limit_is_set_for_each_run_and_restored(tmp_path, monkeypatch)
             limits_seen.append((event.run, [gpu.power_limit_w for gpu in fake.gpus]))
 
     plan = CampaignPlan("c", ["probe"], runs=1, seconds=1, pause_s=0, vary={"gpu_power_limit": [250.0, 300.0]})
-    with publishing([Collect(note_limits)]):
-        assert run_campaign(tmp_path / "s.db", plan, show_progress=False, nvml_module=fake)["ok"] == 2
+    assert run_campaign(tmp_path / "s.db", plan, show_progress=False, nvml_module=fake,
+                        publishers=[Collect(note_limits)])["ok"] == 2
     assert limits_seen == [(1, [250, 250]), (2, [300, 300])]
     assert [gpu.power_limit_w for gpu in fake.gpus] == [700, 650]  # each GPU's own limit is back
     runs = [e for e in events_of(tmp_path / "s.db") if e.action == "run"]
@@ -475,7 +473,7 @@ def test_sigkill_at_a_random_moment_then_resume_equals_an_uninterrupted_campaign
 
 # --- a store that refuses writes stops the campaign (issue 20.6) --------------------------------------------------
 def fills_the_store(ctx):
-    db = ctx.recorder.store._db  # a real SQLite "database or disk is full": no more pages may be added
+    db = ctx.recorder.record.store._db  # a real SQLite "database or disk is full": no more pages may be added
     db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
     with ctx.action("prepare_data", padding="x" * 100_000):
         pass

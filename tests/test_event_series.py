@@ -7,8 +7,8 @@ import requests
 from conftest import wait_for
 from mltelemetry import schema
 from mltelemetry.analysis.sources import InfluxSource
+from mltelemetry.backends import live_events
 from mltelemetry.cliutil import SinkOptions
-from mltelemetry.sinks_events import live_events
 from mltelemetry.store import Store
 from mltelemetry.workload.events import EventRecorder
 

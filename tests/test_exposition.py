@@ -36,10 +36,10 @@ def test_the_page_is_rendered_once_per_tick_and_served_over_one_kept_alive_conne
     url = f"http://127.0.0.1:{sink.port}/metrics"
     try:
         with requests.Session() as session:
-            sink.publish([Sample(schema.PM_POWER, PM, 80.0, 1)])
+            sink.publish_samples([Sample(schema.PM_POWER, PM, 80.0, 1)])
             bodies = {session.get(url, timeout=5).text for _ in range(5)}
             assert sink.renders == 1 and len(bodies) == 1 and "} 80.0" in bodies.pop()
-            sink.publish([Sample(schema.PM_POWER, PM, 90.0, 2)])  # the next tick: one more render
+            sink.publish_samples([Sample(schema.PM_POWER, PM, 90.0, 2)])  # the next tick: one more render
             assert all("} 90.0" in session.get(url, timeout=5).text for _ in range(3))
             assert sink.renders == 2 and sink.scrapes == 8
             assert sink._server.open_connections == 1  # all eight over one connection
@@ -51,9 +51,10 @@ def test_openmetrics_has_units_from_the_schema_and_the_energy_counter_its_readin
     sink = PrometheusSink("127.0.0.1", 0)
     try:
         reading_ns = 1_764_572_402_250_999_999
-        sink.publish([Sample(schema.PM_ENERGY, PM, 1234.5, reading_ns), Sample(schema.PM_POWER, PM, 87.5, reading_ns),
-                      Sample(schema.PM_SAMPLES, PM, 7, reading_ns), Sample(schema.GPU_UTILIZATION, {
-                          "host": "sut", "gpu": "0", "uuid": "u", "name": "n"}, 0.5, reading_ns)])
+        sink.publish_samples([
+            Sample(schema.PM_ENERGY, PM, 1234.5, reading_ns), Sample(schema.PM_POWER, PM, 87.5, reading_ns),
+            Sample(schema.PM_SAMPLES, PM, 7, reading_ns), Sample(schema.GPU_UTILIZATION, {
+                "host": "sut", "gpu": "0", "uuid": "u", "name": "n"}, 0.5, reading_ns)])
         answer = requests.get(f"http://127.0.0.1:{sink.port}/metrics", headers=OPENMETRICS, timeout=5)
     finally:
         sink.close()
@@ -77,7 +78,7 @@ def test_root_links_metrics_and_healthz_says_whether_the_exporter_ticks():
         root = requests.get(f"{base}/", timeout=5)
         assert root.status_code == 200 and 'href="/metrics"' in root.text and "mltelemetry_" not in root.text
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 503  # nothing sampled yet
-        sink.publish([Sample(schema.PM_POWER, PM, 80.0, 1)])
+        sink.publish_samples([Sample(schema.PM_POWER, PM, 80.0, 1)])
         now[0] = 104.0
         health = requests.get(f"{base}/healthz", timeout=5)
         assert health.status_code == 200 and health.text == "ok: last sample 4.0 s ago\n"
@@ -171,7 +172,7 @@ def test_at_the_connection_cap_idle_connections_make_room_for_scrapes(caplog):
     idle = [socket.create_connection(("127.0.0.1", sink.port)) for _ in range(20)]
     try:
         with caplog.at_level(logging.WARNING, logger="mltelemetry.httpserver"):
-            sink.publish([Sample(schema.PM_POWER, PM, 80.0, 1)])
+            sink.publish_samples([Sample(schema.PM_POWER, PM, 80.0, 1)])
             for _ in range(5):
                 answer = requests.get(f"http://127.0.0.1:{sink.port}/metrics", timeout=10)
                 assert answer.status_code == 200 and "} 80.0" in answer.text

@@ -246,7 +246,7 @@ def test_prometheus_scrape_shows_the_gpu_series():
     fake = FakeNvml([h100()], clock=FakeClock(3.5))
     sink = PrometheusSink("127.0.0.1", 0)
     try:
-        sink.publish(collector_for(fake).sample(1))
+        sink.publish_samples(collector_for(fake).sample(1))
         text = urllib.request.urlopen(f"http://127.0.0.1:{sink.port}/metrics", timeout=5).read().decode()
     finally:
         sink.close()
@@ -303,10 +303,9 @@ def test_command_runs_the_selected_gpus_into_the_store(monkeypatch, tmp_path):
     monkeypatch.setattr(nvml, "_import_pynvml", lambda: fake)
     ran = {}
 
-    def serve(collector, *, listen, store, interval_s, host):  # the runtime, three ticks and no signals
-        from mltelemetry.exporters.runtime import build_sinks
+    def serve(collector, sinks, *, interval_s, host):  # the runtime, three ticks and no signals
         ran.update(interval_s=interval_s, host=host)
-        Exporter(collector, build_sinks(listen, store), interval_s=0.01, host=host).run(threading.Event(), 3)
+        Exporter(collector, sinks, interval_s=0.01, host=host).run(threading.Event(), 3)
 
     monkeypatch.setattr("mltelemetry.exporters.runtime.serve", serve)
     result = CliRunner().invoke(app(), ["--listen", "off", "--store", str(tmp_path / "s.db"), "--gpus", "1",

@@ -20,12 +20,13 @@ import yaml
 
 from conftest import free_port, require_binary, wait_for
 from mltelemetry import schema
+from mltelemetry.backends import build_publishers, live_events
 from mltelemetry.cliutil import SinkOptions
 from mltelemetry.exporters.gpu import nvml
 from mltelemetry.exporters.gpu.collector import GpuCollector
 from mltelemetry.exporters.gpu.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step
-from mltelemetry.exporters.runtime import Exporter, build_sinks
-from mltelemetry.sinks_events import live_events
+from mltelemetry.exporters.runtime import Exporter
+from mltelemetry.publisher import PublisherSettings
 from mltelemetry.workload.campaign import CampaignPlan, run_campaign
 from mltelemetry.workload.scenarios import SCENARIOS
 
@@ -270,8 +271,9 @@ def test_every_panel_query_returns_data_after_a_campaign(prometheus, influxdb, t
                                                                                  memory_used_bytes=30 * 2**30)],
                                  uuid="GPU-11111111-2222-3333-4444-555555555555", fan_pct=40)], clock=WallClock())
         gpu = Exporter(GpuCollector(nvml.open_nvml(fake), "sut", monotonic=fake.clock),
-                       build_sinks(f"127.0.0.1:{ports['gpu']}", None, SinkOptions(
-                           **{**options.__dict__, "spool_dir": tmp_path / "spool-gpu"}), name="gpu"),
+                       build_publishers(PublisherSettings(SinkOptions(
+                           **{**options.__dict__, "spool_dir": tmp_path / "spool-gpu"}),
+                           listen=f"127.0.0.1:{ports['gpu']}", name="gpu")),
                        interval_s=0.5, host="sut")
         threads += [threading.Thread(target=rapl), threading.Thread(target=gpu.run, args=(stop,))]
         for thread in threads:
@@ -286,9 +288,10 @@ def test_every_panel_query_returns_data_after_a_campaign(prometheus, influxdb, t
 
         def campaign():
             with live_events(listen=f"127.0.0.1:{ports['workload']}", host="sut", options=workload_options,
-                             linger_s=3):
+                             linger_s=3) as publishers:
                 run_campaign(tmp_path / "events.db", CampaignPlan("dash-1", ["baseline", "dash-train"], runs=2,
-                                                                  seconds=1.5, pause_s=0), show_progress=False)
+                                                                  seconds=1.5, pause_s=0), show_progress=False,
+                             publishers=publishers)
 
         runner = threading.Thread(target=campaign)
         runner.start()

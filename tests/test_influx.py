@@ -153,8 +153,8 @@ def test_v2_path_writes_samples_and_events_to_victoria_metrics(victoria_metrics,
                       flush_interval_s=0.2)
     t0 = time.time_ns()
     for k in range(3):
-        sink.publish([Sample(schema.PM_POWER, {"host": "sut", "meter": name}, 100.0 + i + k / 10, t0 + k * 10**9)
-                      for i, name in enumerate(HOSTILE)])
+        sink.publish_samples([Sample(schema.PM_POWER, {"host": "sut", "meter": name}, 100.0 + i + k / 10,
+                                     t0 + k * 10**9) for i, name in enumerate(HOSTILE)])
     events = [Event(name, "scen ario", 1, "epoch", start_ns=t0, end_ns=t0 + 2 * 10**9, epoch=i,
                     fields={"loss": 0.5 + i, "framework": "torch"}) for i, name in enumerate(HOSTILE)]
     sink.publish_lines([event_line(e) for e in events])
@@ -202,7 +202,8 @@ def test_v1_path_writes_to_influxdb_and_influxql_finds_hostile_names(influxdb, t
     influxql(influxdb, "CREATE DATABASE telemetry", db=None)
     sink = InfluxSink(V1Writer(influxdb, "telemetry"), Spool(tmp_path / "spool"), flush_interval_s=0.2)
     t0 = time.time_ns()
-    sink.publish([Sample(schema.HOST_MEMORY_USED, {"host": name}, float(i), t0) for i, name in enumerate(HOSTILE)])
+    sink.publish_samples([Sample(schema.HOST_MEMORY_USED, {"host": name}, float(i), t0)
+                          for i, name in enumerate(HOSTILE)])
     sink.publish_lines([event_line(Event(name, "s", 2, "train", start_ns=t0 - 5 * 10**9, end_ns=t0,
                                          fields={"accuracy": i / 100})) for i, name in enumerate(HOSTILE)])
     sink.close()
@@ -228,9 +229,9 @@ def test_points_the_server_refuses_are_dropped_and_counted_not_retried(influxdb,
     writer.write([f"{schema.PM_POWER},host=h value=1i {time.time_ns()}"])  # an integer field: floats now conflict
     sink = InfluxSink(writer, Spool(tmp_path / "spool"), flush_interval_s=0.1)
     t0 = time.time_ns()
-    sink.publish([Sample(schema.PM_POWER, {"host": "h"}, 2.0, t0)])
+    sink.publish_samples([Sample(schema.PM_POWER, {"host": "h"}, 2.0, t0)])
     wait_for(lambda: sink.rejected_total == 1, 10, "the refusal")
-    sink.publish([Sample(schema.PM_VOLTAGE, {"host": "h"}, 230.0, t0)])
+    sink.publish_samples([Sample(schema.PM_VOLTAGE, {"host": "h"}, 230.0, t0)])
     wait_for(lambda: sink.written_total == 1, 10, "the next batch to be written")
     sink.close()
     assert sink.spool.empty and sink.errors_total == 0
@@ -241,7 +242,7 @@ def test_a_missing_database_is_spooled_until_it_exists(influxdb, tmp_path):
     sink = InfluxSink(V1Writer(influxdb, "later"), Spool(tmp_path / "spool"), flush_interval_s=0.1,
                       max_backoff_s=0.2)
     t0 = time.time_ns()
-    sink.publish([Sample(schema.PM_POWER, {"host": "h"}, float(k), t0 + k) for k in range(5)])
+    sink.publish_samples([Sample(schema.PM_POWER, {"host": "h"}, float(k), t0 + k) for k in range(5)])
     wait_for(lambda: sink.errors_total >= 1 and sink.spool.lines == 5, 10, "the batch to be spooled")
     health = {s.metric: s.value for s in sink.health({"host": "h", "exporter": "x"}, 0)}
     assert health[schema.EXPORTER_SPOOL_BYTES] > 0 and health[schema.EXPORTER_SINK_WRITTEN] == 0
@@ -269,7 +270,7 @@ def test_v1_token_is_sent_as_basic_auth_and_a_refused_token_spools(tmp_path, mon
         sink = InfluxSink(V1Writer(server.url, "telemetry", read_token()), Spool(tmp_path / "spool"),
                           flush_interval_s=0.1, max_backoff_s=0.2)
         t0 = time.time_ns()
-        sink.publish([Sample(schema.PM_POWER, {"host": "h"}, 1.0, t0)])
+        sink.publish_samples([Sample(schema.PM_POWER, {"host": "h"}, 1.0, t0)])
         wait_for(lambda: sink.errors_total >= 1 and sink.spool.lines == 1, 10, "the refused write to be spooled")
         sink.close()
         assert sink.written_total == 0 and sink.rejected_total == 0  # kept for when the token is fixed
@@ -290,7 +291,7 @@ def test_a_batch_that_cannot_be_spooled_is_kept_and_written_later(influxdb, tmp_
     sink = InfluxSink(V1Writer(influxdb, "later"), Spool(spool_dir), flush_interval_s=0.1, max_backoff_s=0.2)
     shutil.rmtree(spool_dir)  # the spool cannot take the batch the server refuses (no database yet)
     t0 = time.time_ns()
-    sink.publish([Sample(schema.PM_POWER, {"host": "h"}, float(k), t0 + k) for k in range(5)])
+    sink.publish_samples([Sample(schema.PM_POWER, {"host": "h"}, float(k), t0 + k) for k in range(5)])
     wait_for(lambda: sink.errors_total >= 3, 10, "the write and the spool to fail")
     assert sink.spool.empty and sink.written_total == 0
     spool_dir.mkdir()

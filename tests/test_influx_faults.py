@@ -55,7 +55,7 @@ def test_lines_waiting_for_a_full_spool_disk_are_bounded_counted_and_reported(sm
     filler = fill(small_fs)
     try:
         for k in range(30):  # 30 ticks of 100 samples: 3000 lines, at most 1000 may wait
-            sink.publish([Sample(schema.PM_POWER, {"host": "h", "meter": str(m)}, 1.0, k * 100 + m)
+            sink.publish_samples([Sample(schema.PM_POWER, {"host": "h", "meter": str(m)}, 1.0, k * 100 + m)
                           for m in range(100)])
             wait_for(lambda: not sink._pending or sink.errors_total > 0, 10, "the sink to try the full spool")
         wait_for(lambda: sink.dropped_pending_lines >= 2000, 10, "the oldest lines to be dropped")

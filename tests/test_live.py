@@ -13,11 +13,13 @@ from typer.testing import CliRunner
 
 from conftest import free_port, wait_for
 from mltelemetry import schema
+from mltelemetry.annotations import GrafanaAnnotations
+from mltelemetry.backends import live_events
 from mltelemetry.cli import app
 from mltelemetry.influx import stored_tag_value
+from mltelemetry.publisher import Capability, Publisher, WindowChange
 from mltelemetry.schema import Event
 from mltelemetry.sinks import PrometheusSink
-from mltelemetry.sinks_events import GrafanaAnnotations, PrometheusEvents, live_events
 from mltelemetry.store import Store
 from mltelemetry.workload.events import EventRecorder
 from mltelemetry.workload.scenarios import SCENARIOS
@@ -45,11 +47,11 @@ def metrics(port: int) -> dict[tuple[str, frozenset], float]:
 
 
 def test_info_gauge_follows_the_innermost_window_and_finished_events_stay(tmp_path):
-    sink = PrometheusSink("127.0.0.1", 0)
+    sink = PrometheusSink("127.0.0.1", 0, host_label="sut")
     seen = {}
     try:
         with Store(tmp_path / "s.db") as store:
-            recorder = EventRecorder(store, HOSTILE_CAMPAIGN, publishers=[PrometheusEvents(sink, "sut")])
+            recorder = EventRecorder(store, HOSTILE_CAMPAIGN, publishers=[sink])
             with recorder.window("run", scenario="mnist", run=3):
                 seen["run"] = metrics(sink.port)
                 with recorder.window("train", scenario="mnist", run=3):
@@ -85,11 +87,11 @@ def test_info_gauge_follows_the_innermost_window_and_finished_events_stay(tmp_pa
 
 
 def test_a_failing_publisher_does_not_stop_the_workload(tmp_path):
-    class Broken:
-        def window_opened(self, event):
-            raise RuntimeError("boom")
+    class Broken(Publisher):
+        capabilities = frozenset({Capability.EVENTS})
 
-        window_closed = window_opened
+        def publish_events(self, change):
+            raise RuntimeError("boom")
 
     with Store(tmp_path / "s.db") as store:
         recorder = EventRecorder(store, "c", publishers=[Broken()])
@@ -179,7 +181,7 @@ def test_events_are_posted_as_grafana_annotations(tmp_path, monkeypatch):
             GrafanaAnnotations(url, None)
         monkeypatch.setenv("GRAFANA_TOKEN", "glsa_secret")
         with Store(tmp_path / "s.db") as store, live_events(host="sut", grafana_url=url) as publishers:
-            recorder = EventRecorder(store, HOSTILE_CAMPAIGN)  # picks the publishers up from the context
+            recorder = EventRecorder(store, HOSTILE_CAMPAIGN, publishers=publishers)
             with recorder.window("epoch", scenario="mnist", run=1, epoch=4):
                 pass
             (event,) = store.events(HOSTILE_CAMPAIGN)
@@ -215,7 +217,8 @@ def test_a_broken_grafana_answer_is_counted_and_later_annotations_still_go(monke
     try:
         grafana = GrafanaAnnotations(f"http://127.0.0.1:{server.server_port}", "glsa_secret")
         for run in (1, 2):
-            grafana.window_closed(Event("c", "mnist", run, "run", start_ns=run * 10**9, end_ns=(run + 1) * 10**9))
+            grafana.publish_events(WindowChange(Event("c", "mnist", run, "run", start_ns=run * 10**9,
+                                                      end_ns=(run + 1) * 10**9), closed=True))
         grafana.close()
     finally:
         server.shutdown()
@@ -236,11 +239,11 @@ def test_tokens_are_never_command_line_options():
 def test_finished_events_leave_metrics_after_a_while_so_a_long_campaign_keeps_the_page_small():
     """2 scenarios × 5 runs × 100 epochs of 2 s on a fake clock, scraped every 15 s: every epoch is on the
     page for a few scrapes, and the page never holds more than the last EVENT_KEEP_S of events."""
-    from mltelemetry.sinks_events import EVENT_KEEP_S, EVENT_METRICS
+    from mltelemetry.event_series import EVENT_KEEP_S, EVENT_METRICS
 
     now = [1000.0]
-    sink = PrometheusSink("127.0.0.1", 0, clock=lambda: now[0], keep_s=dict.fromkeys(EVENT_METRICS, EVENT_KEEP_S))
-    events = PrometheusEvents(sink, "sut")
+    sink = PrometheusSink("127.0.0.1", 0, clock=lambda: now[0], keep_s=dict.fromkeys(EVENT_METRICS, EVENT_KEEP_S),
+                          host_label="sut")
     seen: dict[tuple[str, str, str], int] = {}  # (scenario, run, epoch) → scrapes that showed its end
     largest, next_scrape = 0, now[0]
 
@@ -258,11 +261,11 @@ def test_finished_events_leave_metrics_after_a_while_so_a_long_campaign_keeps_th
     def window(action: str, scenario: str, run: int, seconds: float, epoch: int | None = None) -> None:
         start_ns = int(now[0] * 1e9)
         event = Event("c", scenario, run, action, start_ns, start_ns, epoch=epoch)
-        events.window_opened(event)
+        sink.publish_events(WindowChange(event, closed=False, running=(event,)))
         now[0] += seconds
         event.end_ns = int(now[0] * 1e9)
         event.fields = {"loss": 0.5, "accuracy": 0.9, "val_loss": 0.6, "val_accuracy": 0.8}
-        events.window_closed(event)
+        sink.publish_events(WindowChange(event, closed=True))
         if now[0] >= next_scrape:
             scrape()
 

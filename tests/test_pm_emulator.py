@@ -14,7 +14,7 @@ from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.pm.emulator import (
     CpuProfile,
     Faults,
-    TcpLink,
+    TcpServerLink,
     csv_profile,
     parse_profile,
     steps_profile,
@@ -246,7 +246,7 @@ def test_emulators_refuse_faults_their_protocol_lacks(tmp_path):
 def test_tcp_cable_unplugs_and_replugs():
     import socket
 
-    with Wt300Emulator(steps_profile([(10, 1)]), TcpLink("127.0.0.1", 0), update_interval_s=0.25) as emu:
+    with Wt300Emulator(steps_profile([(10, 1)]), TcpServerLink("127.0.0.1", 0), update_interval_s=0.25) as emu:
         port = emu.port.port
         assert port > 0 and emu.address == f"tcp://127.0.0.1:{port}"
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
@@ -298,7 +298,7 @@ def test_a_cable_pulled_right_after_start_stays_pulled():
                 pulled.wait(10)
             super().plug()
 
-    with LateThread(steps_profile([(10, 1)]), TcpLink("127.0.0.1", 0), update_interval_s=0.25) as emu:
+    with LateThread(steps_profile([(10, 1)]), TcpServerLink("127.0.0.1", 0), update_interval_s=0.25) as emu:
         emu.unplug()
         pulled.set()
         updates = emu.updates

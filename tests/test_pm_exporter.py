@@ -25,8 +25,8 @@ from mltelemetry.exporters.pm.collector import (
     InvalidReading,
     MeterDisconnected,
     MeterIdentity,
+    MeterReading,
     PmCollector,
-    Reading,
 )
 from mltelemetry.exporters.pm.emulator import (
     Faults,
@@ -193,19 +193,19 @@ def test_unplug_and_replug(tmp_path):
 
 # --- the collector's accounting on scripted time -------------------------------------------
 class ScriptedDriver:
-    """Hands out scripted readings: a Reading, a power in W, None (invalid reply) or an exception."""
+    """Hands out scripted readings: a MeterReading, a power in W, None (invalid reply) or an exception."""
 
     def __init__(self, script: list) -> None:
         self.script = script
         self.closed = False
 
-    def read(self) -> Reading:
+    def read(self) -> MeterReading:
         item = self.script.pop(0)
         if isinstance(item, Exception):
             raise item
         if item is None:
             raise InvalidReading("scripted garbage")
-        return item if isinstance(item, Reading) else Reading(float(item), 230.0, item / 230.0)
+        return item if isinstance(item, MeterReading) else MeterReading(float(item), 230.0, item / 230.0)
 
     def close(self) -> None:
         self.closed = True
@@ -269,7 +269,7 @@ def test_a_long_invalid_stretch_is_a_gap():
 
 
 def test_an_invalid_power_with_valid_voltage_publishes_the_voltage_only():
-    collector, tick = scripted([100, Reading(None, 231.0, None), 100])
+    collector, tick = scripted([100, MeterReading(None, 231.0, None), 100])
     values = [tick() for _ in range(3)]
     assert values[1][schema.PM_VOLTAGE] == 231.0 and schema.PM_POWER not in values[1]
     assert values[-1][schema.PM_INVALID] == 1 and values[-1][schema.PM_SAMPLES] == 2
@@ -332,11 +332,11 @@ def test_health_metrics_and_identity_on_scripted_time(caplog):
 
 def test_meter_energy_is_kept_monotonic_across_meter_restarts():
     collector, tick = scripted([
-        Reading(100.0, 230.0, 0.4, meter_energy_j=5000.0, meter_restarted=True),  # a run found in progress
-        Reading(100.0, 230.0, 0.4, meter_energy_j=5100.0),
-        Reading(100.0, 230.0, 0.4, meter_energy_j=30.0, meter_restarted=True),  # reset: starts again
-        Reading(100.0, 230.0, 0.4, meter_energy_j=130.0),
-        Reading(100.0, 230.0, 0.4, meter_energy_j=110.0),  # back without the flag: a restart all the same
+        MeterReading(100.0, 230.0, 0.4, meter_energy_j=5000.0, meter_restarted=True),  # a run found in progress
+        MeterReading(100.0, 230.0, 0.4, meter_energy_j=5100.0),
+        MeterReading(100.0, 230.0, 0.4, meter_energy_j=30.0, meter_restarted=True),  # reset: starts again
+        MeterReading(100.0, 230.0, 0.4, meter_energy_j=130.0),
+        MeterReading(100.0, 230.0, 0.4, meter_energy_j=110.0),  # back without the flag: a restart all the same
     ])
     values = [tick()[schema.PM_METER_ENERGY] for _ in range(5)]
     assert values == [5000.0, 5100.0, 5130.0, 5230.0, 5340.0]
@@ -344,17 +344,17 @@ def test_meter_energy_is_kept_monotonic_across_meter_restarts():
 
 def test_meter_energy_stays_monotonic_when_a_reconnected_meter_counts_lower():
     collector, tick = scripted([
-        Reading(100.0, 230.0, 0.4, meter_energy_j=1000.0),
+        MeterReading(100.0, 230.0, 0.4, meter_energy_j=1000.0),
         MeterDisconnected("scripted: cable pulled"),
-        Reading(100.0, 230.0, 0.4, meter_energy_j=50.0),  # a reconnected meter that lost its count
-        Reading(100.0, 230.0, 0.4, meter_energy_j=150.0),
+        MeterReading(100.0, 230.0, 0.4, meter_energy_j=50.0),  # a reconnected meter that lost its count
+        MeterReading(100.0, 230.0, 0.4, meter_energy_j=150.0),
     ])
     values = [tick().get(schema.PM_METER_ENERGY) for _ in range(4)]
     assert values == [1000.0, None, 1050.0, 1150.0]
 
 
 def test_uncertainty_and_dropped_samples():
-    collector, tick = scripted([Reading(100.0, 230.0, 0.4, uncertainty=0.002, dropped=2), 100.0])
+    collector, tick = scripted([MeterReading(100.0, 230.0, 0.4, uncertainty=0.002, dropped=2), 100.0])
     first, second = tick(), tick()
     assert first[schema.PM_UNCERTAINTY] == 0.002 and schema.PM_UNCERTAINTY not in second
     assert first[schema.PM_INVALID] == 2 and first[schema.PM_SAMPLES] == 1
@@ -367,7 +367,7 @@ class Wt300Scripted(ScriptedDriver):
 def test_power_that_is_not_physics_is_counted_as_invalid_and_never_integrated_or_published(caplog):
     # main: 1e308 W was integrated, so the energy counter overflowed to infinity (and the store dropped it
     # without a word from then on); negative and beyond-range power were published and integrated as load.
-    collector, tick = scripted([100, 1e308, 1e308, 100, -5, 30_000, Reading(100.0, math.inf, -1.0), 100],
+    collector, tick = scripted([100, 1e308, 1e308, 100, -5, 30_000, MeterReading(100.0, math.inf, -1.0), 100],
                                driver_class=Wt300Scripted)
     values = [tick() for _ in range(8)]
     # valid readings at t = 0, 3, 6, 7; each refused stretch is short, so it is bridged by the next one:

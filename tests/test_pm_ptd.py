@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conftest import free_port, ticks_on_deadlines, wait_for
 from mltelemetry import schema
 from mltelemetry.exporters.pm.collector import PmCollector
-from mltelemetry.exporters.pm.emulator import Faults, TcpLink, constant_profile, steps_profile
+from mltelemetry.exporters.pm.emulator import Faults, TcpServerLink, constant_profile, steps_profile
 from mltelemetry.exporters.pm.meter import InvalidReading, MeterDisconnected, MeterError
 from mltelemetry.exporters.pm.ptd import (
     Ptd,
@@ -102,7 +102,7 @@ def test_sample_parser_on_random_fields(fields):
 # --- the client against the emulator over TCP -----------------------------------------------------
 @pytest.fixture
 def emulator():
-    with PtdEmulator(steps_profile([(120.0, 0.5), (340.0, 0.5)]), TcpLink("127.0.0.1", free_port())) as emu:
+    with PtdEmulator(steps_profile([(120.0, 0.5), (340.0, 0.5)]), TcpServerLink("127.0.0.1", free_port())) as emu:
         yield emu
 
 
@@ -192,7 +192,7 @@ def test_connection_drops_and_comes_back(emulator):
 
 
 def test_every_bad_sample_of_a_reply_is_counted_whether_some_or_all_are_bad():
-    with PtdEmulator(constant_profile(175.0), TcpLink("127.0.0.1", free_port())) as emu:
+    with PtdEmulator(constant_profile(175.0), TcpServerLink("127.0.0.1", free_port())) as emu:
         collector = PmCollector(lambda: Ptd(emu.address, period_ms=250, timeout_s=0.3), host="sut", meter="ptd")
         collector.sample(0)
         assert collector.invalid_total == 0
@@ -208,7 +208,7 @@ def test_every_bad_sample_of_a_reply_is_counted_whether_some_or_all_are_bad():
 def test_exporter_counts_drops_and_survives_every_fault_and_a_disconnect():
     faults = Faults(seed=2, markers=("nan",))
     schedule = {3: "garbage", 6: "partial", 9: "nan", 12: "error", 15: "nan"}
-    with PtdEmulator(constant_profile(175.0), TcpLink("127.0.0.1", free_port()), faults=faults) as emu:
+    with PtdEmulator(constant_profile(175.0), TcpServerLink("127.0.0.1", free_port()), faults=faults) as emu:
         # a generous reply timeout: at 0.1 s a loaded machine (two busy processes) timed out good replies, which
         # counted as invalid readings (7 instead of the 5 injected)
         collector = PmCollector(lambda: Ptd(emu.address, period_ms=250, timeout_s=0.5), host="sut", meter="ptd")

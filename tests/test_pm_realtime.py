@@ -32,7 +32,7 @@ from conftest import free_port
 from mltelemetry import schema
 from mltelemetry.cli import app as root_app
 from mltelemetry.exporters.pm.collector import PmCollector
-from mltelemetry.exporters.pm.emulator import TcpLink, steps_profile
+from mltelemetry.exporters.pm.emulator import TcpServerLink, steps_profile
 from mltelemetry.exporters.pm.mcp39f511 import Mcp39f511
 from mltelemetry.exporters.pm.mcp39f511_emulator import Mcp39f511Emulator
 from mltelemetry.exporters.pm.ptd import Ptd
@@ -96,7 +96,7 @@ def run_mcp(tmp_path) -> Run:
 
 def run_ptd() -> Run:
     run = Run()
-    with PtdEmulator(PROFILE, TcpLink("127.0.0.1", free_port())) as emu:
+    with PtdEmulator(PROFILE, TcpServerLink("127.0.0.1", free_port())) as emu:
         collector = PmCollector(lambda: Ptd(emu.address, period_ms=1000, timeout_s=0.5), host="sut", meter="ptd")
         exporter = Exporter(collector, sinks=[], interval_s=1.0, host="sut")
         start = time.monotonic()

@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import wait_for
-from mltelemetry.exporters.pm.collector import InvalidReading, MeterDisconnected, MeterError, Reading
-from mltelemetry.exporters.pm.emulator import TcpLink, constant_profile, steps_profile
+from mltelemetry.exporters.pm.collector import InvalidReading, MeterDisconnected, MeterError, MeterReading
+from mltelemetry.exporters.pm.emulator import TcpServerLink, constant_profile, steps_profile
 from mltelemetry.exporters.pm.wt300 import (
     OVER_RANGE,
     Wt300,
@@ -268,7 +268,7 @@ def test_usbtmc_path_reads_like_a_character_device(emulator):
 
 
 def test_tcp_transport():
-    with Wt300Emulator(steps_profile([(100.0, 0.5), (250.0, 0.5)]), TcpLink("127.0.0.1", 0),
+    with Wt300Emulator(steps_profile([(100.0, 0.5), (250.0, 0.5)]), TcpServerLink("127.0.0.1", 0),
                        update_interval_s=0.25) as emu:
         assert emu.address.startswith("tcp://127.0.0.1:")
         with Wt300(emu.address, rate_s=0.25, timeout_s=0.2) as meter:
@@ -402,7 +402,7 @@ def test_driver_recovers_after_each_fault(emulator, kind):
             with pytest.raises(InvalidReading):
                 meter.read()
         else:
-            assert meter.read() == Reading(None, None, None)  # every item invalid, never a number
+            assert meter.read() == MeterReading(None, None, None)  # every item invalid, never a number
         reading = meter.read()
         assert reading.power_w == pytest.approx(emulator.served.power_w, rel=5e-5)
 

@@ -10,6 +10,7 @@ from conftest import wait_for
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.runtime import Exporter, next_tick
+from mltelemetry.publisher import Capability, Publisher
 from mltelemetry.schema import Sample
 from mltelemetry.sinks import StoreSink
 from mltelemetry.store import Store
@@ -22,11 +23,13 @@ def test_next_tick_on_time_and_late():
     assert next_tick(start=100.0, interval=1.0, tick=4, now=107.2) == (8, 3)
 
 
-class ListSink:
+class ListSink(Publisher):
+    capabilities = frozenset({Capability.SAMPLES})
+
     def __init__(self):
         self.samples, self.closed = [], False
 
-    def publish(self, samples):
+    def publish_samples(self, samples):
         self.samples.extend(samples)
 
     def close(self):
@@ -101,7 +104,7 @@ def test_sigterm_flushes_the_store(tmp_path):
 def test_a_sink_failing_to_close_does_not_stop_the_others_and_the_store_is_closed(tmp_path, caplog):
     # a sample the store cannot take (its time is no number): the flush on close raises
     failing = StoreSink(tmp_path / "bad.db", flush_interval_s=3600)
-    failing.publish([Sample(schema.PM_POWER, {"host": "h", "meter": "m"}, 1.0, "not a time")])
+    failing.publish_samples([Sample(schema.PM_POWER, {"host": "h", "meter": "m"}, 1.0, "not a time")])
     after = ListSink()
     exporter = Exporter(Scripted(), [failing, after], interval_s=0.01, host="h")
     exporter.run(threading.Event(), max_ticks=1)

@@ -29,12 +29,12 @@ def test_exposition_matches_the_golden_text():
     try:
         labels = {"host": "sut", "meter": "wt310"}
         t0, t1, t2 = 1_764_572_400_250_000_000, 1_764_572_401_250_000_000, 1_764_572_402_250_999_999  # ns
-        sink.publish([Sample(schema.PM_POWER, labels, 70.0, t0), Sample(schema.PM_ENERGY, labels, 900.0, t0)])
+        sink.publish_samples([Sample(schema.PM_POWER, labels, 70.0, t0), Sample(schema.PM_ENERGY, labels, 900.0, t0)])
         assert "} 900.0 1764572400250" in requests.get(url, timeout=5).text
-        sink.publish([Sample(schema.PM_POWER, labels, 80.0, t1), Sample(schema.PM_ENERGY, labels, 1000.0, t1)])
+        sink.publish_samples([Sample(schema.PM_POWER, labels, 80.0, t1), Sample(schema.PM_ENERGY, labels, 1000.0, t1)])
         # This scraper missed the tick t1: it gets that energy reading before the latest, each with its reading's
         # time (truncated to the millisecond); the gauges have no time and only their latest value.
-        sink.publish([Sample(schema.PM_POWER, labels, 87.5, t2), Sample(schema.PM_ENERGY, labels, 1234.5, t2),
+        sink.publish_samples([Sample(schema.PM_POWER, labels, 87.5, t2), Sample(schema.PM_ENERGY, labels, 1234.5, t2),
                       Sample(schema.PM_INFO, {**labels, "driver": "wt300", "model": "WT310", "serial": "C2PH",
                                               "firmware": "F1.03"}, 1, t2),
                       Sample(schema.PM_POWER, {"host": "sut", "meter": 'wt\\31"0\n'}, 1.0, t2)])  # hostile label
@@ -58,9 +58,10 @@ def test_series_not_published_for_a_while_leave_metrics():
     try:
         gpu0 = {"host": "sut", "gpu": "0", "uuid": "GPU-a", "name": "H100"}
         gpu1 = {**gpu0, "gpu": "1", "uuid": "GPU-b"}
-        sink.publish([Sample(schema.GPU_TEMPERATURE, gpu0, 40.0, 1), Sample(schema.GPU_TEMPERATURE, gpu1, 41.0, 1)])
+        sink.publish_samples([Sample(schema.GPU_TEMPERATURE, gpu0, 40.0, 1),
+                              Sample(schema.GPU_TEMPERATURE, gpu1, 41.0, 1)])
         now[0] = 104.0
-        sink.publish([Sample(schema.GPU_TEMPERATURE, gpu0, 42.0, 2)])  # GPU 1 fell off the bus
+        sink.publish_samples([Sample(schema.GPU_TEMPERATURE, gpu0, 42.0, 2)])  # GPU 1 fell off the bus
         body = requests.get(f"http://127.0.0.1:{sink.port}/metrics", timeout=5).text
         assert 'gpu="1"' in body  # 4 s old: still current
         now[0] = 106.0
@@ -76,7 +77,7 @@ def test_store_sink_buffer_is_capped_while_the_store_refuses_and_the_rest_is_wri
     failures = 0
     for k in range(25):  # the first sample's time is no number: every write fails until it is dropped
         try:
-            sink.publish([Sample(schema.PM_POWER, labels, float(k), "not a time" if k == 0 else k)])
+            sink.publish_samples([Sample(schema.PM_POWER, labels, float(k), "not a time" if k == 0 else k)])
         except ValueError:
             failures += 1
         assert len(sink._buffer) <= 10
@@ -94,7 +95,7 @@ def test_store_sink_says_when_the_store_refuses_non_finite_values(tmp_path, capl
     labels = {"host": "h", "meter": "m"}
     for k, value in enumerate([float("nan"), 1.0, float("inf"), 2.0]):  # one flush a second
         now[0] += 1.0
-        sink.publish([Sample(schema.PM_POWER, labels, value, k)])
+        sink.publish_samples([Sample(schema.PM_POWER, labels, value, k)])
     health = {s.metric: s.value for s in sink.health({"host": "h", "exporter": "pm"}, 0)}
     sink.close()
     assert caplog.text.count("no finite number") == 1  # said once a minute at most, not per flush
@@ -107,9 +108,9 @@ def test_an_energy_reading_older_than_the_last_is_not_served_and_a_repeated_one_
     url = f"http://127.0.0.1:{sink.port}/metrics"
     labels = {"host": "sut", "meter": "wt310"}
     try:
-        sink.publish([Sample(schema.PM_ENERGY, labels, 100.0, 2_000_000_000)])
-        sink.publish([Sample(schema.PM_ENERGY, labels, 90.0, 1_000_000_000)])  # the wall clock stepped back
-        sink.publish([Sample(schema.PM_ENERGY, labels, 101.0, 2_000_000_000)])  # the same reading again
+        sink.publish_samples([Sample(schema.PM_ENERGY, labels, 100.0, 2_000_000_000)])
+        sink.publish_samples([Sample(schema.PM_ENERGY, labels, 90.0, 1_000_000_000)])  # the wall clock stepped back
+        sink.publish_samples([Sample(schema.PM_ENERGY, labels, 101.0, 2_000_000_000)])  # the same reading again
         lines = [line for line in requests.get(url, timeout=5).text.splitlines() if line.startswith(schema.PM_ENERGY)]
     finally:
         sink.close()

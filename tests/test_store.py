@@ -67,7 +67,7 @@ WRITER = textwrap.dedent("""
     sink = StoreSink(sys.argv[1], flush_interval_s=1.0)
     meter, n = sys.argv[2], int(sys.argv[3])
     for i in range(n):
-        sink.publish([Sample(PM_POWER, {"host": "sut", "meter": meter}, float(i), time.time_ns())])
+        sink.publish_samples([Sample(PM_POWER, {"host": "sut", "meter": meter}, float(i), time.time_ns())])
         time.sleep(0.01)
     sink.close()
     print("done", flush=True)

@@ -56,18 +56,18 @@ def test_a_sink_on_a_full_disk_keeps_its_samples_logs_once_and_counts_what_it_lo
     filler = fill(small_fs)
     for t in range(40):  # 40 ticks of 0.5 s on a full disk: 20 failed flushes
         now[0] += 0.5
-        sink.publish([power("X", t, 111.0)])
+        sink.publish_samples([power("X", t, 111.0)])
     assert caplog.text.count("the disk is full") == 1  # rate-limited, once a minute at most
     assert f"cannot write to the store {small_fs / 's.db'}" in caplog.text  # names the file
     assert "Traceback" not in caplog.text and sink.write_errors == 20
     os.remove(filler)
     now[0] += 1.0
-    sink.publish([power("X", 40, 111.0)])  # the 41 kept samples are written now
+    sink.publish_samples([power("X", 40, 111.0)])  # the 41 kept samples are written now
     assert sink.written_samples == 41 and "takes samples again" in caplog.text
     filler = fill(small_fs)
     for t in range(41, 101):  # 60 more on a full disk: 50 kept, the 10 oldest dropped
         now[0] += 0.5
-        sink.publish([power("X", t, 111.0)])
+        sink.publish_samples([power("X", t, 111.0)])
     assert sink.dropped_samples == 10
     health = {s.metric: s.value for s in sink.health({"host": "sut", "exporter": "pm"}, 0)}
     assert health[schema.EXPORTER_SPOOL_FILL] == 1.0  # 50 of 50 samples buffered

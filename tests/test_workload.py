@@ -3,6 +3,7 @@ from typer.testing import CliRunner
 
 from mltelemetry.cli import app
 from mltelemetry.errors import MltelemetryError
+from mltelemetry.publisher import Capability, Publisher
 from mltelemetry.store import Store
 from mltelemetry.workload.campaign import CampaignPlan, run_campaign
 from mltelemetry.workload.events import EventRecorder
@@ -494,15 +495,16 @@ def test_demo_config_is_small_and_offline(tmp_path):
 
 
 def test_annotator_tells_its_publishers_and_a_wrong_data_dir_is_one_error(tmp_path):
-    class Collect:
+    class Collect(Publisher):
+        capabilities = frozenset({Capability.EVENTS})
+
         def __init__(self):
             self.seen = []
 
-        def window_opened(self, event):
-            self.seen.append(("opened", event.action, event.epoch))
-
-        def window_closed(self, event):
-            self.seen.append(("closed", event.action, event.status))
+        def publish_events(self, change):
+            event = change.event
+            self.seen.append(("closed", event.action, event.status) if change.closed else
+                             ("opened", event.action, event.epoch))
 
     publisher = Collect()
     with Annotator(tmp_path / "s.db", campaign="mine", publishers=[publisher]) as ann:

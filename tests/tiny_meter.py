@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from mltelemetry.exporters.pm.emulator import Emulator, Faults, Profile, advance_profile
-from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, Reading, decode_reply
+from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, MeterReading, decode_reply
 from mltelemetry.exporters.pm.plugin import Connection, MeterOption, MeterPlugin
 from mltelemetry.exporters.pm.transport import open_link, read_line
 
@@ -28,15 +28,15 @@ class Tiny:
         self.identity = MeterIdentity(model="TINY-1")
         self._link = open_link(port, baudrate=baudrate, timeout_s=timeout_s)
 
-    def read(self) -> Reading:
+    def read(self) -> MeterReading:
         self._link.reset_input()
         self._link.write(f"P? {self.channel}\n".encode("ascii"))
         text = decode_reply(read_line(self._link, self.timeout_s))
         if text == "NAN":
-            return Reading(None, None, None)
+            return MeterReading(None, None, None)
         if not NUMBER.fullmatch(text):
             raise InvalidReading(f"not a number: {text[:20]!r}")
-        return Reading(float(text), None, None)
+        return MeterReading(float(text), None, None)
 
     def close(self) -> None:
         self._link.close()

@@ -28,7 +28,7 @@ import math
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from mltelemetry import schema
 from mltelemetry.errors import MltelemetryError, StoreWriteError, UsageError
+from mltelemetry.publisher import ClaimCheck, Publisher
 from mltelemetry.schema import Event
 from mltelemetry.store import Store
 from mltelemetry.workload import claims
@@ -44,7 +45,7 @@ from mltelemetry.workload.compare import CodeCarbonCompare
 from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.cooldown import Cooldown, TemperatureSource, find_source
 from mltelemetry.workload.data import SYNTHETIC, locate
-from mltelemetry.workload.events import Claim, EventRecorder
+from mltelemetry.workload.events import EventRecorder
 from mltelemetry.workload.ml import FRAMEWORK_MODULES, ML_SCENARIOS, check_backend
 from mltelemetry.workload.power_limit import PowerLimits
 from mltelemetry.workload.progress import CampaignProgress
@@ -235,7 +236,7 @@ def _plan_differences(stored: dict[str, Any], given: dict[str, Any], prefix: str
     return differences
 
 
-def _claim_check(plan: CampaignPlan, plan_json: str, resume: bool, store: Store, found: dict[str, Any]) -> Claim:
+def _claim_check(plan: CampaignPlan, plan_json: str, resume: bool, store: Store, found: dict[str, Any]) -> ClaimCheck:
     """What the campaign's claim checks, in its write transaction: the name is free (or, to resume, taken with
     the same plan and not running); for ``resume`` it marks the claims of killed processes lost and fills
     ``found`` with the runs already ok (``done``) and those marked lost (``lost``)."""
@@ -284,8 +285,10 @@ def _power_limit(limits: PowerLimits | None, variant: Variant | None) -> Iterato
 
 def run_campaign(store_path: str | Path, plan: CampaignPlan, *, show_progress: bool = True, fail_fast: bool = False,
                  resume: bool = False, cooldown: CooldownSettings | None = None, settle: SettleSettings | None = None,
-                 compare: CodeCarbonCompare | None = None, nvml_module: Any = None) -> dict[str, int]:
-    """Run every scheduled run and return counts by outcome: ``ok``, ``failed``, ``aborted`` (Ctrl-C during a
+                 compare: CodeCarbonCompare | None = None, nvml_module: Any = None,
+                 publishers: Sequence[Publisher] = ()) -> dict[str, int]:
+    """Run every scheduled run, recording its windows in the store and telling ``publishers`` (the live view:
+    /metrics, InfluxDB, Grafana), and return counts by outcome: ``ok``, ``failed``, ``aborted`` (Ctrl-C during a
     run), ``skipped`` (already ``ok`` in the store, with ``resume``), ``lost`` (runs of killed processes marked
     lost by ``resume``) and ``interrupted`` (1 when Ctrl-C or SIGTERM stopped the campaign, in a run or between
     runs). ``nvml_module`` stands in for pynvml where ``--vary gpu_power_limit`` sets limits."""
@@ -301,18 +304,18 @@ def run_campaign(store_path: str | Path, plan: CampaignPlan, *, show_progress: b
             raise
     try:
         with Store(store_path) as store:
-            _campaign(store, plan, counts, fail_fast=fail_fast, resume=resume, cooldown=cooldown, settle=settle,
-                      compare=compare, limits=limits, show_progress=show_progress)
+            recorder = EventRecorder(store, plan.campaign, publishers=publishers)
+            _campaign(store, recorder, plan, counts, fail_fast=fail_fast, resume=resume, cooldown=cooldown,
+                      settle=settle, compare=compare, limits=limits, show_progress=show_progress)
     finally:
         if limits is not None:
             limits.close()
     return counts
 
 
-def _campaign(store: Store, plan: CampaignPlan, counts: dict[str, int], *, fail_fast: bool, resume: bool,
-              cooldown: CooldownSettings | None, settle: SettleSettings | None, compare: CodeCarbonCompare | None,
-              limits: PowerLimits | None, show_progress: bool) -> None:
-    recorder = EventRecorder(store, plan.campaign)
+def _campaign(store: Store, recorder: EventRecorder, plan: CampaignPlan, counts: dict[str, int], *, fail_fast: bool,
+              resume: bool, cooldown: CooldownSettings | None, settle: SettleSettings | None,
+              compare: CodeCarbonCompare | None, limits: PowerLimits | None, show_progress: bool) -> None:
     cooler, cooldown_skipped = _cooldown(store, cooldown) if cooldown is not None else (None, "")
     settler, settle_skipped = _settle(settle) if settle is not None else (None, "")
     synthetic = plan.has_images and plan.config.data == SYNTHETIC

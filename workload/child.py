@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mltelemetry.schema import Event
+from mltelemetry.publisher import Capability, Publisher, WindowChange
 from mltelemetry.workload.events import EventRecorder
 
 
@@ -31,22 +31,17 @@ class ChildRunFailed(Exception):
     """The run's process raised (its error is the message) or died without saying how it ended."""
 
 
-class _PipeWriter:
-    """The child's store and publisher: everything goes to the parent."""
+class _PipePublisher(Publisher):
+    """The child's record: every window, as it opens and closes, goes to the parent, which records it."""
+
+    name = "parent"
+    capabilities = frozenset({Capability.EVENTS, Capability.RECORD})
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
-        self.path = "(the campaign's store, through the parent process)"
 
-    def write_events(self, events: list[Event]) -> None:
-        for event in events:
-            self.connection.send(("closed", event))
-
-    def window_opened(self, event: Event) -> None:
-        self.connection.send(("opened", event))
-
-    def window_closed(self, event: Event) -> None:
-        pass  # sent by write_events
+    def publish_events(self, change: WindowChange) -> None:
+        self.connection.send(("closed" if change.closed else "opened", change.event))
 
     def progress(self, **values: Any) -> None:
         self.connection.send(("progress", values))
@@ -62,10 +57,9 @@ def _child(function: Callable, context: dict[str, Any], connection: Any) -> None
     os.setpgrp()  # the terminal's Ctrl-C goes to the parent only; it passes it on
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     from mltelemetry.workload.scenarios import RunContext
-    writer = _PipeWriter(connection)
-    recorder = EventRecorder(writer, context.pop("campaign"), publishers=[writer],  # type: ignore[arg-type]
-                             labels=context.pop("labels"))
-    ctx = RunContext(recorder, progress=writer.progress, **context)
+    parent = _PipePublisher(connection)
+    recorder = EventRecorder(parent, context.pop("campaign"), labels=context.pop("labels"))
+    ctx = RunContext(recorder, progress=parent.progress, **context)
     try:
         try:
             function(ctx)
@@ -124,7 +118,7 @@ def run_in_child(function: Callable, ctx: Any) -> None:
                 if kind == "opened":
                     recorder.opened(payload)
                 elif kind == "closed":
-                    recorder.record(payload)
+                    recorder.closed(payload)
                 elif kind == "progress":
                     ctx.progress(**payload)
                 elif kind == "run_fields":

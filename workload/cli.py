@@ -15,6 +15,7 @@ from mltelemetry.cliutil import (
     DEFAULT_HOST,
     HostLabel,
     OneLineErrorsGroup,
+    SinkOptions,
     finite_number,
     one_line_errors,
     with_sink_options,
@@ -135,6 +136,7 @@ def run_command(
     idle_framework: Annotated[IdleFramework, typer.Option(help="What the idle process imports.")
                               ] = IdleFramework.auto,
     progress: Annotated[bool, typer.Option(help="Show the progress line.")] = True,
+    *, sink_options: SinkOptions,
 ) -> None:
     """Run a campaign of scenarios and record every run and action as an event."""
     if precision not in PRECISIONS:
@@ -147,7 +149,7 @@ def run_command(
         varied = parse_vary(vary)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--vary") from None
-    from mltelemetry.sinks_events import live_events
+    from mltelemetry.backends import live_events
 
     order, backend, idle_framework = order.value, backend.value, idle_framework.value  # type: ignore[assignment]
 
@@ -173,9 +175,10 @@ def run_command(
     settling = SettleSettings(settle_margin, settle_limit) if settle else None
     comparing = make_compare(compare.value if compare else None, country_iso_code=codecarbon_country)
 
-    with live_events(listen=listen, host=host_label, grafana_url=grafana_url), _sigterm_as_interrupt():
+    with live_events(listen=listen, host=host_label, grafana_url=grafana_url, options=sink_options) as publishers, \
+            _sigterm_as_interrupt():
         counts = run_campaign(store, plan, show_progress=progress, fail_fast=fail_fast, resume=resume,
-                              cooldown=cooling, settle=settling, compare=comparing)
+                              cooldown=cooling, settle=settling, compare=comparing, publishers=publishers)
     summary = f"campaign {campaign}: {counts['ok']} runs ok, {counts['failed']} failed"
     if counts["skipped"]:
         summary += f", {counts['skipped']} already done"

@@ -52,8 +52,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mltelemetry.errors import MltelemetryError
+from mltelemetry.publisher import Publisher
 from mltelemetry.store import Store
-from mltelemetry.workload.events import EventRecorder
+from mltelemetry.workload.events import EventRecorder, WindowStack
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
@@ -118,14 +119,14 @@ class Annotator:
 
     ``target`` is an :class:`EventRecorder` (its campaign and publishers are used), an open
     :class:`Store`, or the path of a store file, which the annotator opens and closes.
-    ``publishers`` (live sinks: Prometheus, InfluxDB, Grafana) default to those of an enclosing
-    :func:`mltelemetry.workload.events.publishing` block. With ``gpu_energy`` every window measures its
+    ``publishers`` (live ones: Prometheus, InfluxDB, Grafana; see :mod:`mltelemetry.publisher`) also hear of every
+    window (those of an EventRecorder given are its own). With ``gpu_energy`` every window measures its
     GPU energy at its edges (see the module's docstring); ``gpus`` picks the NVML indices (default: all),
     ``nvml`` stands in for pynvml (tests).
     """
 
     def __init__(self, target: EventRecorder | Store | str | os.PathLike, campaign: str | None = None, *,
-                 scenario: str = "train", run: int = 1, publishers: Sequence[Any] | None = None,
+                 scenario: str = "train", run: int = 1, publishers: Sequence[Publisher] = (),
                  gpu_energy: bool = False, gpus: Sequence[int] | None = None, nvml: Any = None) -> None:
         self._owned: Store | None = None
         self.gpu_meter = GpuEnergyMeter(nvml, gpus) if gpu_energy else None
@@ -235,20 +236,27 @@ class OpenWindows:
     """
 
     def __init__(self) -> None:
-        self._open: dict[Any, tuple[AbstractContextManager, dict[str, Any]]] = {}
+        self._open: WindowStack[tuple[AbstractContextManager, dict[str, Any]]] = WindowStack()
 
     def open(self, key: Any, cm: AbstractContextManager[dict]) -> dict[str, Any]:
         fields = cm.__enter__()
-        self._open[key] = (cm, fields)
+        self._open.push(key, (cm, fields))
         return fields
 
+    def fields(self, key: Any) -> dict[str, Any]:
+        """The fields of the open window ``key`` (KeyError when it is not open)."""
+        entry = self._open.get(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry[1]
+
     def close(self, key: Any, exc: BaseException | None = None) -> None:
-        entry = self._open.pop(key, None)
+        entry = self._open.pop(key)
         if entry is not None:
             entry[0].__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
 
     def close_all(self, exc: BaseException | None = None) -> None:
-        for key in reversed(list(self._open)):
+        while (key := self._open.innermost()) is not None:
             self.close(key, exc)
 
     def __contains__(self, key: Any) -> bool:

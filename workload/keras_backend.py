@@ -75,7 +75,7 @@ def _callback_class(base: type) -> type:
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if "epoch" not in self.windows:
                 return
-            fields = self.windows._open["epoch"][1]
+            fields = self.windows.fields("epoch")
             fields.update(numeric_fields(logs or {}))
             self.windows.close("epoch")
             self.history.append({"epoch": epoch + 1, **fields})
@@ -84,7 +84,7 @@ def _callback_class(base: type) -> type:
 
         def on_train_end(self, logs: dict | None = None) -> None:
             if "train" in self.windows:
-                self.windows._open["train"][1]["epochs"] = len(self.history)
+                self.windows.fields("train")["epochs"] = len(self.history)
                 self.windows.close("train")
 
         def __enter__(self) -> EventCallback:

@@ -93,7 +93,8 @@ def main() -> None:
         time.sleep(10)  # start-up, imports, first scrapes
         before = {name: cpu_seconds(p.pid) for name, p in exporters.items()}
         began = time.monotonic()
-        subprocess.run([sys.executable, str(Path(__file__).with_name("load.py")), "--gpu", "0", "--out", str(out / "overhead_load.json"),
+        load_script = str(Path(__file__).with_name("load.py"))
+        subprocess.run([sys.executable, load_script, "--gpu", "0", "--out", str(out / "overhead_load.json"),
                         "--scale", str(args.scale)], check=True)
         window = time.monotonic() - began
         cpu = {name: (cpu_seconds(p.pid) - before[name]) / window * 3600 for name, p in exporters.items()}

@@ -6,7 +6,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from mltelemetry.cliutil import DEFAULT_HOST, HostLabel, Interval, Listen, StorePath, one_line_errors
+from mltelemetry.cliutil import (
+    DEFAULT_HOST,
+    HostLabel,
+    Interval,
+    Listen,
+    SinkOptions,
+    StorePath,
+    one_line_errors,
+    with_sink_options,
+)
 
 from .nvml import open_nvml
 
@@ -35,6 +44,7 @@ def parse_gpus(gpus: str | None) -> list[int] | None:
     return indices
 
 
+@with_sink_options
 @one_line_errors
 def gpu_command(
     listen: Listen = "127.0.0.1:9812",
@@ -44,12 +54,13 @@ def gpu_command(
     gpus: Gpus = None,
     retry_lost: RetryLost = 30.0,
     counter_interval: CounterInterval = 0.0,
+    *, sink_options: SinkOptions,
 ) -> None:
     """Publish power (instant and 1 s average), hardware energy counter, temperature, load, memory,
     clocks, P-state, PCIe link, throttle reasons, power limit and fan of NVIDIA GPUs through NVML.
     Faster than every second, the slowly changing indicators are read once a second, power and (unless
     --counter-interval says otherwise) the energy counter every tick."""
-    from mltelemetry.exporters.runtime import serve
+    from mltelemetry.exporters.runtime import exporter_sinks, serve
 
     from .collector import GpuCollector
 
@@ -62,4 +73,10 @@ def gpu_command(
     except BaseException:
         nvml.close()
         raise
-    serve(collector, listen=listen, store=str(store) if store else None, interval_s=interval, host=host_label)
+    try:
+        sinks = exporter_sinks(collector.name, listen=listen, store=str(store) if store else None,
+                               interval_s=interval, options=sink_options)
+    except BaseException:
+        collector.close()
+        raise
+    serve(collector, sinks, interval_s=interval, host=host_label)

@@ -39,7 +39,7 @@ from mltelemetry import schema
 from mltelemetry.exporters.counters import MonotonicCounter
 from mltelemetry.schema import Sample
 
-from .nvml import GpuLost, Nvml, NvmlError, NvmlGpu, Reading
+from .nvml import GpuLost, Nvml, NvmlError, NvmlGpu, NvmlReading
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class EnergyCounter:
 UNKNOWN = "unknown"
 
 
-def _integration_power(reading: Reading) -> float | None:
+def _integration_power(reading: NvmlReading) -> float | None:
     return next((reading.power_w[k] for k in _INTEGRATION_POWER if k in reading.power_w), None)
 
 
@@ -187,7 +187,7 @@ class GpuCollector:
         gpu.last_gauges_read = now if gauges else gpu.last_gauges_read
         return self._samples(gpu, reading, now, ts_ns, counter, gauges)
 
-    def _between_counter_reads(self, gpu: _Gpu, reading: Reading, now: float, ts_ns: int) -> list[Sample]:
+    def _between_counter_reads(self, gpu: _Gpu, reading: NvmlReading, now: float, ts_ns: int) -> list[Sample]:
         """Energy on a tick without a counter read: none yet, its power kept to shape the counter's next
         increase (or, for a GPU without a counter, power integrated at once)."""
         power = _integration_power(reading)
@@ -222,7 +222,7 @@ class GpuCollector:
             out.append(Sample(schema.GPU_ENERGY, labels, anchor[3] + increase * done / whole, tick_ns))
         return out + [Sample(schema.GPU_ENERGY, labels, total, ts_ns)]
 
-    def _energy(self, gpu: _Gpu, reading: Reading, now: float) -> float | None:
+    def _energy(self, gpu: _Gpu, reading: NvmlReading, now: float) -> float | None:
         energy = gpu.energy
         if energy.method is None:
             if reading.energy_j is not None:
@@ -240,7 +240,7 @@ class GpuCollector:
             return None
         return energy.add_power(now, power)
 
-    def _samples(self, gpu: _Gpu, r: Reading, now: float, ts_ns: int, counter: bool = True,
+    def _samples(self, gpu: _Gpu, r: NvmlReading, now: float, ts_ns: int, counter: bool = True,
                  gauges: bool = True) -> list[Sample]:
         labels = gpu.labels
 

@@ -103,7 +103,7 @@ def _text(value: str | bytes) -> str:
 
 
 @dataclass
-class Reading:
+class NvmlReading:
     """One read of one GPU, in SI units; None where the GPU does not give the value (or it failed this time).
 
     ``energy_j`` is NVML's hardware counter as read (joules since the driver was loaded), not
@@ -176,7 +176,7 @@ def open_nvml(module: Any | None = None) -> Nvml:
 
 
 class NvmlGpu:
-    """One GPU. :meth:`read` returns a :class:`Reading`; unsupported readings are dropped after the first try."""
+    """One GPU. :meth:`read` returns a :class:`NvmlReading`; unsupported readings are dropped after the first try."""
 
     def __init__(self, nvml: Nvml, index: int) -> None:
         self.nvml = nvml
@@ -216,7 +216,7 @@ class NvmlGpu:
             log.warning("%s", e)
             return None
 
-    def _read_fields(self, reading: Reading, energy: bool = True) -> None:
+    def _read_fields(self, reading: NvmlReading, energy: bool = True) -> None:
         ids = [i for i in self._field_ids if energy or i != FI_TOTAL_ENERGY_CONSUMPTION]
         if not self._field_values or not ids:
             return
@@ -249,18 +249,18 @@ class NvmlGpu:
             else:
                 log.warning("%r: reading field %d failed with NVML code %d", self, value.fieldId, code)
 
-    def _read_power_usage(self, reading: Reading) -> None:
+    def _read_power_usage(self, reading: NvmlReading) -> None:
         fields_have_power = FI_POWER_INSTANT in self._field_ids or FI_POWER_AVERAGE in self._field_ids
         if not (self._field_values and fields_have_power):
             milliwatts = self._get("power_usage", "nvmlDeviceGetPowerUsage")
             if milliwatts is not None:
                 reading.power_w["usage"] = milliwatts / 1000
 
-    def read(self, *, energy: bool = True, slow: bool = True) -> Reading:
+    def read(self, *, energy: bool = True, slow: bool = True) -> NvmlReading:
         """Read every indicator the GPU supports: power always, the energy counter (one read spins milliseconds
         of CPU in the driver) with ``energy``, the slowly changing rest with ``slow``. Raises :class:`GpuLost`
         if it fell off the bus."""
-        reading = Reading()
+        reading = NvmlReading()
         self._read_fields(reading, energy=energy)
         self._read_power_usage(reading)
         if energy and not (self._field_values and FI_TOTAL_ENERGY_CONSUMPTION in self._field_ids):
@@ -271,7 +271,7 @@ class NvmlGpu:
             self._read_slow(reading)
         return reading
 
-    def _read_slow(self, reading: Reading) -> None:
+    def _read_slow(self, reading: NvmlReading) -> None:
         temperature = self._get("temperature", "nvmlDeviceGetTemperature", NVML_TEMPERATURE_GPU)
         reading.temperature_c = None if temperature is None else float(temperature)
         rates = self._get("utilization", "nvmlDeviceGetUtilizationRates")

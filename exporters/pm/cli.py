@@ -26,8 +26,10 @@ from mltelemetry.cliutil import (
     Interval,
     Listen,
     OneLineErrorsGroup,
+    SinkOptions,
     StorePath,
     one_line_errors,
+    with_sink_options,
 )
 from mltelemetry.errors import MltelemetryError, UsageError
 from mltelemetry.exporters.pm.plugin import MeterOption, MeterPlugin
@@ -83,7 +85,7 @@ def _meter_command(function: Callable[..., None], plugins: Sequence[MeterPlugin]
         if parameter.name == "driver":
             parameter = parameter.replace(annotation=Annotated[choice, typer.Option(help=driver_help)],
                                           default=choice[plugins[0].name])
-        elif parameter.kind is inspect.Parameter.KEYWORD_ONLY:  # meter_options, plugins: ours to pass
+        elif parameter.kind is inspect.Parameter.KEYWORD_ONLY:  # meter_options, plugins, sink_options: ours to pass
             continue
         elif help_of and parameter.name in help_of:
             info = copy(parameter.annotation.__metadata__[0])
@@ -141,10 +143,11 @@ def pm_exporter(
     *,
     meter_options: dict[str, object],
     plugins: Sequence[MeterPlugin],
+    sink_options: SinkOptions,
 ) -> None:
     """Publish a power meter's power, voltage, current, energy (ours and the meter's) and health."""
     from mltelemetry.exporters.pm.collector import PmCollector
-    from mltelemetry.exporters.runtime import serve
+    from mltelemetry.exporters.runtime import exporter_sinks, serve
     from mltelemetry.sinks import parse_listen
 
     options = _chosen_options(driver, plugins, meter_options)
@@ -166,7 +169,9 @@ def pm_exporter(
     parse_listen(listen)
     collector = PmCollector(connection.open, host=host_label, meter=meter, wall_ns=time.time_ns,
                             max_power_w=driver.max_power_w)
-    serve(collector, listen=listen, store=str(store) if store else None, interval_s=interval, host=host_label)
+    sinks = exporter_sinks(collector.name, listen=listen, store=str(store) if store else None, interval_s=interval,
+                           options=sink_options)
+    serve(collector, sinks, interval_s=interval, host=host_label)
 
 
 def exporter_command(plugins: Sequence[MeterPlugin] = PLUGINS) -> Callable[..., None]:
@@ -179,7 +184,7 @@ def exporter_command(plugins: Sequence[MeterPlugin] = PLUGINS) -> Callable[..., 
                                    "baudrate": f"Serial speed (8N1); default {speeds}."})
 
 
-pm_exporter_command = exporter_command()
+pm_exporter_command = with_sink_options(exporter_command())
 
 
 # --- pm emulate ------------------------------------------------------------------------------------------------
@@ -247,7 +252,7 @@ def pm_emulate(
 
 def _place(plugin: MeterPlugin, plugins: Sequence[MeterPlugin], given: dict[str, object]) -> object:
     """Where the emulator serves: a pty's path, or a TCP or VXI-11 link; one the meter does not speak is refused."""
-    from mltelemetry.exporters.pm.emulator import TcpLink
+    from mltelemetry.exporters.pm.emulator import TcpServerLink
     from mltelemetry.exporters.pm.transport import parse_tcp
 
     offered = [flag for flag, kinds in PLACES.items() if set(kinds) & set(plugin.transports)]
@@ -270,7 +275,7 @@ def _place(plugin: MeterPlugin, plugins: Sequence[MeterPlugin], given: dict[str,
         from mltelemetry.exporters.pm.vxi11 import Vxi11ServerLink
 
         return Vxi11ServerLink(host, port)
-    return TcpLink(host, port)
+    return TcpServerLink(host, port)
 
 
 def _pull_cable(emulator: Emulator, stop: threading.Event, every_s: float, for_s: float) -> None:

@@ -1,6 +1,6 @@
 """Power-meter collector: turns one meter's readings into the schema's ``pm_*`` samples.
 
-The driver contract (``Reading``, ``Driver``, the errors) lives in ``meter.py`` and is
+The driver contract (``MeterReading``, ``Driver``, the errors) lives in ``meter.py`` and is
 re-exported here.
 
 Energy is integrated here, at the source. A meter's value is the average power over its
@@ -43,7 +43,7 @@ from mltelemetry.exporters.pm.meter import (  # noqa: F401 (re-exported: the dri
     MeterDisconnected,
     MeterError,
     MeterIdentity,
-    Reading,
+    MeterReading,
 )
 from mltelemetry.schema import Sample
 
@@ -137,7 +137,7 @@ class PmCollector:
             return None if self.samples_total < 2 else 0.0
         return (len(times) - 1) / max(now - times[0], 1e-9)
 
-    def _meter_energy(self, reading: Reading) -> float:
+    def _meter_energy(self, reading: MeterReading) -> float:
         """The meter's counter made monotonic across its restarts (a new integration run, a reset): one
         the driver flags, or any decrease (a reconnected meter counting from a lower value), as a
         Prometheus counter reset is read."""
@@ -163,7 +163,7 @@ class PmCollector:
             log.info("power meter %s connected", self.labels["meter"])
         return driver
 
-    def _read(self) -> Reading | None:
+    def _read(self) -> MeterReading | None:
         """This tick's reading; None when it was invalid or the meter is not connected."""
         try:
             if self.driver is None:
@@ -190,7 +190,7 @@ class PmCollector:
             self.samples_total += 1
         return reading
 
-    def _plausible(self, reading: Reading) -> Reading:
+    def _plausible(self, reading: MeterReading) -> MeterReading:
         """``reading`` with every value that cannot be a measurement (negative, not finite, a power beyond the
         meter's range) set to None, so it is counted and never stored; a refused power makes the reading invalid."""
         limit = self.max_power_w or registry.max_power_w(getattr(self.driver, "name", ""))

@@ -8,7 +8,7 @@ Each meter's emulator sits beside its driver (``wt300_emulator.py``, ``mcp39f511
   compare an exporter's energy with the truth. :func:`parse_profile` reads the spec strings
   ``constant:W``, ``steps:W1/S1,W2/S2,...``, ``csv:PATH`` and ``cpu:IDLE_W,SLOPE_W``.
 - The "cables": :class:`PtyLink`, a pty in raw mode whose slave path is symlinked at a chosen
-  path, and :class:`TcpLink`, a listening port on loopback; ``unplug()`` closes it (and removes
+  path, and :class:`TcpServerLink`, a listening port on loopback; ``unplug()`` closes it (and removes
   the link), ``plug()`` opens a new one.
 - :class:`Faults` decides which replies to spoil (garbage, partial, NAN/INF/over-range, bad
   checksum, NAK, error replies), at seeded random rates or on demand.
@@ -337,7 +337,7 @@ class PtyLink:
             pass
 
 
-class TcpLink:
+class TcpServerLink:
     """A listening TCP port on ``host`` (``port`` 0: the system picks one; ``port`` holds it after
     the first plug). One client at a time: a new connection replaces the current one. Unplugging
     closes the client's connection and stops listening; plugging listens on the same port again."""
@@ -429,7 +429,7 @@ class TcpLink:
 class Emulator:
     """The loop of an emulated meter; subclasses implement ``receive`` and ``tick``.
 
-    ``link`` is the cable: a path (a :class:`PtyLink` symlinked there), a :class:`TcpLink` or a
+    ``link`` is the cable: a path (a :class:`PtyLink` symlinked there), a :class:`TcpServerLink` or a
     ``vxi11.Vxi11ServerLink``.
     ``clock`` is a monotonic clock in seconds. ``clock_shift_s`` shifts the meter's clock against
     the host's: what it reports lags the load by that many seconds (the profile is evaluated at

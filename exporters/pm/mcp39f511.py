@@ -35,7 +35,7 @@ import logging
 import struct
 from typing import TYPE_CHECKING
 
-from mltelemetry.exporters.pm.meter import InvalidReading, MeterError, MeterIdentity, Reading
+from mltelemetry.exporters.pm.meter import InvalidReading, MeterError, MeterIdentity, MeterReading
 from mltelemetry.exporters.pm.plugin import Connection, MeterOption, MeterPlugin
 from mltelemetry.exporters.pm.transport import Link, open_link, read_exact
 
@@ -124,7 +124,7 @@ def parse_ack(reply: bytes) -> None:
     raise refusal or InvalidReading(f"garbage reply to a write: {reply[:12].hex(' ')}")
 
 
-def decode_block(data: bytes, channel: int) -> Reading:
+def decode_block(data: bytes, channel: int) -> MeterReading:
     """P (W), V (V) and I (A) of ``channel`` from the 28 bytes at 0x0002; None for impossible values."""
     if len(data) != BLOCK_SIZE:
         raise InvalidReading(f"expected {BLOCK_SIZE} register bytes, got {len(data)}")
@@ -133,7 +133,7 @@ def decode_block(data: bytes, channel: int) -> Reading:
     power = sign * (watts1 if channel == 1 else watts2) / 100 + 0.0  # no -0.0
     voltage = volts / 10
     current = (amps1 if channel == 1 else amps2) / 10000
-    return Reading(power if abs(power) <= MAX_POWER_W else None,
+    return MeterReading(power if abs(power) <= MAX_POWER_W else None,
                    voltage if voltage <= MAX_VOLTAGE_V else None,
                    current if current <= MAX_CURRENT_A else None)
 
@@ -213,7 +213,7 @@ class Mcp39f511:
     def _write_registers(self, address: int, data: bytes) -> None:
         parse_ack(self._transact(write_request(address, data), 1))
 
-    def read(self) -> Reading:
+    def read(self) -> MeterReading:
         """P (W), V (V), I (A) of the last accumulation window; the energy counter in J."""
         reading = decode_block(self._read_registers(REG_STATUS, BLOCK_SIZE), self.channel)
         if not self.energy:
@@ -221,7 +221,7 @@ class Mcp39f511:
         count = struct.unpack("<Q", self._read_registers(REG_IMPORT_ENERGY[self.channel], 8))[0]
         restarted = self._fresh_counter or (self._last_count is not None and count < self._last_count)
         self._fresh_counter, self._last_count = False, count
-        return Reading(reading.power_w, reading.voltage_v, reading.current_a,
+        return MeterReading(reading.power_w, reading.voltage_v, reading.current_a,
                        meter_energy_j=count * self.energy_unit_j, meter_restarted=restarted)
 
     def close(self) -> None:

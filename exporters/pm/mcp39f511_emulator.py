@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltelemetry.exporters.pm.emulator import Emulator, Faults, Profile, PtyLink, TcpLink, advance_profile
+from mltelemetry.exporters.pm.emulator import Emulator, Faults, Profile, PtyLink, TcpServerLink, advance_profile
 from mltelemetry.exporters.pm.mcp39f511 import (
     ACK,
     CSFAIL,
@@ -67,7 +67,7 @@ class Mcp39f511Emulator(Emulator):
     FAULTS = ("garbage", "partial", "checksum", "nak", "csfail")
     TITLE = "an MCP39F511N"
 
-    def __init__(self, profile: Profile, link: str | Path | PtyLink | TcpLink, *, voltage_v: float = 230.0,
+    def __init__(self, profile: Profile, link: str | Path | PtyLink | TcpServerLink, *, voltage_v: float = 230.0,
                  power_factor: float = 0.95, line_frequency_hz: float = 50.0, energy_unit_j: float = 3.6,
                  faults: Faults | None = None, clock: Callable[[], float] = time.monotonic,
                  clock_shift_s: float = 0.0) -> None:

@@ -5,7 +5,7 @@ A driver talks to one meter and has
 - ``name``: the driver's name (``wt300``, ``mcp39f511``, ``ptd``), the ``driver`` label of
   ``pm_meter_info``;
 - ``identity``: the meter's :class:`MeterIdentity`, read once when the driver opens the meter;
-- ``read()``: a :class:`Reading` in SI units. It raises :class:`InvalidReading` for a reply that
+- ``read()``: a :class:`MeterReading` in SI units. It raises :class:`InvalidReading` for a reply that
   must not become a number (garbage, partial, bad checksum, NAK, an error reply) and
   :class:`MeterDisconnected` when the port or connection is gone;
 - ``close()``: releases the port.
@@ -59,7 +59,7 @@ def decode_reply(line: bytes) -> str:
 
 
 @dataclass(frozen=True)
-class Reading:
+class MeterReading:
     """One reading, each item averaged over the meter's update interval; None where the meter gave no
     valid value (NAN, INF, over-range, an error marker).
 
@@ -100,6 +100,6 @@ class Driver(Protocol):
     name: str
     identity: MeterIdentity
 
-    def read(self) -> Reading: ...
+    def read(self) -> MeterReading: ...
 
     def close(self) -> None: ...

@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, Reading, decode_reply
+from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, MeterReading, decode_reply
 from mltelemetry.exporters.pm.plugin import Connection, MeterOption, MeterPlugin
 from mltelemetry.exporters.pm.transport import LineReader, Link, TcpLink, parse_tcp
 
@@ -206,7 +206,7 @@ class Ptd:
         self._link.write(command.encode("ascii") + b"\r\n")
         return self._lines.read_line(self.timeout_s if timeout_s is None else timeout_s, _MAX_LINE)
 
-    def read(self) -> Reading:
+    def read(self) -> MeterReading:
         """The mean W, V, A of the samples PTDaemon took since the last read, and their uncertainty."""
         try:
             count = parse_last(self._query("RL", self.period_s + self.timeout_s))
@@ -224,8 +224,8 @@ class Ptd:
 
         uncertainty = mean([s.uncertainty for s in valid]) if any(s.uncertainty is not None for s in valid) \
             else self._uncertainty() if self.can_accuracy else None
-        return Reading(mean([s.watts for s in valid]), mean([s.volts for s in valid]), mean([s.amps for s in valid]),
-                       uncertainty=uncertainty, dropped=count - len(valid))
+        return MeterReading(mean([s.watts for s in valid]), mean([s.volts for s in valid]),
+                            mean([s.amps for s in valid]), uncertainty=uncertainty, dropped=count - len(valid))
 
     def _uncertainty(self) -> float | None:
         """PTDaemon's average uncertainty over the samples since ``Go`` (None where unknown)."""

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltelemetry.exporters.pm.emulator import Emulator, Faults, Profile, PtyLink, TcpLink, advance_profile
+from mltelemetry.exporters.pm.emulator import Emulator, Faults, Profile, PtyLink, TcpServerLink, advance_profile
 from mltelemetry.exporters.pm.ptd import HELLO
 
 log = logging.getLogger(__name__)
@@ -53,18 +53,19 @@ def _g(value: float) -> str:
 
 class PtdEmulator(Emulator):
     """PTDaemon with an analyzer measuring ``profile`` (see the module docstring); ``link`` is a
-    :class:`TcpLink` (default: 127.0.0.1 on a free port)."""
+    :class:`TcpServerLink` (default: 127.0.0.1 on a free port)."""
 
     FAULTS = ("garbage", "partial", "nan", "error")
     MARKERS = ("nan",)  # PTDaemon's one invalid value: a sample of -1 W
     TITLE = "PTDaemon"
     IDENTIFY_MODEL = "WT310"
 
-    def __init__(self, profile: Profile, link: str | Path | PtyLink | TcpLink | None = None, *,
+    def __init__(self, profile: Profile, link: str | Path | PtyLink | TcpServerLink | None = None, *,
                  voltage_v: float = 230.0, power_factor: float = 0.95, faults: Faults | None = None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  clock_shift_s: float = 0.0) -> None:
-        super().__init__(link if link is not None else TcpLink(), clock, faults=faults, clock_shift_s=clock_shift_s)
+        super().__init__(link if link is not None else TcpServerLink(), clock, faults=faults,
+                         clock_shift_s=clock_shift_s)
         self.profile = profile
         self.voltage_v = voltage_v
         self.power_factor = power_factor

@@ -32,7 +32,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, Reading, decode_reply
+from mltelemetry.exporters.pm.meter import NUMBER, InvalidReading, MeterError, MeterIdentity, MeterReading, decode_reply
 from mltelemetry.exporters.pm.plugin import Connection, MeterOption, MeterPlugin
 from mltelemetry.exporters.pm.transport import Link, open_link, read_line
 
@@ -205,7 +205,7 @@ class Wt300:
         self._send(command)
         return read_line(self._link, self.timeout_s if timeout_s is None else timeout_s)
 
-    def read(self) -> Reading:
+    def read(self) -> MeterReading:
         """P (W), U (V), I (A) averaged over the last update interval and, with the integrator, the
         meter's energy (J); None for each invalid item. Synchronised: waits for an unread update."""
         try:
@@ -229,7 +229,7 @@ class Wt300:
                     self._last_integration_s is not None and seconds < self._last_integration_s - 0.5)
                 self._fresh_integration = False
                 self._last_integration_s = seconds
-        return Reading(power, voltage, current, meter_energy_j=meter_energy, meter_restarted=restarted)
+        return MeterReading(power, voltage, current, meter_energy_j=meter_energy, meter_restarted=restarted)
 
     def close(self) -> None:
         self._link.close()

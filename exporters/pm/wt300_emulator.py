@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltelemetry.exporters.pm.emulator import Emulator, Faults, Profile, PtyLink, TcpLink, advance_profile
+from mltelemetry.exporters.pm.emulator import Emulator, Faults, Profile, PtyLink, TcpServerLink, advance_profile
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Wt300Emulator(Emulator):
     FAULTS = ("garbage", "partial", "nan", "inf", "overrange")
     TITLE = "a WT310"
 
-    def __init__(self, profile: Profile, link: str | Path | PtyLink | TcpLink, *, update_interval_s: float = 1.0,
+    def __init__(self, profile: Profile, link: str | Path | PtyLink | TcpServerLink, *, update_interval_s: float = 1.0,
                  voltage_v: float = 230.0, faults: Faults | None = None,
                  clock: Callable[[], float] = time.monotonic, clock_shift_s: float = 0.0) -> None:
         super().__init__(link, clock, faults=faults, clock_shift_s=clock_shift_s)
