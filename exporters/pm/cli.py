@@ -178,13 +178,14 @@ def exporter_command(plugins: Sequence[MeterPlugin] = PLUGINS) -> Callable[..., 
     """``mltelemetry exporter pm`` for ``plugins``."""
     rates = "; ".join(f"{p.name}: {p.rate}" for p in plugins if p.rate)
     speeds = ", ".join(f"{p.baudrate} ({p.name})" for p in plugins if p.baudrate is not None)
-    return _meter_command(pm_exporter, plugins, lambda p: p.options, _driver_help(plugins), optional=True,
-                          help_of={"meter_rate": "Update interval to set on the meter, in seconds"
-                                                 + (f" ({rates})." if rates else "."),
-                                   "baudrate": f"Serial speed (8N1); default {speeds}."})
+    command = _meter_command(pm_exporter, plugins, lambda p: p.options, _driver_help(plugins), optional=True,
+                             help_of={"meter_rate": "Update interval to set on the meter, in seconds"
+                                                    + (f" ({rates})." if rates else "."),
+                                      "baudrate": f"Serial speed (8N1); default {speeds}."})
+    return with_sink_options(command)  # --influx-*, --spool-*, --tls-*, --basic-auth-file as sink_options
 
 
-pm_exporter_command = with_sink_options(exporter_command())
+pm_exporter_command = exporter_command()
 
 
 # --- pm emulate ------------------------------------------------------------------------------------------------
