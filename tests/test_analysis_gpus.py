@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mltelemetry import schema
+from mltelemetry.analysis import sources
 from mltelemetry.analysis.campaign import analyze_campaign
 from mltelemetry.cli import app
 from mltelemetry.schema import Event, Sample
@@ -121,6 +122,21 @@ def test_gauges_and_integrated_power_per_gpu(tmp_path):
     assert not run_row(result, 3).flagged  # no gap in the power series
 
 
+def test_dcgm_exporter_counters_per_gpu(tmp_path):
+    """Our GPU exporter absent: dcgm-exporter's counters (mJ, its own labels) give each GPU's energy."""
+    with Store(tmp_path / "s.db") as store:
+        store.write(counter(schema.PM_ENERGY, {"host": "sut", "meter": "wt310"}, METER_W))
+        for gpu, watts in GPU_W.items():
+            store.write(counter(sources.DCGM_ENERGY, {"gpu": gpu, "UUID": f"GPU-{gpu}", "modelName": "Fake GPU",
+                                                      "Hostname": "sut"}, watts * 1000))  # mJ per second
+        store.write_events(EVENTS)
+        result = analyze_campaign(store, "c")
+    run = run_row(result, 1)
+    assert result.gpus == ["gpu0", "gpu1"] and run.gpu_energy_method == "GPU counter (dcgm-exporter)"
+    assert run["gpu_energy_wh[gpu0]"] == pytest.approx(1975 / WH)  # 100 W × 19.75 s
+    assert run["gpu_energy_wh[gpu1]"] == pytest.approx(5925 / WH) and run.gpu_energy_wh == pytest.approx(7900 / WH)
+
+
 def test_one_gpu_adds_no_columns(tmp_path):
     with gpu_store(tmp_path / "s.db", gpus=("0",)) as store:
         result = analyze_campaign(store, "c")
@@ -168,6 +184,7 @@ def test_cli_csv_json_table_and_report_carry_the_gpus(tmp_path):
     assert out.exit_code == 0, out.output
     windows = pd.read_csv(tmp_path / "report" / "data" / "windows.csv")
     assert windows["gpu_energy_wh[gpu0]"].iloc[0] == pytest.approx(1975 / WH)
+    assert "GPUs gpu0, gpu1: each one's energy" in (tmp_path / "report" / "index.html").read_text()
     summary = pd.read_csv(tmp_path / "report" / "data" / "summary.csv")
     assert summary["gpu_utilization[gpu1]_mean"].iloc[0] == pytest.approx(0.75)
 
