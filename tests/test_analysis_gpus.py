@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from mltelemetry import schema
 from mltelemetry.analysis import sources
 from mltelemetry.analysis.campaign import analyze_campaign
+from mltelemetry.analysis.figures.gpus import gpu_key
 from mltelemetry.cli import app
 from mltelemetry.schema import Event, Sample
 from mltelemetry.store import Store
@@ -204,3 +205,8 @@ def test_runs_that_differ_in_processes_are_two_variants(tmp_path):
     # 10 s runs, both GPUs at 100 + 300 W: 4000 J per run in either variant
     assert summary.loc["processes=2"].gpu_energy_wh_mean == pytest.approx(4000 / WH)
     assert set(result.variants.variant) == {"processes=1", "processes=2"}
+
+
+def test_a_gpu_is_named_by_its_index_else_its_uuid():
+    assert gpu_key({"gpu": "3", "uuid": "GPU-x"}) == ("gpu3", {"gpu": "3"})
+    assert gpu_key({"gpu": "", "uuid": "GPU-x"}) == ("GPU-x", {"uuid": "GPU-x"})  # dcgm-exporter without gpu

@@ -52,7 +52,7 @@ def gpu_column(figure: str, gpu: str) -> str:
     return f"{figure}[{gpu}]"
 
 
-def _gpu_key(labels: dict[str, str]) -> tuple[str, dict[str, str]]:
+def gpu_key(labels: dict[str, str]) -> tuple[str, dict[str, str]]:
     """How a GPU is named (``gpu0``) and which labels pick its series."""
     if labels.get("gpu"):
         return f"gpu{labels['gpu']}" if labels["gpu"].isdigit() else labels["gpu"], {"gpu": labels["gpu"]}
@@ -72,7 +72,7 @@ def gpus_of(devices: dict[str | None, DeviceEnergy], n: int) -> list[Gpu]:
     for host, device in devices.items():
         parts: dict[str, tuple[dict[str, str], list[np.ndarray]]] = {}
         for series, joules in zip(device.gpu_series, device.gpu_each):
-            name, match = _gpu_key(series.labels)
+            name, match = gpu_key(series.labels)
             parts.setdefault(name, (match, []))[1].append(joules)
         for name, (match, joules) in parts.items():
             gpus.append(Gpu(name if host is None else f"{host}/{name}", host, match, sum_strict(joules, n)))
