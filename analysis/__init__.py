@@ -15,7 +15,7 @@ Modules (a pipeline: source → windows → figure providers → statistics → 
 
 - ``sources``: the embedded store, a Prometheus-compatible API, InfluxDB (InfluxQL);
 - ``windows``: the campaign's events with their edges; ``series``: the series read once per metric (per host);
-- ``figures``: one provider module per group of figures (wall, device, hosts, indicators, training, flags,
+- ``figures``: one provider module per group of figures (wall, device, hosts, gpus, indicators, training, flags,
   baseline, outliers), registered in ``figures/__init__.py``; ``energy``: counter arithmetic at window edges;
 - ``summary``: the per-scenario statistics, tests and variants; ``stats``: statistics over runs;
 - ``campaign``: ``analyze_campaign``, which runs the pipeline, and its result ``CampaignAnalysis``;

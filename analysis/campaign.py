@@ -55,13 +55,15 @@ class CampaignAnalysis:
     source: str = ""
     host: str | None = None
     hosts: list[str] = field(default_factory=list)  # several hosts analysed as one (their sum); [] for one host
+    gpus: list[str] = field(default_factory=list)  # several GPUs: their names in figure[gpu] columns; [] for one
     traces: pd.DataFrame | None = None  # per-second meter power of every ok run (for the report)
     baseline: dict = field(default_factory=dict)  # how the baseline power was chosen (see choose_baseline)
     variants: pd.DataFrame = field(default_factory=pd.DataFrame)  # per scenario and variant, with the Pareto front
 
     def to_dict(self) -> dict:
         return {"campaign": self.campaign, "source": self.source, "host": self.host, "hosts": self.hosts,
-                "baseline_power_w": self.baseline_power_w, "baseline": self.baseline, "notes": self.notes,
+                "gpus": self.gpus, "baseline_power_w": self.baseline_power_w, "baseline": self.baseline,
+                "notes": self.notes,
                 "windows": records(self.windows), "summary": records(self.summary), "tests": records(self.tests),
                 "variants": records(self.variants),
                 "correlations": records(self.correlations), "meter_vs_sensors": records(self.sensors)}
@@ -133,9 +135,11 @@ def analyze_campaign(source, campaign: str, host: str | Sequence[str] | None = N
                      "notes")
 
     notes += getattr(source, "time_notes", list)()  # which time the energy counters carried
-    result = CampaignAnalysis(campaign, ctx.baseline["power_w"], table, summarize(table, ctx.host_figures),
+    summary = summarize(table, ctx.host_figures + ctx.gpu_figures)
+    result = CampaignAnalysis(campaign, ctx.baseline["power_w"], table, summary,
                               notes=notes, source=source.description, host=reader.host, baseline=ctx.baseline,
-                              hosts=hosts if reader.several else [])
+                              hosts=hosts if reader.several else [],
+                              gpus=[g.name for g in ctx.gpus.gpus] if ctx.gpus else [])
     result.tests = scenario_tests(table)
     result.variants = compare_variants(table)
     result.correlations = epoch_correlations(table)
@@ -165,7 +169,7 @@ def window_table(ctx: Context) -> pd.DataFrame:
     w = ctx.windows
     events = w.events
     names = figures.figure_names()
-    masked = set(names) | set(ctx.host_figures)
+    masked = set(names) | set(ctx.host_figures) | set(ctx.gpu_figures)
     columns = {k: np.where(w.backwards, np.nan, v) if k in masked else v for k, v in ctx.columns.items()}
     table = pd.DataFrame({
         "scenario": [e.scenario for e in events], "run": [e.run for e in events],
@@ -175,7 +179,7 @@ def window_table(ctx: Context) -> pd.DataFrame:
         "start": [pd.Timestamp(e.start_ns, unit="ns", tz="UTC").isoformat() for e in events],
         "duration_s": np.where(w.backwards, np.nan, w.duration),
     })
-    for column in names[1:] + ctx.host_figures:
+    for column in names[1:] + ctx.host_figures + ctx.gpu_figures:
         if column in columns:
             table[column] = np.asarray(columns[column], np.float64)
     for column, values in ctx.methods.items():

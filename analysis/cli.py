@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from mltelemetry.analysis.campaign import CampaignAnalysis, analyze_campaign
 from mltelemetry.analysis.compare import CampaignComparison, compare_analyses, split_spec
 from mltelemetry.analysis.figures.baseline import BASELINE_MARGIN, BASELINE_SCENARIO
+from mltelemetry.analysis.figures.gpus import gpu_column
 from mltelemetry.analysis.figures.hosts import host_column
 from mltelemetry.analysis.sources import SENSOR_EXPORTERS, open_source
 from mltelemetry.analysis.windows import group_label
@@ -190,6 +191,7 @@ def render_table(result: CampaignAnalysis, console: Console, detail: bool = Fals
                     columns, cells, _TEXT)
     console.print()
     render_hosts(result, console)
+    render_gpus(result, console)
     render_variants(result, console)
 
     if not result.tests.empty:
@@ -251,6 +253,21 @@ def render_hosts(result: CampaignAnalysis, console: Console) -> None:
     print_table(console, "per host, mean of the scenario's ok runs (the summary above is their sum)",
                 ["scenario", "host", "n", *(heading for heading, _ in shown)], cells, _TEXT | {"host"},
                 caption=f"baseline power per host: {baselines}" if baselines else None)
+    console.print()
+
+
+def render_gpus(result: CampaignAnalysis, console: Console) -> None:
+    """Each GPU's energy, mean power and load (several GPUs): mean of the scenario's ok runs."""
+    if not result.gpus:
+        return
+    figures = [("GPU Wh", "gpu_energy_wh"), ("power W", "gpu_mean_power_w"), ("load", "gpu_utilization")]
+    rows = result.summary[result.summary.action == "run"].to_dict(orient="records")
+    cells = [[group_label(r["scenario"], r["variant"]), gpu, str(r["n"]),
+              *(_cell(r.get(f"{gpu_column(figure, gpu)}_mean", math.nan), _row_decimals(r, figure))
+                for _, figure in figures)]
+             for r in rows for gpu in result.gpus]
+    print_table(console, "per GPU, mean of the scenario's ok runs (GPU Wh above is their sum, load their mean)",
+                ["scenario", "GPU", "n", *(heading for heading, _ in figures)], cells, _TEXT | {"GPU"})
     console.print()
 
 

@@ -485,7 +485,9 @@ def write_report(result: CampaignAnalysis, out: str | Path, progress: Progress |
 <h1>Efficiency report: campaign {html.escape(result.campaign)}</h1>
 <p>Source: {html.escape(result.source)}{f" (host {html.escape(result.host)})" if result.host else ""}{
     f" (hosts {html.escape(', '.join(result.hosts))}: every energy summed over them, each host's share in the data "
-    "files' figure[host] columns)" if result.hosts else ""}.
+    "files' figure[host] columns)" if result.hosts else ""}{
+    f"; GPUs {html.escape(', '.join(result.gpus))}: each one's energy, mean power and load in the data files' "
+    "figure[gpu] columns (gpu_energy_wh is their sum)" if result.gpus else ""}.
 Baseline power: {baseline}. {int((runs_and_actions.action == "run").sum())} runs, {len(epochs)} epochs.
 Energy: counters read at each event's edges; the method of every figure is in the tables
 (<code>energy_method</code>, <code>gpu_energy_method</code>).</p>

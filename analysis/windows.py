@@ -22,7 +22,8 @@ from mltelemetry.schema import Event
 ACTION_ORDER = {"campaign": 0, "run": 1}
 OUTSIDE_RUNS = ("cooldown", "settle")  # actions recorded between runs: in no statistic, never "stray"
 OPEN_STATUSES = ("running", "lost")  # a run claimed at its start whose process died (end = start)
-SETTINGS = (schema.FIELD_BATCH_SIZE, schema.FIELD_PRECISION)  # recorded settings that make a variant
+# recorded settings that make a variant (processes: DDP processes, one per GPU)
+SETTINGS = (schema.FIELD_BATCH_SIZE, schema.FIELD_PRECISION, schema.FIELD_PROCESSES)
 MARGIN_NS = 60 * 10**9  # samples this far outside the campaign still bracket its first and last edges
 
 
@@ -107,8 +108,9 @@ def _setting(value: object) -> str:
 
 def run_variants(events: list[Event], enclosing: list[Event | None]) -> list[str]:
     """Per event, the variant of the run it lies in: the run's ``variant`` field (a --vary campaign), else the
-    recorded settings (precision, batch size) that differ between the runs of its scenario as ``name=value,…``;
-    "" where nothing differs (the scenario alone is the group). An event outside runs keeps its own field."""
+    recorded settings (precision, batch size, DDP processes) that differ between the runs of its scenario as
+    ``name=value,…``; "" where nothing differs (the scenario alone is the group). An event outside runs keeps its
+    own field."""
     runs = [e for e in events if e.action == "run"]
     settings = {id(r): {name: _setting(r.fields[name]) for name in SETTINGS if r.fields.get(name) is not None}
                 for r in runs}

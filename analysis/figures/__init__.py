@@ -9,12 +9,13 @@ line below, and its test.
 
 from __future__ import annotations
 
-from mltelemetry.analysis.figures import baseline, device, flags, hosts, indicators, outliers, training, wall
+from mltelemetry.analysis.figures import baseline, device, flags, gpus, hosts, indicators, outliers, training, wall
 
 WINDOW_PROVIDERS = [
     wall,  # wall energy and mean power from the meter; its coverage and gaps
     device,  # GPU and RAPL energy, the GPU's share, the sensors' sum
     hosts,  # each host's share, when several are analysed as one
+    gpus,  # each GPU's energy, power and load, when there are several
     indicators,  # hardware indicators (paper table 2) and sensor coverage
     training,  # the training script's fields, efficiency, time and energy to target, per token, CodeCarbon
     flags,  # which windows are not trusted, and why

@@ -13,6 +13,7 @@ from mltelemetry.analysis.windows import Windows
 
 if TYPE_CHECKING:
     from mltelemetry.analysis.figures.device import DeviceEnergy, HostsDevices
+    from mltelemetry.analysis.figures.gpus import GpuEnergy
     from mltelemetry.analysis.figures.wall import HostsWall, WallEnergy
 
 J_PER_WH = 3600.0
@@ -33,10 +34,12 @@ class Context:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     methods: dict[str, np.ndarray] = field(default_factory=dict)
     host_figures: list[str] = field(default_factory=list)  # figure[host] columns (several hosts analysed as one)
+    gpu_figures: list[str] = field(default_factory=list)  # figure[gpu] columns (several GPUs)
     row_notes: list[list[str]] = field(default_factory=list)
     flagged: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     wall: WallEnergy | HostsWall | None = None  # set by figures.wall
     devices: DeviceEnergy | HostsDevices | None = None  # set by figures.device
+    gpus: GpuEnergy | None = None  # set by figures.gpus where there are several GPUs
     sensor_coverage: dict[str, np.ndarray] = field(default_factory=dict)  # per sensor kind, set by indicators
     table: pd.DataFrame | None = None
     baseline: dict = field(default_factory=dict)  # set by figures.baseline

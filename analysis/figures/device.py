@@ -12,7 +12,7 @@ import numpy as np
 from mltelemetry import schema
 from mltelemetry.analysis.figures.context import J_PER_WH, Context
 from mltelemetry.analysis.figures.hosts import host_notes, joined, per_host
-from mltelemetry.analysis.series import HostView, Reader, Series, energy_of, integrated, sum_strict
+from mltelemetry.analysis.series import HostView, Reader, Series, energy_of, increases_of, integrated, sum_strict
 from mltelemetry.analysis.sources import METHOD_NODE_EXPORTER, dcgm_gpu_energy, node_rapl_energy
 
 FIGURES = ["gpu_energy_wh", "gpu_mean_power_w", "gpu_share", "cpu_energy_wh", "dram_energy_wh", "sensors_wh",
@@ -27,7 +27,8 @@ class DeviceEnergy:
 
     gpus: list[Series]  # energy counters (ours or dcgm-exporter's); empty where power was integrated
     gpu_series: list[Series]  # what gpu_j came from: the counters, or the power series
-    gpu_j: np.ndarray
+    gpu_each: list[np.ndarray]  # J per window of each of gpu_series (figures.gpus: each GPU's share)
+    gpu_j: np.ndarray  # their sum
     gpu_method: str
     rapl: list[Series]
     packages: list[Series]
@@ -48,7 +49,7 @@ def device_energy(reader: Reader | HostView, starts: np.ndarray, ends: np.ndarra
         gpus = reader.foreign(dcgm_gpu_energy)  # method label "dcgm-exporter"
     if gpus:
         gpu_series = gpus
-        gpu_j = energy_of(gpus, starts, ends)
+        gpu_each = [increases_of(s, starts, ends) for s in gpus]
         gpu_method = "GPU counter (" + ", ".join(sorted({s.labels.get("method") or "?" for s in gpus})) + ")"
     else:
         power = reader.get(schema.GPU_POWER) if ours else []
@@ -56,10 +57,11 @@ def device_energy(reader: Reader | HostView, starts: np.ndarray, ends: np.ndarra
         kind = "instant" if "instant" in kinds else "average" if "average" in kinds else None
         power = [s for s in power if s.labels.get("kind") == kind] if kind else power
         gpu_series = power
-        gpu_j = integrated(power, starts, ends) if power else np.full(n, np.nan)
+        gpu_each = [integrated([s], starts, ends) for s in power]
         gpu_method = METHOD_GPU_INTEGRAL
         if power:
             notes.append("no GPU energy counter: GPU energy integrated from gpu_power_watts by the analysis")
+    gpu_j = sum_strict(gpu_each, n)  # never a sum over fewer GPUs: NaN where one has no figure
     rapl = reader.get(schema.HOST_RAPL_ENERGY) if ours else []
     rapl_method = METHOD_RAPL
     if not rapl and theirs:
@@ -67,8 +69,8 @@ def device_energy(reader: Reader | HostView, starts: np.ndarray, ends: np.ndarra
         rapl_method = f"{METHOD_RAPL} ({METHOD_NODE_EXPORTER})"
     packages = [s for s in rapl if s.labels.get("zone", "").startswith("package")]
     drams = [s for s in rapl if s.labels.get("zone", "").startswith("dram")]
-    return DeviceEnergy(gpus, gpu_series, gpu_j, gpu_method, rapl, packages, drams, energy_of(packages, starts, ends),
-                        energy_of(drams, starts, ends), rapl_method)
+    return DeviceEnergy(gpus, gpu_series, gpu_each, gpu_j, gpu_method, rapl, packages, drams,
+                        energy_of(packages, starts, ends), energy_of(drams, starts, ends), rapl_method)
 
 
 class HostsDevices:
