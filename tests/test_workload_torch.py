@@ -423,6 +423,7 @@ def test_cnn_with_two_gloo_processes_trains_as_one_process_with_twice_the_batch(
     assert [e.action for e in events] == ML_ACTIONS  # rank 0 alone records: one window per epoch
     fields = {e.action: e.fields for e in events}
     assert (fields["prepare_data"]["train_images"], fields["prepare_data"]["validation_images"]) == (50, 10)
+    assert fields["prepare_data"]["held_on"] == "cpu"  # the set is placed in prepare_data, not in the train window
     assert fields["run"]["processes"] == fields["create_model"]["processes"] == 2
     for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert [f[name] for f in two] == pytest.approx([f[name] for f in one], rel=1e-4), name

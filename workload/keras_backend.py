@@ -218,6 +218,10 @@ class KerasBackend:
         return {"framework": "tensorflow", "framework_version": tf.__version__,
                 "keras_version": keras_module().__version__, "device": "GPU:0" if gpus else "CPU"}
 
+    def hold(self, data: Any) -> str:
+        """The decoded set stays in host memory; ``tf.data`` caches it and moves each batch (see :meth:`train`)."""
+        return "host"
+
     def close(self) -> None:
         """Nothing to release: Keras trains in this process alone."""
 

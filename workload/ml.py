@@ -64,6 +64,7 @@ def run_ml(ctx: RunContext, kind: str) -> None:
             data = prepare(cfg.source(), workdir / "images", validation_split=cfg.validation_split, seed=cfg.seed,
                            per_class_limit=cfg.per_class_limit)
             data.decode(cfg.image_size, backend.decode_image)
+            fields["held_on"] = backend.hold(data)
             fields.update(source=data.source, classes=len(data.classes), train_images=len(data.train),
                           validation_images=len(data.validation), path=str(data.root))
         seed = cfg.seed + ctx.run

@@ -286,6 +286,7 @@ class TorchBackend:
         self.world, self.rank = processes, rank
         self.device = rank_device(device, rank, processes) if processes > 1 else resolve_device(device)
         self.group: ProcessGroup | None = None
+        self.held: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # split -> (images, labels), see hold()
         self.optimizers: dict[int, torch.optim.Optimizer] = {}  # made in create_model, by the model's id
 
     def describe(self) -> dict[str, Any]:
@@ -331,8 +332,15 @@ class TorchBackend:
         fields["warmup_passes"] = 1
         return model, fields
 
+    def hold(self, data: PreparedData) -> str:
+        """Put the decoded set where training reads it, the GPU when it fits (:func:`place`): the last step of
+        ``prepare_data``, so the copy is not inside the train window. Returns where it is held."""
+        self.held = {split: place(decoded, self.device) for split, decoded in data.decoded.items()}
+        return str(self.held["train"][0].device)
+
     def close(self) -> None:
-        """Leave the process group and reap the other ranks."""
+        """Release the held set; leave the process group and reap the other ranks."""
+        self.held = {}
         if self.group is not None:
             self.group.close()
             self.group = None
@@ -353,8 +361,8 @@ class TorchBackend:
         started = time.monotonic()
         loader_seed = torch.Generator().manual_seed(cfg.seed)
         augment_seed = torch.Generator().manual_seed(cfg.seed + 1 + self.rank)
-        train_images, train_labels = place(decoded["train"], self.device)
-        val_images, val_labels = place(decoded["validation"], self.device)
+        held = self.held or {split: place(d, self.device) for split, d in decoded.items()}
+        (train_images, train_labels), (val_images, val_labels) = held["train"], held["validation"]
         precision = Precision(cfg.precision, self.device)
         optimizer = self.optimizers.pop(id(model), None) or optimizer_for(model, cfg, self.device)
         evaluated = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
