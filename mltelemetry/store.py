@@ -77,17 +77,17 @@ def _unshuffle(raw: bytes, dtype: str) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(8, -1).T.copy().view(dtype).ravel()
 
 
-def _int64(n: int) -> int:
-    """``n`` wrapped into int64 as numpy's arithmetic wraps it (a delta between timestamps near ±2**63)."""
-    return (n + 2**63) % 2**64 - 2**63
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def encode_chunk(ts_ns: Sequence[int], values: Sequence[float]) -> bytes:
     """zlib of the shuffled little-endian int64 deltas of the timestamps (the first 0) and float64 values."""
     ts = [int(t) for t in ts_ns]
-    deltas = [0, *(_int64(b - a) for a, b in zip(ts, ts[1:]))]
+    deltas = [0, *(b - a for a, b in zip(ts, ts[1:]))]
+    if min(deltas) < _INT64_MIN or max(deltas) > _INT64_MAX:  # timestamps near both ends: wrap as numpy's int64 did
+        deltas = [(d - _INT64_MIN) % 2**64 + _INT64_MIN for d in deltas]
     packed_deltas = struct.pack(f"<{len(deltas)}q", *deltas)
-    packed_values = struct.pack(f"<{len(values)}d", *(float(v) for v in values))
+    packed_values = struct.pack(f"<{len(values)}d", *values)
     return zlib.compress(_shuffle(packed_deltas) + _shuffle(packed_values), 6)
 
 
