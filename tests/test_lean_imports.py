@@ -133,3 +133,15 @@ def test_a_mistyped_subcommand_gets_a_suggestion():
                           timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: No such command 'analyse'. Did you mean 'analyze'? (see: mltelemetry --help)"
+
+
+def test_every_lazy_subcommand_loads_under_its_name():
+    """The lazy groups name modules and attributes as text: each must import and build (a typo would only show
+    when a user runs that command)."""
+    from mltelemetry.cli import RootGroup
+    from mltelemetry.exporters.cli import ExporterGroup
+
+    for group in (RootGroup, ExporterGroup):
+        for name in group.subcommands:
+            command = group(name="g").load(name)
+            assert command.name == name and (command.help or command.short_help), (group.__name__, name)
