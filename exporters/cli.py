@@ -21,3 +21,8 @@ class ExporterGroup(LazyGroup):
 
 
 app = typer.Typer(cls=ExporterGroup, no_args_is_help=True)
+
+
+@app.callback()
+def exporter() -> None:
+    """Run one exporter (host, pm, gpu)."""  # a callback: a group of lazy commands is a group on its own too
