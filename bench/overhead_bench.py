@@ -8,7 +8,7 @@ All processes run side by side over the same window, so the machine's noise hits
 - a bare sleeping Python process, the floor.
 The emulator and Prometheus are not measured. CPU time = user + system of each process between
 the end of a warm-up and the end of the window; RSS at its end. Also: how long ``mltelemetry --help``
-takes (median of 5).
+takes, wall and CPU (median of 5), beside a Python that only imports typer.
 
     .venv/bin/python bench/overhead_bench.py --seconds 300 [--out bench/results/overhead.json]
 """
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import signal
 import socket
@@ -53,6 +55,18 @@ def free_port() -> int:
 def cpu_seconds(process: subprocess.Popen) -> float:
     times = psutil.Process(process.pid).cpu_times()
     return times.user + times.system
+
+
+def timed(command: list[str], runs: int = 5) -> tuple[list[float], list[float]]:
+    """Wall and CPU (user + system) seconds of ``runs`` runs of ``command``."""
+    wall, cpu = [], []
+    for _ in range(runs):
+        before, began = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall.append(time.perf_counter() - began)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:
@@ -117,20 +131,23 @@ def main() -> None:
                 p.send_signal(signal.SIGTERM)
                 p.wait(timeout=20)
     reference = per_hour["codecarbon OfflineEmissionsTracker(measure_power_secs=1)"]
-    help_s = []
-    for _ in range(5):
-        began = time.perf_counter()
-        subprocess.run([*mlt, "--help"], stdout=subprocess.DEVNULL, check=True)
-        help_s.append(time.perf_counter() - began)
+    # Wall time depends on the machine's load; the CPU time (user + system) of the same runs much less. The
+    # floor: a Python that only imports typer, which the root command needs.
+    help_s, help_cpu_s = timed([*mlt, "--help"])
+    typer_s, typer_cpu_s = timed([sys.executable, "-c", "import typer"])
     print(f"window {window:.0f} s, 1 s interval, /metrics scraped every 1 s by Prometheus: {scraped}")
     print("| process | CPU-s per hour | % of one core | ratio to CodeCarbon | RSS MB |")
     print("|---|---|---|---|---|")
     for name, value in per_hour.items():
         print(f"| {name} | {value:.2f} | {value / 36:.3f} | {value / reference:.2f} | {rss_mb[name]:.0f} |")
-    print(f"mltelemetry --help: median {statistics.median(help_s):.2f} s of 5")
+    print(f"mltelemetry --help: median {statistics.median(help_s):.2f} s wall, {statistics.median(help_cpu_s):.2f} s "
+          f"CPU of 5 (python -c 'import typer': {statistics.median(typer_s):.2f} s wall, "
+          f"{statistics.median(typer_cpu_s):.2f} s CPU)")
     if args.out:
         args.out.write_text(json.dumps({"window_s": window, "scraped": scraped, "cpu_s_per_hour": per_hour,
-                                        "rss_mb": rss_mb, "help_s": help_s}, indent=1) + "\n")
+                                        "rss_mb": rss_mb, "help_s": help_s, "help_cpu_s": help_cpu_s,
+                                        "import_typer_s": typer_s, "import_typer_cpu_s": typer_cpu_s,
+                                        "load_average": os.getloadavg()}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,27 @@
-"""``mltelemetry exporter ...``: one command per exporter, each defined beside its collector."""
+"""``mltelemetry exporter ...``: one command per exporter, each defined beside its collector and imported when it
+runs (an exporter's process holds its own exporter's code and parameters only)."""
 
 import typer
 
-from mltelemetry.cliutil import OneLineErrorsGroup
-from mltelemetry.exporters.gpu.cli import gpu_command
-from mltelemetry.exporters.host import host_command
-from mltelemetry.exporters.pm.cli import pm_exporter_command
+from mltelemetry.cliutil import LazyGroup
 
-app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True)
-app.command("host")(host_command)
-app.command("pm")(pm_exporter_command)
-app.command("gpu")(gpu_command)
+
+class ExporterGroup(LazyGroup):
+    subcommands = {
+        "host": ("mltelemetry.exporters.host", "host_command",
+                 "Publish CPU, memory, disk, network, load, swap and RAPL energy of this machine."),
+        "pm": ("mltelemetry.exporters.pm.cli", "pm_exporter_command",
+               "Publish a power meter's power, voltage, current, energy (ours and the meter's) and health."),
+        "gpu": ("mltelemetry.exporters.gpu.cli", "gpu_command",
+                "Publish power (instant and 1 s average), hardware energy counter, temperature, load, memory, "
+                "clocks, P-state, PCIe link, throttle reasons, power limit and fan of NVIDIA GPUs through NVML."),
+    }
+    # each command carries its --influx-*, --spool-*, --tls-* and --basic-auth-file options (with_sink_options)
+
+
+app = typer.Typer(cls=ExporterGroup, no_args_is_help=True)
+
+
+@app.callback()
+def exporter() -> None:
+    """Run one exporter (host, pm, gpu)."""  # a callback: a group of lazy commands is a group on its own too

@@ -89,6 +89,25 @@ def find_rapl_zones(sysfs_root: Path = Path("/sys")) -> list[RaplZone]:
     return zones
 
 
+def memory_and_swap() -> tuple[int, int, int]:
+    """Total and available memory and used swap in bytes, as psutil's ``virtual_memory()`` and ``swap_memory()``
+    give them, from one read of /proc/meminfo (those two read it twice, and /proc/vmstat, for fields we do not
+    publish). Where meminfo lacks a field or holds an odd value psutil's own fallbacks answer."""
+    fields = {}
+    with open(f"{psutil.PROCFS_PATH}/meminfo", "rb") as f:
+        for line in f:
+            name, value = line.split()[:2]
+            fields[name] = int(value) * 1024
+    total, available = fields[b"MemTotal:"], fields.get(b"MemAvailable:", 0)
+    if not 0 < available <= total:  # old kernels without MemAvailable: psutil estimates it
+        available = psutil.virtual_memory().available
+    if b"SwapTotal:" in fields and b"SwapFree:" in fields:
+        swap_used = fields[b"SwapTotal:"] - fields[b"SwapFree:"]
+    else:
+        swap_used = psutil.swap_memory().used
+    return total, available, swap_used
+
+
 # CPU modes published as host_cpu_seconds_total (those psutil has on this platform). Linux counts guest and
 # guest_nice inside user and nice already, so they are left out: the modes of a core sum to its elapsed time.
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -108,7 +127,11 @@ class HostCollector:
             log.info("no readable RAPL zones under %s/class/powercap: CPU energy will not be recorded",
                      sysfs_root)
         self._failing: set[str] = set()  # sources whose failure was said, until they read again
+        # The whole disks among the devices psutil listed last: /sys/block is read again only when that list
+        # changes (a disk, partition or device-mapper device came or went), not every tick.
+        self._disks_of: tuple[frozenset[str], set[str] | None] | None = None
         self._cpu_seconds: dict[tuple[int, str], float] = {}  # the last CPU time published per core and mode
+        self._cpu_modes = [mode for mode in psutil.cpu_times()._fields if mode in CPU_MODES]  # in psutil's order
         psutil.cpu_percent(percpu=True)  # primes the per-interval utilisation
         psutil.cpu_percent()
 
@@ -150,22 +173,22 @@ class HostCollector:
         above holds only the last tick's busy share: a scrape every 15 s keeps one tick of 15)."""
         times = []
         for i, core in enumerate(psutil.cpu_times(percpu=True)):
-            for mode, seconds in core._asdict().items():
-                if mode in CPU_MODES:
-                    # Linux's idle and iowait can step back a little (NO_HZ accounting): the analysis would read
-                    # a drop as a restart, so a counter never goes below what it said (as node_exporter does)
-                    seconds = self._cpu_seconds[(i, mode)] = max(seconds, self._cpu_seconds.get((i, mode), 0.0))
-                    times.append(self._s(schema.HOST_CPU_SECONDS, seconds, ts_ns, cpu=str(i), mode=mode))
+            for mode in self._cpu_modes:
+                # Linux's idle and iowait can step back a little (NO_HZ accounting): the analysis would read
+                # a drop as a restart, so a counter never goes below what it said (as node_exporter does)
+                seconds = self._cpu_seconds[(i, mode)] = max(getattr(core, mode),
+                                                             self._cpu_seconds.get((i, mode), 0.0))
+                times.append(self._s(schema.HOST_CPU_SECONDS, seconds, ts_ns, cpu=str(i), mode=mode))
         return times
 
     def _memory(self, ts_ns: int) -> list[Sample]:
         s = self._s
-        memory, swap = psutil.virtual_memory(), psutil.swap_memory()
+        total, available, swap_used = memory_and_swap()
         return [
-            s(schema.HOST_MEMORY_USED, memory.total - memory.available, ts_ns),
-            s(schema.HOST_MEMORY_AVAILABLE, memory.available, ts_ns),
-            s(schema.HOST_MEMORY_TOTAL, memory.total, ts_ns),
-            s(schema.HOST_SWAP_USED, swap.used, ts_ns),
+            s(schema.HOST_MEMORY_USED, total - available, ts_ns),
+            s(schema.HOST_MEMORY_AVAILABLE, available, ts_ns),
+            s(schema.HOST_MEMORY_TOTAL, total, ts_ns),
+            s(schema.HOST_SWAP_USED, swap_used, ts_ns),
         ]
 
     def _load(self, ts_ns: int) -> list[Sample]:
@@ -179,12 +202,18 @@ class HostCollector:
             return True
         return device in disks if disks is not None else not _NOT_WHOLE_DISK.match(device)
 
+    def _whole_disks(self, devices: frozenset[str]) -> set[str] | None:
+        if self._disks_of is None or self._disks_of[0] != devices:
+            self._disks_of = (devices, whole_disks(self.sysfs_root))
+        return self._disks_of[1]
+
     def _disk(self, ts_ns: int) -> list[Sample]:
         """Bytes per device: whole disks only by default, so a sum over devices counts each byte once (psutil
         lists partitions and device-mapper devices beside their disks)."""
         out = []
-        disks = whole_disks(self.sysfs_root) if self.disk_devices == "whole" else None
-        for device, io in (psutil.disk_io_counters(perdisk=True) or {}).items():
+        counters = psutil.disk_io_counters(perdisk=True) or {}
+        disks = self._whole_disks(frozenset(counters)) if self.disk_devices == "whole" else None
+        for device, io in counters.items():
             if self._is_counted(device, disks):
                 out += [self._s(schema.HOST_DISK_READ, io.read_bytes, ts_ns, device=device),
                         self._s(schema.HOST_DISK_WRITTEN, io.write_bytes, ts_ns, device=device)]

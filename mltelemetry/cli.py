@@ -1,4 +1,4 @@
-"""The ``mltelemetry`` command: one root composing the sub-apps of each part."""
+"""The ``mltelemetry`` command: one root composing the sub-apps of each part, each imported when it is used."""
 
 from __future__ import annotations
 
@@ -9,69 +9,57 @@ from typing import Annotated
 import typer
 
 from mltelemetry import __version__
-from mltelemetry.cliutil import OneLineErrorsGroup
-from mltelemetry.deploy import app as deploy_app
-from mltelemetry.exporters.cli import app as exporter_app
-from mltelemetry.exporters.pm.cli import app as pm_app
-from mltelemetry.storecli import app as store_app
-from mltelemetry.workload.cli import app as campaign_app
+from mltelemetry.cliutil import LazyGroup
 
 ENV_PREFIX = "MLTELEMETRY"
 
+# Every subcommand: (module, its Typer app or command function, the line the root's help lists), imported when
+# used (LazyGroup): an exporter's process never imports the analysis (pandas, scipy, matplotlib) nor the workload.
+SUBCOMMANDS = {
+    "exporter": ("mltelemetry.exporters.cli", "app", "Run one exporter (host, pm, gpu)."),
+    "pm": ("mltelemetry.cli", "pm_app", "Power-meter tools: meter emulators and the clock-alignment check."),
+    "campaign": ("mltelemetry.workload.cli", "app", "Run workload campaigns and list those recorded."),
+    "deploy": ("mltelemetry.deploy", "app", "Deployment files: compose, Prometheus alerts, units, dashboards."),
+    "store": ("mltelemetry.storecli", "app", "Look into an embedded store file."),
+    "analyze": ("mltelemetry.analysis.cli", "analyze_command",
+                "A campaign's baseline-adjusted energy per run, action and epoch, with statistics and an HTML "
+                "report (mltelemetry analyze --help)."),
+    "demo": ("mltelemetry.demo", "demo_command", "Run the whole chain on emulated hardware (mltelemetry demo --help)."),
+}
+
+
+class RootGroup(LazyGroup):
+    subcommands = SUBCOMMANDS
+
+
+class PmGroup(LazyGroup):
+    """``mltelemetry pm``: the emulators (beside the meter drivers) and ``align``, an analysis of stored series
+    (analysis/align.py, with numpy and the analysis sources), listed with the meter tools where users look."""
+
+    subcommands = {
+        "emulate": ("mltelemetry.exporters.pm.cli", "emulate_command",
+                    "Emulate a power meter on a pseudo-terminal or a TCP port, speaking its real protocol."),
+        "align": ("mltelemetry.analysis.align", "align_command",
+                  "Estimate how far the meter's power series lags a series that moves with it, in milliseconds."),
+    }
+
+
+pm_app = typer.Typer(cls=PmGroup, no_args_is_help=True)
+
+
+@pm_app.callback()
+def pm() -> None:
+    """Power-meter tools."""
+
+
 # auto_envvar_prefix: every option also reads MLTELEMETRY_<COMMAND>_<OPTION> (click's rule), e.g.
 # MLTELEMETRY_ANALYZE_SOURCE, MLTELEMETRY_EXPORTER_PM_DRIVER, MLTELEMETRY_LOG_LEVEL.
-app = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(cls=RootGroup, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   add_completion=True,
                   context_settings={"auto_envvar_prefix": ENV_PREFIX},
                   help="Measure the energy and hardware cost of training ML models.\n\n"
                        f"Every option can also be set in the environment as {ENV_PREFIX}_<COMMAND>_<OPTION>, "
                        f"e.g. {ENV_PREFIX}_ANALYZE_SOURCE=lab.db or {ENV_PREFIX}_LOG_LEVEL=debug.")
-app.add_typer(exporter_app, name="exporter", help="Run one exporter (host, pm, gpu).")
-app.add_typer(pm_app, name="pm", help="Power-meter tools: meter emulators and the clock-alignment check.")
-app.add_typer(campaign_app, name="campaign", help="Run workload campaigns and list those recorded.")
-app.add_typer(deploy_app, name="deploy", help="Deployment files: compose, Prometheus alerts, units, dashboards.")
-app.add_typer(store_app, name="store", help="Look into an embedded store file.")
-_FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
-
-
-def _forward(ctx: typer.Context, name: str, command, group: str = "") -> None:
-    """Run ``command`` (a Typer command function) on the arguments after its name, with the root's one-line
-    usage errors and MLTELEMETRY_[<GROUP>_]<COMMAND>_<OPTION> environment variables."""
-    sub = typer.Typer(cls=OneLineErrorsGroup, add_completion=False, pretty_exceptions_enable=False)
-    sub.callback()(lambda: None)  # a group, so the command keeps its name in usage lines and variables
-    sub.command(name)(command)
-    sub([name, *ctx.args], prog_name=f"mltelemetry {group}" if group else "mltelemetry", standalone_mode=True,
-        auto_envvar_prefix=f"{ENV_PREFIX}_{group.upper()}" if group else ENV_PREFIX)
-
-
-# analyze and demo pull in pandas, scipy and matplotlib: imported only when they run, so the exporters,
-# the workload and `mltelemetry --help` start without them (each exporter's memory, the SUT's install).
-@app.command("analyze", context_settings=_FORWARD, add_help_option=False,
-             help="A campaign's baseline-adjusted energy per run, action and epoch, with statistics and an "
-                  "HTML report (mltelemetry analyze --help).")
-def analyze(ctx: typer.Context) -> None:
-    from mltelemetry.analysis.cli import analyze_command
-
-    _forward(ctx, "analyze", analyze_command)
-
-
-@app.command("demo", context_settings=_FORWARD, add_help_option=False,
-             help="Run the whole chain on emulated hardware (mltelemetry demo --help).")
-def demo(ctx: typer.Context) -> None:
-    from mltelemetry.demo import demo_command
-
-    _forward(ctx, "demo", demo_command)
-
-
-# pm align analyses stored series (analysis/align.py, with numpy and the analysis sources); it is listed with the
-# meter tools, where users look for it.
-@pm_app.command("align", context_settings=_FORWARD, add_help_option=False,
-                help="Estimate how far the meter's power series lags a series that moves with it, in milliseconds "
-                     "(mltelemetry pm align --help).")
-def pm_align(ctx: typer.Context) -> None:
-    from mltelemetry.analysis.align import align_command
-
-    _forward(ctx, "align", align_command, group="pm")
 
 
 class LogLevel(str, Enum):

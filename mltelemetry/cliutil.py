@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
+import importlib
 import inspect
 import math
 import socket
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from mltelemetry.errors import MltelemetryError, UsageError
 
@@ -106,6 +108,69 @@ class OneLineErrorsGroup(TyperGroup):
             typer.echo("aborted", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+class LazyGroup(OneLineErrorsGroup):
+    """A group whose subcommands are imported when used. ``subcommands`` maps each name to (module, its Typer
+    app or command function, the line the group's help lists); ``wrap`` is applied to a command function.
+
+    The group's help and the completion of subcommand names list them by those lines without importing any;
+    running a subcommand, its help or the completion of its options imports it (and only it). So
+    `mltelemetry --help` stays fast and an exporter's process imports its own exporter only (each import and
+    each of typer's parameter converters costs memory)."""
+
+    subcommands: dict[str, tuple[str, str, str]] = {}
+    _listing = False  # True while the group lists its subcommands (help, completion of their names)
+
+    @staticmethod
+    def wrap(command: Callable) -> Callable:
+        return command
+
+    def load(self, name: str) -> TyperCommand | TyperGroup:
+        """Import subcommand ``name`` and build its click command, as ``add_typer``/``command`` would."""
+        module, attribute, help_text = self.subcommands[name]
+        target = getattr(importlib.import_module(module), attribute)
+        holder = typer.Typer()
+        if isinstance(target, typer.Typer):
+            holder.add_typer(target, name=name, help=help_text)
+        else:
+            holder.command(name)(self.wrap(target))
+        return typer.main.get_group(holder).commands[name]
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(self.subcommands)
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name not in self.subcommands:
+            return None
+        if self._listing:
+            return TyperCommand(cmd_name, short_help=self.subcommands[cmd_name][2])
+        command = self.commands.get(cmd_name)
+        if command is None:
+            command = self.commands[cmd_name] = self.load(cmd_name)
+        return command
+
+    def _listed(self, method, *args):
+        self._listing = True
+        try:
+            return method(*args)
+        finally:
+            self._listing = False
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listed(super().format_help, ctx, formatter)
+
+    def shell_complete(self, ctx, incomplete: str):
+        return self._listed(super().shell_complete, ctx, incomplete)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click_errors.UsageError as e:  # typer suggests among the commands loaded only: all of them here
+            matches = difflib.get_close_matches(args[0], self.subcommands) if args else []
+            if matches and "Did you mean" not in e.message:
+                e.message = f"{e.message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
 
 
 def usage_message(error: Exception) -> str:

@@ -12,6 +12,9 @@ Layout: recent samples of a series sit in ``samples`` (one row each); once a ser
 ``CHUNK_SAMPLES`` of them they move, in the same transaction, into one compressed row of
 ``chunks`` (delta-coded timestamps and byte-shuffled float64 values, zlib). That keeps months
 of 1 Hz data small on disk and a window query down to a couple of rows per series.
+
+The write path is plain Python (struct, zlib): an exporter writing here imports no numpy, which would double
+its memory. numpy and pandas are imported where the store is read.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import json
 import math
 import sqlite3
+import struct
 import threading
 import zlib
 from collections import defaultdict
@@ -27,12 +31,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from mltelemetry.errors import MltelemetryError, StoreWriteError
 from mltelemetry.schema import Event, Sample
 
-if TYPE_CHECKING:  # pandas only where the store is read: exporters write without it
+if TYPE_CHECKING:  # numpy and pandas only where the store is read: exporters write without them
+    import numpy as np
     import pandas as pd
 
 CHUNK_SAMPLES = 600
@@ -62,21 +65,35 @@ def labels_key(labels: dict[str, str]) -> str:
     return json.dumps(labels, sort_keys=True, separators=(",", ":"))
 
 
-def _shuffle(array: np.ndarray) -> bytes:
-    # Byte-shuffling puts the slowly changing high bytes of neighbouring numbers next to each other.
-    return array.view(np.uint8).reshape(-1, 8).T.tobytes()
+def _shuffle(packed: bytes) -> bytes:
+    # Byte-shuffling puts the slowly changing high bytes of neighbouring numbers next to each other: byte 0 of
+    # every 8-byte number, then byte 1 of every one, and so on.
+    return b"".join(packed[i::8] for i in range(8))
 
 
 def _unshuffle(raw: bytes, dtype: str) -> np.ndarray:
+    import numpy as np
+
     return np.frombuffer(raw, np.uint8).reshape(8, -1).T.copy().view(dtype).ravel()
 
 
-def encode_chunk(ts_ns: np.ndarray, values: np.ndarray) -> bytes:
-    deltas = np.diff(ts_ns.astype("<i8"), prepend=ts_ns[0])
-    return zlib.compress(_shuffle(deltas) + _shuffle(values.astype("<f8")), 6)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def encode_chunk(ts_ns: Sequence[int], values: Sequence[float]) -> bytes:
+    """zlib of the shuffled little-endian int64 deltas of the timestamps (the first 0) and float64 values."""
+    ts = [int(t) for t in ts_ns]
+    deltas = [0, *(b - a for a, b in zip(ts, ts[1:]))]
+    if min(deltas) < _INT64_MIN or max(deltas) > _INT64_MAX:  # timestamps near both ends: wrap as numpy's int64 did
+        deltas = [(d - _INT64_MIN) % 2**64 + _INT64_MIN for d in deltas]
+    packed_deltas = struct.pack(f"<{len(deltas)}q", *deltas)
+    packed_values = struct.pack(f"<{len(values)}d", *values)
+    return zlib.compress(_shuffle(packed_deltas) + _shuffle(packed_values), 6)
 
 
 def decode_chunk(data: bytes, t_start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     raw = zlib.decompress(data)
     deltas = _unshuffle(raw[: 8 * n], "<i8")
     values = _unshuffle(raw[8 * n:], "<f8")
@@ -85,6 +102,8 @@ def decode_chunk(data: bytes, t_start: int, n: int) -> tuple[np.ndarray, np.ndar
 
 def newest_per_timestamp(ts: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Samples in write order, sorted by time, a repeated timestamp kept once with its last (newest) value."""
+    import numpy as np
+
     order = np.argsort(ts, kind="stable")
     ts, values = ts[order], values[order]
     last = np.append(ts[1:] != ts[:-1], True) if len(ts) else np.zeros(0, bool)
@@ -243,19 +262,15 @@ class Store:
         db.execute("DELETE FROM samples WHERE series_id=?", (sid,))
         merged = dict(head)
         merged.update(rows)  # a repeated timestamp keeps the newest value
-        ts = np.fromiter(merged.keys(), np.int64, len(merged))
-        values = np.fromiter(merged.values(), np.float64, len(merged))
-        order = np.argsort(ts, kind="stable")
-        ts, values = ts[order], values[order]
-        full = len(ts) // CHUNK_SAMPLES * CHUNK_SAMPLES
+        ordered = sorted(merged.items())  # by time (unique: the keys of a dict)
+        full = len(ordered) // CHUNK_SAMPLES * CHUNK_SAMPLES
+        chunks = [ordered[i:i + CHUNK_SAMPLES] for i in range(0, full, CHUNK_SAMPLES)]
         db.executemany(
             "INSERT INTO chunks (series_id, t_start, t_end, n, data) VALUES (?, ?, ?, ?, ?)",
-            [(sid, int(ts[i]), int(ts[i + CHUNK_SAMPLES - 1]), CHUNK_SAMPLES,
-              encode_chunk(ts[i:i + CHUNK_SAMPLES], values[i:i + CHUNK_SAMPLES]))
-             for i in range(0, full, CHUNK_SAMPLES)])
-        db.executemany("INSERT INTO samples VALUES (?, ?, ?)",
-                       [(sid, int(t), float(v)) for t, v in zip(ts[full:], values[full:])])
-        return len(ts) - full
+            [(sid, chunk[0][0], chunk[-1][0], CHUNK_SAMPLES,
+              encode_chunk([t for t, _ in chunk], [v for _, v in chunk])) for chunk in chunks])
+        db.executemany("INSERT INTO samples VALUES (?, ?, ?)", [(sid, t, v) for t, v in ordered[full:]])
+        return len(ordered) - full
 
     def write_events(self, events: Sequence[Event]) -> None:
         """Write events in one transaction: all of them or, on an error, none."""
@@ -355,6 +370,8 @@ class Store:
         return pd.concat(frames, ignore_index=True)
 
     def _read_series(self, sid: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
         ts_parts, value_parts = [], []
         for t_start, n, data in self._db.execute(
                 "SELECT t_start, n, data FROM chunks WHERE series_id=? AND t_start<=? AND t_end>=?"

@@ -142,7 +142,7 @@ def test_shell_completion_offers_commands_and_choices(tmp_path):
         return done.stdout.split()
 
     assert complete("mltelemetry anal", 1) == ["analyze"]
-    # analyze and demo are loaded only when they run (no pandas in an exporter): their options are not completed
+    # (the options of analyze and demo, imported lazily: tests/test_lean_imports.py)
     assert complete("mltelemetry campaign run --order ", 4) == ["blocked", "interleaved", "random"]
     assert complete("mltelemetry exporter pm --driver ", 4) == ["wt300", "mcp39f511", "ptd"]
     assert "--install-completion" in CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output

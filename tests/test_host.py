@@ -10,7 +10,8 @@ import requests
 from conftest import free_port, wait_for
 from mltelemetry import schema
 from mltelemetry.analysis.campaign import analyze_campaign
-from mltelemetry.exporters.host import CPU_MODES, HostCollector, find_rapl_zones, whole_disks
+from mltelemetry.exporters import host
+from mltelemetry.exporters.host import CPU_MODES, HostCollector, find_rapl_zones, memory_and_swap, whole_disks
 from mltelemetry.schema import Event, Sample
 from mltelemetry.store import Store
 
@@ -286,3 +287,45 @@ def test_the_gauge_stays_the_fallback_for_data_without_counters(tmp_path):
         windows = analyze_campaign(store, "c").windows.set_index("action")
     # only the scrapes' last ticks: t = 0 (0.0), 14 (0.2), 29 (0.2) in [0, 30]: a sample, not the mean 0.36
     assert windows.loc["first", "cpu_utilization"] == pytest.approx((0.0 + 0.2 + 0.2) / 3)
+
+
+def test_the_whole_disks_are_read_again_only_when_the_device_list_changes(tmp_path, monkeypatch):
+    real_whole_disks = whole_disks
+    make_block(tmp_path, {"sda": [], "dm-0": ["sda2"]})
+    reads = []
+    monkeypatch.setattr(host, "whole_disks", lambda root: reads.append(root) or real_whole_disks(root))
+    counters = {"sda": 1000, "sda1": 600, "sda2": 400, "dm-0": 400}
+    monkeypatch.setattr(psutil, "disk_io_counters", lambda perdisk=False, nowrap=True: disk_counters(counters)())
+    collector = HostCollector("sut", sysfs_root=tmp_path)
+    for _ in range(3):
+        assert disk_samples(collector)[schema.HOST_DISK_READ] == {"sda": 1000}
+    assert len(reads) == 1  # three ticks, one look at /sys/block
+    make_block(tmp_path, {"sdb": []})  # a disk plugged in: psutil lists it, /sys/block is read again
+    counters["sdb"] = 70
+    assert disk_samples(collector)[schema.HOST_DISK_READ] == {"sda": 1000, "sdb": 70}
+    assert len(reads) == 2
+
+
+def write_meminfo(proc, **kib: int) -> None:
+    (proc / "vmstat").write_text("pswpin 0\npswpout 0\n")  # psutil's swap_memory() reads it too
+    (proc / "meminfo").write_text("".join(f"{name}: {value:>8} kB\n" for name, value in kib.items()))
+
+
+def test_memory_and_swap_are_psutils_numbers_from_one_read_of_meminfo(tmp_path, monkeypatch):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(proc))
+    write_meminfo(proc, MemTotal=1000, MemFree=100, MemAvailable=600, Buffers=10, Cached=200, SwapTotal=500,
+                  SwapFree=200)
+    # in bytes: 1000 × 1024 = 1,024,000 total, 600 × 1024 = 614,400 available, (500 − 200) × 1024 = 307,200 swap
+    assert memory_and_swap() == (1_024_000, 614_400, 307_200)
+    assert memory_and_swap() == (psutil.virtual_memory().total, psutil.virtual_memory().available,
+                                 psutil.swap_memory().used)
+    write_proc_stat(proc, [{"user": 1, "idle": 1}])  # the collector primes its CPU ratios
+    memory = {s.metric: s.value for s in HostCollector("sut", sysfs_root=tmp_path)._memory(1)}
+    assert memory[schema.HOST_MEMORY_USED] == 1_024_000 - 614_400
+    # MemAvailable above MemTotal (a broken kernel) and no swap lines: psutil's own fallbacks answer
+    write_meminfo(proc, MemTotal=1000, MemFree=100, MemAvailable=5000, Buffers=10, Cached=200)
+    total, available, swap_used = memory_and_swap()
+    assert (total, available) == (1_024_000, psutil.virtual_memory().available) and available == 102_400  # MemFree
+    assert swap_used == psutil.swap_memory().used

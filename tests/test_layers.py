@@ -23,7 +23,6 @@ PUBLIC_API = {"workload": {"mltelemetry.exporters.gpu.nvml"}}
 # Imports inside a function that still point up, each with why; none may be at module level.
 LAZY_EXCEPTIONS = {
     ("mltelemetry/storecli.py", "mltelemetry.analysis.sources"): "campaign list reads any source's events",
-    ("exporters/pm/cli.py", "mltelemetry.analysis.sources"): "pm align; it moves to analysis/ (issue 12)",
 }
 
 

@@ -2,8 +2,9 @@
 (the code folders are mapped into one import package), so a new subpackage must be added there. An editable
 install finds it anyway, which is how a missing entry went unnoticed until an installed wheel failed."""
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -288,12 +288,17 @@ def _pull_cable(emulator: Emulator, stop: threading.Event, every_s: float, for_s
         emulator.plug()
 
 
+def emulator_command(plugins: Sequence[MeterPlugin] = PLUGINS) -> Callable[..., None]:
+    """``mltelemetry pm emulate`` for ``plugins``."""
+    return _meter_command(pm_emulate, plugins, lambda p: p.emulator_options, _driver_help(plugins), optional=False)
+
+
 def build_app(plugins: Sequence[MeterPlugin] = PLUGINS) -> typer.Typer:
-    """The ``pm`` group with ``emulate`` for ``plugins``."""
+    """A ``pm`` group with ``emulate`` alone, for ``plugins`` (the real CLI's ``pm`` group, which also holds
+    ``align``, is mltelemetry/cli.py's)."""
     group = typer.Typer(cls=OneLineErrorsGroup, no_args_is_help=True)
     group.callback()(_pm)
-    group.command("emulate")(_meter_command(pm_emulate, plugins, lambda p: p.emulator_options,
-                                            _driver_help(plugins), optional=False))
+    group.command("emulate")(emulator_command(plugins))
     return group
 
 
@@ -301,4 +306,5 @@ def _pm() -> None:
     """Power-meter tools."""
 
 
-app = build_app()
+emulate_command = emulator_command()
+app = build_app()  # ``pm emulate`` on its own (the tests start emulators through it)
