@@ -278,7 +278,7 @@ def raw_exchange(port: int, request: bytes) -> tuple[bytes, bool]:
 
 def test_requests_are_read_as_http_server_reads_them_without_the_email_package():
     sink = PrometheusSink("127.0.0.1", 0, security=WebSecurity(basic_auth={"u": "p"}))
-    sink.publish([Sample(schema.PM_POWER, PM, 80.0, 1)])
+    sink.publish_samples([Sample(schema.PM_POWER, PM, 80.0, 1)])
     auth = b"Authorization: Basic dTpw\r\n"  # base64 of u:p
     try:
         # header names in any case, a folded line continued after a space (RFC 9112; http.server kept the line

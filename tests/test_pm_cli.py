@@ -209,7 +209,7 @@ def test_align_reads_its_options_from_the_environment_and_names_its_command(tmp_
     result = runner.invoke(root_app, ["pm", "align", "--source", str(tmp_path / "none.db")],
                            env={"MLTELEMETRY_PM_ALIGN_MAX_LAG": "inf"})
     assert "--max-lag wants a finite number" in _one_error_line(result)
-    result = runner.invoke(root_app, ["pm", "align", "--bogus"])
+    result = runner.invoke(root_app, ["pm", "align", "--bogus"], prog_name="mltelemetry")  # as the entry point names it
     assert "(see: mltelemetry pm align --help)" in _one_error_line(result)
 
 
