@@ -10,4 +10,4 @@ REPO=$(pwd)
 export PYTHONPATH=/tmp/site
 cd /tmp
 timeout 200 python3 $REPO/bench/gpu_pipeline.py --device cuda --scenario cnn --synthetic-images 1200 --max-epochs 12 \
-  --label warmup-12 --out $OUT/gpu_pipeline.json 2>&1 | tee $OUT/log_pipeline.txt | tail -25
+  --label hold-12 --out $OUT/gpu_pipeline.json 2>&1 | tee $OUT/log_pipeline.txt | tail -25
