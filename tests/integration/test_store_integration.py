@@ -1,0 +1,56 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+from test_store import S
+
+from mltelemetry.schema import PM_POWER
+from mltelemetry.store import Store
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from mltelemetry.schema import PM_POWER, Sample
+    from mltelemetry.sinks import StoreSink
+    sink = StoreSink(sys.argv[1], flush_interval_s=1.0)
+    meter, n = sys.argv[2], int(sys.argv[3])
+    for i in range(n):
+        sink.publish([Sample(PM_POWER, {"host": "sut", "meter": meter}, float(i), time.time_ns())])
+        time.sleep(0.01)
+    sink.close()
+    print("done", flush=True)
+""")
+
+
+def test_concurrent_writers_while_reading(tmp_path):
+    path = tmp_path / "s.db"
+    Store(path).close()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"w{i}", "300"]) for i in range(3)]
+    reads = 0
+    with Store(path) as reader:
+        while any(w.poll() is None for w in writers):
+            reader.query(PM_POWER)
+            reads += 1
+        assert [w.wait() for w in writers] == [0, 0, 0]
+        for i in range(3):
+            assert reader.query(PM_POWER, {"meter": f"w{i}"}).value.tolist() == [float(v) for v in range(300)]
+    assert reads > 0
+
+
+def test_sigkill_loses_at_most_the_last_second(tmp_path):
+    path = tmp_path / "s.db"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "k", "100000"])
+    time.sleep(4)
+    killed_at = time.time_ns()
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with Store(path) as store:
+        ts = store.query(PM_POWER, {"meter": "k"}).ts_ns.to_numpy()
+    assert len(ts) > 100
+    assert killed_at - ts[-1] < 1.3 * S  # flushes once a second; the rest is scheduling slack
+    assert np.all(np.diff(ts) > 0)

@@ -1,0 +1,123 @@
+"""Grafana: the dashboards are current, name only schema metrics, read their datasources from variables, limit every
+Prometheus query to mltelemetry's jobs, import through Grafana's import format (``__inputs``), and every panel query
+returns data from the real Prometheus and InfluxDB after a short recorded campaign, with the variables substituted
+(there is no Grafana server here to render them)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+from test_grafana import GRAFANA, ROOT, dashboards, queries, text_of
+
+from conftest import require_binary
+from mltelemetry import schema
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("grafana_generate", GRAFANA / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def datasource_uid(dashboard: dict, ref: dict) -> str:
+    """The uid a datasource reference resolves to: a ``${variable}`` through that datasource variable's default."""
+    match = re.fullmatch(r"\$\{(\w+)\}", ref["uid"])
+    if not match:
+        return ref["uid"]
+    [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == match[1]]
+    assert variable["type"] == "datasource" and variable["query"] == ref["type"]
+    return variable["current"]["value"]
+
+
+def test_dashboards_are_current_and_complete():
+    generator = load_generator()
+    assert generator.main(["--check"]) == 0, "run: python grafana/generate.py"
+    assert set(dashboards()) == {"sut-power.json", "gpu.json", "host.json", "campaign.json", "exporter-health.json"}
+    assert set(dashboards("import")) == set(dashboards())
+    gpu_panels = " ".join(text_of(t) for p in dashboards()["gpu.json"]["panels"] for t in p["targets"])
+    assert all(m in gpu_panels for m in schema.METRICS if m.startswith("mltelemetry_gpu_"))  # every indicator
+    host_panels = " ".join(text_of(t) for p in dashboards()["host.json"]["panels"] for t in p["targets"])
+    assert all(m in host_panels for m in schema.METRICS if m.startswith("mltelemetry_host_"))
+
+
+def test_queries_name_schema_metrics_and_defined_variables_and_provisioned_datasources():
+    provisioned = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "mltelemetry.yaml").read_text())
+    uids = {d["uid"]: d["type"] for d in provisioned["datasources"]}
+    event_fields = {schema.EVENT_MEASUREMENT}
+    for name, dashboard in dashboards().items():
+        variables = {v["name"] for v in dashboard["templating"]["list"]}
+        assert {"prometheus", "influxdb", "job", "instance", "host"} <= variables, name
+        for where, query in queries(dashboard):
+            text = text_of(query)
+            assert query["datasource"]["uid"] in ("${prometheus}", "${influxdb}", "-- Grafana --"), (name, where)
+            assert uids[datasource_uid(dashboard, query["datasource"])] == query["datasource"]["type"], (name, where)
+            if query["datasource"]["type"] == "prometheus":
+                # only mltelemetry's jobs: every selector names $job (other exporters of a shared Prometheus
+                # would be summed in), and no subquery steps finer than the panel's interval over any range
+                for selector in re.findall(r"(\w+)\{([^}]*)\}", text):
+                    if selector[0] != "label_values" and "__name__" not in selector[1]:
+                        assert 'job=~"$job"' in selector[1], (name, where, selector)
+                for step in re.findall(r"\[[^\]:]+:([^\]]*)\]", text):
+                    assert step == "$__interval", (name, where, text)
+            for metric in re.findall(r"mltelemetry_[a-z_]+", text):
+                assert metric in schema.METRICS or metric in event_fields, (name, where, metric)
+            for used in re.findall(r"\$(\w+)", text):
+                assert used.startswith("__") or used == "timeFilter" or used in variables, (name, where, used)
+        for panel in dashboard["panels"]:
+            assert datasource_uid(dashboard, panel["datasource"]) in uids
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "mltelemetry.yaml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
+
+
+def test_import_format_asks_for_the_datasources_and_imports_as_the_provisioned_dashboard():
+    """What Grafana's import does (Dashboards → New → Import): each ``${DS_...}`` becomes the datasource the user
+    picked for that input; the result is the provisioned dashboard reading those datasources."""
+    chosen = {"DS_PROMETHEUS": "lab-prom-uid", "DS_INFLUXDB": "lab-influx-uid"}
+    for name, imported in dashboards("import").items():
+        inputs = {i["name"]: (i["type"], i["pluginId"]) for i in imported["__inputs"]}
+        assert inputs == {"DS_PROMETHEUS": ("datasource", "prometheus"), "DS_INFLUXDB": ("datasource", "influxdb")}
+        required = {(r["type"], r["id"]) for r in imported["__requires"]}
+        assert {("grafana", "grafana"), ("datasource", "prometheus"), ("datasource", "influxdb")} <= required
+        assert {("panel", p["type"]) for p in imported["panels"]} <= required, name
+        assert imported["id"] is None  # a new dashboard in the lab's Grafana
+        text = json.dumps(imported)
+        assert set(re.findall(r"\$\{(DS_\w+)\}", text)) == set(inputs)  # every input is used, nothing else asked
+        for input_name, uid in chosen.items():
+            text = text.replace(f"${{{input_name}}}", uid)
+        result = {k: v for k, v in json.loads(text).items() if k not in ("__inputs", "__elements", "__requires", "id")}
+        expected = dashboards()[name]
+        for variable in expected["templating"]["list"]:
+            if variable["type"] == "datasource":
+                variable["current"]["value"] = chosen[f"DS_{variable['query'].upper()}"]
+        assert result == expected, name
+
+
+SCHEMA = ROOT / ".cache" / "grafana-schema" / "node_modules"  # make grafana-schema installs it
+
+
+def test_dashboards_type_check_against_grafanas_dashboard_schema(tmp_path):
+    """Every dashboard, provisioned and for import, is a ``Dashboard`` of @grafana/schema 11.1.3 (the Grafana
+    compose.yaml runs; dashboard schemaVersion 39): tsc checks each field it names, required fields and enums."""
+    node, tsc = require_binary("node"), SCHEMA / "typescript" / "bin" / "tsc"
+    if not (SCHEMA / "@grafana" / "schema").is_dir() or not tsc.exists():
+        pytest.fail("Grafana's dashboard schema is not installed: make grafana-schema")
+    source = ['import type { Dashboard } from "@grafana/schema";',
+              "type Mutable<T> = { -readonly [K in keyof T]: Mutable<T[K]> };"]  # keep literal types, drop readonly
+    checked = [p for folder in ("dashboards", "import") for p in sorted((GRAFANA / folder).glob("*.json"))]
+    for i, path in enumerate(checked):
+        source += [f"// {path.relative_to(ROOT)}", f"const d{i} = {path.read_text().strip()} as const;",
+                   f"export const checked{i}: Dashboard = d{i} as Mutable<typeof d{i}>;"]
+    (tmp_path / "dashboards.ts").write_text("\n".join(source) + "\n")
+    (tmp_path / "node_modules").symlink_to(SCHEMA)
+    (tmp_path / "tsconfig.json").write_text(json.dumps({"files": ["dashboards.ts"], "compilerOptions": {
+        "strict": True, "noEmit": True, "module": "nodenext", "moduleResolution": "nodenext", "target": "es2022",
+        "skipLibCheck": True}}))
+    result = subprocess.run([node, str(tsc), "-p", str(tmp_path / "tsconfig.json")], capture_output=True,
+                            text=True, timeout=300)
+    assert len(checked) == 10 and result.returncode == 0, result.stdout[-5000:] + result.stderr
