@@ -13,9 +13,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
-from conftest import free_port, wait_for
+from conftest import free_port, require_binary, wait_for
 from fakes.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step
 from mltelemetry import schema
 from mltelemetry.cliutil import SinkOptions
@@ -225,3 +226,28 @@ def test_every_panel_query_returns_data_after_a_campaign(prometheus, influxdb, t
             process.terminate()
         for process in processes:
             process.wait(timeout=15)
+
+
+SCHEMA = ROOT / ".cache" / "grafana-schema" / "node_modules"  # make grafana-schema installs it
+
+
+def test_dashboards_type_check_against_grafanas_dashboard_schema(tmp_path):
+    """Every dashboard, provisioned and for import, is a ``Dashboard`` of @grafana/schema 11.1.3 (the Grafana
+    compose.yaml runs; dashboard schemaVersion 39): tsc checks each field it names, required fields and enums."""
+    node, tsc = require_binary("node"), SCHEMA / "typescript" / "bin" / "tsc"
+    if not (SCHEMA / "@grafana" / "schema").is_dir() or not tsc.exists():
+        pytest.fail("Grafana's dashboard schema is not installed: make grafana-schema")
+    source = ['import type { Dashboard } from "@grafana/schema";',
+              "type Mutable<T> = { -readonly [K in keyof T]: Mutable<T[K]> };"]  # keep literal types, drop readonly
+    checked = [p for folder in ("dashboards", "import") for p in sorted((GRAFANA / folder).glob("*.json"))]
+    for i, path in enumerate(checked):
+        source += [f"// {path.relative_to(ROOT)}", f"const d{i} = {path.read_text().strip()} as const;",
+                   f"export const checked{i}: Dashboard = d{i} as Mutable<typeof d{i}>;"]
+    (tmp_path / "dashboards.ts").write_text("\n".join(source) + "\n")
+    (tmp_path / "node_modules").symlink_to(SCHEMA)
+    (tmp_path / "tsconfig.json").write_text(json.dumps({"files": ["dashboards.ts"], "compilerOptions": {
+        "strict": True, "noEmit": True, "module": "nodenext", "moduleResolution": "nodenext", "target": "es2022",
+        "skipLibCheck": True}}))
+    result = subprocess.run([node, str(tsc), "-p", str(tmp_path / "tsconfig.json")], capture_output=True,
+                            text=True, timeout=300)
+    assert len(checked) == 10 and result.returncode == 0, result.stdout[-5000:] + result.stderr
