@@ -7,17 +7,32 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
+from conftest import wait_for
 from mltelemetry import schema
+from mltelemetry.errors import MltelemetryError
 from mltelemetry.store import Store
 
 
 def _spawn(code: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def _stored_readings(store, labels: dict[str, str], valid: int, ticks: int = 0) -> bool:
+    """Whether the exporter has stored at least ``valid`` valid power readings, ``ticks`` energy ticks and one
+    invalid reading so far (it starts, and flushes every second, at the pace a loaded machine allows)."""
+    if not store.exists():
+        return False
+    try:
+        with Store(store, create=False) as db:
+            invalid = db.query(schema.PM_INVALID, labels)["value"]
+            return (len(db.query(schema.PM_POWER, labels)) >= valid and len(invalid) > 0 and invalid.iloc[-1] >= 1
+                    and len(db.query(schema.PM_ENERGY, labels)) >= ticks)
+    except MltelemetryError:  # created by the exporter but its tables not yet committed
+        return False
 
 
 def test_emulator_and_exporter_processes_end_to_end(tmp_path):
@@ -34,7 +49,9 @@ def test_emulator_and_exporter_processes_end_to_end(tmp_path):
                           "typer.run(c)", "--port", str(link), "--meter", "wt310", "--listen", "off",
                           "--store", str(store), "--interval", "0.25", "--meter-rate", "0.25",
                           "--host-label", "sut")
-        time.sleep(4)
+        # 8 ticks, one of them invalid: 2 s of an unloaded machine, a generous minute for a loaded one
+        wait_for(lambda: _stored_readings(store, {"host": "sut", "meter": "wt310"}, 1, ticks=8), 60,
+                 "8 ticks of the exporter in the store")
         exporter.send_signal(signal.SIGTERM)
         assert exporter.wait(10) == 0, exporter.stderr.read()
     finally:
@@ -61,9 +78,9 @@ def test_emulator_and_exporter_processes_end_to_end(tmp_path):
     assert energy[-1] == pytest.approx(150.0 * seconds, rel=0.02)
 
 
-def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds: float) -> tuple[str, int, str]:
-    """An emulator process and an exporter process reading it for ``seconds``; the banner, the exporter's exit
-    code and its stderr."""
+def _run_pair(emulate_args: list[str], exporter_args: list[str], store, readings: int) -> tuple[str, int, str]:
+    """An emulator process and an exporter process reading it until the store holds ``readings`` valid readings
+    and an invalid one; the banner, the exporter's exit code and its stderr."""
     emulator = _spawn("from mltelemetry.exporters.pm.cli import app; app()", "emulate", *emulate_args)
     exporter = None
     try:
@@ -72,7 +89,9 @@ def _run_pair(emulate_args: list[str], exporter_args: list[str], store, seconds:
         exporter = _spawn("import typer; from mltelemetry.exporters.pm.cli import pm_exporter_command as c; "
                           "typer.run(c)", "--port", address, "--listen", "off", "--store", str(store),
                           "--host-label", "sut", *exporter_args)
-        time.sleep(seconds)
+        meter = exporter_args[exporter_args.index("--meter") + 1]
+        wait_for(lambda: _stored_readings(store, {"host": "sut", "meter": meter}, readings), 120,
+                 f"{readings} valid readings and an invalid one from {meter}")
         exporter.send_signal(signal.SIGTERM)
         code = exporter.wait(10)
         return banner, code, exporter.stderr.read()
@@ -90,7 +109,7 @@ def test_mcp_and_ptd_processes_end_to_end(tmp_path):
         mcp = pool.submit(_run_pair, ["--driver", "mcp39f511", "--link", str(tmp_path / "mcp"), "--profile",
                                       "constant:210", "--checksum-rate", "0.2", "--seed", "3"],
                           ["--driver", "mcp39f511", "--meter", "mcp", "--interval", "0.25", "--accumulation", "2"],
-                          tmp_path / "mcp.db", 4)
+                          tmp_path / "mcp.db", 5)
         ptd = pool.submit(_run_pair, ["--driver", "ptd", "--tcp", "127.0.0.1:0", "--profile", "constant:95",
                                       "--error-rate", "0.2", "--seed", "3"],
                           ["--driver", "ptd", "--meter", "ptd", "--interval", "0.5", "--meter-rate", "0.5"],
