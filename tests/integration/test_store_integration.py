@@ -1,4 +1,5 @@
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -9,6 +10,8 @@ import time
 import numpy as np
 from test_store import S
 
+from conftest import wait_for
+from mltelemetry.errors import MltelemetryError
 from mltelemetry.schema import PM_POWER
 from mltelemetry.store import Store
 
@@ -44,7 +47,16 @@ def test_concurrent_writers_while_reading(tmp_path):
 def test_sigkill_loses_at_most_the_last_second(tmp_path):
     path = tmp_path / "s.db"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "k", "100000"])
-    time.sleep(4)
+
+    def stored() -> int:
+        try:
+            with Store(path, create=False) as store:
+                return len(store.query(PM_POWER, {"meter": "k"}))
+        except MltelemetryError:  # not created yet, or its tables not yet committed
+            return 0
+
+    wait_for(lambda: stored() > 100, 120, "the writer to store 100 samples")  # started, at a loaded machine's pace
+    time.sleep(random.uniform(0, 1))  # kill at any phase of its 1 s flush cycle
     killed_at = time.time_ns()
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()
