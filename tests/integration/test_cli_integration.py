@@ -1,5 +1,5 @@
-"""The command line as a user meets it: choices, exit codes, one-line errors, environment variables,
-completion, `store info` / `campaign list`, and the analysis printed for people."""
+"""The command line through real processes and ptys: the installed command's usage errors, runtime errors in one
+line and exit 1, shell completion (the in-memory rest: tests/unit/test_cli.py)."""
 
 import os
 import subprocess

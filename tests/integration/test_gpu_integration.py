@@ -1,13 +1,5 @@
-"""GPU exporter on the scripted fake NVML: every value checked against the script's exact numbers.
-
-The script (GPU 0, seconds on the fake clock; the counter held 1000 J at t = 0):
-
-    t in [0, 2):  100 W, 40 °C, idle
-    t in [2, 5):  300 W, 60 °C, 100 % load, 50 % memory load, 40 GiB, P0, SM 1980 MHz
-    t >= 5:       150 W, 55 °C, 20 % load
-
-so the counter at t is 1000 + ∫0^t P: 1200 J at t = 2, 1650 J at t = 3.5, 2100 J at t = 5.
-"""
+"""GPU exporter in real processes: a real Prometheus scrapes the fake-NVML series, and importing the exporter does
+not import pynvml (the in-memory rest, with the script's exact numbers: tests/unit/test_gpu.py)."""
 
 from __future__ import annotations
 

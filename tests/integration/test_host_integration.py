@@ -1,3 +1,6 @@
+"""Host exporter as a real process: scraped by a real Prometheus, and a bad --disk-devices as a usage error
+(the in-memory rest: tests/unit/test_host.py)."""
+
 import subprocess
 import sys
 

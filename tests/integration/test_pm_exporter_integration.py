@@ -1,14 +1,5 @@
-"""The PM exporter (collector + WT300 driver + runtime) against the emulator on a real pty, and the
-collector's accounting on scripted time.
-
-Integration tests tick the runtime's ``Exporter`` on absolute deadlines of real time. The
-meter's value is the average over its last completed update, so the energy counter lags the
-truth by the sampling phase; each test therefore compares the counter's rise between two
-ticks with the profile's exact integral between the ends of the updates those two ticks read
-(the emulator records which update each reply carried). Tick 0 connects (and starts the
-meter's integrator); from then on synchronised reads return each update exactly once, at the
-moment it finishes. (The 20 s energy test of every driver is in test_pm_energy.py.)
-"""
+"""The PM exporter (collector + WT300 driver + runtime) against the emulator on a real pty, ticked on absolute
+deadlines of real time (the collector's accounting on scripted time: tests/unit/test_pm_exporter.py)."""
 
 from __future__ import annotations
 

@@ -1,3 +1,6 @@
+"""The store across processes: concurrent writers while reading, and a writer killed with SIGKILL (the in-memory
+rest: tests/unit/test_store.py)."""
+
 import os
 import random
 import signal

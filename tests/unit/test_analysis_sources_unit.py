@@ -1,15 +1,5 @@
-"""The same crafted campaign read from a real Prometheus, VictoriaMetrics and InfluxDB 1.6 gives the numbers of
-the embedded store (within 0.1 %).
-
-How the campaign gets in, each the way a lab's data would:
-- InfluxDB and VictoriaMetrics: line protocol written by ``mltelemetry.influx`` (the push-backend
-  contract: samples as measurement <metric> with field ``value``, events as one point each);
-- Prometheus: its own TSDB blocks, backfilled with ``promtool tsdb create-blocks-from openmetrics``
-  before the server starts. A scrape would stamp samples with scrape times and take as long as the
-  campaign; backfill keeps the exporters' exact timestamps, so the numbers can be compared, and
-  the events are laid out as a scrape of the workload leaves them (every finished event served as
-  ``event_start_seconds``/``event_end_seconds``/``event_field_value`` each second until the end).
-"""
+"""Sources in memory: a repeated timestamp keeps its last value, and the sensor exporters' option (the real
+Prometheus, VictoriaMetrics and InfluxDB reads: tests/integration/test_analysis_sources.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The campaign runner as an experiment and under abuse: --vary, framework runs in child processes, --settle,
-claims (a second process, killed runs, --resume's plan), interrupts between runs, a store that refuses writes,
-unwritable folders."""
+"""The campaign runner in one process: --vary, power limits refused, a store that refuses writes, unwritable folders,
+the recorder's refusals (child processes, claims and interrupts: tests/integration/test_campaign.py)."""
 
 import logging
 

@@ -1,4 +1,4 @@
-"""The demo end to end, as a user runs it: emulator, exporters as processes, campaign, analysis."""
+"""The demo's GPU choice on the fake NVML (the demo end to end as a process: tests/integration/test_demo.py)."""
 
 
 import pytest

@@ -1,5 +1,5 @@
-"""The /metrics server: one render per tick, keep-alive, OpenMetrics units, build info, / and /healthz,
-and staying up under connection pressure (backlog, idle and header timeouts, a connection cap)."""
+"""The systemd units give the /metrics server its descriptor limit (the server itself: tests/integration/
+test_exposition.py)."""
 
 from __future__ import annotations
 

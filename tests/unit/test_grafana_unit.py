@@ -1,7 +1,5 @@
-"""Grafana: the dashboards are current, name only schema metrics, read their datasources from variables, limit every
-Prometheus query to mltelemetry's jobs, import through Grafana's import format (``__inputs``), and every panel query
-returns data from the real Prometheus and InfluxDB after a short recorded campaign, with the variables substituted
-(there is no Grafana server here to render them)."""
+"""Grafana's dashboards as files: current, naming only schema metrics, their datasources from variables, and the
+import format (the panel queries against real servers and the TypeScript check: tests/integration/test_grafana.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The InfluxDB sink under hostile settings and a full spool disk (a real, small tmpfs filled up)."""
+"""The InfluxDB sink's hostile settings: credentials in the URL, a token file others can read (the full spool disk:
+tests/integration/test_influx_faults.py)."""
 
 from __future__ import annotations
 

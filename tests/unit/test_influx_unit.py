@@ -1,4 +1,5 @@
-"""The InfluxDB sink: line protocol and InfluxQL escaping, the spool, and both write paths against real servers."""
+"""The InfluxDB sink in memory: line protocol and InfluxQL escaping, tokens, settings, the spool (both write paths
+against real servers: tests/integration/test_influx.py)."""
 
 from __future__ import annotations
 

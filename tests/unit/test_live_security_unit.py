@@ -1,4 +1,5 @@
-"""/metrics over TLS with basic auth, scraped by a real Prometheus; loopback by default."""
+"""/metrics listens on loopback unless told otherwise, and the basic-auth file is checked (TLS and auth scraped by a
+real Prometheus: tests/integration/test_live_security.py)."""
 
 from __future__ import annotations
 

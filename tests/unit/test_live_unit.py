@@ -1,4 +1,5 @@
-"""Events live: the workload's windows in Prometheus (info gauge, event series), InfluxDB and Grafana annotations."""
+"""Events live, in memory: a failing publisher does not stop the workload, tokens are never command-line options
+(the events in real Prometheus and InfluxDB: tests/integration/test_live.py)."""
 
 from __future__ import annotations
 

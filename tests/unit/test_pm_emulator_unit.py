@@ -1,4 +1,5 @@
-"""Power profiles (exact integrals, spec parsing) and the WT300 emulator's protocol on a real pty."""
+"""Power profiles (exact integrals, spec parsing) and the emulators' fault settings (the WT300 emulator's protocol on
+a real pty: tests/integration/test_pm_emulator.py)."""
 
 from __future__ import annotations
 

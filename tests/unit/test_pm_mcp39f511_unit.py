@@ -1,6 +1,5 @@
-"""MCP39F511N: frames against the verified bytes, the parsers on random bytes, the emulator's protocol
-and the driver against it on a real pty (faults, restart of the energy counter, unplugging), and the
-exporter counting every injected fault."""
+"""MCP39F511N in memory: frames against the verified bytes, the parsers on random bytes (the driver against the
+emulator on a real pty: tests/integration/test_pm_mcp39f511.py)."""
 
 from __future__ import annotations
 

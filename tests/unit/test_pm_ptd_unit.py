@@ -1,6 +1,5 @@
-"""PTDaemon client: the reply parsers on real and random lines, the client against the emulator over a
-real TCP socket on 127.0.0.1 (handshake, ranges, samples, uncertainty, faults, the connection dropping),
-and the exporter counting every injected fault."""
+"""PTDaemon client in memory: the reply parsers on real and random lines (the client against the emulator over TCP:
+tests/integration/test_pm_ptd.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""WT300 driver: the reply parsers on hand-written and random lines, and the driver against the emulator
-over a real pty (RS-232), the same pty opened as a USB-TMC device path, and a real TCP socket:
-synchronised reads, the meter's integrator, faults, unplugging."""
+"""WT300 driver in memory: the reply parsers on hand-written and random lines, rate commands, VXI-11 records (the
+driver against the emulator over a pty, USB-TMC and TCP: tests/integration/test_pm_wt300.py)."""
 
 from __future__ import annotations
 

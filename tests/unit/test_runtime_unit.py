@@ -1,3 +1,6 @@
+"""The exporter runtime on scripted time: tick deadlines, sinks closing (signals and processes:
+tests/integration/test_runtime.py)."""
+
 import sqlite3
 import threading
 

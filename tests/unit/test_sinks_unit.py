@@ -1,3 +1,6 @@
+"""The store sink in memory: its buffer capped while the store refuses, non-finite values refused (the sinks against
+real servers: tests/integration/test_sinks.py)."""
+
 import logging
 
 from mltelemetry import schema

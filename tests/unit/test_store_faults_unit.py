@@ -1,4 +1,5 @@
-"""The store under faults: a full disk (a real, small tmpfs filled up), a damaged file, threads, foreign files."""
+"""The store under faults in one process: threads sharing an annotator, foreign and unwritable files, empty names
+(a full disk and killed processes: tests/integration/test_store_faults.py)."""
 
 from __future__ import annotations
 

@@ -1,3 +1,6 @@
+"""The workload in memory: orders, windows, cooldown on the fake NVML, progress, synthetic data, the Annotator
+(campaign processes and signals: tests/integration/test_workload.py)."""
+
 import pytest
 from test_workload import ScriptedTemperatures, inside, run_events
 
