@@ -21,11 +21,30 @@ def test_next_tick_on_time_and_late():
 
 
 def test_ticks_on_absolute_deadlines_without_drift():
+    # Injected time: each reading costs 13 ms of the clock and the stop event's wait moves it by what the exporter
+    # asks for. On absolute deadlines tick k lands on start + k * 50 ms whatever a tick costs; a loop waiting 50 ms
+    # after each tick would drift 13 ms a tick (0.5 s after 40 ticks).
+    now = [100.0]
+
+    class Stop:
+        def is_set(self) -> bool:
+            return False
+
+        def wait(self, seconds: float) -> bool:
+            now[0] += seconds
+            return False
+
+    class CostlyScripted(Scripted):
+        def sample(self, ts_ns):
+            now[0] += 0.013
+            return super().sample(ts_ns)
+
     sink = ListSink()
-    Exporter(Scripted(), [sink], interval_s=0.05, host="h").run(threading.Event(), max_ticks=40)
+    Exporter(CostlyScripted(), [sink], interval_s=0.05, host="h", monotonic=lambda: now[0],
+             wall_ns=lambda: round(now[0] * 1e9)).run(Stop(), max_ticks=40)
     ts = ticks_of(sink)
     offsets = [(t - ts[0]) / 1e9 - k * 0.05 for k, t in enumerate(ts)]
-    assert len(ts) == 40 and max(abs(o) for o in offsets) < 0.02  # no accumulated drift after 40 ticks
+    assert len(ts) == 40 and max(abs(o) for o in offsets) < 1e-6  # no accumulated drift after 40 ticks
     assert sink.closed
 
 
