@@ -1,4 +1,5 @@
 # The two set-up commands (README.md): `make demo` and `make test`. Both create .venv when missing.
+# `make check`: ruff and the unit tier only (tests/unit: no server, process or real time), before every commit.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ GRAFANA_SCHEMA_PACKAGES := @grafana/schema@11.1.3 typescript@5.9.3
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint servers grafana-schema clean
+.PHONY: demo test check lint servers grafana-schema clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ lint: $(BIN)/.installed
 
 test: $(BIN)/.installed servers grafana-schema lint
 	$(BIN)/pytest -q
+
+check: lint
+	$(BIN)/pytest -q tests/unit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

@@ -1,8 +1,14 @@
-"""Shared test helpers: free ports and real servers (started on loopback, stopped after)."""
+"""Shared test helpers: free ports and real servers (started on loopback, stopped after), and the two tiers.
+
+tests/unit runs in memory (injected clocks, no process, pty, network or sleep: `make check`); tests/integration
+runs the real parts (servers, ptys, processes, frameworks). `make test` runs both.
+"""
 
 from __future__ import annotations
 
+import multiprocessing.process
 import os
+import pty
 import shutil
 import socket
 import subprocess
@@ -12,6 +18,36 @@ from pathlib import Path
 
 import pytest
 import requests
+
+UNIT_TIER = Path(__file__).parent / "unit"
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_stay_in_memory(request, monkeypatch):
+    """Under tests/unit, starting a process, opening a pty or an IP socket, or sleeping fails the test at once:
+    such a test belongs in tests/integration (or wants an injected clock)."""
+    if UNIT_TIER not in request.node.path.parents:
+        return
+
+    def refuse(what: str) -> Callable:
+        def refused(*args, **kwargs):
+            pytest.fail(f"a unit test must not {what}: inject a clock or move the test to tests/integration")
+        return refused
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("start a process"))
+    monkeypatch.setattr(os, "fork", refuse("fork"))
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse("start a process"))
+    monkeypatch.setattr(os, "openpty", refuse("open a pty"))
+    monkeypatch.setattr(pty, "openpty", refuse("open a pty"))
+    monkeypatch.setattr(time, "sleep", refuse("sleep"))
+    for method in ("bind", "connect", "connect_ex"):
+        real = getattr(socket.socket, method)
+
+        def unix_only(self, *args, real=real, **kwargs):
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                pytest.fail("a unit test must not use the network: move the test to tests/integration")
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(socket.socket, method, unix_only)
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ fi
 python3 -c "import mltelemetry.exporters.gpu.collector" || exit 3
 echo "== NVML call costs"; python3 bench/gpu/nvml_costs.py --gpu 0 --out "$W/nvml_costs.json"
 echo "== update periods"; python3 bench/gpu/update_period.py --gpu 0 --out "$W/update_period.json"
-echo "== tests"; python3 -m pytest -q -s -rs -p no:cacheprovider tests/test_gpu_real.py tests/test_gpu.py
+echo "== tests"; python3 -m pytest -q -s -rs -p no:cacheprovider tests/integration/test_gpu_real.py tests/unit/test_gpu.py tests/integration/test_gpu_integration.py
 echo "== main run"; python3 bench/gpu/run_exporters.py --out "$W" --tag main --intervals 0.1,1 --gpus 0 --load-gpu 0
 if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
   echo "== multi-GPU run"

@@ -1,2 +1,2 @@
 """GPU exporter (NVML): ``nvml`` is the driver, ``collector`` the collector, ``cli`` the command,
-``fake_nvml`` the scripted stand-in for NVML that the CI tests use."""
+(the tests' stand-in for NVML is tests/fakes/fake_nvml.py, outside the package)."""

@@ -4,7 +4,7 @@ It returns readings in SI units (mW → W, mJ → J, MHz → Hz, % → ratio) an
 ``NVMLError`` into this package's errors here and nowhere else. ``pynvml`` (package
 ``nvidia-ml-py``, the ``gpu`` extra) is imported only when :func:`open_nvml` runs, so the
 rest of mltelemetry starts without it. Anything with pynvml's function names can stand in
-for the module: the CI tests pass :mod:`mltelemetry.exporters.gpu.fake_nvml`.
+for the module: the CI tests pass their fake, `tests/fakes/fake_nvml.py`.
 
 One read of one GPU costs one ``nvmlDeviceGetFieldValues`` call for instant power (field
 186), 1-second average power (185) and the hardware energy counter (83), plus one cheap call

@@ -1,0 +1,42 @@
+"""The store sink in memory: its buffer capped while the store refuses, non-finite values refused (the sinks against
+real servers: tests/integration/test_sinks.py)."""
+
+import logging
+
+from mltelemetry import schema
+from mltelemetry.schema import Sample
+from mltelemetry.sinks import StoreSink
+from mltelemetry.store import Store
+
+
+def test_store_sink_buffer_is_capped_while_the_store_refuses_and_the_rest_is_written(tmp_path, caplog):
+    sink = StoreSink(tmp_path / "s.db", flush_interval_s=0, max_buffered=10)
+    labels = {"host": "h", "meter": "m"}
+    failures = 0
+    for k in range(25):  # the first sample's time is no number: every write fails until it is dropped
+        try:
+            sink.publish_samples([Sample(schema.PM_POWER, labels, float(k), "not a time" if k == 0 else k)])
+        except ValueError:
+            failures += 1
+        assert len(sink._buffer) <= 10
+    sink.close()
+    assert failures == 10 and sink.dropped_samples == 1
+    assert "dropping the oldest" in caplog.text
+    with Store(tmp_path / "s.db") as store:
+        assert list(store.query(schema.PM_POWER)["value"]) == [float(k) for k in range(1, 25)]
+
+
+def test_store_sink_says_when_the_store_refuses_non_finite_values(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    now = [0.0]
+    sink = StoreSink(tmp_path / "s.db", flush_interval_s=1.0, clock=lambda: now[0])
+    labels = {"host": "h", "meter": "m"}
+    for k, value in enumerate([float("nan"), 1.0, float("inf"), 2.0]):  # one flush a second
+        now[0] += 1.0
+        sink.publish_samples([Sample(schema.PM_POWER, labels, value, k)])
+    health = {s.metric: s.value for s in sink.health({"host": "h", "exporter": "pm"}, 0)}
+    sink.close()
+    assert caplog.text.count("no finite number") == 1  # said once a minute at most, not per flush
+    assert health[schema.EXPORTER_SINK_REJECTED] == 2 and health[schema.EXPORTER_SINK_WRITTEN] == 2
+    assert "4 samples received, 2 stored, 2 refused as not finite, 0 lost" in caplog.text
+
