@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"core": ROOT / "mltelemetry", "exporters": ROOT / "exporters", "workload": ROOT / "workload",
            "analysis": ROOT / "analysis"}
 ALLOWED = {"core": {"core"}, "exporters": {"core", "exporters"}, "workload": {"core", "workload"},
