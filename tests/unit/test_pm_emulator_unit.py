@@ -9,11 +9,11 @@ from mltelemetry.errors import MltelemetryError
 from mltelemetry.exporters.pm.emulator import (
     CpuProfile,
     Faults,
-    Wt300Emulator,
     csv_profile,
     parse_profile,
     steps_profile,
 )
+from mltelemetry.exporters.pm.wt300_emulator import Wt300Emulator
 
 
 # --- profiles ------------------------------------------------------------------------------
