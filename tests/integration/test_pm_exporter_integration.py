@@ -16,13 +16,12 @@ from mltelemetry.exporters.pm.collector import (
 )
 from mltelemetry.exporters.pm.emulator import (
     Faults,
-    Update,
-    Wt300Emulator,
     constant_profile,
     parse_profile,
     steps_profile,
 )
 from mltelemetry.exporters.pm.wt300 import OVER_RANGE, Wt300
+from mltelemetry.exporters.pm.wt300_emulator import Update, Wt300Emulator
 from mltelemetry.exporters.runtime import Exporter
 
 PM_VALUES = (schema.PM_POWER, schema.PM_VOLTAGE, schema.PM_CURRENT)
