@@ -1,0 +1,171 @@
+"""Mutation testing of the computing core with cosmic-ray: `make mutate` (before a release; not part of `make test`).
+
+cosmic-ray plants one small bug (a mutant) at a time in a module, in place, and runs the tests that cover it: the
+editable install imports the package's modules from this tree (pyproject.toml maps the top-level folders to
+mltelemetry.*), so the tests see each mutant. A mutant the tests do not notice *survived*: either a gap in the
+tests, or a change that computes the same thing (equivalent). bench/mutation.md lists the survivors reviewed.
+
+Per module this writes bench/results/mutation/<module>.json: the score, the counts, and each survivor's diff. The
+session (one per version of the module's source) is kept under .cache/mutation/, so a time-boxed run resumes
+where it stopped: `make mutate MODULES=analysis/energy.py TIME_BOX=1200`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import shlex
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "mutation"
+SESSIONS = ROOT / ".cache" / "mutation"
+
+# The modules mutated, each with the tests that cover it: in-process tests, fast enough to run once per mutant
+# (a mutant costs one pytest start-up plus these tests). Add a module here, or point a split module's successors
+# at their tests, and `make mutate` picks it up.
+MODULES: dict[str, str] = {
+    "analysis/energy.py": "tests/test_analysis.py tests/test_annotator_energy.py"
+                          " -k 'not cli_json and not variants and not baseline_margin and not csv_when"
+                          " and not errors_are and not several_hosts'",
+    "exporters/counters.py": "tests/test_counters.py tests/test_gpu.py",
+    "exporters/pm/collector.py": "tests/test_pm_realtime.py",
+    "exporters/gpu/collector.py": "tests/test_gpu.py tests/test_gpu_busy.py",
+    "mltelemetry/store.py": "tests/test_store.py",
+    "mltelemetry/influx.py": "tests/test_influx.py",
+    "analysis/campaign.py": "tests/test_analysis.py tests/test_analysis_figures.py",
+}
+
+# The operators left out, as regular expressions on cosmic-ray's operator names (`cosmic-ray operators` lists
+# them). Kept: +-*/ swapped among themselves, & and | swapped (numpy masks), comparison boundaries (< to <=) and
+# negations (< to >=), == and !=, is and is not, in and not in, `not` added or removed, and/or, True/False, numbers
+# +-1, break/continue, loops run zero times, exception types. Left out, as mostly nonsense for this code or
+# killed by any test at all: shifts, xor, **, %, //, +-*/ to and from bitwise operators, comparisons to their
+# other orders (< to >, to ==), unary ~ and `not` in place of a minus, removed decorators, variable replacers.
+EXCLUDE_OPERATORS = [
+    r"core/ReplaceBinaryOperator_.*_(LShift|RShift|BitXor|Pow|Mod|FloorDiv)$",
+    r"core/ReplaceBinaryOperator_(LShift|RShift|BitXor|Pow|Mod|FloorDiv)_",
+    r"core/ReplaceBinaryOperator_(Add|Sub|Mul|Div)_(BitAnd|BitOr)$",
+    r"core/ReplaceBinaryOperator_(BitAnd|BitOr)_(Add|Sub|Mul|Div)$",
+    r"core/ReplaceComparisonOperator_(Lt|LtE|Gt|GtE|Eq|NotEq)_(Is|IsNot)$",
+    r"core/ReplaceComparisonOperator_(Is|IsNot)_(Lt|LtE|Gt|GtE|Eq|NotEq)$",
+    r"core/ReplaceComparisonOperator_Lt_(Gt|Eq|NotEq)$",
+    r"core/ReplaceComparisonOperator_LtE_(GtE|Eq|NotEq)$",
+    r"core/ReplaceComparisonOperator_Gt_(Lt|Eq|NotEq)$",
+    r"core/ReplaceComparisonOperator_GtE_(LtE|Eq|NotEq)$",
+    r"core/ReplaceComparisonOperator_(Eq|NotEq)_(Lt|LtE|Gt|GtE)$",
+    r"core/ReplaceUnaryOperator_(UAdd|USub|Invert|Not)_(Invert|Not)$",
+    r"core/ReplaceUnaryOperator_(Invert|Not)_",
+    r"core/RemoveDecorator$",
+    r"core/Variable(Replacer|Inserter)$",
+]
+
+
+def tool(name: str) -> str:
+    """A console script of the interpreter's environment (cosmic-ray is installed with the `mutate` extra)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def config(module: str, tests: str, timeout_s: float) -> str:
+    """cosmic-ray's configuration for one module, as TOML."""
+    command = f"{shlex.quote(sys.executable)} -m pytest -x -q -p no:cacheprovider {tests}"
+    excludes = ", ".join(json.dumps(e) for e in EXCLUDE_OPERATORS)
+    return (f'[cosmic-ray]\nmodule-path = {json.dumps(module)}\ntimeout = {timeout_s}\nexcluded-modules = []\n'
+            f'test-command = {json.dumps(command)}\n[cosmic-ray.distributor]\nname = "local"\n'
+            f'[cosmic-ray.filters.operators-filter]\nexclude-operators = [{excludes}]\n')
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def summary(session: Path) -> dict:
+    """Counts of the session's mutants by outcome, and the survivors with their diffs."""
+    db = sqlite3.connect(session)
+    rows = db.execute(
+        "SELECT s.operator_name, s.occurrence, s.start_pos_row, r.worker_outcome, r.test_outcome, r.diff"
+        " FROM mutation_specs s LEFT JOIN work_results r ON r.job_id = s.job_id ORDER BY s.start_pos_row").fetchall()
+    db.close()
+    counts = {"mutants": len(rows), "skipped_operator": 0, "pending": 0, "killed": 0, "survived": 0,
+              "incompetent": 0}
+    survivors = []
+    for operator, occurrence, line, worker, outcome, diff in rows:
+        worker, outcome = (worker or "").lower() or None, (outcome or "").lower()  # stored as enum names
+        if worker == "skipped":
+            counts["skipped_operator"] += 1
+        elif worker is None:
+            counts["pending"] += 1
+        elif outcome == "survived":
+            counts["survived"] += 1
+            survivors.append({"line": line, "operator": operator, "occurrence": occurrence, "diff": diff})
+        elif outcome == "killed":
+            counts["killed"] += 1
+        else:  # the mutant did not import or the worker failed: neither killed nor survived
+            counts["incompetent"] += 1
+    tested = counts["killed"] + counts["survived"]
+    counts["score_percent"] = round(100 * counts["killed"] / tested, 1) if tested else None
+    return {"counts": counts, "survivors": survivors}
+
+
+def run_module(module: str, time_box_s: float | None, timeout_s: float) -> dict:
+    if git("status", "--porcelain", "--", module):
+        sys.exit(f"mutate: {module} has uncommitted changes; commit them first (cosmic-ray mutates it in place)")
+    source_hash = hashlib.sha256((ROOT / module).read_bytes()).hexdigest()[:12]
+    name = module.replace("/", "_").removesuffix(".py")
+    SESSIONS.mkdir(parents=True, exist_ok=True)
+    cfg, session = SESSIONS / f"{name}.toml", SESSIONS / f"{name}-{source_hash}.sqlite"
+    cfg.write_text(config(module, MODULES[module], timeout_s))
+    if not session.exists():  # a new session for each version of the module; an existing one resumes
+        subprocess.run([tool("cosmic-ray"), "init", str(cfg), str(session)], cwd=ROOT, check=True)
+        subprocess.run([tool("cr-filter-operators"), str(session), str(cfg)], cwd=ROOT, check=True)
+        if subprocess.run([tool("cosmic-ray"), "baseline", str(cfg)], cwd=ROOT).returncode != 0:
+            session.unlink()
+            sys.exit(f"mutate: the tests of {module} fail on the unmutated code: {MODULES[module]}")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        subprocess.run([tool("cosmic-ray"), "exec", str(cfg), str(session)], cwd=ROOT, timeout=time_box_s)
+    except subprocess.TimeoutExpired:
+        print(f"mutate: {module}: time box of {time_box_s:.0f} s over; the rest is pending", file=sys.stderr)
+    finally:  # a run stopped half-way may leave the last mutant in place: the module was clean before
+        if git("status", "--porcelain", "--", module):
+            git("checkout", "--", module)
+    result = {
+        "module": module,
+        "tool": f"cosmic-ray {importlib.metadata.version('cosmic-ray')}",
+        "commit": git("rev-parse", "HEAD"),
+        "source_sha256_12": source_hash,
+        "command": f"make mutate MODULES={module}",
+        "test_command": MODULES[module],
+        "excluded_operators": EXCLUDE_OPERATORS,
+        "last_run_utc": started.isoformat(timespec="seconds"),
+        **summary(session),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: all of {', '.join(MODULES)})")
+    parser.add_argument("--time-box", type=float, help="seconds per module; what is left stays pending")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds one mutant's tests may run before it counts as killed (a hang)")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"not in the module list: {', '.join(unknown)}")
+    for module in args.modules or MODULES:
+        counts = run_module(module, args.time_box, args.timeout)["counts"]
+        print(f"{module}: {counts['killed']} killed, {counts['survived']} survived, {counts['pending']} pending,"
+              f" {counts['incompetent']} incompetent: {counts['score_percent']} % killed")
+
+
+if __name__ == "__main__":
+    main()
