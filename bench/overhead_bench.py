@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import psutil
+from provenance import provenance
 from rich.progress import Progress
 
 CODECARBON = """
@@ -129,8 +130,9 @@ def main() -> None:
         print(f"| {name} | {value:.2f} | {value / 36:.3f} | {value / reference:.2f} | {rss_mb[name]:.0f} |")
     print(f"mltelemetry --help: median {statistics.median(help_s):.2f} s of 5")
     if args.out:
-        args.out.write_text(json.dumps({"window_s": window, "scraped": scraped, "cpu_s_per_hour": per_hour,
-                                        "rss_mb": rss_mb, "help_s": help_s}, indent=1) + "\n")
+        args.out.write_text(json.dumps({**provenance(), "window_s": window, "scraped": scraped,
+                                        "cpu_s_per_hour": per_hour, "rss_mb": rss_mb, "help_s": help_s},
+                                       indent=1) + "\n")
 
 
 if __name__ == "__main__":
