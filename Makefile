@@ -41,12 +41,14 @@ test: $(BIN)/.installed servers grafana-schema lint
 	$(BIN)/pytest -q
 
 # Mutation testing of the computing core (bench/mutate.py has the modules and their tests; bench/mutation.md the
-# scores): before a release, not in `make test` (hours on 2 cores). MODULES= a few of them, TIME_BOX= seconds each.
+# scores): before a release, not in `make test` (hours on 2 cores). MODULES= a few of them, TIME_BOX= seconds each,
+# SURVIVORS=1 only the surviving mutants again (after adding tests that kill them).
 MODULES ?=
 TIME_BOX ?=
+SURVIVORS ?=
 mutate: $(BIN)/.installed servers
 	$(BIN)/python -m pip install --quiet -e '.[mutate]'
-	nice $(BIN)/python bench/mutate.py $(MODULES) $(if $(TIME_BOX),--time-box $(TIME_BOX))
+	nice $(BIN)/python bench/mutate.py $(MODULES) $(if $(TIME_BOX),--time-box $(TIME_BOX)) $(if $(SURVIVORS),--survivors)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

@@ -7,7 +7,8 @@ tests, or a change that computes the same thing (equivalent). bench/mutation.md 
 
 Per module this writes bench/results/mutation/<module>.json: the score, the counts, and each survivor's diff. The
 session (one per version of the module's source) is kept under .cache/mutation/, so a time-boxed run resumes
-where it stopped: `make mutate MODULES=analysis/energy.py TIME_BOX=1200`.
+where it stopped: `make mutate MODULES=analysis/energy.py TIME_BOX=1200`; after tests are added to kill survivors,
+`make mutate MODULES=analysis/energy.py SURVIVORS=1` runs only those again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import datetime
 import hashlib
 import importlib.metadata
 import json
+import os
 import shlex
 import sqlite3
 import subprocess
@@ -72,9 +74,13 @@ def tool(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+def test_command(tests: str) -> str:
+    return f"{shlex.quote(sys.executable)} -m pytest -x -q -p no:cacheprovider {tests}"
+
+
 def config(module: str, tests: str, timeout_s: float) -> str:
     """cosmic-ray's configuration for one module, as TOML."""
-    command = f"{shlex.quote(sys.executable)} -m pytest -x -q -p no:cacheprovider {tests}"
+    command = test_command(tests)
     excludes = ", ".join(json.dumps(e) for e in EXCLUDE_OPERATORS)
     return (f'[cosmic-ray]\nmodule-path = {json.dumps(module)}\ntimeout = {timeout_s}\nexcluded-modules = []\n'
             f'test-command = {json.dumps(command)}\n[cosmic-ray.distributor]\nname = "local"\n'
@@ -113,7 +119,19 @@ def summary(session: Path) -> dict:
     return {"counts": counts, "survivors": survivors}
 
 
-def run_module(module: str, time_box_s: float | None, timeout_s: float) -> dict:
+def retest_survivors(session: Path, test_command: str, timeout_s: float) -> None:
+    """Run each surviving mutant again against the tests as they are now (after tests were added to kill them)."""
+    from cosmic_ray.mutating import mutate_and_test
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome
+
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        survivors = [item for item, result in db.completed_work_items if result.test_outcome == TestOutcome.SURVIVED]
+        for item in survivors:
+            db.set_result(item.job_id, mutate_and_test(item.mutations, test_command, timeout_s))
+
+
+def run_module(module: str, time_box_s: float | None, timeout_s: float, survivors_only: bool = False) -> dict:
     if git("status", "--porcelain", "--", module):
         sys.exit(f"mutate: {module} has uncommitted changes; commit them first (cosmic-ray mutates it in place)")
     source_hash = hashlib.sha256((ROOT / module).read_bytes()).hexdigest()[:12]
@@ -129,7 +147,10 @@ def run_module(module: str, time_box_s: float | None, timeout_s: float) -> dict:
             sys.exit(f"mutate: the tests of {module} fail on the unmutated code: {MODULES[module]}")
     started = datetime.datetime.now(datetime.timezone.utc)
     try:
-        subprocess.run([tool("cosmic-ray"), "exec", str(cfg), str(session)], cwd=ROOT, timeout=time_box_s)
+        if survivors_only:
+            retest_survivors(session, test_command(MODULES[module]), timeout_s)
+        else:
+            subprocess.run([tool("cosmic-ray"), "exec", str(cfg), str(session)], cwd=ROOT, timeout=time_box_s)
     except subprocess.TimeoutExpired:
         print(f"mutate: {module}: time box of {time_box_s:.0f} s over; the rest is pending", file=sys.stderr)
     finally:  # a run stopped half-way may leave the last mutant in place: the module was clean before
@@ -140,7 +161,7 @@ def run_module(module: str, time_box_s: float | None, timeout_s: float) -> dict:
         "tool": f"cosmic-ray {importlib.metadata.version('cosmic-ray')}",
         "commit": git("rev-parse", "HEAD"),
         "source_sha256_12": source_hash,
-        "command": f"make mutate MODULES={module}",
+        "command": f"make mutate MODULES={module}" + (" SURVIVORS=1" if survivors_only else ""),
         "test_command": MODULES[module],
         "excluded_operators": EXCLUDE_OPERATORS,
         "last_run_utc": started.isoformat(timespec="seconds"),
@@ -157,12 +178,15 @@ def main() -> None:
     parser.add_argument("--time-box", type=float, help="seconds per module; what is left stays pending")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds one mutant's tests may run before it counts as killed (a hang)")
+    parser.add_argument("--survivors", action="store_true",
+                        help="only run the surviving mutants again, against the tests as they are now")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"not in the module list: {', '.join(unknown)}")
+    os.chdir(ROOT)  # cosmic-ray names the modules relative to the repository root
     for module in args.modules or MODULES:
-        counts = run_module(module, args.time_box, args.timeout)["counts"]
+        counts = run_module(module, args.time_box, args.timeout, args.survivors)["counts"]
         print(f"{module}: {counts['killed']} killed, {counts['survived']} survived, {counts['pending']} pending,"
               f" {counts['incompetent']} incompetent: {counts['score_percent']} % killed")
 
