@@ -92,3 +92,21 @@ def test_the_sampling_interval_of_a_series_too_short_to_tell_is_exactly_one_seco
     assert sampling_interval_ns(np.array([5 * S])) == 1e9
     assert sampling_interval_ns(np.array([], dtype=np.int64)) == 1e9
     assert sampling_interval_ns(np.array([0, 2, 4, 7]) * S) == 2e9  # the median spacing of 2, 2 and 3 s
+
+
+def test_an_edge_in_the_last_interval_is_judged_by_that_interval_not_the_one_before():
+    # samples at 0, 10, 11 s: the first interval (10 s) is longer than the 3-s limit, the last (1 s) is not
+    ts = np.array([0, 10, 11]) * S
+    counter = np.array([0.0, 1000.0, 1100.0])
+    got = increases(ts, counter, np.array([int(10.2 * S)]), np.array([int(10.8 * S)]), max_gap_ns=3 * S)
+    assert got[0] == pytest.approx(60.0)  # 1000 + 0.8 × 100 − (1000 + 0.2 × 100) = 1080 − 1020
+
+
+def test_a_window_of_no_length_on_a_sample_has_no_energy_even_on_the_last_or_only_sample():
+    # a scenario's cleanup that took no time is such a window: 0 J, not "no figure"
+    ts = np.array([0, 1, 2]) * S
+    counter = np.array([0.0, 100.0, 200.0])
+    got = increases(ts, counter, np.array([2 * S, 1 * S]), np.array([2 * S, 1 * S]), max_gap_ns=3 * S)
+    assert got.tolist() == [0.0, 0.0]  # at the last sample and at the middle one
+    only = increases(np.array([5 * S]), np.array([42.0]), np.array([5 * S]), np.array([5 * S]), max_gap_ns=3 * S)
+    assert only.tolist() == [0.0]  # a series of one sample: the window on it
