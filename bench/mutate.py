@@ -19,6 +19,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shlex
 import sqlite3
 import subprocess
@@ -94,6 +95,16 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def in_annotation(diff: str | None) -> bool:
+    """Whether a mutant only turned a union type annotation's ``|`` into ``&`` (the code imports annotations from
+    __future__, so they are never evaluated: such a mutant is equivalent by construction)."""
+    changed = [line for line in (diff or "").splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    if len(changed) != 2:
+        return False
+    before, after = changed[0][1:], changed[1][1:]
+    return after == before.replace(" | None", " & None", 1) and bool(re.search(r"(:|->)[^=]*& None", after))
+
+
 def summary(session: Path) -> dict:
     """Counts of the session's mutants by outcome, and the survivors with their diffs."""
     db = sqlite3.connect(session)
@@ -102,7 +113,7 @@ def summary(session: Path) -> dict:
         " FROM mutation_specs s LEFT JOIN work_results r ON r.job_id = s.job_id ORDER BY s.start_pos_row").fetchall()
     db.close()
     counts = {"mutants": len(rows), "skipped_operator": 0, "pending": 0, "killed": 0, "survived": 0,
-              "incompetent": 0}
+              "survived_in_annotations": 0, "incompetent": 0}
     survivors = []
     for operator, occurrence, line, worker, outcome, diff in rows:
         worker, outcome = (worker or "").lower() or None, (outcome or "").lower()  # stored as enum names
@@ -112,13 +123,17 @@ def summary(session: Path) -> dict:
             counts["pending"] += 1
         elif outcome == "survived":
             counts["survived"] += 1
-            survivors.append({"line": line, "operator": operator, "occurrence": occurrence, "diff": diff})
+            annotation = in_annotation(diff)
+            counts["survived_in_annotations"] += annotation
+            survivors.append({"line": line, "operator": operator, "occurrence": occurrence, "diff": diff,
+                              **({"equivalent": "a type annotation: never evaluated"} if annotation else {})})
         elif outcome == "killed":
             counts["killed"] += 1
         else:  # the mutant did not import or the worker failed: neither killed nor survived
             counts["incompetent"] += 1
-    tested = counts["killed"] + counts["survived"]
-    counts["score_percent"] = round(100 * counts["killed"] / tested, 1) if tested else None
+    tested = counts["killed"] + counts["survived"] - counts["survived_in_annotations"]
+    counts["score_percent"] = round(100 * counts["killed"] / tested, 1) if tested else None  # of the mutants that
+    # could change what the code does: those in annotations (`float | None` to `float & None`) cannot
     return {"counts": counts, "survivors": survivors}
 
 
