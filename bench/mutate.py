@@ -38,7 +38,7 @@ MODULES: dict[str, str] = {
                           " -k 'not cli_json and not variants and not baseline_margin and not csv_when"
                           " and not errors_are and not several_hosts'",
     "exporters/counters.py": "tests/test_counters.py tests/test_gpu.py",
-    "exporters/pm/collector.py": "tests/test_pm_exporter.py"
+    "exporters/pm/collector.py": "tests/test_pm_exporter.py tests/test_pm_collector_edges.py"
                                  " -k 'not ramp and not injected and not random_faults and not unplug_and_replug'",
     "exporters/gpu/collector.py": "tests/test_gpu.py tests/test_gpu_busy.py"
                                   " -k 'not prometheus_scrape and not whatever_the_scrape_interval'",
