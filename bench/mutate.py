@@ -190,6 +190,21 @@ def run_module(module: str, time_box_s: float | None, timeout_s: float, survivor
     return result
 
 
+def table() -> str:
+    """The score table of bench/mutation.md, from the results files."""
+    lines = ["| module | mutants (kept operators) | run | killed | survived (equivalent: annotations) | pending |"
+             " score | commit |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for path in sorted(RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        c = r["counts"]
+        kept = c["mutants"] - c["skipped_operator"]
+        run = c["killed"] + c["survived"] + c["incompetent"]
+        lines.append(f"| `{r['module']}` | {kept} | {run} | {c['killed']} | {c['survived']} "
+                     f"({c.get('survived_in_annotations', 0)}) | {c['pending']} | {c['score_percent']} % | "
+                     f"`{r['commit'][:7]}` |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: all of {', '.join(MODULES)})")
@@ -198,7 +213,11 @@ def main() -> None:
                         help="seconds one mutant's tests may run before it counts as killed (a hang)")
     parser.add_argument("--survivors", action="store_true",
                         help="only run the surviving mutants again, against the tests as they are now")
+    parser.add_argument("--table", action="store_true", help="print the score table of the results files and stop")
     args = parser.parse_args()
+    if args.table:
+        print(table())
+        return
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"not in the module list: {', '.join(unknown)}")
