@@ -5,10 +5,11 @@ On a scripted clock, one tick a second, as tests/test_pm_exporter.py drives it.
 
 import logging
 
-from test_pm_exporter import scripted
+import pytest
+from test_pm_exporter import IdentifiedDriver, ScriptedDriver, scripted
 
 from mltelemetry import schema
-from mltelemetry.exporters.pm.collector import Reading
+from mltelemetry.exporters.pm.collector import MeterDisconnected, MeterIdentity, PmCollector, Reading
 
 
 def test_power_that_is_no_measurement_is_warned_about_once_a_minute_and_counted_every_time(caplog):
@@ -36,3 +37,60 @@ def test_a_meter_counter_that_stands_still_is_no_restart(caplog):
     assert values == [500.0, 500.0, 980.0]  # 500 + 480 after the restart
     assert caplog.text.count("went back") == 1  # 500 J -> 480 J, not 500 J -> 500 J
     assert "(500 J -> 480 J)" in caplog.text
+
+
+class McpScripted(ScriptedDriver):
+    name = "mcp39f511"  # the MCP39F511N board: 15 A at up to 265 V, 5 kW the most it can measure
+
+
+class PtdScripted(ScriptedDriver):
+    name = "ptd"  # PTDaemon drives analyzers of every size: the 100 kW default
+
+
+@pytest.mark.parametrize(("driver_class", "top_w"), [(McpScripted, 5000.0), (PtdScripted, 100_000.0)])
+def test_a_power_up_to_the_meters_range_is_a_measurement_and_a_hair_above_it_is_not(driver_class, top_w):
+    collector, tick = scripted([top_w, top_w + 0.5, top_w], driver_class=driver_class)
+    values = [tick() for _ in range(3)]
+    assert [v.get(schema.PM_POWER) for v in values] == [top_w, None, top_w]
+    assert collector.implausible_total == 1
+    assert values[-1][schema.PM_ENERGY] == 2 * top_w  # t 0..2 bridged by the reading at t = 2: top_w × 2 s
+
+
+def test_the_sampling_rate_is_0_not_absent_once_a_meter_that_gave_two_readings_falls_silent():
+    # valid readings at t = 0 and 1, then only invalid replies
+    collector, tick = scripted([100, 100] + [None] * 59)
+    values = [tick() for _ in range(61)]
+    assert values[0].get(schema.PM_SAMPLING_RATE) is None  # one reading: no rate yet
+    assert values[1][schema.PM_SAMPLING_RATE] == 1.0  # (2 − 1) readings / 1 s since the oldest
+    assert values[59][schema.PM_SAMPLING_RATE] == 1 / 59  # (2 − 1) / 59 s
+    assert values[60][schema.PM_SAMPLING_RATE] == 0.0  # t = 60: the reading at t = 0 left the 60-s window, one is left
+
+
+def test_each_outage_is_warned_about_once_and_a_different_meter_on_the_port_is_said(caplog):
+    now = [0.0]
+    drivers = iter([IdentifiedDriver([100.0, MeterDisconnected("cable pulled")]),
+                    IdentifiedDriver([100.0, MeterDisconnected("cable pulled")]),
+                    OtherMeter([100.0])])
+    connects = iter([True, False, False, True, False, True])
+
+    def factory():
+        if not next(connects):
+            raise MeterDisconnected("port gone")
+        return next(drivers)
+
+    collector = PmCollector(factory, host="sut", meter="m", clock=lambda: now[0])
+    with caplog.at_level(logging.INFO):
+        for _ in range(8):
+            collector.sample(0)
+            now[0] += 1.0
+    # t 0: connected (S1); 1: lost, 2 and 3: still gone (one warning); 4: back (S1 again); 5: lost (a second
+    # warning: the outage is a new one); 6: back, now the meter S2 on the port
+    assert caplog.text.count("not connected") == 2
+    assert caplog.text.count("is now a different meter") == 1
+    assert "power meter m is now a different meter: M1 (serial S2" in caplog.text
+    assert collector.disconnects_total == 2
+
+
+class OtherMeter(ScriptedDriver):
+    name = "scripted"
+    identity = MeterIdentity(model="M1", serial="S2", firmware="F1", raw="ACME,M1,S2,F1")
