@@ -40,7 +40,7 @@ MODULES: dict[str, str] = {
     "exporters/counters.py": "tests/test_counters.py tests/test_gpu.py",
     "exporters/pm/collector.py": "tests/test_pm_exporter.py tests/test_pm_collector_edges.py"
                                  " -k 'not ramp and not injected and not random_faults and not unplug_and_replug'",
-    "exporters/gpu/collector.py": "tests/test_gpu.py tests/test_gpu_busy.py"
+    "exporters/gpu/collector.py": "tests/test_gpu.py tests/test_gpu_busy.py tests/test_gpu_collector_edges.py"
                                   " -k 'not prometheus_scrape and not whatever_the_scrape_interval'",
     "mltelemetry/store.py": "tests/test_store.py -k 'not concurrent and not sigkill'",
     "mltelemetry/influx.py": "tests/test_influx.py -k 'not v2_path and not v1_token'",

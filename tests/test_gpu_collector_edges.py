@@ -1,0 +1,50 @@
+"""Edges of the GPU collector (exporters/gpu/collector.py) that mutation testing found unchecked (bench/mutation.md).
+
+On the scripted fake NVML (exporters/gpu/fake_nvml.py): the counter is the exact integral of the scripted power.
+With ``counter_interval_s`` the counter is read once a second and power every tick, and each tick between two
+reads gets the counter's increase shared out in proportion to the power integrated (trapezoid between the power
+readings), by time where power is zero throughout.
+"""
+
+import pytest
+
+from mltelemetry import schema
+from mltelemetry.exporters.gpu import nvml
+from mltelemetry.exporters.gpu.collector import GpuCollector
+from mltelemetry.exporters.gpu.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step
+
+
+def shaped_energy(steps, ticks_s, **gpu) -> dict[float, float]:
+    """The published energy (J) at each tick of a GPU playing ``steps``, its counter read once a second."""
+    fake = FakeNvml([FakeGpu(steps=steps, energy_at_start_mj=1_000_000, **gpu)], clock=FakeClock(ticks_s[0]))
+    collector = GpuCollector(nvml.open_nvml(fake), "sut", monotonic=fake.clock, counter_interval_s=1.0)
+    energy = {}
+    for t in ticks_s:
+        fake.clock.now = t
+        for s in collector.sample(round(t * 1e9)):
+            if s.metric == schema.GPU_ENERGY:
+                energy[s.ts_ns / 1e9] = s.value
+    return energy
+
+
+def test_the_increase_between_counter_reads_is_shared_out_by_the_trapezoid_of_power():
+    # counter read at 10 s and 11 s, power alone at 10.5 s; 100 W until 10.5 s, 300 W from then on.
+    # Counter: 1000 J + ∫ = 1000 + 100 × 10 = 2000 J at 10 s, + 100 × 0.5 + 300 × 0.5 = 2200 J at 11 s.
+    # Power read at instants: 100, 300, 300 W. Trapezoids: (100 + 300) / 2 × 0.5 = 100 and (300 + 300) / 2 × 0.5
+    # = 150, so the tick at 10.5 s gets 100 / 250 of the 200 J: 2080 J.
+    got = shaped_energy([Step(0.0, 100.0), Step(10.5, 300.0)], [10.0, 10.5, 11.0])
+    assert got == pytest.approx({10.0: 2000.0, 10.5: 2080.0, 11.0: 2200.0}, abs=1e-6)
+
+
+def test_with_power_zero_at_every_reading_the_increase_is_shared_out_by_time():
+    # a 500 W burst from 10.1 to 10.2 s between the power readings (at 10, 10.25, 11 s, all 0 W): the counter
+    # still counts it, 2000 J at 10 s (1000 J + 100 W × 10 s before), 2050 J at 11 s; by time: 2000 + 50 × 0.25
+    got = shaped_energy([Step(0.0, 100.0), Step(10.0, 0.0), Step(10.1, 500.0), Step(10.2, 0.0)],
+                        [10.0, 10.25, 11.0])
+    assert got == pytest.approx({10.0: 2000.0, 10.25: 2012.5, 11.0: 2050.0}, abs=1e-6)
+
+
+def test_a_negative_gpu_index_is_refused_not_taken_from_the_end():
+    fake = FakeNvml([FakeGpu(steps=[Step(0.0, 60.0)]), FakeGpu(steps=[Step(0.0, 60.0)], uuid="GPU-1")])
+    with pytest.raises(nvml.NvmlError, match=r"no GPU with index -1: NVML sees 2 GPU\(s\)"):
+        GpuCollector(nvml.open_nvml(fake), "sut", indices=[-1])
