@@ -14,10 +14,10 @@ from mltelemetry.exporters.gpu.collector import GpuCollector
 from mltelemetry.exporters.gpu.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step
 
 
-def shaped_energy(steps, ticks_s, **gpu) -> dict[float, float]:
-    """The published energy (J) at each tick of a GPU playing ``steps``, its counter read once a second."""
-    fake = FakeNvml([FakeGpu(steps=steps, energy_at_start_mj=1_000_000, **gpu)], clock=FakeClock(ticks_s[0]))
-    collector = GpuCollector(nvml.open_nvml(fake), "sut", monotonic=fake.clock, counter_interval_s=1.0)
+def shaped_energy(steps, ticks_s, counter_interval_s=1.0) -> dict[float, float]:
+    """The published energy (J) at each tick of a GPU playing ``steps``; its counter read every counter_interval_s."""
+    fake = FakeNvml([FakeGpu(steps=steps, energy_at_start_mj=1_000_000)], clock=FakeClock(ticks_s[0]))
+    collector = GpuCollector(nvml.open_nvml(fake), "sut", monotonic=fake.clock, counter_interval_s=counter_interval_s)
     energy = {}
     for t in ticks_s:
         fake.clock.now = t
@@ -37,11 +37,26 @@ def test_the_increase_between_counter_reads_is_shared_out_by_the_trapezoid_of_po
 
 
 def test_with_power_zero_at_every_reading_the_increase_is_shared_out_by_time():
-    # a 500 W burst from 10.1 to 10.2 s between the power readings (at 10, 10.25, 11 s, all 0 W): the counter
-    # still counts it, 2000 J at 10 s (1000 J + 100 W × 10 s before), 2050 J at 11 s; by time: 2000 + 50 × 0.25
-    got = shaped_energy([Step(0.0, 100.0), Step(10.0, 0.0), Step(10.1, 500.0), Step(10.2, 0.0)],
-                        [10.0, 10.25, 11.0])
-    assert got == pytest.approx({10.0: 2000.0, 10.25: 2012.5, 11.0: 2050.0}, abs=1e-6)
+    # counter read every 0.5 s; a 500 W burst from 10.05 to 10.1 s between the power readings (at 10, 10.125 and
+    # 10.5 s, all 0 W): the counter still counts it, 2000 J at 10 s (1000 J + 100 W × 10 s before), 2025 J at
+    # 10.5 s; shared out by time, the tick at 10.125 s gets 0.125 s / 0.5 s of the 25 J: 2006.25 J
+    got = shaped_energy([Step(0.0, 100.0), Step(10.0, 0.0), Step(10.05, 500.0), Step(10.1, 0.0)],
+                        [10.0, 10.125, 10.5], counter_interval_s=0.5)
+    assert got == pytest.approx({10.0: 2000.0, 10.125: 2006.25, 10.5: 2025.0}, abs=1e-6)
+
+
+def test_a_lost_gpu_is_looked_for_again_30_s_later_by_default():
+    fake = FakeNvml([FakeGpu(steps=[Step(0.0, 60.0)])], clock=FakeClock(100.0))
+    collector = GpuCollector(nvml.open_nvml(fake), "sut", monotonic=fake.clock)
+    up = {}
+    for t in (100.0, 101.0, 131.0, 132.0):  # lost on the read at 101 s, back on the bus at once
+        fake.clock.now = t
+        if t == 101.0:
+            fake.lose(0)
+        up[t] = next(s.value for s in collector.sample(round(t * 1e9)) if s.metric == schema.GPU_UP)
+        if t == 101.0:
+            fake.recover(0)
+    assert up == {100.0: 1.0, 101.0: 0.0, 131.0: 1.0, 132.0: 1.0}  # looked for again at 101 + 30 s
 
 
 def test_a_negative_gpu_index_is_refused_not_taken_from_the_end():
