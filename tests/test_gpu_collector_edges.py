@@ -14,9 +14,9 @@ from mltelemetry.exporters.gpu.collector import GpuCollector
 from mltelemetry.exporters.gpu.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step
 
 
-def shaped_energy(steps, ticks_s, counter_interval_s=1.0) -> dict[float, float]:
+def shaped_energy(steps, ticks_s, counter_interval_s=1.0, energy_at_start_j=1000) -> dict[float, float]:
     """The published energy (J) at each tick of a GPU playing ``steps``; its counter read every counter_interval_s."""
-    fake = FakeNvml([FakeGpu(steps=steps, energy_at_start_mj=1_000_000)], clock=FakeClock(ticks_s[0]))
+    fake = FakeNvml([FakeGpu(steps=steps, energy_at_start_mj=energy_at_start_j * 1000)], clock=FakeClock(ticks_s[0]))
     collector = GpuCollector(nvml.open_nvml(fake), "sut", monotonic=fake.clock, counter_interval_s=counter_interval_s)
     energy = {}
     for t in ticks_s:
@@ -34,6 +34,14 @@ def test_the_increase_between_counter_reads_is_shared_out_by_the_trapezoid_of_po
     # = 150, so the tick at 10.5 s gets 100 / 250 of the 200 J: 2080 J.
     got = shaped_energy([Step(0.0, 100.0), Step(10.5, 300.0)], [10.0, 10.5, 11.0])
     assert got == pytest.approx({10.0: 2000.0, 10.5: 2080.0, 11.0: 2200.0}, abs=1e-6)
+
+
+def test_a_counter_that_starts_near_0_j_is_shaped_too():
+    # a freshly loaded driver: the counter reads 0 J at 0 s, fewer joules than the GPU draws watts. 300 W until
+    # 0.25 s, 10 W after: 75 + 7.5 = 82.5 J at 1 s. Power at the ticks 300, 10, 10 W: trapezoids (300 + 10) / 2 ×
+    # 0.5 = 77.5 and (10 + 10) / 2 × 0.5 = 5, so the tick at 0.5 s gets 77.5 / 82.5 of the 82.5 J: 77.5 J
+    got = shaped_energy([Step(0.0, 300.0), Step(0.25, 10.0)], [0.0, 0.5, 1.0], energy_at_start_j=0)
+    assert got == pytest.approx({0.0: 0.0, 0.5: 77.5, 1.0: 82.5}, abs=1e-6)
 
 
 def test_with_power_zero_at_every_reading_the_increase_is_shared_out_by_time():
