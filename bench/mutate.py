@@ -42,7 +42,9 @@ MODULES: dict[str, str] = {
                                  " -k 'not ramp and not injected and not random_faults and not unplug_and_replug'",
     "exporters/gpu/collector.py": "tests/test_gpu.py tests/test_gpu_busy.py tests/test_gpu_collector_edges.py"
                                   " -k 'not prometheus_scrape and not whatever_the_scrape_interval'",
-    "mltelemetry/store.py": "tests/test_store.py tests/test_store_edges.py -k 'not concurrent and not sigkill'",
+    "mltelemetry/store.py": "tests/test_store.py tests/test_store_edges.py tests/test_store_faults.py"
+                            " -k 'not concurrent and not sigkill and not full_disk and not two_exporters"
+                            " and not shared_by_two_threads'",
     "mltelemetry/influx.py": "tests/test_influx.py -k 'not v2_path and not v1_token'",
     "analysis/campaign.py": "tests/test_analysis.py tests/test_analysis_figures.py"
                             " -k 'not cli_json and not variants_from and not csv_when and not errors_are'",

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mltelemetry.analysis.energy import (
+    coverages,
     increases,
     integral_counter,
     sampling_interval_ns,
@@ -110,3 +111,19 @@ def test_a_window_of_no_length_on_a_sample_has_no_energy_even_on_the_last_or_onl
     assert got.tolist() == [0.0, 0.0]  # at the last sample and at the middle one
     only = increases(np.array([5 * S]), np.array([42.0]), np.array([5 * S]), np.array([5 * S]), max_gap_ns=3 * S)
     assert only.tolist() == [0.0]  # a series of one sample: the window on it
+
+
+def test_power_of_two_samples_is_integrated_by_the_trapezoid():
+    got = integral_counter(np.array([0, 2]) * S, np.array([100.0, 300.0]), max_gap_ns=3 * S)
+    assert got.tolist() == [0.0, 400.0]  # (100 + 300) / 2 W × 2 s
+
+
+def test_a_window_of_exactly_one_interval_without_a_sample_has_no_coverage():
+    ts = np.array([0, 3]) * S  # nothing between 0 and 3 s
+    # [1, 2] s expects floor(1 s / 1 s) = 1 sample and holds none: 0; [1, 1.5] s expects none: 1 (the edges carry it)
+    got = coverages(ts, np.array([1 * S, 1 * S]), np.array([2 * S, int(1.5 * S)]), 1e9)
+    assert got.tolist() == [0.0, 1.0]
+
+
+def test_the_sampling_interval_of_two_samples_is_their_spacing():
+    assert sampling_interval_ns(np.array([0, 2]) * S) == 2e9
