@@ -45,7 +45,8 @@ MODULES: dict[str, str] = {
     "mltelemetry/store.py": "tests/test_store.py tests/test_store_edges.py tests/test_store_faults.py"
                             " -k 'not concurrent and not sigkill and not full_disk and not two_exporters"
                             " and not shared_by_two_threads'",
-    "mltelemetry/influx.py": "tests/test_influx.py tests/test_influx_edges.py -k 'not v2_path and not v1_token'",
+    "mltelemetry/influx.py": "tests/test_influx.py tests/test_influx_edges.py tests/test_influx_faults.py"
+                             " -k 'not v2_path and not v1_token'",
     "analysis/campaign.py": "tests/test_analysis.py tests/test_analysis_figures.py"
                             " -k 'not cli_json and not variants_from and not csv_when and not errors_are'",
 }
