@@ -16,4 +16,10 @@ def test_a_server_error_quotes_at_most_300_characters_of_its_body():
     rejected = _http_failure(400, "  " + "x" * 400 + "\n", "http://influx.lab:8086")
     assert isinstance(rejected, WriteRejected)
     assert str(rejected) == "http://influx.lab:8086 answered HTTP 400: " + "x" * 300
-    assert isinstance(_http_failure(503, "busy", "http://h"), WriteFailed)
+    assert isinstance(_http_failure(503, "busy", "http://h"), WriteFailed)  # the server may take it later
+
+
+def test_a_batch_too_large_for_the_server_is_refused_for_good_not_retried():
+    # 413: however often it is sent, the server will not take it; it is dropped and counted (README)
+    assert isinstance(_http_failure(413, "request entity too large", "http://h"), WriteRejected)
+    assert isinstance(_http_failure(412, "precondition failed", "http://h"), WriteFailed)
