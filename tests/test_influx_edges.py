@@ -20,6 +20,6 @@ def test_a_server_error_quotes_at_most_300_characters_of_its_body():
 
 
 def test_a_batch_too_large_for_the_server_is_refused_for_good_not_retried():
-    # 413: however often it is sent, the server will not take it; it is dropped and counted (README)
+    # 413: however often it is sent, the server will not take it; dropped and counted like the points it refuses
     assert isinstance(_http_failure(413, "request entity too large", "http://h"), WriteRejected)
     assert isinstance(_http_failure(412, "precondition failed", "http://h"), WriteFailed)
