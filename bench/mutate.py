@@ -48,6 +48,7 @@ MODULES: dict[str, str] = {
     "mltelemetry/influx.py": "tests/test_influx.py tests/test_influx_edges.py tests/test_influx_faults.py"
                              " -k 'not v2_path and not v1_token'",
     "analysis/campaign.py": "tests/test_analysis.py tests/test_analysis_figures.py"
+                            " tests/test_analysis_baseline_edges.py"
                             " -k 'not cli_json and not variants_from and not csv_when and not errors_are'",
 }
 
