@@ -17,3 +17,15 @@ def test_a_baseline_run_of_no_length_is_neither_the_reference_nor_in_the_baselin
     assert result.baseline_power_w == pytest.approx(102.0)
     assert result.baseline["runs"] == [2, 3] and result.baseline["reference_run"] == 2
     assert result.baseline["reference_power_w"] == pytest.approx(100.0)
+
+
+def test_a_window_shorter_than_the_meters_sampling_interval_says_so(tmp_path):
+    # 1 Hz meter at 100 W; a 0.5-s action inside a 10-s run: its energy is the mean power of that second
+    events = [Event("c", "baseline", 1, "run", 10 * S, 20 * S), Event("c", "x", 1, "run", 30 * S, 40 * S),
+              Event("c", "x", 1, "step", 32 * S, int(32.5 * S))]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 60, events=events) as store:
+        result = analyze_campaign(store, "c")
+    rows = {(r["scenario"], r["action"]): r for r in result.windows.to_dict(orient="records")}
+    assert rows[("x", "step")]["energy_wh"] == pytest.approx(100 * 0.5 / 3600)  # 50 J
+    assert "shorter than the meter's sampling interval" in rows[("x", "step")]["note"]
+    assert "shorter than" not in (rows[("x", "run")]["note"] or "")
