@@ -10,6 +10,7 @@ from mltelemetry.analysis.energy import (
     coverages,
     increases,
     integral_counter,
+    monotonic,
     sampling_interval_ns,
     window_means,
 )
@@ -127,3 +128,20 @@ def test_a_window_of_exactly_one_interval_without_a_sample_has_no_coverage():
 
 def test_the_sampling_interval_of_two_samples_is_their_spacing():
     assert sampling_interval_ns(np.array([0, 2]) * S) == 2e9
+
+
+def test_a_reset_between_two_samples_is_undone_too():
+    assert monotonic(np.array([100.0, 50.0])).tolist() == [100.0, 150.0]  # 50 counted since the restart
+
+
+def test_a_series_without_samples_gives_no_figure():
+    got = increases(np.array([], np.int64), np.array([]), np.array([0, S]), np.array([S, 2 * S]), max_gap_ns=3 * S)
+    assert np.isnan(got).all() and len(got) == 2
+
+
+def test_a_counter_that_stands_still_across_a_long_gap_did_not_restart():
+    # 0 W across the 10-s gap (a machine switched off while the exporter was away): the window is exact, 0 J
+    ts = np.array([0, 1, 11, 12]) * S
+    counter = np.array([0.0, 50.0, 50.0, 60.0])
+    got = increases(ts, counter, np.array([0]), np.array([12 * S]), max_gap_ns=3 * S)
+    assert got[0] == pytest.approx(60.0)
