@@ -12,7 +12,7 @@ GRAFANA_SCHEMA_PACKAGES := @grafana/schema@11.1.3 typescript@5.9.3
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test check lint servers grafana-schema clean
+.PHONY: demo test check lint servers grafana-schema mutate clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,16 @@ test: $(BIN)/.installed servers grafana-schema lint
 
 check: lint
 	$(BIN)/pytest -q tests/unit
+
+# Mutation testing of the computing core (bench/mutate.py has the modules and their tests; bench/mutation.md the
+# scores): before a release, not in `make test` (hours on 2 cores). MODULES= a few of them, TIME_BOX= seconds each,
+# SURVIVORS=1 only the surviving mutants again (after adding tests that kill them).
+MODULES ?=
+TIME_BOX ?=
+SURVIVORS ?=
+mutate: $(BIN)/.installed servers
+	$(BIN)/python -m pip install --quiet -e '.[mutate]'
+	nice $(BIN)/python bench/mutate.py $(MODULES) $(if $(TIME_BOX),--time-box $(TIME_BOX)) $(if $(SURVIVORS),--survivors)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

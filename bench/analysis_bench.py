@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from provenance import provenance
 
 from mltelemetry import schema
 from mltelemetry.schema import Event
@@ -205,6 +205,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def compare_windows(store_rows: list[dict], other_rows: list[dict]) -> dict[str, float | int]:
+    """Every numeric window figure of the store's analysis against another source's: the largest relative
+    difference of those both give (an absolute one where the store's is 0), and counted, never skipped
+    silently, the figures one source gives and the other does not (None or NaN)."""
+    out = {"compared": 0, "worst_relative_difference": 0.0, "worst_absolute_difference_at_zero": 0.0,
+           "missing_in_other_only": 0, "missing_in_store_only": 0, "missing_in_both": 0}
+    for row_a, row_b in zip(store_rows, other_rows, strict=True):
+        for key, x in row_a.items():
+            y = row_b.get(key)
+            if isinstance(x, str) or isinstance(y, str) or isinstance(x, bool):
+                continue  # labels (scenario, action, status), not figures
+            if is_number(x) and is_number(y):
+                out["compared"] += 1
+                if x == 0:
+                    out["worst_absolute_difference_at_zero"] = max(out["worst_absolute_difference_at_zero"], abs(y))
+                else:
+                    out["worst_relative_difference"] = max(out["worst_relative_difference"], abs(y - x) / abs(x))
+            elif is_number(x):
+                out["missing_in_other_only"] += 1
+            elif is_number(y):
+                out["missing_in_store_only"] += 1
+            else:
+                out["missing_in_both"] += 1
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
@@ -217,9 +247,8 @@ def main() -> None:
     origin_ns = (time.time_ns() // S - total_s - 3600) // 3600 * 3600 * S  # ends ~1 h ago: inside retention
     events = events_of(plan, args.seconds, origin_ns)
     values = series_values(plan, args.seconds, total_s)
-    results: dict = {"runs": len(plan), "run_seconds": args.seconds, "series": len(values),
-                     "samples": len(values) * total_s, "events": len(events),
-                     "machine": f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}"}
+    results: dict = {**provenance(), "runs": len(plan), "run_seconds": args.seconds, "series": len(values),
+                     "samples": len(values) * total_s, "events": len(events)}
     print(f"{results['runs']} runs, {results['series']} series, {results['samples']:,} samples, "
           f"{results['events']} events")
     with tempfile.TemporaryDirectory(prefix="mltelemetry-analysis-bench-") as tmp_name:
@@ -261,15 +290,10 @@ def main() -> None:
                 print(f"Prometheus, table: {wall:.2f} s, peak {rss:.0f} MiB")
                 _, _, from_prometheus = timed(["--campaign", "bench", "--source", url, "--format", "json"])
                 _, _, from_store = timed(["--campaign", "bench", "--source", str(tmp / "bench.db"), "--format", "json"])
-                a, b = json.loads(from_store), json.loads(from_prometheus)
-                worst = 0.0
-                for row_a, row_b in zip(a["windows"], b["windows"], strict=True):
-                    for key, x in row_a.items():
-                        y = row_b[key]
-                        if isinstance(x, float) and isinstance(y, float) and abs(x) > 1e-9:
-                            worst = max(worst, abs(y - x) / abs(x))
-                results["prometheus_worst_relative_difference"] = worst
-                print(f"Prometheus against the store: largest relative difference of a window figure {worst:.2e}")
+                comparison = compare_windows(json.loads(from_store)["windows"],
+                                             json.loads(from_prometheus)["windows"])
+                results["prometheus_against_store"] = comparison
+                print(f"Prometheus against the store: {comparison}")
             finally:
                 server.terminate()
                 server.wait(timeout=30)

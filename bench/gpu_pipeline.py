@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import psutil
+from provenance import provenance
 
 from mltelemetry.store import Store
 
@@ -229,7 +230,8 @@ def main() -> None:
             "batch_size": args.batch_size, "precision": args.precision, "synthetic_images": args.synthetic_images,
             "max_epochs": args.max_epochs, "ceiling_steps": args.ceiling_steps, "code": str(args.code or "."),
             "gpu": getattr(sampler, "gpu_name", None), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": " ".join(sys.argv)}
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": " ".join(sys.argv),
+            "commit": provenance()["commit"]}  # None where the code came as a wheel without git
     print_table(rows)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results[args.label] = {"meta": meta, "rows": rows}

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import requests
+from provenance import provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import free_port, influxdb_config  # noqa: E402  (the tests' server helpers)
@@ -153,6 +154,7 @@ def main() -> None:
              f"`{' '.join(['python', 'bench/influx_bench.py', *sys.argv[1:]])}` on {platform.node()} "
              f"({platform.processor() or platform.machine()}, Python {platform.python_version()}); servers on "
              "loopback on the same machine (they share its cores with the benchmark).", "",
+             f"Commit {provenance()['commit']}; this file is the results file (`--out`).", "",
              f"One process, {args.series} series a tick, batches of 5000 lines, {args.seconds:g} s per backend:", "",
              "| backend | sustained lines/s | CPU µs per sample (this process) | spool drain lines/s |",
              "| --- | ---: | ---: | ---: |"]

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import psutil
+from provenance import provenance
 from rich.progress import Progress
 
 CODECARBON = """
@@ -144,10 +145,11 @@ def main() -> None:
           f"CPU of 5 (python -c 'import typer': {statistics.median(typer_s):.2f} s wall, "
           f"{statistics.median(typer_cpu_s):.2f} s CPU)")
     if args.out:
-        args.out.write_text(json.dumps({"window_s": window, "scraped": scraped, "cpu_s_per_hour": per_hour,
-                                        "rss_mb": rss_mb, "help_s": help_s, "help_cpu_s": help_cpu_s,
-                                        "import_typer_s": typer_s, "import_typer_cpu_s": typer_cpu_s,
-                                        "load_average": os.getloadavg()}, indent=1) + "\n")
+        args.out.write_text(json.dumps({**provenance(), "window_s": window, "scraped": scraped,
+                                        "cpu_s_per_hour": per_hour, "rss_mb": rss_mb, "help_s": help_s,
+                                        "help_cpu_s": help_cpu_s, "import_typer_s": typer_s,
+                                        "import_typer_cpu_s": typer_cpu_s, "load_average": os.getloadavg()},
+                                       indent=1) + "\n")
 
 
 if __name__ == "__main__":

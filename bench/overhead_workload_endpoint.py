@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from provenance import provenance
 
 from mltelemetry.event_series import EVENT_KEEP_S, EVENT_METRICS
 from mltelemetry.publisher import WindowChange
@@ -66,7 +67,7 @@ def main() -> None:
             scrape()
     finally:
         sink.close()
-    result = {"events": 2 * 30 * 101, "scrapes": len(times_ms), "median_ms": float(np.median(times_ms)),
+    result = {**provenance(), "events": 2 * 30 * 101, "scrapes": len(times_ms), "median_ms": float(np.median(times_ms)),
               "p99_ms": float(np.percentile(times_ms, 99)), "max_ms": float(max(times_ms)),
               "largest_page_series": largest_series, "largest_page_bytes": largest_bytes, "keep_s": EVENT_KEEP_S}
     print(json.dumps(result, indent=1))

@@ -20,6 +20,7 @@ reader's interpreter. Two parts:
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import signal
 import socket
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 import psutil
+from provenance import provenance
 from rich.console import Console
 from rich.progress import Progress
 
@@ -118,6 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate-seconds", type=float, default=20, help="reading time per driver in part 1")
     parser.add_argument("--seconds", type=float, default=300, help="measured window of part 2")
+    parser.add_argument("--out", type=Path, help="also write the results here (JSON)")
     parser.add_argument("--warmup", type=float, default=15, help="seconds before part 2's window starts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,6 +181,9 @@ def main() -> None:
     print("|---|---|---|")
     for name, value in per_hour.items():
         print(f"| {name} | {value:.2f} | {value / 36:.3f} |")
+    if args.out:
+        args.out.write_text(json.dumps({**provenance(), "rate_seconds": args.rate_seconds, "window_s": window,
+                                        "rates": rates, "cpu_s_per_hour": per_hour}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import provenance
+
 from mltelemetry.store import Store
 from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.data import Augmentation, make_synthetic, prepare
@@ -129,7 +131,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="A/B pairs per backend")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "workload_overhead.json")
     args = parser.parse_args()
-    results = {"image_size": args.image_size, "images_per_class": args.images, "epochs": args.epochs,
+    results = {**provenance(), "image_size": args.image_size, "images_per_class": args.images, "epochs": args.epochs,
                "rounds": args.rounds, "backends": {}}
     with tempfile.TemporaryDirectory(prefix="mltelemetry-bench-") as tmp:
         source = make_synthetic(Path(tmp) / "src", per_class=args.images, size=args.image_size)
