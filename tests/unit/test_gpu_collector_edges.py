@@ -1,6 +1,6 @@
 """Edges of the GPU collector (exporters/gpu/collector.py) that mutation testing found unchecked (bench/mutation.md).
 
-On the scripted fake NVML (exporters/gpu/fake_nvml.py): the counter is the exact integral of the scripted power.
+On the scripted fake NVML (tests/fakes/fake_nvml.py): the counter is the exact integral of the scripted power.
 With ``counter_interval_s`` the counter is read once a second and power every tick, and each tick between two
 reads gets the counter's increase shared out in proportion to the power integrated (trapezoid between the power
 readings), by time where power is zero throughout.
@@ -8,10 +8,10 @@ readings), by time where power is zero throughout.
 
 import pytest
 
+from fakes.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step
 from mltelemetry import schema
 from mltelemetry.exporters.gpu import nvml
 from mltelemetry.exporters.gpu.collector import GpuCollector
-from mltelemetry.exporters.gpu.fake_nvml import FakeClock, FakeGpu, FakeNvml, Step
 
 
 def shaped_energy(steps, ticks_s, counter_interval_s=1.0, energy_at_start_j=1000) -> dict[float, float]:

@@ -9,7 +9,7 @@ import pytest
 from test_pm_exporter import IdentifiedDriver, ScriptedDriver, scripted
 
 from mltelemetry import schema
-from mltelemetry.exporters.pm.collector import MeterDisconnected, MeterIdentity, PmCollector, Reading
+from mltelemetry.exporters.pm.collector import MeterDisconnected, MeterIdentity, MeterReading, PmCollector
 
 
 def test_power_that_is_no_measurement_is_warned_about_once_a_minute_and_counted_every_time(caplog):
@@ -29,9 +29,9 @@ def test_power_that_is_no_measurement_is_warned_about_once_a_minute_and_counted_
 
 def test_a_meter_counter_that_stands_still_is_no_restart(caplog):
     # an idle meter's integrator can show the same joules twice; only a lower reading is read as a restart
-    collector, tick = scripted([Reading(0.0, 230.0, 0.0, meter_energy_j=500.0),
-                                Reading(0.0, 230.0, 0.0, meter_energy_j=500.0),
-                                Reading(10.0, 230.0, 0.04, meter_energy_j=480.0)])
+    collector, tick = scripted([MeterReading(0.0, 230.0, 0.0, meter_energy_j=500.0),
+                                MeterReading(0.0, 230.0, 0.0, meter_energy_j=500.0),
+                                MeterReading(10.0, 230.0, 0.04, meter_energy_j=480.0)])
     caplog.set_level(logging.INFO)
     values = [tick()[schema.PM_METER_ENERGY] for _ in range(3)]
     assert values == [500.0, 500.0, 980.0]  # 500 + 480 after the restart
