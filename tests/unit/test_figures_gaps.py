@@ -3,10 +3,14 @@ each against hand-computed values."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+from test_analysis import S, meter_store
 
-from mltelemetry.analysis.figures.baseline import host_baselines, run_ranges
+from mltelemetry.analysis.campaign import analyze_campaign
+from mltelemetry.analysis.figures.baseline import choose_baseline, host_baselines, run_ranges
+from mltelemetry.schema import Event
 
 
 def test_run_numbers_as_ranges():
@@ -31,3 +35,50 @@ def test_each_hosts_baseline_power_and_induced_energy():
     unknown = {"power_w": None, "runs": []}
     host_baselines(windows, unknown, ["a"])
     assert unknown["host_power_w"] == {"a": None} and windows["induced_wh[a]"].isna().all()
+
+
+def test_a_baseline_run_under_a_second_counts_in_the_baseline_power():
+    # run 1: 0.5 s at 120 W (60 J), run 2: 10 s at 100 W (1000 J); no drift check (margin None):
+    # Σ energy / Σ duration = 1060 J / 10.5 s = 100.952… W, run 1 the reference
+    windows = pd.DataFrame({"scenario": ["baseline", "baseline"], "action": ["run", "run"], "status": ["ok", "ok"],
+                            "flagged": [False, False], "run": [1, 2], "duration_s": [0.5, 10.0],
+                            "energy_wh": [60 / 3600, 1000 / 3600], "mean_power_w": [120.0, 100.0]})
+    baseline = choose_baseline(windows, None)
+    assert baseline["power_w"] == pytest.approx(1060 / 10.5)
+    assert baseline["runs"] == [1, 2] and baseline["reference_run"] == 1
+
+
+def test_a_resumed_baseline_run_counts_only_its_ok_window_in_each_hosts_power():
+    # baseline run 1 failed after 50 s (10 Wh on host a) and ran again, ok: 100 s, 3 Wh → 3 × 3600 / 100 = 108 W
+    windows = pd.DataFrame({
+        "scenario": ["baseline", "baseline"], "action": ["run", "run"], "status": ["failed", "ok"],
+        "flagged": [False, False], "run": [1, 1], "duration_s": [50.0, 100.0], "energy_wh[a]": [10.0, 3.0]})
+    baseline = {"power_w": 108.0, "runs": [1]}
+    host_baselines(windows, baseline, ["a"])
+    assert baseline["host_power_w"]["a"] == pytest.approx(108.0)
+
+
+def test_energy_per_token_of_windows_with_one_token_and_none(tmp_path):
+    # 100 W until t = 20 s, then 300 W: baseline 100 W; each epoch lasts 8 s at 300 W: induced 8 × 200 = 1600 J
+    events = [Event("c", "baseline", 1, "run", 0, 10 * S), Event("c", "lm", 1, "run", 20 * S, 40 * S),
+              Event("c", "lm", 1, "epoch", 22 * S, 30 * S, epoch=1, fields={"tokens": 1}),
+              Event("c", "lm", 1, "epoch", 30 * S, 38 * S, epoch=2, fields={"tokens": 0})]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0 if t < 20 else 300.0, 0, 60, events=events) as store:
+        result = analyze_campaign(store, "c")
+    epochs = result.windows[result.windows.action == "epoch"].set_index("epoch")
+    assert epochs.induced_per_token_j[1] == pytest.approx(1600.0)  # 1600 J / 1 token
+    assert np.isnan(epochs.induced_per_token_j[2])  # no token: no figure (not 1600 J / 0 = inf)
+
+
+def test_two_hosts_get_each_their_baseline_power_and_induced_energy(tmp_path):
+    # host a 100 W, host b 50 W until t = 20 s, then 300 W and 150 W; baseline run 0–10 s, x run 20–30 s:
+    # baseline 150 W (a 100, b 50); x induced a (300 − 100) × 10 s = 2000 J, b (150 − 50) × 10 = 1000 J
+    events = [Event("c", "baseline", 1, "run", 0, 10 * S), Event("c", "x", 1, "run", 20 * S, 30 * S)]
+    path = tmp_path / "s.db"
+    meter_store(path, lambda t: 100.0 if t < 20 else 300.0, 0, 40, host="a", events=events).close()
+    with meter_store(path, lambda t: 50.0 if t < 20 else 150.0, 0, 40, host="b") as store:
+        result = analyze_campaign(store, "c", ["a", "b"])
+    assert result.baseline_power_w == pytest.approx(150.0)
+    assert result.baseline["host_power_w"] == pytest.approx({"a": 100.0, "b": 50.0})
+    x = result.windows[result.windows.scenario == "x"].iloc[0]
+    assert x["induced_wh[a]"] == pytest.approx(2000 / 3600) and x["induced_wh[b]"] == pytest.approx(1000 / 3600)
