@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from test_analysis import S, meter_store
 
+from mltelemetry import schema
 from mltelemetry.analysis.campaign import analyze_campaign
 from mltelemetry.analysis.figures.baseline import choose_baseline, host_baselines, run_ranges
-from mltelemetry.schema import Event
+from mltelemetry.schema import Event, Sample
+from mltelemetry.store import Store
 
 
 def test_run_numbers_as_ranges():
@@ -82,3 +84,30 @@ def test_two_hosts_get_each_their_baseline_power_and_induced_energy(tmp_path):
     assert result.baseline["host_power_w"] == pytest.approx({"a": 100.0, "b": 50.0})
     x = result.windows[result.windows.scenario == "x"].iloc[0]
     assert x["induced_wh[a]"] == pytest.approx(2000 / 3600) and x["induced_wh[b]"] == pytest.approx(1000 / 3600)
+
+
+def test_a_window_of_no_length_is_fully_covered_even_by_a_silent_meter(tmp_path):
+    # the meter never gave a reading (its counters published at 0): every window with a length has coverage 0;
+    # one of no length expects no reading, so nothing is missing from it: coverage 1 (it is not flagged for that)
+    labels = {"host": "h", "meter": "m"}
+    samples = [Sample(metric, labels, 0.0, t * S) for t in range(0, 61)
+               for metric in (schema.PM_ENERGY, schema.PM_SAMPLES, schema.PM_GAP)]
+    events = [Event("c", "x", 1, "run", 30 * S, 50 * S), Event("c", "x", 1, "mark", 40 * S, 40 * S)]
+    with Store(tmp_path / "s.db") as store:
+        store.write(samples)
+        store.write_events(events)
+        result = analyze_campaign(store, "c")
+    rows = result.windows.set_index("action")
+    assert rows.coverage["run"] == 0.0 and rows.coverage["mark"] == 1.0
+    assert "coverage" not in (rows.note["mark"] or "")
+
+
+def test_power_traces_of_a_long_run_keep_to_1200_points(tmp_path):
+    # a 2400-s run at 100 W: 2400 s / 1200 points = one point every 2 s, each the mean power of its 2 s
+    events = [Event("c", "x", 1, "run", 50 * S, 2450 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 2500, events=events) as store:
+        result = analyze_campaign(store, "c", traces=True)
+    trace = result.traces[result.traces.run == 1]
+    assert len(trace) == 1200
+    assert list(trace.t_s[:3]) == [0.0, 2.0, 4.0] and trace.t_s.iloc[-1] == 2398.0
+    assert trace.power_w.to_numpy() == pytest.approx(np.full(1200, 100.0))
