@@ -111,3 +111,42 @@ def test_power_traces_of_a_long_run_keep_to_1200_points(tmp_path):
     assert len(trace) == 1200
     assert list(trace.t_s[:3]) == [0.0, 2.0, 4.0] and trace.t_s.iloc[-1] == 2398.0
     assert trace.power_w.to_numpy() == pytest.approx(np.full(1200, 100.0))
+
+
+def test_a_gap_under_a_second_flags_the_window(tmp_path):
+    # 100 W; the meter read nothing for 0.5 s in second 35 (gap counter +0.5, no reading counted that second):
+    # 19 readings of 20 expected = 95 % coverage (not below the minimum), but the energy is under-counted
+    events = [Event("c", "x", 1, "run", 30 * S, 50 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 60, gap_at=lambda t: 0.5 if t == 35 else 0.0,
+                     events=events) as store:
+        result = analyze_campaign(store, "c")
+    run = result.windows.iloc[0]
+    assert run.meter_gap_s == pytest.approx(0.5) and run.coverage == pytest.approx(0.95)
+    assert run.flagged and "the meter gave no valid reading for 0.5 s: wall energy under-counted" in run.note
+
+
+def test_reading_coverage_uses_the_reading_rate_whatever_the_sampling_interval(tmp_path):
+    # the counters are sampled every 2 s; the meter reads once a second: +2 readings per 2 s = 1 reading/s,
+    # so a 20-s window expects 20 readings and has them all
+    events = [Event("c", "x", 1, "run", 30 * S, 50 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 60, gap_at=lambda t: 0.0, skip=lambda t: t % 2 == 1,
+                     events=events) as store:
+        result = analyze_campaign(store, "c")
+    run = result.windows.iloc[0]
+    assert run.coverage == pytest.approx(1.0) and not run.flagged
+    assert run.energy_wh == pytest.approx(100 * 20 / 3600)  # 2000 J
+
+
+def test_a_half_second_window_of_a_silent_meter_has_no_energy(tmp_path):
+    labels = {"host": "h", "meter": "m"}
+    samples = [Sample(metric, labels, 0.0, t * S) for t in range(0, 61)
+               for metric in (schema.PM_ENERGY, schema.PM_SAMPLES, schema.PM_GAP)]
+    events = [Event("c", "x", 1, "run", 30 * S, 50 * S), Event("c", "x", 1, "mark", 40 * S, int(40.5 * S))]
+    with Store(tmp_path / "s.db") as store:
+        store.write(samples)
+        store.write_events(events)
+        result = analyze_campaign(store, "c")
+    mark = result.windows.set_index("action").loc["mark"]
+    # half a second expects no whole reading, yet the meter read nothing at all: coverage 0, no wall energy
+    assert mark.coverage == 0.0 and np.isnan(mark.energy_wh) and mark.flagged
+    assert "no valid reading in the window" in mark.note
