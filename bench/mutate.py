@@ -45,11 +45,11 @@ MODULES: dict[str, str] = {
     "mltelemetry/store.py": "tests/unit/test_store.py tests/integration/test_store_edges.py"
                             " tests/unit/test_store_faults_unit.py tests/unit/test_store_encoding.py",
     "mltelemetry/influx.py": "tests/unit/test_influx_unit.py tests/unit/test_influx_edges.py"
-                             " tests/unit/test_influx_faults_unit.py",
+                             " tests/unit/test_influx_faults_unit.py tests/unit/test_influx_gaps.py",
     # the campaign analysis, split since the scores of bench/mutation.md into the providers of analysis/figures/
     **{f"analysis/figures/{name}.py": "tests/unit/test_analysis.py tests/unit/test_analysis_figures.py"
                                       " tests/unit/test_analysis_baseline_edges.py tests/unit/test_analysis_gpus.py"
-                                      " tests/unit/test_analysis_pipeline.py"
+                                      " tests/unit/test_analysis_pipeline.py tests/unit/test_figures_gaps.py"
                                       " -k 'not cli_json and not variants_from and not csv_when and not errors_are'"
        for name in ("wall", "device", "baseline", "flags", "training", "gpus")},
 }

@@ -516,9 +516,9 @@ class InfluxSink(Publisher):
                 return
             self.spool.pop(segments)
 
-    def _spool(self, lines: list[str]) -> bool:
+    def _spool(self, lines: list[str]) -> None:
         """Append ``lines`` to the spool; when that fails (disk full, folder gone) put them back at the front
-        of the queue, in order, for the next flush, and return False."""
+        of the queue, in order, for the next flush."""
         try:
             self.spool.append(lines)
         except OSError as e:
@@ -529,8 +529,6 @@ class InfluxSink(Publisher):
             self.errors_total += 1
             self._warn("spool", "InfluxDB sink: cannot spool in %s (%s); %d line(s) wait in memory, at most %d",
                        self.spool.directory, e.strerror or e, waiting, self.max_pending_lines)
-            return False
-        return True
 
     def _send(self, lines: list[str]) -> bool:
         """Write one batch; False (and the next attempt pushed back) when the server did not take it."""
