@@ -24,7 +24,7 @@ from mltelemetry.workload.config import MLConfig
 from mltelemetry.workload.lm import Corpus
 from mltelemetry.workload.lm_config import LMConfig
 from mltelemetry.workload.torch_backend import resolve_device
-from mltelemetry.workload.torch_dist import ProcessGroup, join, leave, rank_device
+from mltelemetry.workload.torch_dist import ProcessGroup, join, leave, rank_device, unwrap
 
 VOCAB = 256  # byte-level
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -217,7 +217,7 @@ class Trainer:
 
     @torch.no_grad()
     def validation_loss(self) -> float:
-        model = self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
+        model = unwrap(self.model)
         model.eval()
         total = torch.zeros((), device=self.device)
         for offsets in self.val_offsets:
@@ -235,7 +235,7 @@ class Trainer:
 
     def export(self, folder: Path, history: list[dict[str, Any]]) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
-        model = self.model.module if isinstance(self.model, nn.parallel.DistributedDataParallel) else self.model
+        model = unwrap(self.model)
         weights, settings = folder / "model.pt", folder / "model.json"
         torch.save(model.state_dict(), weights)
         settings.write_text(json.dumps({"model": "decoder-transformer", "vocab": VOCAB,

@@ -41,7 +41,7 @@ try:
 except ImportError as e:  # pragma: no cover - the message is what users see
     raise MltelemetryError(f"the torch backend needs {e.name}: pip install 'mltelemetry[torch]'") from e
 
-from mltelemetry.workload.torch_dist import ProcessGroup, all_sum, join, leave, rank_device  # noqa: E402
+from mltelemetry.workload.torch_dist import ProcessGroup, all_sum, join, leave, rank_device, unwrap  # noqa: E402
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def warm_up(model: nn.Module, cfg: MLConfig, device: torch.device) -> None:
         loss = F.cross_entropy(model(x), labels)
     loss.backward()
     model.zero_grad(set_to_none=True)
-    evaluated = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    evaluated = unwrap(model)
     evaluated.eval()
     with torch.no_grad(), precision.autocast():
         evaluated(x)
@@ -365,7 +365,7 @@ class TorchBackend:
         (train_images, train_labels), (val_images, val_labels) = held["train"], held["validation"]
         precision = Precision(cfg.precision, self.device)
         optimizer = self.optimizers.pop(id(model), None) or optimizer_for(model, cfg, self.device)
-        evaluated = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        evaluated = unwrap(model)
         log.info("training images held on %s, training set up in %.2f s", train_images.device,
                  time.monotonic() - started)
         scale = cfg.augmentation.rescale
@@ -413,7 +413,7 @@ class TorchBackend:
         return padded[self.rank::self.world]
 
     def export(self, model: nn.Module, folder: Path) -> list[Path]:
-        model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        model = unwrap(model)
         total, trainable = count_params(model)
         architecture = {
             "class": type(model).__name__, "framework": "torch", "params_total": total, "params_trainable": trainable,

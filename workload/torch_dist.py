@@ -81,6 +81,11 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself: the module a DistributedDataParallel wrapper holds, else ``model``."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
 def all_sum(values: torch.Tensor, world: int) -> torch.Tensor:
     """``values`` summed over every rank (each rank gets the sum); itself in a group of one."""
     if world > 1:
