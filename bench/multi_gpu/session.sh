@@ -7,17 +7,8 @@
 # PROCESSES=1 runs the same campaign on one GPU; PIPELINE=1 adds bench/gpu_pipeline.py (issue 10).
 # Results: $OUT/multi.db, reference.json, compare.json, analyze.json, log.txt (bench/multi_gpu.md).
 set -u
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-OUT=${OUT:-/tmp/multi-out}
-mkdir -p "$OUT"
-exec > >(tee "$OUT/log.txt") 2>&1
-START=$(date +%s)
-step() { echo; echo "=== $1 (t=$(( $(date +%s) - START )) s)"; }
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 3
-export PYTHONPATH=/tmp/site
-REPO=$(pwd)
-cd /tmp  # the repository's own mltelemetry/ folder must not shadow the installed package
-M="python3 -m mltelemetry"
+source bench/device_lib.sh
+device_setup /tmp/multi-out log.txt
 S=/tmp/multi.db
 W=/tmp/work
 mkdir -p $W
@@ -27,11 +18,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "GPUs", torch.cuda.d
 df -h /dev/shm | tail -1
 
 step "exporters and the direct counter reader"
-$M pm emulate --driver wt300 --link /tmp/wt310 --profile cpu:55,85 > /tmp/emulator.log 2>&1 &
-sleep 3
-$M exporter pm --driver wt300 --port /tmp/wt310 --meter wt310 --store $S --listen off --interval 1 > /tmp/pm.log 2>&1 &
-$M exporter gpu --store $S --listen off --interval 0.1 > /tmp/gpu.log 2>&1 &
-$M exporter host --store $S --listen off --interval 1 > /tmp/host.log 2>&1 &
+start_exporters $S cpu:55,85 0.1
 python3 $REPO/bench/multi_gpu/reference.py --out $OUT/reference.json --period 0.02 > /tmp/reference.log 2>&1 &
 REF=$!
 sleep 5
@@ -47,8 +34,8 @@ echo "campaign exit $?"
 
 step "stop the exporters and the reader"
 kill $REF; sleep 2
-kill %2 %3 %4 2>/dev/null; sleep 3; kill %1 2>/dev/null
-tail -n 3 /tmp/pm.log /tmp/gpu.log /tmp/host.log /tmp/reference.log
+stop_exporters
+tail -n 3 /tmp/reference.log
 cp $S $OUT/multi.db
 python3 $REPO/bench/multi_gpu/compare.py $S $OUT/reference.json --campaign multi --out $OUT/compare.json
 $M analyze --campaign multi --source $S --format json > $OUT/analyze.json 2> $OUT/analyze.err; tail -3 $OUT/analyze.err

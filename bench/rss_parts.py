@@ -1,0 +1,52 @@
+"""What an exporter's resident memory is made of: RSS of a fresh Python after each import an exporter makes.
+
+Each line starts a new interpreter that imports the modules listed up to it and prints its RSS (VmRSS), so
+the steps add up the way they do in a running exporter (imports shared by two parts count once, at the
+first). Commit, machine and Python version go with the numbers (bench/overhead.md).
+
+    python3 bench/rss_parts.py [--exporter host|pm|gpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+STEPS = {
+    "host": ["psutil", "prometheus_client", "typer", "mltelemetry.store", "mltelemetry.exporters.host"],
+    "pm": ["serial", "prometheus_client", "typer", "mltelemetry.store", "mltelemetry.exporters.pm.cli"],
+    "gpu": ["pynvml", "prometheus_client", "typer", "mltelemetry.store", "mltelemetry.exporters.gpu.cli"],
+}
+PROBE = ("import sys, importlib\nfor name in sys.argv[1:]: importlib.import_module(name)\n"
+         "rss = [line for line in open('/proc/self/status') if line.startswith('VmRSS')][0].split()[1]\n"
+         "print(int(rss) / 1024, 'pydantic' in sys.modules, len(sys.modules))")
+
+
+def rss_after(modules: list[str]) -> tuple[float, bool, int]:
+    out = subprocess.run([sys.executable, "-c", PROBE, *modules], capture_output=True, text=True, check=True)
+    mb, pydantic, count = out.stdout.split()
+    return float(mb), pydantic == "True", int(count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exporter", choices=sorted(STEPS), action="append")
+    args = parser.parse_args()
+    print(f"Python {sys.version.split()[0]}")
+    for exporter in args.exporter or sorted(STEPS):
+        before, _, _ = rss_after([])
+        print(f"\n{exporter}: a bare Python {before:.1f} MiB")
+        for i, name in enumerate(STEPS[exporter]):
+            try:
+                rss, pydantic, count = rss_after(STEPS[exporter][:i + 1])
+            except subprocess.CalledProcessError as e:
+                print(f"  + {name}: failed ({e.stderr.strip().splitlines()[-1]})")
+                break
+            print(f"  + {name:34} {rss:6.1f} MiB (+{rss - before:4.1f}), {count} modules"
+                  + (", pydantic loaded" if pydantic else ""))
+            before = rss
+
+
+if __name__ == "__main__":
+    main()
