@@ -4,11 +4,17 @@ Ticks fall on absolute deadlines ``start + k * interval`` of the monotonic clock
 does not drift over hours. A tick that runs past the next deadline makes the loop skip to the
 first deadline still ahead and count the skipped ones in ``exporter_missed_ticks_total``: a
 late tick is counted, never run twice to catch up.
+
+The exporter's own series (build info, tick duration, counts, the sinks' health) are reported at most once
+a second (``health_every_s``), and once more when the loop ends if ticks ran since: at ``--interval 0.1``
+they would otherwise be most of each tick's samples. Counters lose nothing by that; the tick duration
+reported is the longest since the previous report.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import signal
 import socket
@@ -74,12 +80,16 @@ class Exporter:
     errors_total: int = 0
     missed_ticks_total: int = 0
     unflushed_sinks: int = 0  # sinks whose closing flush failed: what they held is lost
+    health_every_s: float = 1.0  # the exporter's own series at most this often
+    _health_at: float = field(default=-math.inf, init=False, repr=False)  # monotonic time of its last report
+    _longest_tick_s: float = field(default=0.0, init=False, repr=False)  # since that report
+    _unreported_ticks: int = field(default=0, init=False, repr=False)  # ticks since that report
 
-    def _self_metrics(self, ts_ns: int, duration_s: float) -> list[Sample]:
+    def _self_metrics(self, ts_ns: int) -> list[Sample]:
         labels = {"host": self.host, "exporter": self.collector.name}
         samples = [
             Sample(schema.BUILD_INFO, build_info_labels(self.collector, self.host), 1.0, ts_ns),
-            Sample(schema.EXPORTER_SAMPLE_DURATION, labels, duration_s, ts_ns),
+            Sample(schema.EXPORTER_SAMPLE_DURATION, labels, self._longest_tick_s, ts_ns),
             Sample(schema.EXPORTER_SAMPLES, labels, self.samples_total, ts_ns),
             Sample(schema.EXPORTER_ERRORS, labels, self.errors_total, ts_ns),
             Sample(schema.EXPORTER_MISSED_TICKS, labels, self.missed_ticks_total, ts_ns),
@@ -90,7 +100,7 @@ class Exporter:
 
     def tick(self) -> list[Sample]:
         ts_ns = self.wall_ns()
-        began = time.perf_counter()
+        began = self.monotonic()
         try:
             samples = self.collector.sample(ts_ns)
         except Exception:
@@ -98,7 +108,16 @@ class Exporter:
             log.exception("%s: sampling failed", self.collector.name)
             samples = []
         self.samples_total += len(samples)
-        samples = samples + self._self_metrics(ts_ns, time.perf_counter() - began)
+        self._longest_tick_s = max(self._longest_tick_s, self.monotonic() - began)
+        self._unreported_ticks += 1
+        # half an interval of slack: a tick that woke a little early still reports (at 1 s and more: every tick)
+        if began - self._health_at >= self.health_every_s - self.interval_s / 2:
+            samples = samples + self._self_metrics(ts_ns)
+            self._health_at, self._longest_tick_s, self._unreported_ticks = began, 0.0, 0
+        self._publish(samples)
+        return samples
+
+    def _publish(self, samples: list[Sample]) -> None:
         for sink in self.sinks:
             if Capability.SAMPLES not in sink.capabilities:
                 continue
@@ -107,7 +126,6 @@ class Exporter:
             except Exception:
                 self.errors_total += 1
                 log.exception("%s: sink %s failed", self.collector.name, type(sink).__name__)
-        return samples
 
     def run(self, stop: threading.Event, max_ticks: int | None = None) -> None:
         """Tick until ``stop`` is set (or ``max_ticks`` ran), then close the collector and flush the sinks."""
@@ -131,6 +149,8 @@ class Exporter:
             except Exception as e:  # a device that fails to close must not cost the sinks their flush
                 self.errors_total += 1
                 log.error("%s: closing the collector failed: %s", self.collector.name, e)
+            if self._unreported_ticks:  # the last word on the counts: ticks ran since the last report
+                self._publish(self._self_metrics(self.wall_ns()))
             for sink in self.sinks:  # one sink failing to close must not keep the others from flushing
                 try:
                     sink.close()

@@ -155,7 +155,8 @@ GPU_BUSY_SECONDS = _metric("gpu_busy_seconds_total", "counter", "s",
 # --- every exporter ------------------------------------------------------------------------
 EXPORTER_LABELS = ("host", "exporter")
 EXPORTER_SAMPLE_DURATION = _metric("exporter_sample_duration_seconds", "gauge", "s",
-                                   "Time the exporter's last sampling tick took.", EXPORTER_LABELS)
+                                   "Longest sampling tick since the previous report (at most once a second).",
+                                   EXPORTER_LABELS)
 EXPORTER_SAMPLES = _metric("exporter_samples_total", "counter", "1", "Samples the exporter has produced.",
                            EXPORTER_LABELS)
 EXPORTER_ERRORS = _metric("exporter_errors_total", "counter", "1",

@@ -60,3 +60,59 @@ def test_a_sink_failing_to_close_does_not_stop_the_others_and_the_store_is_close
     with pytest.raises(sqlite3.ProgrammingError):  # the store was closed although its flush raised
         failing.store.query(schema.PM_POWER)
 
+
+
+def test_its_own_series_at_most_once_a_second_and_once_more_at_the_end():
+    # Ticks every 0.1 s on injected time, 25 of them (t = 0 .. 2.4 s). The exporter's own series are reported at
+    # t = 0, 1.0 and 2.0 (a tick 1.0 s after the last report; 5 ms of slack for a tick on time) and once when the
+    # loop ends: 4 reports. The power series every tick: 25. Tick 12 (t = 1.1 s) takes 0.05 s (the others none):
+    # the report at t = 2.0 carries it as the longest tick since the report at t = 1.0.
+    now = [100.0]
+
+    class Stop:
+        def is_set(self) -> bool:
+            return False
+
+        def wait(self, seconds: float) -> bool:
+            now[0] += seconds
+            return False
+
+    class OneSlowTick(Scripted):
+        def sample(self, ts_ns):
+            samples = super().sample(ts_ns)
+            if self.ticks == 12:
+                now[0] += 0.05
+            return samples
+
+    sink = ListSink()
+    exporter = Exporter(OneSlowTick(), [sink], interval_s=0.1, host="h", monotonic=lambda: now[0],
+                        wall_ns=lambda: round(now[0] * 1e9))
+    exporter.run(Stop(), max_ticks=25)
+    assert len(ticks_of(sink)) == 25 and exporter.missed_ticks_total == 0
+    reports = [s for s in sink.samples if s.metric == schema.EXPORTER_SAMPLES]
+    assert [round(s.ts_ns / 1e9 - 100.0, 6) for s in reports] == [0.0, 1.0, 2.0, 2.4]
+    assert [s.value for s in reports] == [1, 11, 21, 25]  # the counts at each report: nothing lost between
+    durations = [s.value for s in sink.samples if s.metric == schema.EXPORTER_SAMPLE_DURATION]
+    assert durations == [0.0, 0.0, pytest.approx(0.05, abs=1e-9), 0.0]
+
+
+def test_at_one_second_every_tick_reports_even_after_a_late_wake_up():
+    # Ticks every 1 s, woken 30 ms late every other time: they begin at 0, 1.03, 2.0, 3.03, 4.0 s, so two reports
+    # can be 0.97 s apart. Every tick reports (half an interval of slack), and nothing is left for the end.
+    now, woken = [0.0], [0]
+
+    class LateEveryOtherWake:
+        def is_set(self) -> bool:
+            return False
+
+        def wait(self, seconds: float) -> bool:
+            woken[0] += 1
+            now[0] += seconds + (0.03 if woken[0] % 2 else 0.0)
+            return False
+
+    sink = ListSink()
+    Exporter(Scripted(), [sink], interval_s=1.0, host="h", monotonic=lambda: now[0],
+             wall_ns=lambda: round(now[0] * 1e9)).run(LateEveryOtherWake(), max_ticks=5)
+    reports = [s for s in sink.samples if s.metric == schema.EXPORTER_SAMPLES]
+    assert [round(s.ts_ns / 1e9, 6) for s in reports] == [0.0, 1.03, 2.0, 3.03, 4.0]
+    assert [s.value for s in reports] == [1, 2, 3, 4, 5]
