@@ -11,7 +11,8 @@ every second (by Prometheus when it is installed, else by a keep-alive client he
 Around ``load.py`` (bursty bf16 GEMMs, NVML's counter read directly every 0.5 s: the reference), it
 prints each exporter's CPU-s per hour and RSS over the load, and the energy of every window of 5 s and
 more between two direct reads, from each store, against the counter read directly (|error| median /
-p95 / max, share within 0.5 %). Writes ``overhead_gpu.json`` under ``--out``.
+p95 / max, share within 0.5 %). Writes ``overhead_gpu.json`` and each exporter's store
+(``overhead_gpu_N.db``, N in the order above) under ``--out``.
 
     python3 bench/gpu/overhead_gpu.py --out /tmp/out [--scale 1.0]
 """
@@ -137,6 +138,8 @@ def main() -> None:
               f"{100 * r['error_p95']:.3f} % | {100 * r['error_max']:.3f} % | {100 * r['within_0_5_percent']:.1f} % | "
               f"{method} |")
     (out / "overhead_gpu.json").write_text(json.dumps(results, indent=1))
+    for i in range(len(RUNS)):  # each exporter's store, for a look at its power against its counter
+        shutil.copy(tmp / f"{i}.db", out / f"overhead_gpu_{i}.db")
 
 
 if __name__ == "__main__":
