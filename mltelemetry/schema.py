@@ -125,7 +125,8 @@ GPU_POWER_AVERAGE = _metric("gpu_power_average_watts", "gauge", "W",
                             "GPU board power averaged by NVML over the last second (field 185).", GPU_LABELS)
 GPU_ENERGY = _metric("gpu_energy_joules_total", "counter", "J",
                      "GPU energy: method=\"nvml_counter\" from NVML's hardware counter (Volta and newer), "
-                     "\"power_integral\" integrated from power at the sampling rate where there is none.",
+                     "\"nvml_counter_power_shaped\" the counter read less often than power and shaped by it in "
+                     "between, \"power_integral\" integrated from power at the sampling rate where there is none.",
                      GPU_LABELS + ("method",))
 GPU_TEMPERATURE = _metric("gpu_temperature_celsius", "gauge", "Cel", "GPU core temperature.", GPU_LABELS)
 GPU_UTILIZATION = _metric("gpu_utilization_ratio", "gauge", "1",

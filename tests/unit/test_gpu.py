@@ -288,16 +288,41 @@ def test_command_runs_the_selected_gpus_into_the_store(monkeypatch, tmp_path):
 
     monkeypatch.setattr("mltelemetry.exporters.runtime.serve", serve)
     result = CliRunner().invoke(app(), ["--listen", "off", "--store", str(tmp_path / "s.db"), "--gpus", "1",
-                                        "--interval", "0.1", "--host-label", "sut"])
+                                        "--interval", "0.1", "--host-label", "sut", "--counter-interval", "0"])
     assert result.exit_code == 0, result.output
     assert ran == {"interval_s": 0.1, "host": "sut"}
     with Store(tmp_path / "s.db") as store:
         energy = store.query(schema.GPU_ENERGY)
         temperature = store.query(schema.GPU_TEMPERATURE)
-    assert set(energy["uuid"]) == {UUID1} and len(energy) == 3
+    assert set(energy["uuid"]) == {UUID1} and len(energy) == 3 and set(energy["method"]) == {"nvml_counter"}
     assert list(energy["value"]) == [650.0, 650.0, 650.0]  # 2 s x 100 W + 1.5 s x 300 W, clock frozen at 3.5 s
     assert len(temperature) == 1  # at 0.1 s the slowly changing indicators are read once a second
     assert fake.initialised is False  # NVML shut down on the way out
+
+
+def test_faster_than_every_second_the_counter_is_read_once_a_second_by_default(monkeypatch, tmp_path):
+    fake = FakeNvml([h100()], clock=FakeClock(3.5))
+    monkeypatch.setattr(nvml, "_import_pynvml", lambda: fake)
+    counter_intervals = []
+
+    def serve(collector, sinks, *, interval_s, host):  # three ticks on the frozen clock, no signals
+        counter_intervals.append(collector.counter_interval_s)
+        Exporter(collector, sinks, interval_s=0.01, host=host).run(threading.Event(), 3)
+
+    monkeypatch.setattr("mltelemetry.exporters.runtime.serve", serve)
+    for interval, store in (("0.1", "fast.db"), ("1", "slow.db")):
+        result = CliRunner().invoke(app(), ["--listen", "off", "--store", str(tmp_path / store), "--interval",
+                                            interval])
+        assert result.exit_code == 0, result.output
+    assert counter_intervals == [1.0, 0.0]
+    with Store(tmp_path / "fast.db") as store:
+        fast = store.query(schema.GPU_ENERGY)
+    with Store(tmp_path / "slow.db") as store:
+        slow = store.query(schema.GPU_ENERGY)
+    # 0.1 s: the counter read at the first tick only (the clock stands still: the next read is a second away);
+    # 1000 J at start + 2 s x 100 W + 1.5 s x 300 W
+    assert list(fast["value"]) == [1650.0] and set(fast["method"]) == {"nvml_counter_power_shaped"}
+    assert list(slow["value"]) == [1650.0] * 3 and set(slow["method"]) == {"nvml_counter"}
 
 
 def test_fake_module_answers_as_pynvml_once_installed():
