@@ -34,6 +34,8 @@ def main() -> None:
     calls = {
         "field_values[186,185,83]": lambda: pynvml.nvmlDeviceGetFieldValues(h, [186, 185, 83]),
         "field_values[186,185]": lambda: pynvml.nvmlDeviceGetFieldValues(h, [186, 185]),
+        "field_values[186]": lambda: pynvml.nvmlDeviceGetFieldValues(h, [186]),
+        "field_values[185]": lambda: pynvml.nvmlDeviceGetFieldValues(h, [185]),
         "field_values[83]": lambda: pynvml.nvmlDeviceGetFieldValues(h, [83]),
         "field_values[191] (NVML_FI_DEV_ENERGY)": lambda: pynvml.nvmlDeviceGetFieldValues(h, [191]),
         "GetTotalEnergyConsumption": lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(h),
