@@ -3,8 +3,9 @@
 #   device_setup OUT LOG   installs the wheels into /tmp/site, tees everything to $OUT/LOG, sets REPO (the
 #                          repository), M (the CLI) and step(), and moves to /tmp so the repository's own
 #                          mltelemetry/ folder does not shadow the installed package
-#   start_exporters STORE PROFILE GPU_INTERVAL   emulated WT310 following the machine's CPU (PROFILE, e.g.
-#                          cpu:55,85), exporter pm and host at 1 s and exporter gpu at GPU_INTERVAL, into STORE
+#   start_exporters STORE PROFILE GPU_INTERVAL [GPU OPTION...]   emulated WT310 following the machine's CPU
+#                          (PROFILE, e.g. cpu:55,85), exporter pm and host at 1 s and exporter gpu at GPU_INTERVAL
+#                          (with the options that follow), into STORE
 #   stop_exporters         the exporters, then the emulator
 # NVLink multicast stays off for every NCCL program started from here.
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -29,7 +30,7 @@ start_exporters() {
   for _ in $(seq 50); do [ -e /tmp/wt310 ] && break; sleep 0.2; done
   $M exporter pm --driver wt300 --port /tmp/wt310 --meter wt310 --store "$1" --listen off --interval 1 > /tmp/pm.log 2>&1 &
   EXPORTERS=$!
-  $M exporter gpu --store "$1" --listen off --interval "$3" > /tmp/gpu.log 2>&1 &
+  $M exporter gpu --store "$1" --listen off --interval "$3" "${@:4}" > /tmp/gpu.log 2>&1 &
   EXPORTERS="$EXPORTERS $!"
   $M exporter host --store "$1" --listen off --interval 1 > /tmp/host.log 2>&1 &
   EXPORTERS="$EXPORTERS $!"

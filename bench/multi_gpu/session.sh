@@ -18,7 +18,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "GPUs", torch.cuda.d
 df -h /dev/shm | tail -1
 
 step "exporters and the direct counter reader"
-start_exporters $S cpu:55,85 0.1
+start_exporters $S cpu:55,85 0.1 --counter-interval 0  # the counter every tick: the most exact windows
 python3 $REPO/bench/multi_gpu/reference.py --out $OUT/reference.json --period 0.02 > /tmp/reference.log 2>&1 &
 REF=$!
 sleep 5
