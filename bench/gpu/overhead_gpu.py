@@ -15,13 +15,14 @@ more between two direct reads, from each store, against the counter read directl
 p95 / max, share within 0.5 %). Writes ``overhead_gpu.json`` and each exporter's store
 (``overhead_gpu_N.db``, N in the order above) under ``--out``.
 
-    python3 bench/gpu/overhead_gpu.py --out /tmp/out [--scale 1.0] [--sequential]
+    python3 bench/gpu/overhead_gpu.py --out /tmp/out [--scale 1.0] [--sequential] [--codecarbon DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import socket
@@ -81,8 +82,25 @@ def start_scraper(ports: list[int], tmp: Path, stop: threading.Event) -> tuple[s
     return "a keep-alive client", None
 
 
-def measure(names: list[str], tmp: Path, out: Path, scale: float) -> dict:
-    """Run the exporters ``names`` side by side around one load.py; their CPU-s/h, RSS and stores' windows."""
+CODECARBON_RUN = "codecarbon OfflineEmissionsTracker(measure_power_secs=1)"
+
+
+def start_codecarbon(path: str) -> subprocess.Popen:
+    """CodeCarbon's tracker in a process of its own, importing from ``path`` (its wheels, kept out of the
+    exporters' environment), as bench/overhead_bench.py runs it; returns once it tracks."""
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from overhead_bench import CODECARBON
+
+    process = subprocess.Popen([sys.executable, "-c", CODECARBON], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": f"{path}:{os.environ.get('PYTHONPATH', '')}"})
+    if process.stdout.readline().strip() != "ready":
+        sys.exit("codecarbon did not start")
+    return process
+
+
+def measure(names: list[str], tmp: Path, out: Path, scale: float, codecarbon: str | None = None) -> dict:
+    """Run the exporters ``names`` side by side around one load.py (and CodeCarbon's tracker where ``codecarbon``
+    names its wheels' folder); their CPU-s/h, RSS and stores' windows."""
     ports = {name: free_port() for name in names}
     index = {name: list(RUNS).index(name) for name in names}
     exporters = {name: subprocess.Popen(
@@ -91,21 +109,24 @@ def measure(names: list[str], tmp: Path, out: Path, scale: float) -> dict:
         stderr=(out / f"overhead_gpu_exporter_{index[name]}.log").open("wb")) for name in names}
     stop = threading.Event()
     scraper, prometheus = start_scraper(list(ports.values()), tmp, stop)
+    measured = dict(exporters)
+    if codecarbon:
+        measured[CODECARBON_RUN] = start_codecarbon(codecarbon)
     load_file = out / f"overhead_load_{index[names[0]]}.json"
     try:
         time.sleep(10)  # start-up, imports, first scrapes
-        before = {name: cpu_seconds(p.pid) for name, p in exporters.items()}
+        before = {name: cpu_seconds(p.pid) for name, p in measured.items()}
         began = time.monotonic()
         load_script = str(Path(__file__).with_name("load.py"))
         subprocess.run([sys.executable, load_script, "--gpu", "0", "--out", str(load_file), "--scale", str(scale)],
                        check=True)
         window = time.monotonic() - began
-        cpu = {name: (cpu_seconds(p.pid) - before[name]) / window * 3600 for name, p in exporters.items()}
-        rss = {name: psutil.Process(p.pid).memory_info().rss / 1e6 for name, p in exporters.items()}
+        cpu = {name: (cpu_seconds(p.pid) - before[name]) / window * 3600 for name, p in measured.items()}
+        rss = {name: psutil.Process(p.pid).memory_info().rss / 1e6 for name, p in measured.items()}
         time.sleep(3)  # the shaped series reaches the store up to a second late
     finally:
         stop.set()
-        for p in [*exporters.values(), *([prometheus] if prometheus else [])]:
+        for p in [*measured.values(), *([prometheus] if prometheus else [])]:
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=30)
     load = json.loads(load_file.read_text())
@@ -117,6 +138,9 @@ def measure(names: list[str], tmp: Path, out: Path, scale: float) -> dict:
     ends = np.array([marks[j, 0] for _, j in pairs])
     exact = np.array([(marks[j, 1] - marks[i, 1]) / 1000 for i, j in pairs])
     runs = {}
+    if codecarbon:
+        runs[CODECARBON_RUN] = {"cpu_s_per_hour": cpu[CODECARBON_RUN], "rss_mb": rss[CODECARBON_RUN],
+                                "beside": names, "load_s": window, "gpu": load["name"]}
     for name in names:
         with Store(tmp / f"{index[name]}.db", create=False) as store:
             frame = store.query(schema.GPU_ENERGY, {"gpu": "0"})
@@ -137,6 +161,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--scale", type=float, default=1.0, help="load.py's --scale")
+    parser.add_argument("--codecarbon", metavar="DIR",
+                        help="also run CodeCarbon's tracker (installed in DIR) beside the 1 s exporter")
     parser.add_argument("--sequential", action="store_true",
                         help="one exporter at a time, each around a load of its own (their counter reads do not "
                              "contend in the driver; four times as long)")
@@ -147,13 +173,16 @@ def main() -> None:
     groups = [[name] for name in RUNS] if args.sequential else [list(RUNS)]
     runs = {}
     for names in groups:
-        runs.update(measure(names, tmp, out, args.scale))
+        runs.update(measure(names, tmp, out, args.scale, args.codecarbon if "1 s" in names else None))
     print(f"GPU 0 ({next(iter(runs.values()))['gpu']}), /metrics scraped every 1 s; "
           f"{'one exporter at a time' if args.sequential else 'the exporters side by side'}")
     print("| exporter | CPU-s per hour | RSS MB | windows >= 5 s | window energy |error| median | p95 | max "
           "| windows within 0.5 % | method |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in runs.items():
+        if name == CODECARBON_RUN:
+            print(f"| {name}, beside the 1 s exporter | {r['cpu_s_per_hour']:.1f} | {r['rss_mb']:.0f} | | | | | | |")
+            continue
         print(f"| {name} | {r['cpu_s_per_hour']:.1f} | {r['rss_mb']:.0f} | {r['windows']} | "
               f"{100 * r['error_median']:.3f} % | {100 * r['error_p95']:.3f} % | {100 * r['error_max']:.3f} % | "
               f"{100 * r['within_0_5_percent']:.1f} % | {r['method']} |")

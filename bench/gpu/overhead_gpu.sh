@@ -7,4 +7,4 @@ set -u
 source bench/device_lib.sh
 device_setup /tmp/gpu-bench-out log_overhead.txt
 nvidia-smi --query-gpu=index,name,driver_version --format=csv
-python3 $REPO/bench/gpu/overhead_gpu.py --out "$OUT" --scale "${SCALE:-1.0}" ${SEQUENTIAL:+--sequential}
+python3 $REPO/bench/gpu/overhead_gpu.py --out "$OUT" --scale "${SCALE:-1.0}" ${SEQUENTIAL:+--sequential} ${CODECARBON:+--codecarbon $CODECARBON}
