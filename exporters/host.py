@@ -113,6 +113,20 @@ def memory_and_swap() -> tuple[int, int, int]:
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
+def cpu_time_deltas(before, after) -> dict[str, float]:
+    """Seconds per mode between two ``psutil.cpu_times()`` readings; a counter that stepped back counts 0 (as
+    psutil.cpu_percent does)."""
+    return {mode: max(0.0, new - old) for mode, old, new in zip(after._fields, before, after)}
+
+
+def busy_share(deltas: dict[str, float]) -> float:
+    """psutil.cpu_percent's number as a ratio: busy / elapsed, rounded to 0.1 %, 0 when no time passed. Linux counts
+    guest time inside user and nice, so it is not added again; idle and iowait are not busy."""
+    elapsed = sum(deltas.values()) - deltas.get("guest", 0.0) - deltas.get("guest_nice", 0.0)
+    busy = elapsed - deltas.get("idle", 0.0) - deltas.get("iowait", 0.0)
+    return round(busy / elapsed * 100, 1) / 100 if elapsed else 0.0
+
+
 class HostCollector:
     """Samples psutil's counters and gauges and RAPL where readable."""
 
@@ -132,14 +146,13 @@ class HostCollector:
         self._disks_of: tuple[frozenset[str], set[str] | None] | None = None
         self._cpu_seconds: dict[tuple[int, str], float] = {}  # the last CPU time published per core and mode
         self._cpu_modes = [mode for mode in psutil.cpu_times()._fields if mode in CPU_MODES]  # in psutil's order
-        psutil.cpu_percent(percpu=True)  # primes the per-interval utilisation
-        psutil.cpu_percent()
+        self._last_cpu_times = psutil.cpu_times(percpu=True)  # the first tick's utilisation is since now
 
     def sample(self, ts_ns: int) -> list[Sample]:
         """Every source on its own: one that fails (said once) leaves this tick's others standing."""
         samples: list[Sample] = []
         sources: list[tuple[str, Callable[[], list[Sample]]]] = [
-            ("CPU", partial(self._cpu, ts_ns)), ("CPU time", partial(self._cpu_time, ts_ns)),
+            ("CPU", partial(self._cpu, ts_ns)),
             ("memory", partial(self._memory, ts_ns)),
             ("load", partial(self._load, ts_ns)), ("disk", partial(self._disk, ts_ns)),
             ("network", partial(self._network, ts_ns)),
@@ -163,16 +176,24 @@ class HostCollector:
         return Sample(metric, {"host": self.host, **labels}, float(value), ts_ns)
 
     def _cpu(self, ts_ns: int) -> list[Sample]:
+        """Utilisation since the last tick (per core and the machine's) and CPU time per core and mode, from one
+        read of the per-core counters (psutil.cpu_percent would read /proc/stat twice more)."""
+        times = psutil.cpu_times(percpu=True)
+        before, self._last_cpu_times = self._last_cpu_times, times
+        deltas = [cpu_time_deltas(t1, t2) for t1, t2 in zip(before, times)]
+        # The machine's share from the sum of the cores' deltas: the counters published below, where psutil
+        # reads the kernel's sum line (the same counters, rounded to a clock tick once instead of per core).
+        machine = {mode: sum(core[mode] for core in deltas) for mode in deltas[0]} if deltas else {}
         s = self._s
-        return [s(schema.HOST_CPU_TOTAL_UTILIZATION, psutil.cpu_percent() / 100, ts_ns),
-                *(s(schema.HOST_CPU_UTILIZATION, pct / 100, ts_ns, cpu=str(i))
-                  for i, pct in enumerate(psutil.cpu_percent(percpu=True)))]
+        return [s(schema.HOST_CPU_TOTAL_UTILIZATION, busy_share(machine), ts_ns),
+                *(s(schema.HOST_CPU_UTILIZATION, busy_share(core), ts_ns, cpu=str(i)) for i, core in enumerate(deltas)),
+                *self._cpu_time(times, ts_ns)]
 
-    def _cpu_time(self, ts_ns: int) -> list[Sample]:
+    def _cpu_time(self, cores: list, ts_ns: int) -> list[Sample]:
         """CPU time per core and mode as counters: what a window's mean utilisation is computed from (the gauge
         above holds only the last tick's busy share: a scrape every 15 s keeps one tick of 15)."""
         times = []
-        for i, core in enumerate(psutil.cpu_times(percpu=True)):
+        for i, core in enumerate(cores):
             for mode in self._cpu_modes:
                 # Linux's idle and iowait can step back a little (NO_HZ accounting): the analysis would read
                 # a drop as a restart, so a counter never goes below what it said (as node_exporter does)
