@@ -369,6 +369,8 @@ class PrometheusSink(Routes, Publisher):
         self.scrapes = 0  # how often /metrics was read
         self.renders = 0  # how often the page was rendered
         self._labels: dict[SeriesKey, str] = {}  # each series' rendered labels, made once
+        self._lines: dict[SeriesKey, tuple[float, str]] = {}  # a series' last value and line (no reading time)
+        self._order: list[SeriesKey] | None = None  # the series in page order, until one comes or goes
         self._headers: dict[tuple[str, bool], str] = {}  # each family's header lines, per format
         self.process = CollectorRegistry(auto_describe=False)  # the process' own CPU time and memory
         ProcessCollector(registry=self.process)
@@ -391,6 +393,8 @@ class PrometheusSink(Routes, Publisher):
         now = self._clock()
         for s in samples:
             key = (s.metric, tuple(sorted(s.labels.items())))
+            if key not in self._published_at:
+                self._order = None
             self._published_at[key] = now
             if s.metric in EXPOSED_WITH_READING_TIME:
                 readings = self._history.setdefault(key, deque(maxlen=self.history))
@@ -418,7 +422,9 @@ class PrometheusSink(Routes, Publisher):
                 self._publish([Sample(schema.WORKLOAD_INFO, labels, 1.0, time.time_ns())])
 
     def _forget(self, key: SeriesKey) -> None:
+        self._order = None
         self._labels.pop(key, None)
+        self._lines.pop(key, None)
         self._latest.pop(key, None)
         self._published_at.pop(key, None)
         self._history.pop(key, None)
@@ -476,7 +482,11 @@ class PrometheusSink(Routes, Publisher):
         ``since`` when given, then the process' own series. Labels and headers are rendered once and kept."""
         lines: list[str] = []
         family = None
-        for key, (value, ts_ns) in sorted(self._latest.items()):
+        if self._order is None:
+            self._order = sorted(self._latest)
+        latest, cached_lines = self._latest, self._lines
+        for key in self._order:
+            value, ts_ns = latest[key]
             name = key[0]
             if name != family:
                 family = name
@@ -487,10 +497,14 @@ class PrometheusSink(Routes, Publisher):
             labels = self._labels.get(key)
             if labels is None:
                 labels = self._labels[key] = name + label_text(key[1])
-            if name not in EXPOSED_WITH_READING_TIME:
-                lines.append(f"{labels} {floatToGoString(value)}\n")
+            if name not in EXPOSED_WITH_READING_TIME:  # the same line in both formats: made when its value changes
+                cached = cached_lines.get(key)
+                if cached is None or cached[0] != value:
+                    cached = cached_lines[key] = (value, f"{labels} {floatToGoString(value)}\n")
+                lines.append(cached[1])
                 continue
-            readings = [(v, t) for tick, v, t in self._history.get(key, ()) if since is not None and tick > since]
+            missed = () if since is None else self._history.get(key, ())
+            readings = [(v, t) for tick, v, t in missed if tick > since]
             for v, t in readings or [(value, ts_ns)]:  # the reading's own time: s.ns or ms
                 when = f"{t // 10**9}.{t % 10**9:09d}" if openmetrics else str(t // 10**6)
                 lines.append(f"{labels} {floatToGoString(v)} {when}\n")
