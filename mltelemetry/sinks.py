@@ -286,8 +286,6 @@ SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 PROCESS_EVERY_S = 5.0
-# A format (text or OpenMetrics) scraped within this many seconds is rendered as soon as a tick is published.
-RENDER_AHEAD_FOR_S = 60.0
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
@@ -320,10 +318,9 @@ def family_header(name: str, openmetrics: bool) -> str:
 class PrometheusSink(Routes, Publisher):
     """Serves the latest value of every series on ``http://HOST:PORT/metrics`` (``https`` with TLS).
 
-    The page is rendered at most once per tick and format (text or OpenMetrics): by the tick itself, right after
-    its samples are published, for each format scraped within ``RENDER_AHEAD_FOR_S`` (a Prometheus scraping), or
-    else by the first scrape after the tick; the others get the same bytes. Beside the samples it serves the
-    process' own CPU time and memory (``process_*``).
+    The page is rendered at most once per tick and format (text or OpenMetrics): the first scrape after a
+    publish renders it, the others get the same bytes. Beside the samples it serves the process' own CPU
+    time and memory (``process_*``).
 
     The series in ``schema.EXPOSED_WITH_READING_TIME`` (the energy counters) carry their reading's time as
     an explicit timestamp; the others are stamped by the scraper. A scraper whose scrapes fall between two
@@ -367,7 +364,6 @@ class PrometheusSink(Routes, Publisher):
         self._clock = clock
         self._published_at: dict[SeriesKey, float] = {}
         self._expires_at = math.inf  # no series leaves the page before then (a bound: it may leave later)
-        self._scraped_formats: dict[bool, float] = {}  # OpenMetrics or not → when a scrape last asked for it
         self._last_publish: float | None = None
         self._lock = threading.Lock()
         self._pages: dict[str, Page] = {}  # rendered pages by content type, until the next publish
@@ -392,18 +388,6 @@ class PrometheusSink(Routes, Publisher):
     def publish_samples(self, samples: Sequence[Sample]) -> None:
         with self._lock:
             self._publish(samples)
-            self._render_ahead()
-
-    def _render_ahead(self) -> None:
-        """Under the lock: the page of each format scraped lately, rendered now, in the tick's thread, so that a
-        scrape only sends it (rendering it there costs less than in a scrape's thread a moment later)."""
-        now = self._clock()
-        self._drop_stale()
-        for openmetrics, scraped_at in self._scraped_formats.items():
-            if now - scraped_at <= RENDER_AHEAD_FOR_S:
-                content_type = OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT
-                self.renders += 1
-                self._pages[content_type] = Page(self._render(openmetrics), content_type)
 
     def _publish(self, samples: Sequence[Sample]) -> None:
         """Under the lock: take one tick's samples."""
@@ -473,7 +457,6 @@ class PrometheusSink(Routes, Publisher):
             self.scrapes += 1
             self._drop_stale()
             now = self._clock()
-            self._scraped_formats[openmetrics] = now
             last_served = self._scrapers.get(scraper, (0, now))[0]  # new: everything in the history
             self._scrapers[scraper] = (self._tick, now)
             if len(self._scrapers) > 64:  # forget scrapers gone for ten minutes (curl, a restarted server)
