@@ -89,6 +89,9 @@ def find_rapl_zones(sysfs_root: Path = Path("/sys")) -> list[RaplZone]:
     return zones
 
 
+_MEMINFO_FIELDS = frozenset({b"MemTotal:", b"MemAvailable:", b"SwapTotal:", b"SwapFree:"})
+
+
 def memory_and_swap() -> tuple[int, int, int]:
     """Total and available memory and used swap in bytes, as psutil's ``virtual_memory()`` and ``swap_memory()``
     give them, from one read of /proc/meminfo (those two read it twice, and /proc/vmstat, for fields we do not
@@ -97,7 +100,10 @@ def memory_and_swap() -> tuple[int, int, int]:
     with open(f"{psutil.PROCFS_PATH}/meminfo", "rb") as f:
         for line in f:
             name, value = line.split()[:2]
-            fields[name] = int(value) * 1024
+            if name in _MEMINFO_FIELDS:
+                fields[name] = int(value) * 1024
+                if len(fields) == len(_MEMINFO_FIELDS):
+                    break  # the swap lines come a third of the way down: the rest is not published
     total, available = fields[b"MemTotal:"], fields.get(b"MemAvailable:", 0)
     if not 0 < available <= total:  # old kernels without MemAvailable: psutil estimates it
         available = psutil.virtual_memory().available

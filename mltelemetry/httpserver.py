@@ -172,6 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         finally:
             self.server.waiting(self.connection, False)
+        if self._answer_buffered_request():
+            return
         rfile = self.rfile
         self.rfile = _HeaderDeadline(rfile, self.connection,  # type: ignore[assignment]
                                      time.monotonic() + self.server.limits.header_timeout_s)
@@ -183,6 +185,42 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.settimeout(self.server.limits.idle_timeout_s)
             except OSError:
                 pass
+
+    def _answer_buffered_request(self) -> bool:
+        """Answer a plain GET whose whole head is already in the read buffer (a scraper's request comes in one
+        segment) straight from there, without http.server's reading line by line under the header deadline.
+        Anything else (a head still arriving, another method, a folded, odd or bare-LF line, too many headers)
+        returns False and goes that general way, which answers it as before."""
+        buffered = self.rfile.peek(1)  # what the buffer holds: no read
+        end = buffered.find(b"\r\n\r\n")
+        if end < 0 or not buffered.startswith(b"GET "):
+            return False
+        head = buffered[:end].decode("iso-8859-1")
+        lines = head.split("\r\n")
+        words = lines[0].split()
+        if (len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1") or len(lines) > _MAX_HEADERS + 1
+                or head.count("\n") != len(lines) - 1):
+            return False
+        headers = _Headers()
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            name = name.strip().lower()
+            if not sep or not name or line[0] in " \t":
+                return False
+            headers.setdefault(name, value.strip())
+        self.rfile.read(end + 4)  # the head, out of the buffer
+        self.requestline = lines[0]
+        self.command, self.path, self.request_version = words
+        self._take_headers(headers)
+        self.do_GET()
+        self.wfile.flush()
+        return True
+
+    def _take_headers(self, headers: _Headers) -> None:
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        self.close_connection = connection == "close" or (self.request_version == "HTTP/1.0"
+                                                          and connection != "keep-alive")
 
     def parse_request(self) -> bool:
         """The request line and headers, as http.server reads them but without its trip through the email package
@@ -218,10 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_error(400, "Bad header line")
                 return False
             headers.setdefault(name, value.strip())
-        self.headers = headers  # type: ignore[assignment]
-        connection = headers.get("connection", "").lower()
-        self.close_connection = connection == "close" or (self.request_version == "HTTP/1.0"
-                                                          and connection != "keep-alive")
+        self._take_headers(headers)
         return True
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
