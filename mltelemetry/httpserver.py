@@ -278,7 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, page: Page, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
         """Status line, headers and body in one write (one send syscall, one segment for a small page), the
         headers http.server's send_response would write (Server, Date), made in one go."""
-        self.log_request(page.status)
+        if log.isEnabledFor(logging.DEBUG):  # the access log, at debug level only
+            self.log_request(page.status)
         head = [f"{self.protocol_version} {page.status} {self.responses[page.status][0]}",
                 f"Server: {self.version_string()}", f"Date: {_http_date()}", f"Content-Type: {page.content_type}",
                 f"Content-Length: {len(page.body)}", *(f"{name}: {value}" for name, value in headers), "", ""]

@@ -290,6 +290,14 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
+def go_float(value: float) -> str:
+    """A value as Prometheus (Go) writes it, as prometheus-client's floatToGoString does; Python's repr where the
+    two agree (a finite number below 1e6 written without an exponent: most values), without its checks."""
+    text = repr(float(value))
+    dot = text.find(".")
+    return text if 0 <= dot <= 6 and "e" not in text else floatToGoString(value)
+
+
 def label_text(labels: tuple[tuple[str, str], ...]) -> str:
     """``{a="x",b="y"}`` with the values escaped as both formats want (label names come from the schema)."""
     escaped = (f'{k}="{_escape_label_value(v)}"' for k, v in labels)
@@ -370,6 +378,7 @@ class PrometheusSink(Routes, Publisher):
         self.scrapes = 0  # how often /metrics was read
         self.renders = 0  # how often the page was rendered
         self._labels: dict[SeriesKey, str] = {}  # each series' rendered labels, made once
+        self._keys: dict[tuple, SeriesKey] = {}  # a sample's metric and labels as they come → its series key
         self._lines: dict[SeriesKey, tuple[float, str]] = {}  # a series' last value and line (no reading time)
         self._order: list[SeriesKey] | None = None  # the series in page order, until one comes or goes
         self._headers: dict[tuple[str, bool], str] = {}  # each family's header lines, per format
@@ -393,7 +402,9 @@ class PrometheusSink(Routes, Publisher):
         """Under the lock: take one tick's samples."""
         now = self._clock()
         for s in samples:
-            key = (s.metric, tuple(sorted(s.labels.items())))
+            key = self._keys.get((s.metric, *s.labels.items()))
+            if key is None:  # the labels sorted once per series and label order (a collector keeps its order)
+                key = self._keys[(s.metric, *s.labels.items())] = (s.metric, tuple(sorted(s.labels.items())))
             if key not in self._published_at:
                 self._order = None
                 self._expires_at = min(self._expires_at, now + self._kept_for(s.metric))
@@ -425,6 +436,8 @@ class PrometheusSink(Routes, Publisher):
 
     def _forget(self, key: SeriesKey) -> None:
         self._order = None
+        if len(self._keys) > 4 * len(self._published_at) + 1000:  # series come and go (workload events)
+            self._keys.clear()
         self._labels.pop(key, None)
         self._lines.pop(key, None)
         self._latest.pop(key, None)
@@ -506,14 +519,14 @@ class PrometheusSink(Routes, Publisher):
             if name not in EXPOSED_WITH_READING_TIME:  # the same line in both formats: made when its value changes
                 cached = cached_lines.get(key)
                 if cached is None or cached[0] != value:
-                    cached = cached_lines[key] = (value, f"{labels} {floatToGoString(value)}\n")
+                    cached = cached_lines[key] = (value, f"{labels} {go_float(value)}\n")
                 lines.append(cached[1])
                 continue
             missed = () if since is None else self._history.get(key, ())
             readings = [(v, t) for tick, v, t in missed if tick > since]
             for v, t in readings or [(value, ts_ns)]:  # the reading's own time: s.ns or ms
                 when = f"{t // 10**9}.{t % 10**9:09d}" if openmetrics else str(t // 10**6)
-                lines.append(f"{labels} {floatToGoString(v)} {when}\n")
+                lines.append(f"{labels} {go_float(v)} {when}\n")
         return "".join(lines).encode() + self._process_part(openmetrics)  # OpenMetrics' "# EOF" ends it
 
     def _process_part(self, openmetrics: bool) -> bytes:
