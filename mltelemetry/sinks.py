@@ -568,4 +568,4 @@ def prometheus_publisher(settings: PublisherSettings) -> PrometheusSink | None:
 
 def store_publisher(settings: PublisherSettings) -> StoreSink | None:
     """The embedded store ``--store`` names, if it names one."""
-    return StoreSink(settings.store) if settings.store else None
+    return StoreSink(settings.store, flush_interval_s=settings.store_flush_s) if settings.store else None
