@@ -161,9 +161,10 @@ class Exporter:
 
 
 def exporter_sinks(name: str, *, listen: str, store: str | None, interval_s: float,
-                   options: SinkOptions) -> list[Publisher]:
+                   options: SinkOptions, store_flush_s: float = 1.0) -> list[Publisher]:
     """The publishers an exporter command's options name (``name``: the exporter's, for its spool folder)."""
     return build_publishers(PublisherSettings(options, listen=listen, store=store, name=name,
+                                              store_flush_s=store_flush_s,
                                               stale_after_s=stale_after_s(interval_s)))
 
 

@@ -80,7 +80,8 @@ class PublisherSettings:
 
     ``stale_after_s``: /metrics drops a series not published for that long and /healthz says stale (None: never);
     ``keep_s``: /metrics drops the series of these metrics that long after they were published; ``linger_s``:
-    /metrics, when closed, waits that long at most for one more scrape (the workload's last events)."""
+    /metrics, when closed, waits that long at most for one more scrape (the workload's last events);
+    ``store_flush_s``: the store is written at most that long apart (what a SIGKILL could lose; close writes all)."""
 
     options: SinkOptions = field(default_factory=SinkOptions)
     listen: str = "off"
@@ -90,4 +91,5 @@ class PublisherSettings:
     stale_after_s: float | None = None
     keep_s: Mapping[str, float] | None = None
     linger_s: float = 0.0
+    store_flush_s: float = 1.0
     grafana_url: str | None = None

@@ -290,6 +290,14 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
+def go_float(value: float) -> str:
+    """A value as Prometheus (Go) writes it, as prometheus-client's floatToGoString does; Python's repr where the
+    two agree (a finite number below 1e6 written without an exponent: most values), without its checks."""
+    text = repr(float(value))
+    dot = text.find(".")
+    return text if 0 <= dot <= 6 and "e" not in text else floatToGoString(value)
+
+
 def label_text(labels: tuple[tuple[str, str], ...]) -> str:
     """``{a="x",b="y"}`` with the values escaped as both formats want (label names come from the schema)."""
     escaped = (f'{k}="{_escape_label_value(v)}"' for k, v in labels)
@@ -363,12 +371,16 @@ class PrometheusSink(Routes, Publisher):
         self.healthy_within_s = healthy_within_s
         self._clock = clock
         self._published_at: dict[SeriesKey, float] = {}
+        self._expires_at = math.inf  # no series leaves the page before then (a bound: it may leave later)
         self._last_publish: float | None = None
         self._lock = threading.Lock()
         self._pages: dict[str, Page] = {}  # rendered pages by content type, until the next publish
         self.scrapes = 0  # how often /metrics was read
         self.renders = 0  # how often the page was rendered
         self._labels: dict[SeriesKey, str] = {}  # each series' rendered labels, made once
+        self._keys: dict[tuple, SeriesKey] = {}  # a sample's metric and labels as they come → its series key
+        self._lines: dict[SeriesKey, tuple[float, str]] = {}  # a series' last value and line (no reading time)
+        self._order: list[SeriesKey] | None = None  # the series in page order, until one comes or goes
         self._headers: dict[tuple[str, bool], str] = {}  # each family's header lines, per format
         self.process = CollectorRegistry(auto_describe=False)  # the process' own CPU time and memory
         ProcessCollector(registry=self.process)
@@ -390,7 +402,12 @@ class PrometheusSink(Routes, Publisher):
         """Under the lock: take one tick's samples."""
         now = self._clock()
         for s in samples:
-            key = (s.metric, tuple(sorted(s.labels.items())))
+            key = self._keys.get((s.metric, *s.labels.items()))
+            if key is None:  # the labels sorted once per series and label order (a collector keeps its order)
+                key = self._keys[(s.metric, *s.labels.items())] = (s.metric, tuple(sorted(s.labels.items())))
+            if key not in self._published_at:
+                self._order = None
+                self._expires_at = min(self._expires_at, now + self._kept_for(s.metric))
             self._published_at[key] = now
             if s.metric in EXPOSED_WITH_READING_TIME:
                 readings = self._history.setdefault(key, deque(maxlen=self.history))
@@ -418,23 +435,31 @@ class PrometheusSink(Routes, Publisher):
                 self._publish([Sample(schema.WORKLOAD_INFO, labels, 1.0, time.time_ns())])
 
     def _forget(self, key: SeriesKey) -> None:
+        self._order = None
+        if len(self._keys) > 4 * len(self._published_at) + 1000:  # series come and go (workload events)
+            self._keys.clear()
         self._labels.pop(key, None)
+        self._lines.pop(key, None)
         self._latest.pop(key, None)
         self._published_at.pop(key, None)
         self._history.pop(key, None)
 
+    def _kept_for(self, metric: str) -> float:
+        """How long a series of ``metric`` stays on the page after it was last published."""
+        return self.keep_s.get(metric, math.inf if self.stale_after_s is None else self.stale_after_s)
+
     def _drop_stale(self) -> None:
         """Under the lock: forget the series not published for stale_after_s, or their metric's keep_s (and the
-        pages that showed them)."""
-        if self.stale_after_s is None and not self.keep_s:
-            return
+        pages that showed them). The series are looked through only once the first of them may have expired."""
         now = self._clock()
-        default = math.inf if self.stale_after_s is None else self.stale_after_s
-        stale = [k for k, at in self._published_at.items() if now - at > self.keep_s.get(k[0], default)]
+        if now <= self._expires_at:
+            return
+        stale = [k for k, at in self._published_at.items() if now - at > self._kept_for(k[0])]
         for key in stale:
             self._forget(key)
         if stale:
             self._pages.clear()
+        self._expires_at = min((at + self._kept_for(k[0]) for k, at in self._published_at.items()), default=math.inf)
 
     def metrics(self, accept: str, scraper: str = "") -> Page:
         """The page for a scraper (its Accept header): the shared one of this tick, rendered at most once,
@@ -476,7 +501,11 @@ class PrometheusSink(Routes, Publisher):
         ``since`` when given, then the process' own series. Labels and headers are rendered once and kept."""
         lines: list[str] = []
         family = None
-        for key, (value, ts_ns) in sorted(self._latest.items()):
+        if self._order is None:
+            self._order = sorted(self._latest)
+        latest, cached_lines = self._latest, self._lines
+        for key in self._order:
+            value, ts_ns = latest[key]
             name = key[0]
             if name != family:
                 family = name
@@ -487,13 +516,17 @@ class PrometheusSink(Routes, Publisher):
             labels = self._labels.get(key)
             if labels is None:
                 labels = self._labels[key] = name + label_text(key[1])
-            if name not in EXPOSED_WITH_READING_TIME:
-                lines.append(f"{labels} {floatToGoString(value)}\n")
+            if name not in EXPOSED_WITH_READING_TIME:  # the same line in both formats: made when its value changes
+                cached = cached_lines.get(key)
+                if cached is None or cached[0] != value:
+                    cached = cached_lines[key] = (value, f"{labels} {go_float(value)}\n")
+                lines.append(cached[1])
                 continue
-            readings = [(v, t) for tick, v, t in self._history.get(key, ()) if since is not None and tick > since]
+            missed = () if since is None else self._history.get(key, ())
+            readings = [(v, t) for tick, v, t in missed if tick > since]
             for v, t in readings or [(value, ts_ns)]:  # the reading's own time: s.ns or ms
                 when = f"{t // 10**9}.{t % 10**9:09d}" if openmetrics else str(t // 10**6)
-                lines.append(f"{labels} {floatToGoString(v)} {when}\n")
+                lines.append(f"{labels} {go_float(v)} {when}\n")
         return "".join(lines).encode() + self._process_part(openmetrics)  # OpenMetrics' "# EOF" ends it
 
     def _process_part(self, openmetrics: bool) -> bytes:
@@ -535,4 +568,4 @@ def prometheus_publisher(settings: PublisherSettings) -> PrometheusSink | None:
 
 def store_publisher(settings: PublisherSettings) -> StoreSink | None:
     """The embedded store ``--store`` names, if it names one."""
-    return StoreSink(settings.store) if settings.store else None
+    return StoreSink(settings.store, flush_interval_s=settings.store_flush_s) if settings.store else None

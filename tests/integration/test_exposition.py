@@ -297,3 +297,46 @@ def test_requests_are_read_as_http_server_reads_them_without_the_email_package()
         assert sink.scrapes == 4  # the four answered 200; the 401 and the refused requests reached no page
     finally:
         sink.close()
+
+
+def read_answer(conn: socket.socket, buffered: bytes) -> tuple[bytes, bytes]:
+    """One whole answer (head and body) from ``conn`` after ``buffered``; and what came after it."""
+    while b"\r\n\r\n" not in buffered:
+        buffered += conn.recv(65536)
+    head, _, rest = buffered.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+def test_a_request_whose_head_came_whole_is_answered_from_the_buffer_and_a_trickled_one_as_before(monkeypatch):
+    from mltelemetry import httpserver
+
+    general = []  # requests read line by line under the header deadline (http.server's way)
+
+    class Counted(httpserver._HeaderDeadline):
+        def __init__(self, *args):
+            general.append(1)
+            super().__init__(*args)
+
+    monkeypatch.setattr(httpserver, "_HeaderDeadline", Counted)
+    sink = PrometheusSink("127.0.0.1", 0)
+    sink.publish_samples([Sample(schema.PM_POWER, PM, 80.0, 1)])
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nUser-Agent: Prometheus/2.42.0\r\nAccept-Encoding: gzip\r\n\r\n"
+    try:
+        with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as conn:
+            conn.sendall(request + request.replace(b"/metrics", b"/healthz"))  # two requests in one segment
+            first, rest = read_answer(conn, b"")
+            second, rest = read_answer(conn, rest)
+            assert first.startswith(b"HTTP/1.1 200") and b'{host="sut",meter="wt310"} 80.0\n' in first
+            assert second.startswith(b"HTTP/1.1 200") and second.endswith(b"ok\n") and rest == b""
+            assert general == [] and sink.scrapes == 1
+            # a head in two parts: the answer is the same whichever way it was read
+            conn.sendall(request[:20])
+            time.sleep(0.2)
+            conn.sendall(request[20:])
+            third, _ = read_answer(conn, b"")
+            assert third.split(b"\r\n\r\n")[1] == first.split(b"\r\n\r\n")[1] and sink.scrapes == 2
+    finally:
+        sink.close()

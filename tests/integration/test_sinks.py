@@ -69,6 +69,47 @@ def test_series_not_published_for_a_while_leave_metrics():
         sink.close()
 
 
+PM = {"host": "sut", "meter": "wt310"}
+EPOCH = {"host": "sut", "campaign": "c", "scenario": "s", "run": "1", "action": "train", "epoch": "3", "status": "ok"}
+
+
+def test_a_series_that_comes_later_takes_its_place_in_the_page_and_changed_values_show():
+    # The page order and the lines of unchanged values are kept between renders: both must follow the samples.
+    sink = PrometheusSink("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sink.port}/metrics"
+    try:
+        sink.publish_samples([Sample(schema.PM_POWER, {**PM, "meter": "a"}, 1.0, 1),
+                              Sample(schema.PM_POWER, {**PM, "meter": "c"}, 3.0, 1)])
+        requests.get(url, timeout=5)
+        sink.publish_samples([Sample(schema.PM_POWER, {**PM, "meter": "b"}, 2.0, 2),
+                              Sample(schema.PM_POWER, {**PM, "meter": "c"}, 3.5, 2)])  # a: unchanged, not sent
+        lines = [line for line in requests.get(url, timeout=5).text.splitlines() if line.startswith(schema.PM_POWER)]
+        assert lines == [f'{schema.PM_POWER}{{host="sut",meter="{m}"}} {v}' for m, v in
+                         (("a", "1.0"), ("b", "2.0"), ("c", "3.5"))]
+    finally:
+        sink.close()
+
+
+def test_a_series_kept_briefly_leaves_on_time_when_it_comes_after_series_kept_for_ever():
+    # The page looks through its series only once the first of them may have expired: a series that arrives
+    # later with a shorter keep must bring that moment forward.
+    now = [100.0]
+    sink = PrometheusSink("127.0.0.1", 0, clock=lambda: now[0], keep_s={schema.EVENT_START: 10.0})
+    url = f"http://127.0.0.1:{sink.port}/metrics"
+    try:
+        sink.publish_samples([Sample(schema.PM_POWER, PM, 80.0, 1)])  # no stale_after_s: stays for ever
+        assert "mltelemetry_pm_power_watts" in requests.get(url, timeout=5).text
+        now[0] = 102.0
+        sink.publish_samples([Sample(schema.EVENT_START, EPOCH, 1.7e9, 2)])  # leaves after 102 + 10 = 112
+        now[0] = 111.9
+        assert schema.EVENT_START in requests.get(url, timeout=5).text
+        now[0] = 112.1
+        body = requests.get(url, timeout=5).text
+        assert schema.EVENT_START not in body and "mltelemetry_pm_power_watts" in body
+    finally:
+        sink.close()
+
+
 def test_an_energy_reading_older_than_the_last_is_not_served_and_a_repeated_one_once():
     sink = PrometheusSink("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sink.port}/metrics"

@@ -124,6 +124,35 @@ def test_cpu_ratios_are_the_busy_share_of_the_counters_since_the_last_tick(tmp_p
     assert seconds[("1", "system")] == pytest.approx(250 / ticks_per_s)
 
 
+def test_cpu_ratios_come_from_one_read_of_the_counters_with_psutils_rounding_and_clamping(tmp_path, monkeypatch):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(proc))
+    write_proc_stat(proc, [{"user": 1000, "nice": 10, "system": 300, "idle": 8000, "iowait": 100, "guest": 200},
+                           {"user": 100, "system": 100, "idle": 9000, "iowait": 500}])
+    collector = HostCollector("sut", sysfs_root=tmp_path)
+    reads = []
+    real_cpu_times = psutil.cpu_times
+    monkeypatch.setattr(psutil, "cpu_times", lambda percpu=False: reads.append(percpu) or real_cpu_times(percpu))
+    monkeypatch.setattr(psutil, "cpu_percent", lambda *a, **k: pytest.fail("a second read of /proc/stat"))
+    # core 0: user +333, nice +1, system +0, idle +665, iowait +0, guest +100 (inside user: not counted again)
+    # core 1: idle steps back 9000 -> 8990 (counted 0, as psutil does), user +7, iowait +3
+    write_proc_stat(proc, [{"user": 1333, "nice": 11, "system": 300, "idle": 8665, "iowait": 100, "guest": 300},
+                           {"user": 107, "system": 100, "idle": 8990, "iowait": 503}])
+    samples = collector.sample(123)
+    assert reads == [True]  # one read per tick: utilisation and the per-mode counters
+    # core 0: elapsed 333 + 1 + 665 = 999 ticks, busy 334: 33.4334 % -> 33.4 %
+    # core 1: elapsed 7 + 0 + 3 = 10 ticks, busy 7: 70.0 %
+    # machine: elapsed 1009, busy 341: 33.79583 % -> 33.8 % (psutil.cpu_percent(), from the kernel's sum line,
+    # says 34.1 %: there core 1's idle step back cancels 10 ticks of core 0's idle; per core they agree)
+    per_core = {s.labels["cpu"]: s.value for s in samples if s.metric == schema.HOST_CPU_UTILIZATION}
+    assert per_core == {"0": pytest.approx(0.334, abs=1e-12), "1": pytest.approx(0.7, abs=1e-12)}
+    [total] = [s.value for s in samples if s.metric == schema.HOST_CPU_TOTAL_UTILIZATION]
+    assert total == pytest.approx(0.338, abs=1e-12)
+    # no time passed since the last tick: 0, as psutil says
+    assert [s.value for s in collector.sample(124) if s.metric == schema.HOST_CPU_TOTAL_UTILIZATION] == [0.0]
+
+
 # --- disks: whole disks only, so a sum over devices counts each byte once ------------------------------
 
 def make_block(root, devices: dict[str, list[str]]):

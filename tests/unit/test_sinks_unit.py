@@ -40,3 +40,13 @@ def test_store_sink_says_when_the_store_refuses_non_finite_values(tmp_path, capl
     assert health[schema.EXPORTER_SINK_REJECTED] == 2 and health[schema.EXPORTER_SINK_WRITTEN] == 2
     assert "4 samples received, 2 stored, 2 refused as not finite, 0 lost" in caplog.text
 
+
+
+def test_values_are_written_as_prometheus_writes_them():
+    from mltelemetry.sinks import go_float
+
+    # Go switches to an exponent from 1e21 down and, for positive values, from a seventh digit before the point
+    cases = {0.0: "0.0", 7: "7.0", 123456.0: "123456.0", 999999.5: "999999.5", 1e6: "1e+06",
+             1234567.0: "1.234567e+06", 4096e6: "4.096e+09", -1234567.5: "-1234567.5", 1e-5: "1e-05",
+             0.25: "0.25", float("inf"): "+Inf", float("-inf"): "-Inf", float("nan"): "NaN"}
+    assert {value: go_float(value) for value in cases} == cases
