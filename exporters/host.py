@@ -242,9 +242,13 @@ class HostCollector:
 
     def _disk(self, ts_ns: int) -> list[Sample]:
         """Bytes per device: whole disks only by default, so a sum over devices counts each byte once (psutil
-        lists partitions and device-mapper devices beside their disks)."""
+        lists partitions and device-mapper devices beside their disks).
+
+        Disk and network counters are published as the kernel gives them (``nowrap=False``): a counter that
+        goes back (a device re-added) is a reset, which Prometheus' increase() and the analysis undo as for any
+        restarted counter. psutil's own correction does the same arithmetic and costs ≈ 0.15 ms a tick each."""
         out = []
-        counters = psutil.disk_io_counters(perdisk=True) or {}
+        counters = psutil.disk_io_counters(perdisk=True, nowrap=False) or {}
         disks = self._whole_disks(frozenset(counters)) if self.disk_devices == "whole" else None
         for device, io in counters.items():
             if self._is_counted(device, disks):
@@ -254,7 +258,7 @@ class HostCollector:
 
     def _network(self, ts_ns: int) -> list[Sample]:
         out = []
-        for interface, io in psutil.net_io_counters(pernic=True).items():
+        for interface, io in psutil.net_io_counters(pernic=True, nowrap=False).items():
             if interface not in _SKIPPED_INTERFACES:
                 out += [self._s(schema.HOST_NET_RECEIVED, io.bytes_recv, ts_ns, interface=interface),
                         self._s(schema.HOST_NET_TRANSMITTED, io.bytes_sent, ts_ns, interface=interface)]

@@ -1,4 +1,6 @@
 import os
+from collections import namedtuple
+from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
@@ -321,3 +323,28 @@ def test_memory_and_swap_are_psutils_numbers_from_one_read_of_meminfo(tmp_path, 
     total, available, swap_used = memory_and_swap()
     assert (total, available) == (1_024_000, psutil.virtual_memory().available) and available == 102_400  # MemFree
     assert swap_used == psutil.swap_memory().used
+
+
+def test_a_disk_counter_that_goes_back_is_published_as_a_reset_and_the_analysis_counts_what_came_after(monkeypatch):
+    # sda read 1000 B, then was re-added and has read 100 B since: the kernel says 1000, then 100. psutil's
+    # nowrap=True would publish 1000, 1100 (its "old value added"); as the kernel says it is a reset, which
+    # increases() undoes the same way: 100 B in the window from the first tick to the second.
+    import numpy as np
+    from psutil._common import wrap_numbers
+
+    from mltelemetry.analysis.energy import increases
+
+    Io = namedtuple("Io", "read_bytes write_bytes")
+    kernel = iter([{"sda": Io(1000, 0)}, {"sda": Io(100, 0)}])
+
+    def disk_io_counters(perdisk=False, nowrap=True):  # psutil's behaviour: its correction with nowrap=True
+        counters = next(kernel)
+        return wrap_numbers(counters, "test-disk") if nowrap else counters
+
+    monkeypatch.setattr(psutil, "disk_io_counters", disk_io_counters)
+    collector = HostCollector("sut", sysfs_root=Path("/nonexistent"))
+    read = [next(s.value for s in collector.sample(t) if s.metric == schema.HOST_DISK_READ
+                 and s.labels["device"] == "sda") for t in (1_000_000_000, 2_000_000_000)]
+    assert read == [1000.0, 100.0]
+    window = increases(np.array([1, 2]) * 10**9, np.array(read), np.array([10**9]), np.array([2 * 10**9]))
+    assert window.tolist() == [100.0]
