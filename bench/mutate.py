@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "mutation"
 SESSIONS = ROOT / ".cache" / "mutation"
 
+# The analysis tests left out of a mutant's run: those that start processes or render a report in a browser
+ANALYSIS_SLOW = "not cli_json and not variants_from and not csv_when and not errors_are"
+
 # The modules mutated, each with the tests that cover it: in-process tests, fast enough to run once per mutant
 # (a mutant costs one pytest start-up plus these tests). Add a module here, or point a split module's successors
 # at their tests, and `make mutate` picks it up.
@@ -46,12 +49,28 @@ MODULES: dict[str, str] = {
                             " tests/unit/test_store_faults_unit.py tests/unit/test_store_encoding.py",
     "mltelemetry/influx.py": "tests/unit/test_influx_unit.py tests/unit/test_influx_edges.py"
                              " tests/unit/test_influx_faults_unit.py tests/unit/test_influx_gaps.py",
-    # the campaign analysis, split since the scores of bench/mutation.md into the providers of analysis/figures/
+    # the campaign analysis, split since the scores of bench/mutation.md into the providers of analysis/figures/: each
+    # with the in-process tests that check its figures (grep the tests for the provider's columns and notes)
     **{f"analysis/figures/{name}.py": "tests/unit/test_analysis.py tests/unit/test_analysis_figures.py"
                                       " tests/unit/test_analysis_baseline_edges.py tests/unit/test_analysis_gpus.py"
                                       " tests/unit/test_analysis_pipeline.py tests/unit/test_figures_gaps.py"
-                                      " -k 'not cli_json and not variants_from and not csv_when and not errors_are'"
-       for name in ("wall", "device", "baseline", "flags", "training", "gpus")},
+                                      f" -k '{ANALYSIS_SLOW}'" for name in ("wall", "baseline")},
+    # the windows' flags: the notes of a backwards window, the meter's, a partial GPU sum's, a sensor's coverage
+    "analysis/figures/flags.py": "tests/unit/test_analysis.py tests/unit/test_analysis_figures.py"
+                                 " tests/unit/test_analysis_gpus.py tests/unit/test_figures_gaps.py"
+                                 f" -k '{ANALYSIS_SLOW}'",
+    # the training script's fields, time and energy to target (also compared across variants), per token, CodeCarbon
+    "analysis/figures/training.py": "tests/unit/test_analysis.py tests/unit/test_analysis_figures.py"
+                                    " tests/unit/test_analysis_compare.py tests/unit/test_figures_gaps.py"
+                                    f" -k '{ANALYSIS_SLOW}'",
+    # each GPU's share: only campaigns with several GPUs reach it
+    "analysis/figures/gpus.py": "tests/unit/test_analysis_gpus.py tests/unit/test_figures_gaps.py"
+                                f" -k '{ANALYSIS_SLOW}'",
+    # GPU and RAPL energy, ours or the standard exporters' (--sensor-exporters), per host
+    "analysis/figures/device.py": "tests/unit/test_analysis.py tests/unit/test_analysis_figures.py"
+                                  " tests/unit/test_analysis_gpus.py tests/unit/test_analysis_sources_unit.py"
+                                  " tests/unit/test_figures_gaps.py"
+                                  f" -k '{ANALYSIS_SLOW}'",
 }
 
 # The operators left out, as regular expressions on cosmic-ray's operator names (`cosmic-ray operators` lists
