@@ -400,3 +400,27 @@ def test_hosts_without_a_gpu_add_none_and_are_named(tmp_path):
     assert "GPU energy summed over host(s) a; b recorded none" in result.notes
     assert not any(note.startswith("RAPL package energy summed") for note in result.notes)
     assert np.isnan(run.dram_energy_wh)  # neither recorded DRAM
+
+
+def test_a_one_second_window_without_a_valid_reading_has_no_coverage(tmp_path):
+    # the meter read nothing in second 35 (gap counter +1 s, no reading counted): the window 35–36 s expects one
+    # reading (1 s × 1 a second) and got none: coverage 0, no wall energy, flagged
+    events = [Event("c", "x", 1, "run", 30 * S, 50 * S), Event("c", "x", 1, "mark", 35 * S, 36 * S)]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 60, gap_at=lambda t: 1.0 if t == 35 else 0.0,
+                     events=events) as store:
+        result = analyze_campaign(store, "c")
+    mark = result.windows.set_index("action").loc["mark"]
+    assert mark.coverage == 0.0 and np.isnan(mark.energy_wh) and mark.flagged
+
+
+def test_power_traces_of_a_short_run_and_of_a_meter_giving_power_only(tmp_path):
+    # pm_power_watts only (no energy counter), 100 W at 1 Hz with the sample at 35 s missing: a 2-s hole, under
+    # the 3 sampling intervals that make a gap, is bridged, so each second of the 20-s run holds 100 J: 100 W
+    # exactly (whole joules over whole seconds); a 1.5-s run has one point, its first second's 100 W
+    events = [Event("c", "x", 1, "run", 30 * S, 50 * S), Event("c", "x", 2, "run", 52 * S, int(53.5 * S))]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 60, metric=schema.PM_POWER, skip=lambda t: t == 35,
+                     events=events) as store:
+        result = analyze_campaign(store, "c", traces=True)
+    first, short = result.traces[result.traces.run == 1], result.traces[result.traces.run == 2]
+    assert list(first.t_s) == [float(t) for t in range(20)] and list(first.power_w) == [100.0] * 20
+    assert list(short.t_s) == [0.0] and list(short.power_w) == [100.0]
