@@ -270,16 +270,17 @@ def test_a_window_of_no_energy_has_no_figures_per_wh(tmp_path):
 
 
 def test_a_run_with_its_own_target_reaches_it_at_its_first_epoch_that_does(tmp_path):
-    # the run records its target (0.7) itself (no train window); epochs of 10 s from the run's start at 20 s reach
-    # 0.5, 0.75, 0.8: the target is reached at the end of epoch 2 (40 s), 20 s after the start (not at epoch 3's
-    # end, 30 s); energy to target 100 W × 20 s = 2000 J; the run's own accuracy is its last epoch's
-    events = [Event("c", "x", 1, "run", 20 * S, 50 * S, fields={"target_accuracy": 0.7})] + [
+    # the run records its target (0.7) itself (its train window has none); epochs of 10 s from the run's start at
+    # 20 s reach 0.5, 0.75, 0.8: the target is reached at the end of epoch 2 (40 s), 20 s after the start (not at
+    # epoch 3's end, 30 s); energy to target 100 W × 20 s = 2000 J; the run's own accuracy is its last epoch's
+    events = [Event("c", "x", 1, "run", 20 * S, 50 * S, fields={"target_accuracy": 0.7}),
+              Event("c", "x", 1, "train", 20 * S, 50 * S)] + [
         Event("c", "x", 1, "epoch", (10 + 10 * k) * S, (20 + 10 * k) * S, epoch=k, fields={"val_accuracy": acc})
         for k, acc in ((1, 0.5), (2, 0.75), (3, 0.8))]
     with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 60, events=events) as store:
         result = analyze_campaign(store, "c")
     run = result.windows.set_index("action").loc["run"]
-    assert run.time_to_target_s == pytest.approx(20.0)
+    assert run.time_to_target_s == pytest.approx(20.0)  # a train window without a target leaves the run's
     assert run.energy_to_target_wh == pytest.approx(2000 / 3600)
     assert run.val_accuracy == pytest.approx(0.8)
 
@@ -424,3 +425,14 @@ def test_power_traces_of_a_short_run_and_of_a_meter_giving_power_only(tmp_path):
     first, short = result.traces[result.traces.run == 1], result.traces[result.traces.run == 2]
     assert list(first.t_s) == [float(t) for t in range(20)] and list(first.power_w) == [100.0] * 20
     assert list(short.t_s) == [0.0] and list(short.power_w) == [100.0]
+
+
+def test_a_run_takes_its_last_epochs_figures_not_those_of_another_action_of_that_epoch(tmp_path):
+    # epoch 1 (20–30 s) reached 0.6; an evaluation after it (30–32 s) labelled with its epoch number recorded 0.9:
+    # the run's accuracy is its last epoch's, 0.6
+    events = [Event("c", "x", 1, "run", 10 * S, 40 * S),
+              Event("c", "x", 1, "epoch", 20 * S, 30 * S, epoch=1, fields={"val_accuracy": 0.6}),
+              Event("c", "x", 1, "evaluate", 30 * S, 32 * S, epoch=1, fields={"val_accuracy": 0.9})]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 60, events=events) as store:
+        result = analyze_campaign(store, "c")
+    assert result.windows.set_index("action").val_accuracy["run"] == pytest.approx(0.6)
