@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "mutation"
 SESSIONS = ROOT / ".cache" / "mutation"
 
+# The analysis tests left out of a mutant's run: those that start processes or render a report in a browser
+ANALYSIS_SLOW = "not cli_json and not variants_from and not csv_when and not errors_are"
+
 # The modules mutated, each with the tests that cover it: in-process tests, fast enough to run once per mutant
 # (a mutant costs one pytest start-up plus these tests). Add a module here, or point a split module's successors
 # at their tests, and `make mutate` picks it up.
@@ -46,12 +49,28 @@ MODULES: dict[str, str] = {
                             " tests/unit/test_store_faults_unit.py tests/unit/test_store_encoding.py",
     "mltelemetry/influx.py": "tests/unit/test_influx_unit.py tests/unit/test_influx_edges.py"
                              " tests/unit/test_influx_faults_unit.py tests/unit/test_influx_gaps.py",
-    # the campaign analysis, split since the scores of bench/mutation.md into the providers of analysis/figures/
+    # the campaign analysis, split since the scores of bench/mutation.md into the providers of analysis/figures/: each
+    # with the in-process tests that check its figures (grep the tests for the provider's columns and notes)
     **{f"analysis/figures/{name}.py": "tests/unit/test_analysis.py tests/unit/test_analysis_figures.py"
                                       " tests/unit/test_analysis_baseline_edges.py tests/unit/test_analysis_gpus.py"
                                       " tests/unit/test_analysis_pipeline.py tests/unit/test_figures_gaps.py"
-                                      " -k 'not cli_json and not variants_from and not csv_when and not errors_are'"
-       for name in ("wall", "device", "baseline", "flags", "training", "gpus")},
+                                      f" -k '{ANALYSIS_SLOW}'" for name in ("wall", "baseline")},
+    # the windows' flags: the notes of a backwards window, the meter's, a partial GPU sum's, a sensor's coverage
+    "analysis/figures/flags.py": "tests/unit/test_analysis.py tests/unit/test_analysis_figures.py"
+                                 " tests/unit/test_analysis_gpus.py tests/unit/test_figures_gaps.py"
+                                 f" -k '{ANALYSIS_SLOW}'",
+    # the training script's fields, time and energy to target (also compared across variants), per token, CodeCarbon
+    "analysis/figures/training.py": "tests/unit/test_analysis.py tests/unit/test_analysis_figures.py"
+                                    " tests/unit/test_analysis_compare.py tests/unit/test_figures_gaps.py"
+                                    f" -k '{ANALYSIS_SLOW}'",
+    # each GPU's share: only campaigns with several GPUs reach it
+    "analysis/figures/gpus.py": "tests/unit/test_analysis_gpus.py tests/unit/test_figures_gaps.py"
+                                f" -k '{ANALYSIS_SLOW}'",
+    # GPU and RAPL energy, ours or the standard exporters' (--sensor-exporters), per host
+    "analysis/figures/device.py": "tests/unit/test_analysis.py tests/unit/test_analysis_figures.py"
+                                  " tests/unit/test_analysis_gpus.py tests/unit/test_analysis_sources_unit.py"
+                                  " tests/unit/test_figures_gaps.py"
+                                  f" -k '{ANALYSIS_SLOW}'",
 }
 
 # The operators left out, as regular expressions on cosmic-ray's operator names (`cosmic-ray operators` lists
@@ -143,16 +162,32 @@ def summary(session: Path) -> dict:
     return {"counts": counts, "survivors": survivors}
 
 
-def retest_survivors(session: Path, test_command: str, timeout_s: float) -> None:
-    """Run each surviving mutant again against the tests as they are now (after tests were added to kill them)."""
+def retest_survivors(session: Path, test_command: str, timeout_s: float,
+                     listed: set[tuple[int, str, int]] | None = None) -> None:
+    """Run each surviving mutant again against the tests as they are now (after tests were added to kill them).
+    ``listed``: in a session rebuilt because its file was lost, the mutants to run, as (line, operator, occurrence)
+    of the survivors of the module's last results file."""
     from cosmic_ray.mutating import mutate_and_test
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome
 
     with use_db(str(session), WorkDB.Mode.open) as db:
-        survivors = [item for item, result in db.completed_work_items if result.test_outcome == TestOutcome.SURVIVED]
-        for item in survivors:
+        if listed is None:
+            items = [item for item, result in db.completed_work_items if result.test_outcome == TestOutcome.SURVIVED]
+        else:
+            items = [item for item in db.pending_work_items
+                     if any((m.start_pos[0], m.operator_name, m.occurrence) in listed for m in item.mutations)]
+        for item in items:
             db.set_result(item.job_id, mutate_and_test(item.mutations, test_command, timeout_s))
+
+
+def listed_survivors(results: Path, source_hash: str) -> set[tuple[int, str, int]]:
+    """The survivors of a results file of this very source (a lost session rebuilt: the same mutants, new ids)."""
+    last = json.loads(results.read_text()) if results.exists() else {}
+    if last.get("source_sha256_12") != source_hash:
+        sys.exit(f"mutate: no session of this version of the module to re-run the survivors of ({results.name} is of"
+                 " another version or missing); run a sample first")
+    return {(s["line"], s["operator"], s["occurrence"]) for s in last["survivors"]}
 
 
 def run_module(module: str, time_box_s: float | None, timeout_s: float, survivors_only: bool = False) -> dict:
@@ -163,7 +198,10 @@ def run_module(module: str, time_box_s: float | None, timeout_s: float, survivor
     SESSIONS.mkdir(parents=True, exist_ok=True)
     cfg, session = SESSIONS / f"{name}.toml", SESSIONS / f"{name}-{source_hash}.sqlite"
     cfg.write_text(config(module, MODULES[module], timeout_s))
+    listed = None
     if not session.exists():  # a new session for each version of the module; an existing one resumes
+        if survivors_only:  # the session was lost (a cleaned .cache, another clone): its survivors run again
+            listed = listed_survivors(RESULTS / f"{name}.json", source_hash)
         subprocess.run([tool("cosmic-ray"), "init", str(cfg), str(session)], cwd=ROOT, check=True)
         subprocess.run([tool("cr-filter-operators"), str(session), str(cfg)], cwd=ROOT, check=True)
         if subprocess.run([tool("cosmic-ray"), "baseline", str(cfg)], cwd=ROOT).returncode != 0:
@@ -172,7 +210,7 @@ def run_module(module: str, time_box_s: float | None, timeout_s: float, survivor
     started = datetime.datetime.now(datetime.timezone.utc)
     try:
         if survivors_only:
-            retest_survivors(session, test_command(MODULES[module]), timeout_s)
+            retest_survivors(session, test_command(MODULES[module]), timeout_s, listed)
         else:
             subprocess.run([tool("cosmic-ray"), "exec", str(cfg), str(session)], cwd=ROOT, timeout=time_box_s)
     except subprocess.TimeoutExpired:
