@@ -46,7 +46,7 @@ def time_to_target(events: list[Event], enclosing: list[Event | None]) -> tuple[
     seconds, ends = np.full(len(events), np.nan), np.zeros(len(events), np.int64)
     for i, target in targets.items():
         run = events[i]
-        for epoch in sorted(epochs.get(i, []), key=lambda e: (e.epoch if e.epoch is not None else 0, e.start_ns)):
+        for epoch in sorted(epochs.get(i, []), key=lambda e: (e.start_ns, e.end_ns)):  # the first in time
             if field_value(epoch, schema.FIELD_VAL_ACCURACY) >= target:
                 seconds[i], ends[i] = (epoch.end_ns - run.start_ns) / 1e9, epoch.end_ns
                 break

@@ -285,6 +285,20 @@ def test_a_run_with_its_own_target_reaches_it_at_its_first_epoch_that_does(tmp_p
     assert run.val_accuracy == pytest.approx(0.8)
 
 
+def test_the_target_is_reached_at_the_first_epoch_in_time_numbered_or_not(tmp_path):
+    # run 20–50 s, target 0.7: epoch 1 (20–30 s) reaches 0.75, an epoch without a number (30–40 s, as an
+    # instrumented loop may record) 0.8. The first in time is epoch 1: 10 s to target, 100 W × 10 s = 1000 J
+    # (ordered by number with none taken as 0, the unnumbered one came first: 20 s)
+    events = [Event("c", "x", 1, "run", 20 * S, 50 * S, fields={"target_accuracy": 0.7}),
+              Event("c", "x", 1, "epoch", 20 * S, 30 * S, epoch=1, fields={"val_accuracy": 0.75}),
+              Event("c", "x", 1, "epoch", 30 * S, 40 * S, fields={"val_accuracy": 0.8})]
+    with meter_store(tmp_path / "s.db", lambda t: 100.0, 0, 60, events=events) as store:
+        result = analyze_campaign(store, "c")
+    run = result.windows.set_index("action").loc["run"]
+    assert run.time_to_target_s == pytest.approx(10.0)
+    assert run.energy_to_target_wh == pytest.approx(1000 / 3600)
+
+
 def test_a_train_window_takes_the_figures_of_the_epoch_that_starts_with_it(tmp_path):
     # train 20–30 s holds one epoch, 20–30 s, starting at the same instant: its accuracy (0.6) is the train's
     events = [Event("c", "x", 1, "run", 10 * S, 40 * S), Event("c", "x", 1, "train", 20 * S, 30 * S),
