@@ -79,7 +79,7 @@ def test_the_fourth_meter_refuses_and_is_refused_options(args, message):
     (["--vxi11", "127.0.0.1:0"],
      "--vxi11 is for --driver wt300; the tiny emulator serves --link PATH (a pseudo-terminal) or --tcp HOST:PORT"),
     (["--link", "L", "--nan-rate", "0.1"], "TinyEmulator cannot inject inf, nan, overrange; its faults are garbage"),
-    (["--link", "L", "--tiny-period", "0.01"], "'--tiny-period': Input should be greater than or equal to 0.05"),
+    (["--link", "L", "--tiny-period", "0.01"], "'--tiny-period': 0.01 is not in the range x>=0.05"),
 ])
 def test_the_fourth_meters_emulator_refuses_what_it_cannot_do(tmp_path, args, message):
     args = [str(tmp_path / a) if a == "L" else a for a in args]
