@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
-from overhead_bench import cpu_seconds, free_port
+from overhead_bench import cpu_and_rss, free_port, stop_all
 from provenance import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,16 +76,9 @@ def main() -> None:
              f"--web.listen-address=127.0.0.1:{free_port()}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         try:
             time.sleep(args.warmup)
-            start = {name: cpu_seconds(p) for name, p in measured.items()}
-            began = time.monotonic()
-            time.sleep(args.seconds)
-            window = time.monotonic() - began
-            per_hour = {name: (cpu_seconds(p) - start[name]) / window * 3600 for name, p in measured.items()}
-            rss_mb = {name: psutil.Process(p.pid).memory_info().rss / 1e6 for name, p in measured.items()}
+            window, per_hour, rss_mb = cpu_and_rss(measured, args.seconds)
         finally:
-            for p in [*measured.values(), *background]:
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout=20)
+            stop_all([*measured.values(), *background])
     print(f"{args.exporter} exporter, base {args.base} against this tree, window {window:.0f} s")
     print("| process | CPU-s per hour | new / base | RSS MB |")
     print("|---|---|---|---|")

@@ -58,6 +58,27 @@ def cpu_seconds(process: subprocess.Popen) -> float:
     return times.user + times.system
 
 
+def cpu_and_rss(measured: dict[str, subprocess.Popen], seconds: float,
+                show_progress: bool = True) -> tuple[float, dict[str, float], dict[str, float]]:
+    """The window measured (s), and each process' CPU-s per hour over it and RSS (MB) at its end."""
+    start = {name: cpu_seconds(p) for name, p in measured.items()}
+    began = time.monotonic()
+    with Progress(disable=not show_progress) as progress:
+        task = progress.add_task("measuring", total=seconds)
+        while (elapsed := time.monotonic() - began) < seconds:
+            time.sleep(min(1.0, seconds - elapsed))
+            progress.update(task, completed=elapsed)
+    window = time.monotonic() - began
+    per_hour = {name: (cpu_seconds(p) - start[name]) / window * 3600 for name, p in measured.items()}
+    return window, per_hour, {name: psutil.Process(p.pid).memory_info().rss / 1e6 for name, p in measured.items()}
+
+
+def stop_all(processes: list[subprocess.Popen]) -> None:
+    for p in processes:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
+
+
 def timed(command: list[str], runs: int = 5) -> tuple[list[float], list[float]]:
     """Wall and CPU (user + system) seconds of ``runs`` runs of ``command``."""
     wall, cpu = [], []
@@ -117,20 +138,9 @@ def main() -> None:
             if codecarbon.stdout.readline().strip() != "ready":
                 sys.exit("codecarbon did not start (pip install codecarbon)")
             time.sleep(args.warmup)
-            start = {name: cpu_seconds(p) for name, p in measured.items()}
-            began = time.monotonic()
-            with Progress() as progress:
-                task = progress.add_task("measuring", total=args.seconds)
-                while (elapsed := time.monotonic() - began) < args.seconds:
-                    time.sleep(1)
-                    progress.update(task, completed=elapsed)
-            window = time.monotonic() - began
-            per_hour = {name: (cpu_seconds(p) - start[name]) / window * 3600 for name, p in measured.items()}
-            rss_mb = {name: psutil.Process(p.pid).memory_info().rss / 1e6 for name, p in measured.items()}
+            window, per_hour, rss_mb = cpu_and_rss(measured, args.seconds)
         finally:
-            for p in [*measured.values(), *background]:
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout=20)
+            stop_all([*measured.values(), *background])
     reference = per_hour["codecarbon OfflineEmissionsTracker(measure_power_secs=1)"]
     # Wall time depends on the machine's load; the CPU time (user + system) of the same runs much less. The
     # floor: a Python that only imports typer, which the root command needs.
