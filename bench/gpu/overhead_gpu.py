@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="load.py's --scale")
     parser.add_argument("--codecarbon", metavar="DIR",
                         help="also run CodeCarbon's tracker (installed in DIR) beside the 1 s exporter")
+    parser.add_argument("--only", action="append", choices=list(RUNS), metavar="RUN",
+                        help=f"run only these exporters (repeat; default all): {', '.join(RUNS)}")
     parser.add_argument("--sequential", action="store_true",
                         help="one exporter at a time, each around a load of its own (their counter reads do not "
                              "contend in the driver; four times as long)")
@@ -170,7 +172,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp())
-    groups = [[name] for name in RUNS] if args.sequential else [list(RUNS)]
+    chosen = [name for name in RUNS if not args.only or name in args.only]
+    groups = [[name] for name in chosen] if args.sequential else [chosen]
     runs = {}
     for names in groups:
         runs.update(measure(names, tmp, out, args.scale, args.codecarbon if "1 s" in names else None))
