@@ -25,6 +25,7 @@ import math
 import sqlite3
 import struct
 import threading
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # numpy and pandas only where the store is read: exporters wr
     import pandas as pd
 
 CHUNK_SAMPLES = 600
+OPEN_WAIT_S = 60.0  # how long opening waits for another process that holds the file (sqlite3's busy timeout)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -139,20 +141,12 @@ class Store:
         if not create and not self.path.exists():
             raise MltelemetryError(f"no store at {self.path}")
         try:
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(self.path, timeout=OPEN_WAIT_S, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as e:  # a missing folder, no permission: say which
             raise MltelemetryError(f"cannot open the store {self.path}: "
                                    f"{_os_reason(self.path, 'ab' if create else 'rb') or e}") from e
         try:
-            tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            # A reader needs the events; a writer refuses a file with tables none of which is ours (another
-            # application's database), and changes nothing in it (no tables, no WAL switch).
-            if ("events" not in tables) if not create else (tables and not tables & _TABLES):
-                raise MltelemetryError(f"{self.path} is not an mltelemetry store (it has no events table)")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            # One transaction, so a second process opening the new file meanwhile sees no table or all of them.
-            self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            self._prepare(create)
         except sqlite3.OperationalError as e:  # a missing folder, no permission, locked for a minute
             self._db.close()
             raise MltelemetryError(f"cannot open the store {self.path}: "
@@ -171,6 +165,30 @@ class Store:
         self._head_counts: dict[int, int] = {}
         self._label_keys: dict[tuple[tuple[str, str], ...], str] = {}  # labels_key is most of a write's cost
         self.dropped_non_finite = 0  # samples refused by write() for a NAN or infinite value
+
+    def _prepare(self, create: bool) -> None:
+        """Check the file is a store (or empty, to create one), switch it to WAL and create the tables. SQLite
+        answers the switch to WAL "database is locked" at once, without its busy wait, while another process
+        opens the same new file: that is tried again, for as long as the busy wait would have waited."""
+        deadline = time.monotonic() + OPEN_WAIT_S
+        while True:
+            try:
+                tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                # A reader needs the events; a writer refuses a file with tables none of which is ours (another
+                # application's database), and changes nothing in it (no tables, no WAL switch).
+                if ("events" not in tables) if not create else (tables and not tables & _TABLES):
+                    raise MltelemetryError(f"{self.path} is not an mltelemetry store (it has no events table)")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                # One transaction, so a second process opening the new file meanwhile sees no table or all of them.
+                self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+                return
+            except sqlite3.OperationalError as e:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def close(self) -> None:
         self._db.close()
