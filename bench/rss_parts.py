@@ -14,9 +14,9 @@ import subprocess
 import sys
 
 STEPS = {
-    "host": ["psutil", "prometheus_client", "typer", "mltelemetry.store", "mltelemetry.exporters.host"],
-    "pm": ["serial", "prometheus_client", "typer", "mltelemetry.store", "mltelemetry.exporters.pm.cli"],
-    "gpu": ["pynvml", "prometheus_client", "typer", "mltelemetry.store", "mltelemetry.exporters.gpu.cli"],
+    "host": ["psutil", "typer", "mltelemetry.store", "mltelemetry.sinks", "mltelemetry.exporters.host"],
+    "pm": ["serial", "typer", "mltelemetry.store", "mltelemetry.sinks", "mltelemetry.exporters.pm.cli"],
+    "gpu": ["pynvml", "typer", "mltelemetry.store", "mltelemetry.sinks", "mltelemetry.exporters.gpu.cli"],
 }
 PROBE = ("import sys, importlib\nfor name in sys.argv[1:]: importlib.import_module(name)\n"
          "rss = [line for line in open('/proc/self/status') if line.startswith('VmRSS')][0].split()[1]\n"

@@ -25,16 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client import generate_latest as text_of_registry
-from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_of_registry
-from prometheus_client.utils import floatToGoString
-
 from mltelemetry import schema
 from mltelemetry.cliutil import SinkOptions
 from mltelemetry.errors import MltelemetryError, StoreWriteError, UsageError
 from mltelemetry.event_series import event_samples, running_labels
 from mltelemetry.httpserver import MetricsServer, Page, Routes, ServerLimits
+from mltelemetry.process_metrics import ProcessMetrics
 from mltelemetry.publisher import Capability, Publisher, PublisherSettings, WindowChange
 from mltelemetry.schema import EXPOSED_WITH_READING_TIME, METRICS, Event, Sample
 from mltelemetry.store import Store
@@ -291,11 +287,20 @@ OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8
 
 
 def go_float(value: float) -> str:
-    """A value as Prometheus (Go) writes it, as prometheus-client's floatToGoString does; Python's repr where the
-    two agree (a finite number below 1e6 written without an exponent: most values), without its checks."""
+    """A value as Prometheus (Go) writes it: prometheus-client's ``floatToGoString`` (Apache-2.0), with Python's
+    repr taken at once where the two agree (a finite number below 1e6 written without an exponent: most values)."""
     text = repr(float(value))
     dot = text.find(".")
-    return text if 0 <= dot <= 6 and "e" not in text else floatToGoString(value)
+    if 0 <= dot <= 6 and "e" not in text:
+        return text
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    if value > 0 and dot > 6:  # Go writes an exponent from 1e21 on, Python's repr from 1e16: Go's way from 1e6
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
 
 
 def label_text(labels: tuple[tuple[str, str], ...]) -> str:
@@ -321,6 +326,17 @@ def family_header(name: str, openmetrics: bool) -> str:
     help_text = help_text.replace('"', r'\"')
     return (f"# HELP {family} {help_text}\n# TYPE {family} {spec.type}\n"
             + (f"# UNIT {family} {unit}\n" if unit else ""))
+
+
+def process_text(values, openmetrics: bool) -> bytes:
+    """The process_* families (:mod:`mltelemetry.process_metrics`) as prometheus-client writes them; in OpenMetrics a
+    counter's family is named without ``_total``, and ``# EOF`` ends the page."""
+    lines = []
+    for family, kind, help_text, value in values:
+        name = family + "_total" if kind == "counter" else family
+        header = family if openmetrics else name
+        lines.append(f"# HELP {header} {help_text}\n# TYPE {header} {kind}\n{name} {go_float(value)}\n")
+    return ("".join(lines) + ("# EOF\n" if openmetrics else "")).encode()
 
 
 class PrometheusSink(Routes, Publisher):
@@ -382,8 +398,7 @@ class PrometheusSink(Routes, Publisher):
         self._lines: dict[SeriesKey, tuple[float, str]] = {}  # a series' last value and line (no reading time)
         self._order: list[SeriesKey] | None = None  # the series in page order, until one comes or goes
         self._headers: dict[tuple[str, bool], str] = {}  # each family's header lines, per format
-        self.process = CollectorRegistry(auto_describe=False)  # the process' own CPU time and memory
-        ProcessCollector(registry=self.process)
+        self.process = ProcessMetrics()  # the process' own CPU time and memory
         self._process_parts: dict[bool, tuple[float, bytes]] = {}  # per format: (when rendered, the lines)
         security = security or WebSecurity()
         try:
@@ -534,7 +549,7 @@ class PrometheusSink(Routes, Publisher):
         rendering an exporter's own series)."""
         rendered_at, part = self._process_parts.get(openmetrics, (-math.inf, b""))
         if time.monotonic() - rendered_at >= PROCESS_EVERY_S:
-            part = openmetrics_of_registry(self.process) if openmetrics else text_of_registry(self.process)
+            part = process_text(self.process.values(), openmetrics)
             self._process_parts[openmetrics] = (time.monotonic(), part)
         return part
 
