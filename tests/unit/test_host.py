@@ -1,7 +1,5 @@
 import os
-from collections import namedtuple
 from pathlib import Path
-from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -46,16 +44,13 @@ def test_unreadable_rapl_is_skipped_and_the_collector_carries_on(tmp_path, caplo
     assert not [s for s in collector.sample(1) if s.metric == schema.HOST_RAPL_ENERGY]
 
 
-def test_a_failing_source_is_left_out_said_once_and_the_others_go_on(tmp_path, monkeypatch, caplog):
+def test_a_failing_source_is_left_out_said_once_and_the_others_go_on(tmp_path, caplog):
     package = make_zone(tmp_path, "intel-rapl:0", "package-0", 2_000_000, max_uj=10_000_000)
     make_zone(tmp_path, "intel-rapl:1", "package-1", 3_000_000, max_uj=10_000_000)
-    collector = HostCollector("sut", sysfs_root=tmp_path)
+    proc = tmp_path / "proc"  # a /proc with network counters and no /proc/diskstats
+    write_net_dev(proc, {"eth0": (10, 20)})
+    collector = HostCollector("sut", sysfs_root=tmp_path, procfs_root=proc)
     (package / "energy_uj").unlink()  # the zone vanishes after start-up
-
-    def no_diskstats(*args, **kwargs):  # psutil's answer where /proc/diskstats is missing
-        raise NotImplementedError("couldn't find /proc/diskstats or /sys/block")
-
-    monkeypatch.setattr(psutil, "disk_io_counters", no_diskstats)
     caplog.set_level("WARNING")
     for tick in (1, 2):
         metrics = {s.metric for s in collector.sample(tick)}
@@ -165,13 +160,30 @@ def make_block(root, devices: dict[str, list[str]]):
             (root / "block" / name / "slaves" / slave).touch()
 
 
-def disk_counters(read: dict[str, int]):
-    """psutil.disk_io_counters(perdisk=True) of a machine with a partitioned disk under LVM (no such disk here)."""
-    return lambda perdisk=False, nowrap=True: {
-        name: SimpleNamespace(read_bytes=n, write_bytes=2 * n) for name, n in read.items()}
+def write_diskstats(proc, sectors_read: dict[str, int]) -> None:
+    """/proc/diskstats (kernel 5.5's 20 fields) with each device's sectors read, and twice that written."""
+    proc.mkdir(parents=True, exist_ok=True)
+    (proc / "diskstats").write_text("".join(
+        f"   8 {minor:7d} {name} 11 3 {n} 40 22 5 {2 * n} 60 0 70 100 0 0 0 0 4 8\n"
+        for minor, (name, n) in enumerate(sectors_read.items())))
 
 
-# sda holds sda1 (600 B read) and sda2 (400 B, under LVM as dm-0); nvme0n1 read 50 B through its partition
+def write_net_dev(proc, counters: dict[str, tuple[int, int]]) -> None:
+    """/proc/net/dev with each interface's bytes received and sent."""
+    (proc / "net").mkdir(parents=True, exist_ok=True)
+    (proc / "net" / "dev").write_text(
+        "Inter-|   Receive                                                |  Transmit\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls"
+        " carrier compressed\n"
+        + "".join(f"{name:>6}: {rx} 7 0 0 0 0 0 0 {tx} 9 0 0 0 0 0 0\n" for name, (rx, tx) in counters.items()))
+
+
+def disk_collector(tmp_path, sectors_read: dict[str, int], **options) -> HostCollector:
+    write_diskstats(tmp_path / "proc", sectors_read)
+    return HostCollector("sut", procfs_root=tmp_path / "proc", **{"sysfs_root": tmp_path, **options})
+
+
+# sda holds sda1 (600 sectors read) and sda2 (400, under LVM as dm-0); nvme0n1 read 50 through its partition
 READ = {"sda": 1000, "sda1": 600, "sda2": 400, "dm-0": 400, "nvme0n1": 50, "nvme0n1p1": 50, "loop0": 7,
         "zram0": 9}
 
@@ -184,21 +196,20 @@ def disk_samples(collector) -> dict[str, dict[str, float]]:
     return out
 
 
-def test_disk_bytes_are_whole_disks_only_so_their_sum_counts_each_byte_once(tmp_path, monkeypatch):
+def test_disk_bytes_are_whole_disks_only_so_their_sum_counts_each_byte_once(tmp_path):
     make_block(tmp_path, {"sda": [], "nvme0n1": [], "dm-0": ["sda2"], "loop0": [], "zram0": []})
     assert whole_disks(tmp_path) == {"sda", "nvme0n1", "loop0", "zram0"}  # dm-0 sits on sda2
-    monkeypatch.setattr(psutil, "disk_io_counters", disk_counters(READ))
-    got = disk_samples(HostCollector("sut", sysfs_root=tmp_path))
-    assert got[schema.HOST_DISK_READ] == {"sda": 1000, "nvme0n1": 50}
-    assert sum(got[schema.HOST_DISK_READ].values()) == 1050  # 1000 + 50; every device would give 2450
-    assert sum(got[schema.HOST_DISK_WRITTEN].values()) == 2100  # 2 × 1050
+    got = disk_samples(disk_collector(tmp_path, READ))
+    assert got[schema.HOST_DISK_READ] == {"sda": 1000 * 512, "nvme0n1": 50 * 512}  # 512-byte sectors
+    assert sum(got[schema.HOST_DISK_READ].values()) == 1050 * 512  # 1000 + 50; every device would give 2450
+    assert sum(got[schema.HOST_DISK_WRITTEN].values()) == 2100 * 512  # 2 × 1050
 
     # without /sys/block: partitions and stacked devices by name, as node_exporter's device-exclude does
-    got = disk_samples(HostCollector("sut", sysfs_root=tmp_path / "nothing"))
-    assert got[schema.HOST_DISK_READ] == {"sda": 1000, "nvme0n1": 50}
+    got = disk_samples(disk_collector(tmp_path, READ, sysfs_root=tmp_path / "nothing"))
+    assert got[schema.HOST_DISK_READ] == {"sda": 1000 * 512, "nvme0n1": 50 * 512}
 
     # --disk-devices all: every block device but the pseudo ones, for a per-device view
-    got = disk_samples(HostCollector("sut", sysfs_root=tmp_path, disk_devices="all"))
+    got = disk_samples(disk_collector(tmp_path, READ, disk_devices="all"))
     assert set(got[schema.HOST_DISK_READ]) == {"sda", "sda1", "sda2", "dm-0", "nvme0n1", "nvme0n1p1"}
 
 
@@ -289,14 +300,13 @@ def test_the_whole_disks_are_read_again_only_when_the_device_list_changes(tmp_pa
     reads = []
     monkeypatch.setattr(host, "whole_disks", lambda root: reads.append(root) or real_whole_disks(root))
     counters = {"sda": 1000, "sda1": 600, "sda2": 400, "dm-0": 400}
-    monkeypatch.setattr(psutil, "disk_io_counters", lambda perdisk=False, nowrap=True: disk_counters(counters)())
-    collector = HostCollector("sut", sysfs_root=tmp_path)
+    collector = disk_collector(tmp_path, counters)
     for _ in range(3):
-        assert disk_samples(collector)[schema.HOST_DISK_READ] == {"sda": 1000}
+        assert disk_samples(collector)[schema.HOST_DISK_READ] == {"sda": 1000 * 512}
     assert len(reads) == 1  # three ticks, one look at /sys/block
-    make_block(tmp_path, {"sdb": []})  # a disk plugged in: psutil lists it, /sys/block is read again
-    counters["sdb"] = 70
-    assert disk_samples(collector)[schema.HOST_DISK_READ] == {"sda": 1000, "sdb": 70}
+    make_block(tmp_path, {"sdb": []})  # a disk plugged in: /proc/diskstats lists it, /sys/block is read again
+    write_diskstats(tmp_path / "proc", {**counters, "sdb": 70})
+    assert disk_samples(collector)[schema.HOST_DISK_READ] == {"sda": 1000 * 512, "sdb": 70 * 512}
     assert len(reads) == 2
 
 
@@ -325,26 +335,36 @@ def test_memory_and_swap_are_psutils_numbers_from_one_read_of_meminfo(tmp_path, 
     assert swap_used == psutil.swap_memory().used
 
 
-def test_a_disk_counter_that_goes_back_is_published_as_a_reset_and_the_analysis_counts_what_came_after(monkeypatch):
-    # sda read 1000 B, then was re-added and has read 100 B since: the kernel says 1000, then 100. psutil's
-    # nowrap=True would publish 1000, 1100 (its "old value added"); as the kernel says it is a reset, which
-    # increases() undoes the same way: 100 B in the window from the first tick to the second.
+def test_a_disk_counter_that_goes_back_is_published_as_a_reset_and_the_analysis_counts_what_came_after(tmp_path):
+    # sda read 1000 sectors, then was re-added and has read 100 since: the kernel says 1000, then 100. Published as
+    # the kernel says it is a reset, which increases() undoes: 100 sectors in the window from the first tick to the
+    # second (psutil's nowrap=True would have published 1000, 1100: the same increase, at a cost every tick).
     import numpy as np
-    from psutil._common import wrap_numbers
 
     from mltelemetry.analysis.energy import increases
 
-    Io = namedtuple("Io", "read_bytes write_bytes")
-    kernel = iter([{"sda": Io(1000, 0)}, {"sda": Io(100, 0)}])
-
-    def disk_io_counters(perdisk=False, nowrap=True):  # psutil's behaviour: its correction with nowrap=True
-        counters = next(kernel)
-        return wrap_numbers(counters, "test-disk") if nowrap else counters
-
-    monkeypatch.setattr(psutil, "disk_io_counters", disk_io_counters)
-    collector = HostCollector("sut", sysfs_root=Path("/nonexistent"))
-    read = [next(s.value for s in collector.sample(t) if s.metric == schema.HOST_DISK_READ
-                 and s.labels["device"] == "sda") for t in (1_000_000_000, 2_000_000_000)]
-    assert read == [1000.0, 100.0]
+    collector = disk_collector(tmp_path, {"sda": 1000}, sysfs_root=Path("/nonexistent"))
+    read = []
+    for t, sectors in ((1_000_000_000, 1000), (2_000_000_000, 100)):
+        write_diskstats(tmp_path / "proc", {"sda": sectors})
+        read += [next(s.value for s in collector.sample(t) if s.metric == schema.HOST_DISK_READ
+                      and s.labels["device"] == "sda")]
+    assert read == [512_000.0, 51_200.0]
     window = increases(np.array([1, 2]) * 10**9, np.array(read), np.array([10**9]), np.array([2 * 10**9]))
-    assert window.tolist() == [100.0]
+    assert window.tolist() == [51_200.0]
+
+
+def test_disk_and_network_bytes_are_psutils_numbers_from_the_same_files(tmp_path, monkeypatch):
+    proc = tmp_path / "proc"
+    write_diskstats(proc, {"sda": 1000, "nvme0n1": 3, "loop0": 7})
+    with open(proc / "diskstats", "a") as f:  # kernels 4.18–5.4 write 18 fields, older ones 14
+        f.write("   8      32 sdc 1 2 40 4 5 6 80 8 0 10 11 12 13 14 15\n   8      48 sdd 1 2 60 4 5 6 90 8 0 10 11\n")
+    write_net_dev(proc, {"lo": (5, 5), "eth0": (123_456_789_012, 42), "wlp2s0": (0, 7)})
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(proc))
+    expected = {name: (io.read_bytes, io.write_bytes)
+                for name, io in psutil.disk_io_counters(perdisk=True, nowrap=False).items()}
+    assert host.disk_bytes(proc) == expected
+    assert expected["sda"] == (512_000, 1_024_000) and expected["sdd"] == (30_720, 46_080)  # 60 and 90 sectors
+    expected = {name: (io.bytes_recv, io.bytes_sent)
+                for name, io in psutil.net_io_counters(pernic=True, nowrap=False).items()}
+    assert host.network_bytes(proc) == expected and expected["eth0"] == (123_456_789_012, 42)
