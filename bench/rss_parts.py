@@ -16,17 +16,24 @@ import sys
 STEPS = {
     "host": ["psutil", "typer", "mltelemetry.store", "mltelemetry.sinks", "mltelemetry.exporters.host"],
     "pm": ["serial", "typer", "mltelemetry.store", "mltelemetry.sinks", "mltelemetry.exporters.pm.cli"],
-    "gpu": ["pynvml", "typer", "mltelemetry.store", "mltelemetry.sinks", "mltelemetry.exporters.gpu.cli"],
+    "gpu": ["pynvml", "pynvml.nvmlInit()", "typer", "mltelemetry.store", "mltelemetry.sinks",
+            "mltelemetry.exporters.gpu.cli"],
 }
-PROBE = ("import sys, importlib\nfor name in sys.argv[1:]: importlib.import_module(name)\n"
-         "rss = [line for line in open('/proc/self/status') if line.startswith('VmRSS')][0].split()[1]\n"
-         "print(int(rss) / 1024, 'pydantic' in sys.modules, len(sys.modules))")
+# A step "module.function()" calls that function (NVML's start loads the driver's library).
+PROBE = ("import sys, importlib\n"
+         "for name in sys.argv[1:]:\n"
+         "    module, _, call = name[:-2].rpartition('.') if name.endswith('()') else (name, '', '')\n"
+         "    getattr(importlib.import_module(module), call)() if call else importlib.import_module(module)\n"
+         "status = dict(line.split(':', 1) for line in open('/proc/self/status'))\n"
+         "kib = [int(status[k].split()[0]) for k in ('VmRSS', 'RssAnon', 'RssFile')]\n"
+         "print(*(k / 1024 for k in kib), 'pydantic' in sys.modules, len(sys.modules))")
 
 
-def rss_after(modules: list[str]) -> tuple[float, bool, int]:
+def rss_after(modules: list[str]) -> tuple[float, float, float, bool, int]:
+    """RSS, its anonymous and its file-backed part (shared libraries' pages) in MiB, pydantic loaded, modules."""
     out = subprocess.run([sys.executable, "-c", PROBE, *modules], capture_output=True, text=True, check=True)
-    mb, pydantic, count = out.stdout.split()
-    return float(mb), pydantic == "True", int(count)
+    rss, anon, file, pydantic, count = out.stdout.split()
+    return float(rss), float(anon), float(file), pydantic == "True", int(count)
 
 
 def main() -> None:
@@ -35,16 +42,16 @@ def main() -> None:
     args = parser.parse_args()
     print(f"Python {sys.version.split()[0]}")
     for exporter in args.exporter or sorted(STEPS):
-        before, _, _ = rss_after([])
-        print(f"\n{exporter}: a bare Python {before:.1f} MiB")
+        before, anon, file, _, _ = rss_after([])
+        print(f"\n{exporter}: a bare Python {before:.1f} MiB (anonymous {anon:.1f}, files {file:.1f})")
         for i, name in enumerate(STEPS[exporter]):
             try:
-                rss, pydantic, count = rss_after(STEPS[exporter][:i + 1])
+                rss, anon, file, pydantic, count = rss_after(STEPS[exporter][:i + 1])
             except subprocess.CalledProcessError as e:
                 print(f"  + {name}: failed ({e.stderr.strip().splitlines()[-1]})")
                 break
-            print(f"  + {name:34} {rss:6.1f} MiB (+{rss - before:4.1f}), {count} modules"
-                  + (", pydantic loaded" if pydantic else ""))
+            print(f"  + {name:34} {rss:6.1f} MiB (+{rss - before:4.1f}; anonymous {anon:5.1f}, files {file:5.1f}), "
+                  f"{count} modules" + (", pydantic loaded" if pydantic else ""))
             before = rss
 
 

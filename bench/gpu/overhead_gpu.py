@@ -16,6 +16,11 @@ p95 / max, share within 0.5 %). Writes ``overhead_gpu.json`` and each exporter's
 (``overhead_gpu_N.db``, N in the order above) under ``--out``.
 
     python3 bench/gpu/overhead_gpu.py --out /tmp/out [--scale 1.0] [--sequential] [--codecarbon DIR]
+        [--base-site DIR] [--repeat N]
+
+``--base-site DIR``: beside each exporter the same exporter of another version of mltelemetry (installed with
+``pip install --target DIR``), around the same load: the ratio of the two is what a change is worth on a machine
+whose load moves every figure between runs. ``--repeat N``: the whole measurement N times.
 """
 
 from __future__ import annotations
@@ -98,14 +103,22 @@ def start_codecarbon(path: str) -> subprocess.Popen:
     return process
 
 
-def measure(names: list[str], tmp: Path, out: Path, scale: float, codecarbon: str | None = None) -> dict:
+BASE = " (base)"  # a run of the --base-site version
+
+
+def measure(names: list[str], tmp: Path, out: Path, scale: float, codecarbon: str | None = None,
+            base_site: str | None = None) -> dict:
     """Run the exporters ``names`` side by side around one load.py (and CodeCarbon's tracker where ``codecarbon``
-    names its wheels' folder); their CPU-s/h, RSS and stores' windows."""
+    names its wheels' folder); their CPU-s/h, RSS and stores' windows. A name ending in BASE runs the version
+    installed in ``base_site``."""
     ports = {name: free_port() for name in names}
-    index = {name: list(RUNS).index(name) for name in names}
+    index = {name: f"{list(RUNS).index(name.removesuffix(BASE))}{'b' if name.endswith(BASE) else ''}"
+             for name in names}
+    base_env = {**os.environ, "PYTHONPATH": f"{base_site}:{os.environ.get('PYTHONPATH', '')}"}
     exporters = {name: subprocess.Popen(
-        [sys.executable, "-m", "mltelemetry", "exporter", "gpu", "--gpus", "0", *RUNS[name], "--host-label", "bench",
-         "--store", str(tmp / f"{index[name]}.db"), "--listen", f"127.0.0.1:{ports[name]}"],
+        [sys.executable, "-m", "mltelemetry", "exporter", "gpu", "--gpus", "0", *RUNS[name.removesuffix(BASE)],
+         "--host-label", "bench", "--store", str(tmp / f"{index[name]}.db"), "--listen", f"127.0.0.1:{ports[name]}"],
+        env=base_env if name.endswith(BASE) else None,
         stderr=(out / f"overhead_gpu_exporter_{index[name]}.log").open("wb")) for name in names}
     stop = threading.Event()
     scraper, prometheus = start_scraper(list(ports.values()), tmp, stop)
@@ -165,6 +178,8 @@ def main() -> None:
                         help="also run CodeCarbon's tracker (installed in DIR) beside the 1 s exporter")
     parser.add_argument("--only", action="append", choices=list(RUNS), metavar="RUN",
                         help=f"run only these exporters (repeat; default all): {', '.join(RUNS)}")
+    parser.add_argument("--base-site", metavar="DIR", help="beside each exporter, the version installed in DIR")
+    parser.add_argument("--repeat", type=int, default=1, help="measure everything this many times")
     parser.add_argument("--sequential", action="store_true",
                         help="one exporter at a time, each around a load of its own (their counter reads do not "
                              "contend in the driver; four times as long)")
@@ -174,16 +189,21 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     chosen = [name for name in RUNS if not args.only or name in args.only]
     groups = [[name] for name in chosen] if args.sequential else [chosen]
+    if args.base_site:  # each exporter beside its base version, around the same load
+        groups = [[n for name in names for n in (name, name + BASE)] for names in groups]
     runs = {}
-    for names in groups:
-        runs.update(measure(names, tmp, out, args.scale, args.codecarbon if "1 s" in names else None))
+    for k in range(args.repeat):
+        for names in groups:
+            measured = measure(names, tmp, out, args.scale, args.codecarbon if "1 s" in names else None,
+                               args.base_site)
+            runs.update({f"{name} [{k + 1}]" if args.repeat > 1 else name: r for name, r in measured.items()})
     print(f"GPU 0 ({next(iter(runs.values()))['gpu']}), /metrics scraped every 1 s; "
           f"{'one exporter at a time' if args.sequential else 'the exporters side by side'}")
     print("| exporter | CPU-s per hour | RSS MB | windows >= 5 s | window energy |error| median | p95 | max "
           "| windows within 0.5 % | method |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in runs.items():
-        if name == CODECARBON_RUN:
+        if name.startswith(CODECARBON_RUN):
             print(f"| {name}, beside the 1 s exporter | {r['cpu_s_per_hour']:.1f} | {r['rss_mb']:.0f} | | | | | | |")
             continue
         print(f"| {name} | {r['cpu_s_per_hour']:.1f} | {r['rss_mb']:.0f} | {r['windows']} | "

@@ -7,7 +7,9 @@ every tick. Two rules of spreading: the trapezoid between power readings (what `
 and each reading's power held until the next one (sample and hold), evaluated because NVML's power moves in 100 ms
 steps. The rule is re-implemented here in numpy (the same arithmetic as the collector's `_shaped`).
 
-    python bench/gpu/shaping.py STORE.db [STORE.db ...] [--out results.json]
+    python bench/gpu/shaping.py STORE.db [STORE.db ...] [--every 10] [--rule trapezoid] [--out results.json]
+
+``--every N``: the counter kept at one tick in N (10: once a second at 0.1 s, 20: every 2 s).
 
 A `.db.gz` is unpacked to a temporary file first. Results: bench/overhead.md (GPU section).
 """
@@ -41,10 +43,11 @@ def ticks(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             both["value_power"].to_numpy(np.float64))
 
 
-def shaped(t: np.ndarray, energy: np.ndarray, power: np.ndarray, rule: str, phase: int) -> tuple[np.ndarray, int, int]:
-    """The energy series with the counter kept at ticks phase, phase + EVERY, ... and shaped in between."""
+def shaped(t: np.ndarray, energy: np.ndarray, power: np.ndarray, rule: str, phase: int,
+           every: int = EVERY) -> tuple[np.ndarray, int, int]:
+    """The energy series with the counter kept at ticks phase, phase + every, ... and shaped in between."""
     out = energy.copy()
-    reads = list(range(phase, len(energy), EVERY))
+    reads = list(range(phase, len(energy), every))
     for a, b in zip(reads, reads[1:]):
         dt, p = np.diff(t[a:b + 1]), power[a:b + 1]
         steps = (p[:-1] + p[1:]) / 2 * dt if rule == "trapezoid" else p[:-1] * dt
@@ -52,13 +55,13 @@ def shaped(t: np.ndarray, energy: np.ndarray, power: np.ndarray, rule: str, phas
     return out, reads[0], reads[-1]
 
 
-def evaluate(path: Path) -> dict:
+def evaluate(path: Path, every: int = EVERY, rules: tuple[str, ...] = RULES) -> dict:
     t, energy, power = ticks(path)
-    result = {"store": path.name, "ticks": len(t), "rules": {}}
-    for rule in RULES:
+    result = {"store": path.name, "ticks": len(t), "every": every, "rules": {}}
+    for rule in rules:
         errors = []
-        for phase in range(EVERY):
-            series, first, last = shaped(t, energy, power, rule, phase)
+        for phase in range(every):
+            series, first, last = shaped(t, energy, power, rule, phase, every)
             edges = np.arange(first, last + 1)
             for i in edges[::3]:  # a sample of the windows: every 3rd start, every 7th end
                 ends = edges[edges >= i + MIN_TICKS][::7]
@@ -75,8 +78,11 @@ def evaluate(path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stores", nargs="+", type=Path)
+    parser.add_argument("--every", type=int, default=EVERY, help="keep the counter at one tick in this many")
+    parser.add_argument("--rule", choices=RULES, action="append", help="the rules to evaluate (default both)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    rules = tuple(args.rule or RULES)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.stores:
@@ -84,10 +90,10 @@ def main() -> None:
                 unpacked = Path(tmp) / path.stem
                 with gzip.open(path) as packed, unpacked.open("wb") as out:
                     shutil.copyfileobj(packed, out)
-                result = evaluate(unpacked)
+                result = evaluate(unpacked, args.every, rules)
                 result["store"] = str(path)
             else:
-                result = evaluate(path)
+                result = evaluate(path, args.every, rules)
             results.append(result)
             print(f"{result['store']} ({result['ticks']} ticks)")
             for rule, r in result["rules"].items():

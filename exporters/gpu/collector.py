@@ -18,8 +18,8 @@ monotonic counter, ``gpu_energy_joules_total``, labelled by how it was obtained:
   counter reads is less exact than with the counter read every tick (README, GPU exporter).
 
 ``gauges_interval_s`` (the CLI: 1 s when it samples faster) reads the slowly changing indicators
-(temperature, clocks, memory, P-state, PCIe link, throttle reasons, power limit, fan) at most
-that often; power every tick.
+(temperature, clocks, memory, P-state, PCIe link, throttle reasons, power limit, fan, and NVML's
+1 s average power) at most that often; instant power every tick.
 
 A GPU that falls off the bus publishes ``gpu_up 0`` and nothing else; the other GPUs keep
 going, and the lost one is looked for again every ``retry_lost_s``. A GPU already lost at
@@ -262,10 +262,11 @@ class GpuCollector:
             out += self._shaped(gpu, total, _integration_power(r), now, ts_ns)
         elif total is not None:
             s(schema.GPU_ENERGY, total, method=gpu.energy.method or "")
+        if not gauges:  # the slow indicators were not read: nothing more this tick
+            return out
         s(schema.GPU_TEMPERATURE, r.temperature_c)
         s(schema.GPU_UTILIZATION, r.utilization_ratio)
-        if gauges:  # utilisation is read with the slow indicators: between those reads the count waits
-            s(schema.GPU_BUSY_SECONDS, self._busy(gpu, r.utilization_ratio, now))
+        s(schema.GPU_BUSY_SECONDS, self._busy(gpu, r.utilization_ratio, now))  # waits for the next utilisation
         s(schema.GPU_MEMORY_UTILIZATION, r.memory_utilization_ratio)
         s(schema.GPU_MEMORY_USED, r.memory_used_bytes)
         s(schema.GPU_PSTATE, r.performance_state)

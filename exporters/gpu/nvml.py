@@ -8,9 +8,10 @@ for the module: the CI tests pass their fake, `tests/fakes/fake_nvml.py`.
 
 One read of one GPU costs one ``nvmlDeviceGetFieldValues`` call for instant power (field
 186), 1-second average power (185) and the hardware energy counter (83), plus one cheap call
-per remaining indicator. The energy counter is the expensive query (≈ 2.5 ms on an H100), so
-it is read once per tick, inside that batch. A reading the GPU does not support is logged
-once and never asked for again; a lost GPU raises :class:`GpuLost`.
+per remaining indicator. The energy counter is the expensive query (≈ 2.5 ms on an H100, 4 ms
+on an H200), so it is read at most once per read, inside that batch, and only when asked for;
+the average, like the slow indicators, only with them. A reading the GPU does not support is
+logged once and never asked for again; a lost GPU raises :class:`GpuLost`.
 """
 
 from __future__ import annotations
@@ -185,6 +186,7 @@ class NvmlGpu:
         self.uuid = _text(nvml.call(f"GPU {index}: reading its UUID", "nvmlDeviceGetUUID", self.handle))
         self.name = _text(nvml.call(f"GPU {index}: reading its name", "nvmlDeviceGetName", self.handle))
         self.unsupported: set[str] = set()
+        self._reading_texts: dict[str, str] = {}  # "GPU 0 (...): reading what" by what: made once, not per call
         self._field_ids = [FI_POWER_INSTANT, FI_POWER_AVERAGE, FI_TOTAL_ENERGY_CONSUMPTION]
         self._field_values = True
 
@@ -201,12 +203,19 @@ class NvmlGpu:
             log.info("%r: %s not supported%s; left out for this GPU", self, what.replace("_", " "),
                      f" ({why})" if why else "")
 
+    def _reading(self, what: str) -> str:
+        """What an error says was being done (made once per reading: an exporter at 0.1 s asks ten times a second)."""
+        text = self._reading_texts.get(what)
+        if text is None:
+            text = self._reading_texts[what] = f"{self!r}: reading {what.replace('_', ' ')}"
+        return text
+
     def _get(self, what: str, fn_name: str, *args: Any) -> Any:
         """One reading, or None where unsupported (said once) or failing this time (said each time)."""
         if what in self.unsupported:
             return None
         try:
-            return self.nvml.call(f"{self!r}: reading {what.replace('_', ' ')}", fn_name, self.handle, *args)
+            return self.nvml.call(self._reading(what), fn_name, self.handle, *args)
         except NotSupported as e:
             self._not_supported(what, str(e.code))
             return None
@@ -216,13 +225,15 @@ class NvmlGpu:
             log.warning("%s", e)
             return None
 
-    def _read_fields(self, reading: NvmlReading, energy: bool = True) -> None:
-        ids = [i for i in self._field_ids if energy or i != FI_TOTAL_ENERGY_CONSUMPTION]
+    def _read_fields(self, reading: NvmlReading, energy: bool = True, average: bool = True) -> None:
+        left_out = {FI_TOTAL_ENERGY_CONSUMPTION} if not energy else set()
+        if not average and FI_POWER_INSTANT in self._field_ids:  # the 1 s average only with the slow indicators
+            left_out.add(FI_POWER_AVERAGE)
+        ids = [i for i in self._field_ids if i not in left_out]
         if not self._field_values or not ids:
             return
         try:
-            values = self.nvml.call(f"{self!r}: reading field values", "nvmlDeviceGetFieldValues",
-                                    self.handle, ids)
+            values = self.nvml.call(self._reading("field_values"), "nvmlDeviceGetFieldValues", self.handle, ids)
         except NotSupported:
             self._field_values = False
             log.info("%r: NVML field values not supported by this driver; using the older calls", self)
@@ -258,10 +269,10 @@ class NvmlGpu:
 
     def read(self, *, energy: bool = True, slow: bool = True) -> NvmlReading:
         """Read every indicator the GPU supports: power always, the energy counter (one read spins milliseconds
-        of CPU in the driver) with ``energy``, the slowly changing rest with ``slow``. Raises :class:`GpuLost`
-        if it fell off the bus."""
+        of CPU in the driver) with ``energy``, the slowly changing rest with ``slow`` (and NVML's 1 s average
+        power, where instant power is read every time). Raises :class:`GpuLost` if it fell off the bus."""
         reading = NvmlReading()
-        self._read_fields(reading, energy=energy)
+        self._read_fields(reading, energy=energy, average=slow)
         self._read_power_usage(reading)
         if energy and not (self._field_values and FI_TOTAL_ENERGY_CONSUMPTION in self._field_ids):
             millijoules = self._get(ENERGY, "nvmlDeviceGetTotalEnergyConsumption")

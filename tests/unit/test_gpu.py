@@ -361,14 +361,16 @@ def bursty_run(counter_interval_s: float):
 
     fake.nvmlDeviceGetFieldValues = counting
     collector = collector_for(fake, counter_interval_s=counter_interval_s, gauges_interval_s=1.0)
-    energy, power_ticks = {}, 0
+    energy, power_ticks, average_ticks = {}, 0, []
     for k in range(300):
         fake.clock.now = k * 0.1
         for s in collector.sample(round(k * 1e8)):
             if s.metric == schema.GPU_ENERGY:
                 energy[s.ts_ns] = (s.value, s.labels["method"])
             power_ticks += s.metric == schema.GPU_POWER and s.labels["kind"] == "instant"
+            average_ticks += [k] if s.metric == schema.GPU_POWER_AVERAGE else []
     assert power_ticks == 300 and fake.calls["nvmlDeviceGetTemperature"] == 30  # slow indicators once a second
+    assert average_ticks == list(range(0, 300, 10))  # NVML's 1 s average with them, not ten times a second
     return gpu, energy, len(counter_reads)
 
 
