@@ -300,7 +300,7 @@ def test_command_runs_the_selected_gpus_into_the_store(monkeypatch, tmp_path):
     assert fake.initialised is False  # NVML shut down on the way out
 
 
-def test_faster_than_every_second_the_counter_is_read_once_a_second_by_default(monkeypatch, tmp_path):
+def test_faster_than_every_second_the_counter_is_read_every_2_s_by_default(monkeypatch, tmp_path):
     fake = FakeNvml([h100()], clock=FakeClock(3.5))
     monkeypatch.setattr(nvml, "_import_pynvml", lambda: fake)
     counter_intervals = []
@@ -314,12 +314,12 @@ def test_faster_than_every_second_the_counter_is_read_once_a_second_by_default(m
         result = CliRunner().invoke(app(), ["--listen", "off", "--store", str(tmp_path / store), "--interval",
                                             interval])
         assert result.exit_code == 0, result.output
-    assert counter_intervals == [1.0, 0.0]
+    assert counter_intervals == [2.0, 0.0]
     with Store(tmp_path / "fast.db") as store:
         fast = store.query(schema.GPU_ENERGY)
     with Store(tmp_path / "slow.db") as store:
         slow = store.query(schema.GPU_ENERGY)
-    # 0.1 s: the counter read at the first tick only (the clock stands still: the next read is a second away);
+    # 0.1 s: the counter read at the first tick only (the clock stands still: the next read is 2 s away);
     # 1000 J at start + 2 s x 100 W + 1.5 s x 300 W
     assert list(fast["value"]) == [1650.0] and set(fast["method"]) == {"nvml_counter_power_shaped"}
     assert list(slow["value"]) == [1650.0] * 3 and set(slow["method"]) == {"nvml_counter"}
