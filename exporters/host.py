@@ -189,7 +189,9 @@ class HostCollector:
         # The whole disks among the devices /proc/diskstats listed last: /sys/block is read again only when that list
         # changes (a disk, partition or device-mapper device came or went), not every tick.
         self._disks_of: tuple[frozenset[str], set[str] | None] | None = None
-        self._cpu_seconds: dict[tuple[int, str], float] = {}  # the last CPU time published per core and mode
+        self._label_dicts: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        # the last CPU time published per core and mode, and the series' labels
+        self._cpu_seconds: dict[tuple[int, str], tuple[float, dict[str, str]]] = {}
         self._cpu_modes = [mode for mode in psutil.cpu_times()._fields if mode in CPU_MODES]  # in psutil's order
         self._last_cpu_times = psutil.cpu_times(percpu=True)  # the first tick's utilisation is since now
 
@@ -218,7 +220,15 @@ class HostCollector:
         return samples
 
     def _s(self, metric: str, value: float, ts_ns: int, **labels: str) -> Sample:
-        return Sample(metric, {"host": self.host, **labels}, float(value), ts_ns)
+        return Sample(metric, self._labels(**labels), float(value), ts_ns)
+
+    def _labels(self, **labels: str) -> dict[str, str]:
+        """A series' labels, made once and the same dict every tick after (no sink changes a sample's labels)."""
+        key = tuple(labels.items())
+        made = self._label_dicts.get(key)
+        if made is None:
+            made = self._label_dicts[key] = {"host": self.host, **labels}
+        return made
 
     def _cpu(self, ts_ns: int) -> list[Sample]:
         """Utilisation since the last tick (per core and the machine's) and CPU time per core and mode, from one
@@ -237,14 +247,15 @@ class HostCollector:
     def _cpu_time(self, cores: list, ts_ns: int) -> list[Sample]:
         """CPU time per core and mode as counters: what a window's mean utilisation is computed from (the gauge
         above holds only the last tick's busy share: a scrape every 15 s keeps one tick of 15)."""
-        times = []
+        times, published = [], self._cpu_seconds
         for i, core in enumerate(cores):
             for mode in self._cpu_modes:
                 # Linux's idle and iowait can step back a little (NO_HZ accounting): the analysis would read
                 # a drop as a restart, so a counter never goes below what it said (as node_exporter does)
-                seconds = self._cpu_seconds[(i, mode)] = max(getattr(core, mode),
-                                                             self._cpu_seconds.get((i, mode), 0.0))
-                times.append(self._s(schema.HOST_CPU_SECONDS, seconds, ts_ns, cpu=str(i), mode=mode))
+                last, labels = published.get((i, mode)) or (0.0, self._labels(cpu=str(i), mode=mode))
+                seconds = max(getattr(core, mode), last)
+                published[(i, mode)] = (seconds, labels)
+                times.append(Sample(schema.HOST_CPU_SECONDS, labels, seconds, ts_ns))
         return times
 
     def _memory(self, ts_ns: int) -> list[Sample]:
