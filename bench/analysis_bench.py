@@ -24,7 +24,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from overhead_bench import free_port
 from provenance import provenance
 
 from mltelemetry import schema
@@ -197,12 +197,6 @@ def timed(args: list[str]) -> tuple[float, float, str]:
             sys.exit(f"analyze {' '.join(args)} failed: {err[-2000:]}")
         out.seek(0)
         return wall, usage.ru_maxrss / 1024, out.read()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def is_number(value: object) -> bool:

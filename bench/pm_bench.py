@@ -23,7 +23,6 @@ import argparse
 import json
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,18 +30,13 @@ import time
 from pathlib import Path
 
 import psutil
+from overhead_bench import free_port
 from provenance import provenance
 from rich.console import Console
 from rich.progress import Progress
 
 MLT = [sys.executable, "-m", "mltelemetry"]
 console = Console(stderr=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_emulator(driver: str, where: str, profile: str = "constant:150") -> tuple[subprocess.Popen, str]:

@@ -343,7 +343,9 @@ class PrometheusSink(Routes, Publisher):
     """Serves the latest value of every series on ``http://HOST:PORT/metrics`` (``https`` with TLS).
 
     The page is rendered at most once per tick and format (text or OpenMetrics): the first scrape after a
-    publish renders it, the others get the same bytes. Beside the samples it serves the process' own CPU
+    publish renders it, the others get the same bytes; a format scraped during the previous tick is rendered
+    at the publish itself (the tick just touched every series: 120 µs there against 280 µs in a scrape half a
+    second later, for a host exporter's page). Beside the samples it serves the process' own CPU
     time and memory (``process_*``).
 
     The series in ``schema.EXPOSED_WITH_READING_TIME`` (the energy counters) carry their reading's time as
@@ -391,6 +393,7 @@ class PrometheusSink(Routes, Publisher):
         self._last_publish: float | None = None
         self._lock = threading.Lock()
         self._pages: dict[str, Page] = {}  # rendered pages by content type, until the next publish
+        self._scraped: set[str] = set()  # the content types scraped since the last publish
         self.scrapes = 0  # how often /metrics was read
         self.renders = 0  # how often the page was rendered
         self._labels: dict[SeriesKey, str] = {}  # each series' rendered labels, made once
@@ -411,7 +414,11 @@ class PrometheusSink(Routes, Publisher):
 
     def publish_samples(self, samples: Sequence[Sample]) -> None:
         with self._lock:
+            scraped, self._scraped = self._scraped, set()  # the formats scraped since the previous publish
             self._publish(samples)
+            for content_type in scraped:  # likely scraped again in this tick
+                self.renders += 1
+                self._pages[content_type] = Page(self._render(content_type == OPENMETRICS_FORMAT), content_type)
 
     def _publish(self, samples: Sequence[Sample]) -> None:
         """Under the lock: take one tick's samples."""
@@ -493,6 +500,7 @@ class PrometheusSink(Routes, Publisher):
                    for readings in self._history.values()):  # it missed a reading before the latest
                 self.renders += 1
                 return Page(self._render(openmetrics, since=last_served), content_type)
+            self._scraped.add(content_type)
             page = self._pages.get(content_type)
             if page is None:
                 self.renders += 1

@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,16 +45,13 @@ from mltelemetry import schema
 from mltelemetry.analysis.energy import increases
 from mltelemetry.store import Store
 
+sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/: the CodeCarbon tracker and free_port of overhead_bench
+from overhead_bench import CODECARBON, free_port  # noqa: E402
+
 RUNS = {"1 s": ["--interval", "1"], "0.1 s, counter every tick": ["--interval", "0.1", "--counter-interval", "0"],
         "0.1 s, counter every 0.5 s": ["--interval", "0.1", "--counter-interval", "0.5"],
         "0.1 s, counter every 1 s (the default)": ["--interval", "0.1"],
         "0.1 s, counter every 2 s": ["--interval", "0.1", "--counter-interval", "2"]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -94,9 +90,6 @@ CODECARBON_RUN = "codecarbon OfflineEmissionsTracker(measure_power_secs=1)"
 def start_codecarbon(path: str) -> subprocess.Popen:
     """CodeCarbon's tracker in a process of its own, importing from ``path`` (its wheels, kept out of the
     exporters' environment), as bench/overhead_bench.py runs it; returns once it tracks."""
-    sys.path.insert(0, str(Path(__file__).parents[1]))
-    from overhead_bench import CODECARBON
-
     process = subprocess.Popen([sys.executable, "-c", CODECARBON], stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONPATH": f"{path}:{os.environ.get('PYTHONPATH', '')}"})
     if process.stdout.readline().strip() != "ready":

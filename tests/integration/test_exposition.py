@@ -38,9 +38,13 @@ def test_the_page_is_rendered_once_per_tick_and_served_over_one_kept_alive_conne
             sink.publish_samples([Sample(schema.PM_POWER, PM, 80.0, 1)])
             bodies = {session.get(url, timeout=5).text for _ in range(5)}
             assert sink.renders == 1 and len(bodies) == 1 and "} 80.0" in bodies.pop()
-            sink.publish_samples([Sample(schema.PM_POWER, PM, 90.0, 2)])  # the next tick: one more render
+            sink.publish_samples([Sample(schema.PM_POWER, PM, 90.0, 2)])  # the next tick: rendered at once,
+            assert sink.renders == 2  # as the previous tick's page was scraped
             assert all("} 90.0" in session.get(url, timeout=5).text for _ in range(3))
             assert sink.renders == 2 and sink.scrapes == 8
+            sink.publish_samples([Sample(schema.PM_POWER, PM, 95.0, 3)])
+            sink.publish_samples([Sample(schema.PM_POWER, PM, 99.0, 4)])  # the tick before was not scraped
+            assert sink.renders == 3 and "} 99.0" in session.get(url, timeout=5).text and sink.renders == 4
             assert sink._server.open_connections == 1  # all eight over one connection
     finally:
         sink.close()

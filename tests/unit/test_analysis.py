@@ -552,17 +552,23 @@ def test_variants_from_settings_without_a_variant_field(tmp_path):
     assert set(epochs.variant) == {variant_name(k) for k in VARIANTS}  # from the run each epoch lies in
 
 
-def test_a_meter_that_never_gave_a_reading_gives_no_wall_energy(tmp_path):
-    """Seen on a real run: the exporter could not open the meter's port all campaign long. Its counters were
-    published (energy 0, valid readings 0, no gap counted before a first reading): that is not 0 W."""
+def silent_meter_campaign(path, events: list[Event]):
+    """Campaign "c" of ``events`` analysed over 60 s of a meter that never gave a reading: its exporter published
+    its counters every second (energy 0, valid readings 0, no gap counted before a first reading)."""
     labels = {"host": "h", "meter": "m"}
     samples = [Sample(metric, labels, 0.0, t * S) for t in range(0, 61)
                for metric in (schema.PM_ENERGY, schema.PM_SAMPLES, schema.PM_GAP)]
-    events = [Event("c", "baseline", 1, "run", 10 * S, 20 * S), Event("c", "x", 1, "run", 30 * S, 50 * S)]
-    with Store(tmp_path / "s.db") as store:
+    with Store(path) as store:
         store.write(samples)
         store.write_events(events)
-        result = analyze_campaign(store, "c")
+        return analyze_campaign(store, "c")
+
+
+def test_a_meter_that_never_gave_a_reading_gives_no_wall_energy(tmp_path):
+    """Seen on a real run: the exporter could not open the meter's port all campaign long. Its counters were
+    published: that is not 0 W."""
+    result = silent_meter_campaign(tmp_path / "s.db", [Event("c", "baseline", 1, "run", 10 * S, 20 * S),
+                                                       Event("c", "x", 1, "run", 30 * S, 50 * S)])
     runs = result.windows[result.windows.action == "run"]
     assert runs.energy_wh.isna().all() and runs.mean_power_w.isna().all() and runs.flagged.all()
     assert (runs.coverage == 0).all()

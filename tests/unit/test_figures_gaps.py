@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_analysis import S, meter_store
+from test_analysis import S, meter_store, silent_meter_campaign
 from test_analysis_gpus import counter, gpu_labels, gpu_store
 
 from mltelemetry import schema
@@ -91,14 +91,8 @@ def test_two_hosts_get_each_their_baseline_power_and_induced_energy(tmp_path):
 def test_a_window_of_no_length_is_fully_covered_even_by_a_silent_meter(tmp_path):
     # the meter never gave a reading (its counters published at 0): every window with a length has coverage 0;
     # one of no length expects no reading, so nothing is missing from it: coverage 1 (it is not flagged for that)
-    labels = {"host": "h", "meter": "m"}
-    samples = [Sample(metric, labels, 0.0, t * S) for t in range(0, 61)
-               for metric in (schema.PM_ENERGY, schema.PM_SAMPLES, schema.PM_GAP)]
-    events = [Event("c", "x", 1, "run", 30 * S, 50 * S), Event("c", "x", 1, "mark", 40 * S, 40 * S)]
-    with Store(tmp_path / "s.db") as store:
-        store.write(samples)
-        store.write_events(events)
-        result = analyze_campaign(store, "c")
+    result = silent_meter_campaign(tmp_path / "s.db", [Event("c", "x", 1, "run", 30 * S, 50 * S),
+                                                       Event("c", "x", 1, "mark", 40 * S, 40 * S)])
     rows = result.windows.set_index("action")
     assert rows.coverage["run"] == 0.0 and rows.coverage["mark"] == 1.0
     assert "coverage" not in (rows.note["mark"] or "")
