@@ -15,7 +15,10 @@ device_setup() {
   mkdir -p "$OUT"
   exec > >(tee "$OUT/$2") 2>&1
   START=$(date +%s)
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 3
+  # compiled, as a lab's pip install is; so is a copy of the machine's pynvml, which has no .pyc there (compiled at
+  # every start, pynvml alone left an exporter ≈ 14 MB larger)
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 3
+  python3 -c "import pynvml, shutil; shutil.copy(pynvml.__file__, '/tmp/site/')" && python3 -m compileall -q /tmp/site/pynvml.py
   export PYTHONPATH=/tmp/site
   REPO=$(pwd)
   cd /tmp || exit 3

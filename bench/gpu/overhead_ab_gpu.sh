@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue 11 on the device machine: the GPU exporter of this tree beside the same exporter of a base version, around
-# the same bursty load, REPEAT times (default 3), at --interval 0.1 with its default counter interval (once a
-# second); then what its resident memory is made of (bench/rss_parts.py, nvmlInit included).
+# the same bursty load, REPEAT times (default 3), at --interval 0.1 with its default counter interval (RUN: a
+# name of bench/gpu/overhead_gpu.py's RUNS); then what its resident memory is made of (bench/rss_parts.py,
+# nvmlInit included).
 # Carry .whl/ with this tree's wheel, pyserial and typer at the top and the base version's wheel in .whl/base/:
 #   rm -f .whl/mltelemetry-*.whl && pip wheel -q --no-deps --no-build-isolation -w .whl .
 #   git worktree add /tmp/base BASE && (cd /tmp/base && pip wheel -q --no-deps --no-build-isolation -w $PWD/.whl/base .)
@@ -9,11 +10,11 @@
 set -u
 source bench/device_lib.sh
 device_setup /tmp/gpu-ab-out log_overhead_ab.txt
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/base "$REPO"/.whl/base/*.whl || exit 3
+python3 -m pip install -q --no-index --no-deps --target /tmp/base "$REPO"/.whl/base/*.whl || exit 3
 nvidia-smi --query-gpu=index,name,driver_version --format=csv
 step "rss parts"
 python3 "$REPO/bench/rss_parts.py" --exporter gpu
 step "A/B at 0.1 s"
-python3 "$REPO/bench/gpu/overhead_gpu.py" --out "$OUT" --only "${RUN:-0.1 s, counter every 1 s (the default)}" \
+python3 "$REPO/bench/gpu/overhead_gpu.py" --out "$OUT" --only "${RUN:-0.1 s, counter every 2 s (the default)}" \
     --base-site /tmp/base --repeat "${REPEAT:-3}"
 rm -f "$OUT"/*.db
