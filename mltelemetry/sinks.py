@@ -297,7 +297,7 @@ def go_float(value: float) -> str:
         return "+Inf" if value > 0 else "-Inf"
     if math.isnan(value):
         return "NaN"
-    if value > 0 and dot > 6:  # Go writes an exponent from 1e21 on, Python's repr from 1e16: Go's way from 1e6
+    if value > 0 and dot > 6:  # a seventh digit before the point: Go writes an exponent where Python's repr does not
         mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1:]}".rstrip("0.")
         return f"{mantissa}e+{dot - 1:02d}"
     return text

@@ -46,7 +46,7 @@ def parse_gpus(gpus: str | None) -> list[int] | None:
 
 
 # The counter every 2 s when the exporter ticks faster than once a second: each read spins ~4 ms of CPU in the
-# driver. At 0.1 s on an H200, side by side: every tick 141-152 CPU-s per hour, every 1 s 30-32, every 2 s 24-25,
+# driver. At 0.1 s on an H200, side by side: every tick 141-152 CPU-s per hour, every 1 s 30-41, every 2 s 23-25,
 # with windows >= 5 s of a bursty load as exact against the counter read directly (bench/overhead.md).
 SHAPED_COUNTER_INTERVAL_S = 2.0
 
