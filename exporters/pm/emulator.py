@@ -37,6 +37,7 @@ from typing import Protocol
 import psutil
 
 from mltelemetry.errors import MltelemetryError
+from mltelemetry.exporters.pm.transport import shut_socket
 
 log = logging.getLogger(__name__)
 
@@ -376,16 +377,13 @@ class TcpServerLink:
 
     def _drop_client(self) -> None:
         if self.client is not None:
-            try:
-                self.client.close()
-            except OSError:
-                pass
+            shut_socket(self.client)
             self.client = None
 
     def unplug(self) -> None:
         self._drop_client()
         if self._listener is not None:
-            self._listener.close()
+            shut_socket(self._listener)
             self._listener = None
 
     def fds(self) -> list[int]:

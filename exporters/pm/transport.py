@@ -59,6 +59,20 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
+def shut_socket(sock: socket.socket) -> None:
+    """Shut a socket down, then close it (an emulator pulling its cable): a socket that another thread's select()
+    waits on stays open until that select returns, so a closed listener would still accept and a closed connection
+    would not end; shutdown takes effect at once."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # never connected, or already gone
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
 def read_line(link: Link, timeout_s: float, max_bytes: int = 256) -> bytes:
     """Bytes up to and including LF, or what came before ``timeout_s`` ran out (then without LF)."""
     deadline = time.monotonic() + timeout_s

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mltelemetry.exporters.pm.meter import InvalidReading, MeterDisconnected
+from mltelemetry.exporters.pm.transport import shut_socket
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -257,7 +258,7 @@ class Vxi11ServerLink:
 
     def unplug(self) -> None:
         for s in [*self._listeners, *(c.sock for c in self._clients)]:
-            s.close()
+            shut_socket(s)
         self._listeners, self._clients, self._waiting = [], [], []
         self._output.clear()
 

@@ -155,6 +155,21 @@ def test_tcp_cable_unplugs_and_replugs():
             assert s.recv(100) == b"2.5000E-01\r\n"
 
 
+def test_an_unplugged_port_refuses_at_once_while_the_serving_thread_still_waits_on_it():
+    # Seen in CI: the emulator's thread sat in select() on the listener when the test pulled the cable, and a
+    # closed socket that select() holds keeps listening until it wakes: the next connect was accepted.
+    import select
+    import socket
+
+    link = TcpServerLink("127.0.0.1", 0)
+    link.plug()
+    threading.Thread(target=select.select, args=(link.fds(), [], [], 3), daemon=True).start()
+    time.sleep(0.2)  # in select(): it holds the listener until it returns, 3 s from now
+    link.unplug()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", link.port), timeout=1).close()
+
+
 def test_a_shifted_clock_reports_the_load_late(tmp_path):
     profile = steps_profile([(100.0, 1.0), (300.0, 1.0)])
     with Wt300Emulator(profile, tmp_path / "wt", update_interval_s=0.25, clock_shift_s=0.4) as emu, \
