@@ -13,13 +13,12 @@ over one kept-alive connection N times, SECONDS apart; CPU (user + system of the
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 
 import requests
-from overhead_bench import free_port
+from overhead_bench import cpu_seconds, free_port
 
 PAGE = """
 import sys, threading, time
@@ -58,11 +57,6 @@ while True:
 """
 
 
-def cpu_s(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scrapes", type=int, default=400)
@@ -80,12 +74,12 @@ def main() -> None:
                 sessions[kind].get(f"http://127.0.0.1:{port}/metrics", headers=accept, timeout=10).raise_for_status()
 
         scrape_all()
-        before = {kind: cpu_s(p.pid) for kind, p in servers.items()}
+        before = {kind: cpu_seconds(p) for kind, p in servers.items()}
         for _ in range(args.scrapes):
             time.sleep(args.every)
             scrape_all()
         for kind, p in servers.items():
-            print(f"{kind:6} {(cpu_s(p.pid) - before[kind]) / args.scrapes * 1000:.3f} ms of CPU per scrape")
+            print(f"{kind:6} {(cpu_seconds(p) - before[kind]) / args.scrapes * 1000:.3f} ms of CPU per scrape")
     finally:
         for p in servers.values():
             p.kill()

@@ -30,7 +30,7 @@ from mltelemetry.cliutil import SinkOptions
 from mltelemetry.errors import MltelemetryError, StoreWriteError, UsageError
 from mltelemetry.event_series import event_samples, running_labels
 from mltelemetry.httpserver import MetricsServer, Page, Routes, ServerLimits
-from mltelemetry.process_metrics import ProcessMetrics
+from mltelemetry.process_metrics import ProcessMetrics, ProcessValue
 from mltelemetry.publisher import Capability, Publisher, PublisherSettings, WindowChange
 from mltelemetry.schema import EXPOSED_WITH_READING_TIME, METRICS, Event, Sample
 from mltelemetry.store import Store
@@ -328,7 +328,7 @@ def family_header(name: str, openmetrics: bool) -> str:
             + (f"# UNIT {family} {unit}\n" if unit else ""))
 
 
-def process_text(values, openmetrics: bool) -> bytes:
+def process_text(values: Sequence[ProcessValue], openmetrics: bool) -> bytes:
     """The process_* families (:mod:`mltelemetry.process_metrics`) as prometheus-client writes them; in OpenMetrics a
     counter's family is named without ``_total``, and ``# EOF`` ends the page."""
     lines = []

@@ -47,17 +47,12 @@ from mltelemetry.analysis.energy import increases
 from mltelemetry.store import Store
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/: the CodeCarbon tracker and free_port of overhead_bench
-from overhead_bench import CODECARBON, free_port  # noqa: E402
+from overhead_bench import CODECARBON, cpu_seconds, free_port  # noqa: E402
 
 RUNS = {"1 s": ["--interval", "1"], "0.1 s, counter every tick": ["--interval", "0.1", "--counter-interval", "0"],
         "0.1 s, counter every 0.5 s": ["--interval", "0.1", "--counter-interval", "0.5"],
         "0.1 s, counter every 1 s": ["--interval", "0.1", "--counter-interval", "1"],
         "0.1 s, counter every 2 s (the default)": ["--interval", "0.1"]}
-
-
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
 
 
 def scrape_every_second(urls: list[str], stop: threading.Event) -> None:
@@ -88,11 +83,16 @@ def start_scraper(ports: list[int], tmp: Path, stop: threading.Event) -> tuple[s
 CODECARBON_RUN = "codecarbon OfflineEmissionsTracker(measure_power_secs=1)"
 
 
+def importing_first(folder: str) -> dict[str, str]:
+    """This process' environment with ``folder`` first on a child's import path."""
+    return {**os.environ, "PYTHONPATH": f"{folder}:{os.environ.get('PYTHONPATH', '')}"}
+
+
 def start_codecarbon(path: str) -> subprocess.Popen:
     """CodeCarbon's tracker in a process of its own, importing from ``path`` (its wheels, kept out of the
     exporters' environment), as bench/overhead_bench.py runs it; returns once it tracks."""
     process = subprocess.Popen([sys.executable, "-c", CODECARBON], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": f"{path}:{os.environ.get('PYTHONPATH', '')}"})
+                               env=importing_first(path))
     if process.stdout.readline().strip() != "ready":
         sys.exit("codecarbon did not start")
     return process
@@ -109,11 +109,10 @@ def measure(names: list[str], tmp: Path, out: Path, scale: float, codecarbon: st
     ports = {name: free_port() for name in names}
     index = {name: f"{list(RUNS).index(name.removesuffix(BASE))}{'b' if name.endswith(BASE) else ''}"
              for name in names}
-    base_env = {**os.environ, "PYTHONPATH": f"{base_site}:{os.environ.get('PYTHONPATH', '')}"}
     exporters = {name: subprocess.Popen(
         [sys.executable, "-m", "mltelemetry", "exporter", "gpu", "--gpus", "0", *RUNS[name.removesuffix(BASE)],
          "--host-label", "bench", "--store", str(tmp / f"{index[name]}.db"), "--listen", f"127.0.0.1:{ports[name]}"],
-        env=base_env if name.endswith(BASE) else None,
+        env=importing_first(base_site) if name.endswith(BASE) else None,
         stderr=(out / f"overhead_gpu_exporter_{index[name]}.log").open("wb")) for name in names}
     stop = threading.Event()
     scraper, prometheus = start_scraper(list(ports.values()), tmp, stop)
@@ -123,13 +122,13 @@ def measure(names: list[str], tmp: Path, out: Path, scale: float, codecarbon: st
     load_file = out / f"overhead_load_{index[names[0]]}.json"
     try:
         time.sleep(10)  # start-up, imports, first scrapes
-        before = {name: cpu_seconds(p.pid) for name, p in measured.items()}
+        before = {name: cpu_seconds(p) for name, p in measured.items()}
         began = time.monotonic()
         load_script = str(Path(__file__).with_name("load.py"))
         subprocess.run([sys.executable, load_script, "--gpu", "0", "--out", str(load_file), "--scale", str(scale)],
                        check=True)
         window = time.monotonic() - began
-        cpu = {name: (cpu_seconds(p.pid) - before[name]) / window * 3600 for name, p in measured.items()}
+        cpu = {name: (cpu_seconds(p) - before[name]) / window * 3600 for name, p in measured.items()}
         rss = {name: psutil.Process(p.pid).memory_info().rss / 1e6 for name, p in measured.items()}
         time.sleep(3)  # the shaped series reaches the store up to a second late
     finally:
