@@ -128,3 +128,48 @@ def test_a_query_sees_one_snapshot_while_another_writer_compacts(tmp_path):
     assert len(reader.query(PM_POWER)) == CHUNK_SAMPLES
     writer.close()
     reader.close()
+
+
+def _wal_frames(path) -> int:
+    page_size = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
+    return (path.with_name(path.name + "-wal").stat().st_size - 32) // (page_size + 24)
+
+
+def test_a_write_of_many_series_changes_a_few_pages_not_one_per_series(tmp_path):
+    """A host exporter's flush: 5 ticks of 34 series. The head table in time order appends them at the end of one
+    B-tree; in series order (the old layout) every series' last page changed: 39 pages per commit."""
+    path = tmp_path / "s.db"
+    with Store(path) as store:
+        store.write([power(t, 1.0, meter=f"m{i}") for t in range(300) for i in range(34)])  # half-full heads
+        store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store._db.execute("PRAGMA wal_autocheckpoint=0")  # the WAL keeps every page each commit wrote
+        for write in range(20):
+            store.write([power(300 + write * 5 + tick, 1.0, meter=f"m{i}") for tick in range(5) for i in range(34)])
+        assert _wal_frames(path) / 20 <= 10
+
+
+@pytest.mark.parametrize("layout", ["time, then series", "series, then time (stores made before 2026-12-02)"])
+def test_many_series_through_head_and_chunks_in_either_head_layout(tmp_path, layout):
+    path = tmp_path / "s.db"
+    if layout.startswith("series"):  # a store file as the earlier versions made it
+        from mltelemetry import store as store_module
+
+        old = store_module._SCHEMA.replace("PRIMARY KEY (ts_ns, series_id)", "PRIMARY KEY (series_id, ts_ns)")
+        assert old != store_module._SCHEMA
+        sqlite3.connect(path, isolation_level=None).executescript(old)
+    statements = []
+    n = CHUNK_SAMPLES * 2 + 37
+    with Store(path) as store:
+        store._db.set_trace_callback(statements.append)
+        for first in range(0, n, 7):  # every series' head fills at the same write, as an exporter's do
+            store.write([power(t, t + i / 10, meter=f"m{i}")
+                         for t in range(first, min(first + 7, n)) for i in range(3)])
+        compactions = [sql for sql in statements if sql.startswith("DELETE FROM samples")]
+        assert len(compactions) == 2  # one pass for the three series each time their heads filled, no more
+        assert store._db.execute("SELECT count(*), sum(n) FROM chunks").fetchone() == (6, 6 * CHUNK_SAMPLES)
+        assert store._db.execute("SELECT count(*) FROM samples").fetchone() == (3 * 37,)
+        window = store.query(PM_POWER, start_ns=595 * S, end_ns=1205 * S)
+    for i in range(3):
+        mine = window[window.meter == f"m{i}"]
+        assert mine.ts_ns.tolist() == [t * S for t in range(595, 1206)]
+        assert mine.value.tolist() == [t + i / 10 for t in range(595, 1206)]
