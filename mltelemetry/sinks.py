@@ -281,6 +281,22 @@ def openmetrics_unit(family: str, unit: str) -> str:
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
+class _Series:
+    """What the /metrics page knows of one series. Held by reference where a tick's samples are taken, so a sample
+    costs one lookup of its metric and labels and no hashing of the series key (tuples do not keep their hash)."""
+
+    __slots__ = ("key", "value", "ts_ns", "published_at", "readings", "labels", "line", "line_value", "gone")
+
+    def __init__(self, key: SeriesKey, readings: deque[tuple[int, float, int]] | None) -> None:
+        self.key = key
+        self.value, self.ts_ns, self.published_at = math.nan, 0, 0.0
+        self.readings = readings  # a reading-time series' last readings: (tick, value, reading time in ns)
+        self.labels: str | None = None  # name{labels}, rendered once
+        self.line: str | None = None  # the page's line for line_value (series without a reading time)
+        self.line_value = math.nan
+        self.gone = False  # forgotten: a sample of it makes a new record
+
+
 PROCESS_EVERY_S = 5.0
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -376,10 +392,10 @@ class PrometheusSink(Routes, Publisher):
                  history: int = 60, keep_s: Mapping[str, float] | None = None, host_label: str | None = None,
                  linger_s: float = 0.0) -> None:
         self.host_label, self.linger_s = host_label, linger_s
-        self._latest: dict[SeriesKey, tuple[float, int]] = {}  # value, reading time (ns)
+        self._series: dict[SeriesKey, _Series] = {}  # every series on the page
+        self._keys: dict[tuple, _Series] = {}  # a sample's metric and labels as they come → its series
         self._tick = 0  # publishes so far
-        # The last ``history`` readings of each reading-time series: (tick, value, reading time in ns).
-        self._history: dict[SeriesKey, deque[tuple[int, float, int]]] = {}
+        self._timed: dict[SeriesKey, _Series] = {}  # the reading-time series: they keep their last readings
         self.history = history
         self._scrapers: dict[str, tuple[int, float]] = {}  # scraper → (the last tick it was served, when)
         # A series not published for stale_after_s is dropped (a GPU that fell off the bus, a meter item
@@ -388,7 +404,6 @@ class PrometheusSink(Routes, Publisher):
         self.keep_s = dict(keep_s or {})
         self.healthy_within_s = healthy_within_s
         self._clock = clock
-        self._published_at: dict[SeriesKey, float] = {}
         self._expires_at = math.inf  # no series leaves the page before then (a bound: it may leave later)
         self._last_publish: float | None = None
         self._lock = threading.Lock()
@@ -396,10 +411,7 @@ class PrometheusSink(Routes, Publisher):
         self._scraped: set[str] = set()  # the content types scraped since the last publish
         self.scrapes = 0  # how often /metrics was read
         self.renders = 0  # how often the page was rendered
-        self._labels: dict[SeriesKey, str] = {}  # each series' rendered labels, made once
-        self._keys: dict[tuple, SeriesKey] = {}  # a sample's metric and labels as they come → its series key
-        self._lines: dict[SeriesKey, tuple[float, str]] = {}  # a series' last value and line (no reading time)
-        self._order: list[SeriesKey] | None = None  # the series in page order, until one comes or goes
+        self._order: list[_Series] | None = None  # the series in page order, until one comes or goes
         self._headers: dict[tuple[str, bool], str] = {}  # each family's header lines, per format
         self.process = ProcessMetrics()  # the process' own CPU time and memory
         self._process_parts: dict[bool, tuple[float, bytes]] = {}  # per format: (when rendered, the lines)
@@ -423,25 +435,37 @@ class PrometheusSink(Routes, Publisher):
     def _publish(self, samples: Sequence[Sample]) -> None:
         """Under the lock: take one tick's samples."""
         now = self._clock()
+        keys, tick = self._keys, self._tick + 1
         for s in samples:
-            key = self._keys.get((s.metric, *s.labels.items()))
-            if key is None:  # the labels sorted once per series and label order (a collector keeps its order)
-                key = self._keys[(s.metric, *s.labels.items())] = (s.metric, tuple(sorted(s.labels.items())))
-            if key not in self._published_at:
-                self._order = None
-                self._expires_at = min(self._expires_at, now + self._kept_for(s.metric))
-            self._published_at[key] = now
-            if s.metric in EXPOSED_WITH_READING_TIME:
-                readings = self._history.setdefault(key, deque(maxlen=self.history))
+            series = keys.get((s.metric, *s.labels.items()))
+            if series is None or series.gone:
+                series = self._series_of(s, now)
+            series.published_at = now
+            readings = series.readings
+            if readings is not None:
                 if readings and s.ts_ns < readings[-1][2]:  # the wall clock stepped back: Prometheus
                     continue  # would drop it as out of order, and the counter's newest reading stays
                 if readings and s.ts_ns == readings[-1][2]:  # the same reading again
                     readings.pop()
-                readings.append((self._tick + 1, s.value, s.ts_ns))
-            self._latest[key] = (s.value, s.ts_ns)
-        self._tick += 1
+                readings.append((tick, s.value, s.ts_ns))
+            series.value, series.ts_ns = s.value, s.ts_ns
+        self._tick = tick
         self._last_publish = now
         self._pages.clear()
+
+    def _series_of(self, sample: Sample, now: float) -> _Series:
+        """The series of a sample whose metric and labels were not looked up before in this order (made if new)."""
+        key = (sample.metric, tuple(sorted(sample.labels.items())))  # labels sorted once per series and order
+        series = self._series.get(key)
+        if series is None:
+            timed = sample.metric in EXPOSED_WITH_READING_TIME
+            series = self._series[key] = _Series(key, deque(maxlen=self.history) if timed else None)
+            if timed:
+                self._timed[key] = series
+            self._order = None
+            self._expires_at = min(self._expires_at, now + self._kept_for(sample.metric))
+        self._keys[(sample.metric, *sample.labels.items())] = series
+        return series
 
     def publish_events(self, change: WindowChange) -> None:
         """What runs now replaces the info gauge's series (in one step: no scrape sees none or two); a closed
@@ -450,21 +474,19 @@ class PrometheusSink(Routes, Publisher):
         with self._lock:
             if change.closed:
                 self._publish(event_samples(change.event, self.host_label))
-            for key in [key for key in self._latest if key[0] == schema.WORKLOAD_INFO]:
-                self._forget(key)
+            for series in [series for key, series in self._series.items() if key[0] == schema.WORKLOAD_INFO]:
+                self._forget(series)
             self._pages.clear()
             if labels is not None:
                 self._publish([Sample(schema.WORKLOAD_INFO, labels, 1.0, time.time_ns())])
 
-    def _forget(self, key: SeriesKey) -> None:
+    def _forget(self, series: _Series) -> None:
         self._order = None
-        if len(self._keys) > 4 * len(self._published_at) + 1000:  # series come and go (workload events)
+        series.gone = True
+        del self._series[series.key]
+        self._timed.pop(series.key, None)
+        if len(self._keys) > 4 * len(self._series) + 1000:  # series come and go (workload events)
             self._keys.clear()
-        self._labels.pop(key, None)
-        self._lines.pop(key, None)
-        self._latest.pop(key, None)
-        self._published_at.pop(key, None)
-        self._history.pop(key, None)
 
     def _kept_for(self, metric: str) -> float:
         """How long a series of ``metric`` stays on the page after it was last published."""
@@ -476,12 +498,13 @@ class PrometheusSink(Routes, Publisher):
         now = self._clock()
         if now <= self._expires_at:
             return
-        stale = [k for k, at in self._published_at.items() if now - at > self._kept_for(k[0])]
-        for key in stale:
-            self._forget(key)
+        stale = [series for key, series in self._series.items() if now - series.published_at > self._kept_for(key[0])]
+        for series in stale:
+            self._forget(series)
         if stale:
             self._pages.clear()
-        self._expires_at = min((at + self._kept_for(k[0]) for k, at in self._published_at.items()), default=math.inf)
+        self._expires_at = min((series.published_at + self._kept_for(key[0]) for key, series in self._series.items()),
+                               default=math.inf)
 
     def metrics(self, accept: str, scraper: str = "") -> Page:
         """The page for a scraper (its Accept header): the shared one of this tick, rendered at most once,
@@ -496,8 +519,8 @@ class PrometheusSink(Routes, Publisher):
             self._scrapers[scraper] = (self._tick, now)
             if len(self._scrapers) > 64:  # forget scrapers gone for ten minutes (curl, a restarted server)
                 self._scrapers = {k: v for k, v in self._scrapers.items() if now - v[1] < 600}
-            if any(len(readings) > 1 and readings[-2][0] > last_served
-                   for readings in self._history.values()):  # it missed a reading before the latest
+            if any(len(series.readings) > 1 and series.readings[-2][0] > last_served
+                   for series in self._timed.values()):  # it missed a reading before the latest
                 self.renders += 1
                 return Page(self._render(openmetrics, since=last_served), content_type)
             self._scraped.add(content_type)
@@ -525,29 +548,25 @@ class PrometheusSink(Routes, Publisher):
         lines: list[str] = []
         family = None
         if self._order is None:
-            self._order = sorted(self._latest)
-        latest, cached_lines = self._latest, self._lines
-        for key in self._order:
-            value, ts_ns = latest[key]
-            name = key[0]
+            self._order = sorted(self._series.values(), key=lambda series: series.key)
+        for series in self._order:
+            name, value = series.key[0], series.value
             if name != family:
                 family = name
                 header = self._headers.get((name, openmetrics))
                 if header is None:
                     header = self._headers[(name, openmetrics)] = family_header(name, openmetrics)
                 lines.append(header)
-            labels = self._labels.get(key)
+            labels = series.labels
             if labels is None:
-                labels = self._labels[key] = name + label_text(key[1])
-            if name not in EXPOSED_WITH_READING_TIME:  # the same line in both formats: made when its value changes
-                cached = cached_lines.get(key)
-                if cached is None or cached[0] != value:
-                    cached = cached_lines[key] = (value, f"{labels} {go_float(value)}\n")
-                lines.append(cached[1])
+                labels = series.labels = name + label_text(series.key[1])
+            if series.readings is None:  # the same line in both formats: made when its value changes
+                if series.line is None or series.line_value != value:
+                    series.line, series.line_value = f"{labels} {go_float(value)}\n", value
+                lines.append(series.line)
                 continue
-            missed = () if since is None else self._history.get(key, ())
-            readings = [(v, t) for tick, v, t in missed if tick > since]
-            for v, t in readings or [(value, ts_ns)]:  # the reading's own time: s.ns or ms
+            readings = [(v, t) for tick, v, t in series.readings if tick > since] if since is not None else []
+            for v, t in readings or [(value, series.ts_ns)]:  # the reading's own time: s.ns or ms
                 when = f"{t // 10**9}.{t % 10**9:09d}" if openmetrics else str(t // 10**6)
                 lines.append(f"{labels} {go_float(v)} {when}\n")
         return "".join(lines).encode() + self._process_part(openmetrics)  # OpenMetrics' "# EOF" ends it

@@ -69,6 +69,27 @@ def test_series_not_published_for_a_while_leave_metrics():
         sink.close()
 
 
+def test_a_series_that_left_the_page_comes_back_with_its_new_value_and_readings():
+    now = [100.0]
+    sink = PrometheusSink("127.0.0.1", 0, stale_after_s=5.0, clock=lambda: now[0])
+    url = f"http://127.0.0.1:{sink.port}/metrics"
+    try:
+        gpu1 = {"host": "sut", "gpu": "1", "uuid": "GPU-b", "name": "H100"}
+        sink.publish_samples([Sample(schema.GPU_TEMPERATURE, gpu1, 41.0, 1),
+                              Sample(schema.GPU_ENERGY, gpu1, 500.0, 1_000_000)])
+        now[0] = 110.0
+        sink.publish_samples([])
+        assert 'gpu="1"' not in requests.get(url, timeout=5).text  # gone for 10 s: off the page
+        sink.publish_samples([Sample(schema.GPU_TEMPERATURE, dict(reversed(gpu1.items())), 43.0, 2),  # labels in
+                              Sample(schema.GPU_ENERGY, gpu1, 900.0, 3_000_000)])  # another order, and as before
+        body = requests.get(url, timeout=5).text
+    finally:
+        sink.close()
+    assert re.findall(r'mltelemetry_gpu_temperature_celsius\{gpu="1".*\} (\S+)', body) == ["43.0"]
+    # the counter's readings start again: the one from before it left is not served again
+    assert re.findall(r'mltelemetry_gpu_energy_joules_total\{gpu="1".*\} (\S+) (\d+)', body) == [("900.0", "3")]
+
+
 PM = {"host": "sut", "meter": "wt310"}
 EPOCH = {"host": "sut", "campaign": "c", "scenario": "s", "run": "1", "action": "train", "epoch": "3", "status": "ok"}
 
