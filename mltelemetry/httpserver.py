@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import errno
 import hmac
 import itertools
@@ -26,13 +25,18 @@ import os
 import resource
 import selectors
 import socket
-import ssl
+import socketserver
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from mltelemetry import __version__
+
+if TYPE_CHECKING:  # ssl is imported where TLS is configured (≈ 4 MB an exporter without it does not hold)
+    import ssl
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +132,18 @@ def _basic_auth_check(users: Mapping[str, str] | None) -> Callable[[str], bool]:
 
 
 _date: tuple[int, str] = (0, "")  # the Date header of the current second
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _http_date() -> str:
-    """The Date header's value (RFC 9110), formatted once a second."""
+    """The Date header's value (RFC 9110's IMF-fixdate, English whatever the locale), made once a second."""
     global _date
     now = int(time.time())
     if _date[0] != now:
-        _date = (now, email.utils.formatdate(now, usegmt=True))
+        t = time.gmtime(now)
+        _date = (now, f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+                      f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
     return _date[1]
 
 
@@ -151,14 +159,26 @@ class _Headers(dict):
         return super().get(name.lower(), default)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(socketserver.StreamRequestHandler):
+    """HTTP/1.0 and 1.1 GET, kept alive, on socketserver's buffered streams (http.server's handler, which this
+    replaces, brings the email package, http.client and ssl: ≈ 7 MB of an exporter's memory)."""
+
     protocol_version = "HTTP/1.1"  # keep-alive: a scraper reuses its connection
     disable_nagle_algorithm = True  # a small answer goes out at once: no 40 ms wait for a delayed ACK
     server: MetricsServer
+    server_header = f"mltelemetry/{__version__}"
+    command: str | None = None
+    requestline = ""
 
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.limits.idle_timeout_s)
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            self.handle_one_request()
 
     def handle_one_request(self) -> None:
         """Wait up to the idle timeout for a request to start, then up to the header timeout for its headers."""
@@ -178,7 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile = _HeaderDeadline(rfile, self.connection,  # type: ignore[assignment]
                                      time.monotonic() + self.server.limits.header_timeout_s)
         try:
-            super().handle_one_request()
+            self._read_and_answer()
+        except TimeoutError:  # a read or a write timed out: the connection goes
+            self.close_connection = True
         finally:
             self.rfile = rfile
             try:
@@ -215,6 +237,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
         self.wfile.flush()
         return True
+
+    def _read_and_answer(self) -> None:
+        """A request read line by line (as http.server reads one), then answered: GET only (501 otherwise)."""
+        self.raw_requestline = self.rfile.readline(_MAX_LINE + 1)
+        if len(self.raw_requestline) > _MAX_LINE:
+            self.send_error(414, "Request line too long")
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if not self.parse_request():
+            return
+        if self.command != "GET":
+            self.send_error(501, f"Unsupported method ({self.command!r})")
+            return
+        self.do_GET()
+        self.wfile.flush()
+
+    def send_error(self, status: int, message: str) -> None:
+        """A short plain-text answer, after which the connection closes."""
+        self.close_connection = True
+        log.debug("%s: %d %s", self.client_address, status, message)
+        self._answer(Page(f"{status} {HTTPStatus(status).phrase}: {message}\n".encode("utf-8", "replace"),
+                          "text/plain; charset=utf-8", status), [("Connection", "close")])
 
     def _take_headers(self, headers: _Headers) -> None:
         self.headers = headers  # type: ignore[assignment]
@@ -279,20 +325,18 @@ class _Handler(BaseHTTPRequestHandler):
         """Status line, headers and body in one write (one send syscall, one segment for a small page), the
         headers http.server's send_response would write (Server, Date), made in one go."""
         if log.isEnabledFor(logging.DEBUG):  # the access log, at debug level only
-            self.log_request(page.status)
-        head = [f"{self.protocol_version} {page.status} {self.responses[page.status][0]}",
-                f"Server: {self.version_string()}", f"Date: {_http_date()}", f"Content-Type: {page.content_type}",
+            log.debug("%s: %r %d %d", self.client_address, self.requestline, page.status, len(page.body))
+        head = [f"{self.protocol_version} {page.status} {HTTPStatus(page.status).phrase}",
+                f"Server: {self.server_header}", f"Date: {_http_date()}", f"Content-Type: {page.content_type}",
                 f"Content-Length: {len(page.body)}", *(f"{name}: {value}" for name, value in headers), "", ""]
         self.wfile.write("\r\n".join(head).encode("latin-1") + page.body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr for every scrape
-        log.debug("%s: " + format, self.client_address, *args)
 
-
-class MetricsServer(ThreadingHTTPServer):
+class MetricsServer(socketserver.ThreadingTCPServer):
     """A thread per connection, at most ``limits.connection_cap()`` of them; TLS when ``context`` is given."""
 
     daemon_threads = True
+    allow_reuse_address = True  # a restarted exporter takes its port back at once
 
     def __init__(self, host: str, port: int, routes: Routes, *, context: ssl.SSLContext | None = None,
                  basic_auth: Mapping[str, str] | None = None, limits: ServerLimits | None = None) -> None:
@@ -314,6 +358,7 @@ class MetricsServer(ThreadingHTTPServer):
         self._warn_descriptors = _RateLimitedWarning("/metrics: out of file descriptors accepting a connection "
                                                      "(%s); raise LimitNOFILE or lower the connection cap")
         super().__init__((host, port), _Handler)
+        self.server_port = self.server_address[1]
         if context is not None:  # accept() only accepts; the handshake waits for the connection's thread
             self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self._closing = False

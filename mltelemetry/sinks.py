@@ -10,20 +10,17 @@
 
 from __future__ import annotations
 
-import http.client
 import logging
 import math
 import socket
 import sqlite3
-import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mltelemetry import schema
 from mltelemetry.cliutil import SinkOptions
@@ -34,6 +31,9 @@ from mltelemetry.process_metrics import ProcessMetrics, ProcessValue
 from mltelemetry.publisher import Capability, Publisher, PublisherSettings, WindowChange
 from mltelemetry.schema import EXPOSED_WITH_READING_TIME, METRICS, Event, Sample
 from mltelemetry.store import Store
+
+if TYPE_CHECKING:  # ssl, urllib.request and http.client where they are used: an exporter that pushes nowhere and
+    import ssl  # serves /metrics without TLS does not hold them (≈ 5 MB)
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,10 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: floa
     The push sinks (InfluxDB 1.x, Grafana annotations) share it, so an error that is neither an
     HTTP status nor an OSError (``http.client.IncompleteRead``, ``BadStatusLine``) cannot slip past one of them.
     """
+    import http.client
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -235,6 +239,8 @@ class WebSecurity:
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.tls_cert is None or self.tls_key is None:
             return None
+        import ssl
+
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
