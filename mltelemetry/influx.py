@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -296,6 +295,8 @@ def default_spool_dir(name: str, url: str, bucket: str, slot: int = 1) -> Path:
     a slot is bound for that same server and bucket, and its points carry their own tags, so it does
     not matter which of them sends it after a restart.
     """
+    import hashlib  # here: it loads OpenSSL's libcrypto (≈ 3.5 MB), which an exporter without InfluxDB does not need
+
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     digest = hashlib.sha256(f"{url}\n{bucket}".encode()).hexdigest()[:10]
     return state / "mltelemetry" / "spool" / (f"{name}-{digest}" + (f"-{slot}" if slot > 1 else ""))
