@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import operator
 import sqlite3
 import struct
 import threading
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # numpy and pandas only where the store is read: exporters wr
     import pandas as pd
 
 CHUNK_SAMPLES = 600
+_row_key = operator.itemgetter(0, 1)  # a head row's (ts_ns, series id): its primary key
 _IDS_PER_STATEMENT = 500  # series ids bound in one IN (...): SQLite before 3.32 takes 999 parameters at most
 OPEN_WAIT_S = 60.0  # how long opening waits for another process that holds the file (sqlite3's busy timeout)
 
@@ -276,7 +278,9 @@ class Store:
                             due[sid].append((t, v))
                     rows = [row for row in rows if row[1] not in full]
                     new_counts.update(self._compact(due, rows))
-                rows.sort()  # in key order: appended at the B-tree's end
+                # in key order, appended at the B-tree's end; the sort is stable, so of one series' repeated
+                # timestamp the newest (last) row is written last and is the one kept
+                rows.sort(key=_row_key)
                 self._db.executemany("INSERT OR REPLACE INTO samples (ts_ns, series_id, value) VALUES (?, ?, ?)",
                                      rows)
             ids.update(new_ids)

@@ -36,6 +36,14 @@ def test_label_subset_selects_series_and_newest_duplicate_wins(tmp_path):
         assert store.query(PM_POWER, {"meter": "zzz"}).empty
 
 
+def test_of_a_timestamp_repeated_in_one_write_the_last_value_is_kept(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        store.write([power(1, 5.0, "a")])  # the series exists: its samples take the cached path below
+        store.write([power(2, 9.0, "a"), power(2, 1.0, "a"), power(3, 7.0, "b"), power(3, 2.0, "b")])
+        assert store.query(PM_POWER, {"meter": "a"}).value.tolist() == [5.0, 1.0]
+        assert store.query(PM_POWER, {"meter": "b"}).value.tolist() == [2.0]  # a new series, likewise
+
+
 def test_events_round_trip(tmp_path):
     event = Event("c1", "cpu", 2, "epoch", 5 * S, 7 * S, epoch=3, fields={"loss": 0.25})
     with Store(tmp_path / "s.db") as store:
