@@ -49,6 +49,13 @@ if TYPE_CHECKING:  # numpy and pandas only where the store is read: exporters wr
 CHUNK_SAMPLES = 600
 _row_key = operator.itemgetter(0, 1)  # a head row's (ts_ns, series id): its primary key
 _IDS_PER_STATEMENT = 500  # series ids bound in one IN (...): SQLite before 3.32 takes 999 parameters at most
+
+
+def _id_groups(ids: Sequence[int]) -> Iterator[tuple[list[int], str]]:
+    """``ids`` in groups of at most _IDS_PER_STATEMENT, each with its ``?,?,...`` for an ``IN (...)``."""
+    for first in range(0, len(ids), _IDS_PER_STATEMENT):
+        group = list(ids[first:first + _IDS_PER_STATEMENT])
+        yield group, ",".join("?" * len(group))
 OPEN_WAIT_S = 60.0  # how long opening waits for another process that holds the file (sqlite3's busy timeout)
 
 _SCHEMA = """
@@ -299,10 +306,7 @@ class Store:
         deleted in one pass over the head table (in its time order a series' rows are spread over all of it)."""
         db = self._db
         merged: dict[int, dict[int, float]] = {sid: {} for sid in full}
-        ids = list(full)
-        for first in range(0, len(ids), _IDS_PER_STATEMENT):
-            group = ids[first:first + _IDS_PER_STATEMENT]
-            marks = ",".join("?" * len(group))
+        for group, marks in _id_groups(list(full)):
             for sid, t, v in db.execute(f"SELECT series_id, ts_ns, value FROM samples WHERE series_id IN ({marks})",
                                         group):
                 merged[sid][t] = v
@@ -423,11 +427,10 @@ class Store:
         """The head rows in [lo, hi] of the series ``ids``, by series: one pass over the time range for all of them
         (the head is in time order; one query per series would read the range once per series)."""
         heads: dict[int, list[tuple[int, float]]] = defaultdict(list)
-        for first in range(0, len(ids), _IDS_PER_STATEMENT):
-            group = ids[first:first + _IDS_PER_STATEMENT]
+        for group, marks in _id_groups(ids):
             for sid, t, v in self._db.execute(
-                    f"SELECT series_id, ts_ns, value FROM samples WHERE ts_ns BETWEEN ? AND ? AND series_id IN"
-                    f" ({','.join('?' * len(group))})", (lo, hi, *group)):
+                    "SELECT series_id, ts_ns, value FROM samples WHERE ts_ns BETWEEN ? AND ?"
+                    f" AND series_id IN ({marks})", (lo, hi, *group)):
                 heads[sid].append((t, v))
         return heads
 
