@@ -53,6 +53,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def python_env(python: str, first: str | None = None) -> dict[str, str]:
+    """The environment of a child run by ``python`` (another interpreter, e.g. a plain venv's, or this one):
+    ``first`` first on its import path, then this process' import path (PYTHONPATH and, for another interpreter,
+    this one's site-packages last: found there, without their .pth start-up hooks running)."""
+    path = [first] if first else []
+    path += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if python != sys.executable:
+        import site
+        path += site.getsitepackages()
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
 def cpu_seconds(process: subprocess.Popen) -> float:
     times = psutil.Process(process.pid).cpu_times()
     return times.user + times.system

@@ -4,7 +4,10 @@ Each line starts a new interpreter that imports the modules listed up to it and 
 the steps add up the way they do in a running exporter (imports shared by two parts count once, at the
 first). Commit, machine and Python version go with the numbers (bench/overhead.md).
 
-    python3 bench/rss_parts.py [--exporter host|pm|gpu]
+    python3 bench/rss_parts.py [--exporter host|pm|gpu] [--python PYTHON]
+
+``--python``: another interpreter, e.g. a plain venv's (this one's site-packages go on its import path, without
+their .pth start-up hooks): what an exporter costs where site-packages run no start-up code.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+
+from overhead_bench import python_env
 
 STEPS = {
     "host": ["psutil", "typer", "mltelemetry.store", "mltelemetry.sinks", "mltelemetry.exporters.host"],
@@ -29,9 +34,10 @@ PROBE = ("import sys, importlib\n"
          "print(*(k / 1024 for k in kib), 'pydantic' in sys.modules, len(sys.modules))")
 
 
-def rss_after(modules: list[str]) -> tuple[float, float, float, bool, int]:
+def rss_after(modules: list[str], python: str) -> tuple[float, float, float, bool, int]:
     """RSS, its anonymous and its file-backed part (shared libraries' pages) in MiB, pydantic loaded, modules."""
-    out = subprocess.run([sys.executable, "-c", PROBE, *modules], capture_output=True, text=True, check=True)
+    out = subprocess.run([python, "-c", PROBE, *modules], capture_output=True, text=True, check=True,
+                         env=python_env(python))
     rss, anon, file, pydantic, count = out.stdout.split()
     return float(rss), float(anon), float(file), pydantic == "True", int(count)
 
@@ -39,14 +45,15 @@ def rss_after(modules: list[str]) -> tuple[float, float, float, bool, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exporter", choices=sorted(STEPS), action="append")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter measured")
     args = parser.parse_args()
-    print(f"Python {sys.version.split()[0]}")
+    print(f"Python {sys.version.split()[0]}, {args.python}")
     for exporter in args.exporter or sorted(STEPS):
-        before, anon, file, _, _ = rss_after([])
+        before, anon, file, _, _ = rss_after([], args.python)
         print(f"\n{exporter}: a bare Python {before:.1f} MiB (anonymous {anon:.1f}, files {file:.1f})")
         for i, name in enumerate(STEPS[exporter]):
             try:
-                rss, anon, file, pydantic, count = rss_after(STEPS[exporter][:i + 1])
+                rss, anon, file, pydantic, count = rss_after(STEPS[exporter][:i + 1], args.python)
             except subprocess.CalledProcessError as e:
                 print(f"  + {name}: failed ({e.stderr.strip().splitlines()[-1]})")
                 break

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -47,7 +46,7 @@ from mltelemetry.analysis.energy import increases
 from mltelemetry.store import Store
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/: the CodeCarbon tracker and free_port of overhead_bench
-from overhead_bench import CODECARBON, cpu_seconds, free_port  # noqa: E402
+from overhead_bench import CODECARBON, cpu_seconds, free_port, python_env  # noqa: E402
 
 RUNS = {"1 s": ["--interval", "1"], "0.1 s, counter every tick": ["--interval", "0.1", "--counter-interval", "0"],
         "0.1 s, counter every 0.5 s": ["--interval", "0.1", "--counter-interval", "0.5"],
@@ -83,16 +82,11 @@ def start_scraper(ports: list[int], tmp: Path, stop: threading.Event) -> tuple[s
 CODECARBON_RUN = "codecarbon OfflineEmissionsTracker(measure_power_secs=1)"
 
 
-def importing_first(folder: str) -> dict[str, str]:
-    """This process' environment with ``folder`` first on a child's import path."""
-    return {**os.environ, "PYTHONPATH": f"{folder}:{os.environ.get('PYTHONPATH', '')}"}
-
-
 def start_codecarbon(path: str) -> subprocess.Popen:
     """CodeCarbon's tracker in a process of its own, importing from ``path`` (its wheels, kept out of the
     exporters' environment), as bench/overhead_bench.py runs it; returns once it tracks."""
     process = subprocess.Popen([sys.executable, "-c", CODECARBON], stdout=subprocess.PIPE, text=True,
-                               env=importing_first(path))
+                               env=python_env(sys.executable, path))
     if process.stdout.readline().strip() != "ready":
         sys.exit("codecarbon did not start")
     return process
@@ -102,17 +96,17 @@ BASE = " (base)"  # a run of the --base-site version
 
 
 def measure(names: list[str], tmp: Path, out: Path, scale: float, codecarbon: str | None = None,
-            base_site: str | None = None) -> dict:
-    """Run the exporters ``names`` side by side around one load.py (and CodeCarbon's tracker where ``codecarbon``
-    names its wheels' folder); their CPU-s/h, RSS and stores' windows. A name ending in BASE runs the version
-    installed in ``base_site``."""
+            base_site: str | None = None, python: str = sys.executable) -> dict:
+    """Run the exporters ``names`` side by side (with the interpreter ``python``) around one load.py (and
+    CodeCarbon's tracker where ``codecarbon`` names its wheels' folder); their CPU-s/h, RSS and stores' windows.
+    A name ending in BASE runs the version installed in ``base_site``."""
     ports = {name: free_port() for name in names}
     index = {name: f"{list(RUNS).index(name.removesuffix(BASE))}{'b' if name.endswith(BASE) else ''}"
              for name in names}
     exporters = {name: subprocess.Popen(
-        [sys.executable, "-m", "mltelemetry", "exporter", "gpu", "--gpus", "0", *RUNS[name.removesuffix(BASE)],
+        [python, "-m", "mltelemetry", "exporter", "gpu", "--gpus", "0", *RUNS[name.removesuffix(BASE)],
          "--host-label", "bench", "--store", str(tmp / f"{index[name]}.db"), "--listen", f"127.0.0.1:{ports[name]}"],
-        env=importing_first(base_site) if name.endswith(BASE) else None,
+        env=python_env(python, base_site if name.endswith(BASE) else None),
         stderr=(out / f"overhead_gpu_exporter_{index[name]}.log").open("wb")) for name in names}
     stop = threading.Event()
     scraper, prometheus = start_scraper(list(ports.values()), tmp, stop)
@@ -173,6 +167,9 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=list(RUNS), metavar="RUN",
                         help=f"run only these exporters (repeat; default all): {', '.join(RUNS)}")
     parser.add_argument("--base-site", metavar="DIR", help="beside each exporter, the version installed in DIR")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the exporters' interpreter, e.g. a plain venv's python (this one's site-packages go "
+                             "on its import path, without their .pth start-up hooks)")
     parser.add_argument("--repeat", type=int, default=1, help="measure everything this many times")
     parser.add_argument("--sequential", action="store_true",
                         help="one exporter at a time, each around a load of its own (their counter reads do not "
@@ -189,9 +186,9 @@ def main() -> None:
     for k in range(args.repeat):
         for names in groups:
             measured = measure(names, tmp, out, args.scale, args.codecarbon if "1 s" in names else None,
-                               args.base_site)
+                               args.base_site, args.python)
             runs.update({f"{name} [{k + 1}]" if args.repeat > 1 else name: r for name, r in measured.items()})
-    print(f"GPU 0 ({next(iter(runs.values()))['gpu']}), /metrics scraped every 1 s; "
+    print(f"GPU 0 ({next(iter(runs.values()))['gpu']}), /metrics scraped every 1 s, exporters run by {args.python}; "
           f"{'one exporter at a time' if args.sequential else 'the exporters side by side'}")
     print("| exporter | CPU-s per hour | RSS MB | windows >= 5 s | window energy |error| median | p95 | max "
           "| windows within 0.5 % | method |")
@@ -203,7 +200,8 @@ def main() -> None:
         print(f"| {name} | {r['cpu_s_per_hour']:.1f} | {r['rss_mb']:.0f} | {r['windows']} | "
               f"{100 * r['error_median']:.3f} % | {100 * r['error_p95']:.3f} % | {100 * r['error_max']:.3f} % | "
               f"{100 * r['within_0_5_percent']:.1f} % | {r['method']} |")
-    (out / "overhead_gpu.json").write_text(json.dumps({"sequential": args.sequential, "runs": runs}, indent=1))
+    summary = {"sequential": args.sequential, "python": args.python, "runs": runs}
+    (out / "overhead_gpu.json").write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

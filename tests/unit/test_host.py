@@ -1,4 +1,6 @@
 import os
+import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -7,7 +9,14 @@ import pytest
 from mltelemetry import schema
 from mltelemetry.analysis.campaign import analyze_campaign
 from mltelemetry.exporters import host
-from mltelemetry.exporters.host import CPU_MODES, HostCollector, find_rapl_zones, memory_and_swap, whole_disks
+from mltelemetry.exporters.host import (
+    CPU_MODES,
+    HostCollector,
+    KernelFile,
+    find_rapl_zones,
+    memory_and_swap,
+    whole_disks,
+)
 from mltelemetry.schema import Event, Sample
 from mltelemetry.store import Store
 
@@ -50,7 +59,8 @@ def test_a_failing_source_is_left_out_said_once_and_the_others_go_on(tmp_path, c
     proc = tmp_path / "proc"  # a /proc with network counters and no /proc/diskstats
     write_net_dev(proc, {"eth0": (10, 20)})
     collector = HostCollector("sut", sysfs_root=tmp_path, procfs_root=proc)
-    (package / "energy_uj").unlink()  # the zone vanishes after start-up
+    (package / "energy_uj").unlink()  # the zone vanishes after start-up; the kernel fails reads of its open file
+    next(z for z in collector.rapl if z.name == "package-0").energy_file.close()  # (ENODEV: see the next test)
     caplog.set_level("WARNING")
     for tick in (1, 2):
         metrics = {s.metric for s in collector.sample(tick)}
@@ -64,6 +74,32 @@ def test_a_failing_source_is_left_out_said_once_and_the_others_go_on(tmp_path, c
     rapl = {s.labels["zone"]: s.value for s in collector.sample(3) if s.metric == schema.HOST_RAPL_ENERGY}
     assert rapl["package-0"] == pytest.approx(2.5)
     assert "host RAPL zone package-0 readable again" in caplog.text
+
+
+def test_a_kernel_file_is_read_anew_and_a_vanished_one_opened_again():
+    status = KernelFile("/proc/self/status")
+    def rss_kib() -> int:
+        return int(next(line for line in status.read().splitlines() if line.startswith(b"VmRSS:")).split()[1])
+    before = rss_kib()
+    touched = bytearray(64 * 2**20)  # 64 MiB, all of it resident (zeroed by the allocator)
+    assert rss_kib() - before >= 60 * 1024  # the same open file read again says what the kernel says now
+    del touched
+    ended, ids = threading.Event(), []
+    thread = threading.Thread(target=lambda: (ids.append(threading.get_native_id()), ended.wait()))
+    thread.start()
+    while not ids:
+        pass
+    stat = KernelFile(f"/proc/self/task/{ids[0]}/stat")
+    assert stat.read().startswith(f"{ids[0]} (".encode())
+    ended.set()
+    thread.join()
+    deadline = time.monotonic() + 30
+    while os.path.exists(stat.path) and time.monotonic() < deadline:  # the kernel removes the ended thread
+        pass
+    with pytest.raises(ProcessLookupError):  # its open file reads ESRCH (as a removed sysfs file reads ENODEV)
+        stat.read()
+    with pytest.raises(FileNotFoundError):  # the next read opened the path again, not the dead file
+        stat.read()
 
 
 def test_host_samples_cover_the_method_indicators(tmp_path):
@@ -322,15 +358,16 @@ def test_memory_and_swap_are_psutils_numbers_from_one_read_of_meminfo(tmp_path, 
     write_meminfo(proc, MemTotal=1000, MemFree=100, MemAvailable=600, Buffers=10, Cached=200, SwapTotal=500,
                   SwapFree=200)
     # in bytes: 1000 × 1024 = 1,024,000 total, 600 × 1024 = 614,400 available, (500 − 200) × 1024 = 307,200 swap
-    assert memory_and_swap() == (1_024_000, 614_400, 307_200)
-    assert memory_and_swap() == (psutil.virtual_memory().total, psutil.virtual_memory().available,
-                                 psutil.swap_memory().used)
+    meminfo = (proc / "meminfo").read_bytes()
+    assert memory_and_swap(meminfo) == (1_024_000, 614_400, 307_200)
+    assert memory_and_swap(meminfo) == (psutil.virtual_memory().total, psutil.virtual_memory().available,
+                                        psutil.swap_memory().used)
     write_proc_stat(proc, [{"user": 1, "idle": 1}])  # the collector primes its CPU ratios
     memory = {s.metric: s.value for s in HostCollector("sut", sysfs_root=tmp_path)._memory(1)}
     assert memory[schema.HOST_MEMORY_USED] == 1_024_000 - 614_400
     # MemAvailable above MemTotal (a broken kernel) and no swap lines: psutil's own fallbacks answer
     write_meminfo(proc, MemTotal=1000, MemFree=100, MemAvailable=5000, Buffers=10, Cached=200)
-    total, available, swap_used = memory_and_swap()
+    total, available, swap_used = memory_and_swap((proc / "meminfo").read_bytes())
     assert (total, available) == (1_024_000, psutil.virtual_memory().available) and available == 102_400  # MemFree
     assert swap_used == psutil.swap_memory().used
 
@@ -363,8 +400,9 @@ def test_disk_and_network_bytes_are_psutils_numbers_from_the_same_files(tmp_path
     monkeypatch.setattr(psutil, "PROCFS_PATH", str(proc))
     expected = {name: (io.read_bytes, io.write_bytes)
                 for name, io in psutil.disk_io_counters(perdisk=True, nowrap=False).items()}
-    assert host.disk_bytes(proc) == expected
+    assert host.disk_bytes((proc / "diskstats").read_bytes()) == expected
     assert expected["sda"] == (512_000, 1_024_000) and expected["sdd"] == (30_720, 46_080)  # 60 and 90 sectors
     expected = {name: (io.bytes_recv, io.bytes_sent)
                 for name, io in psutil.net_io_counters(pernic=True, nowrap=False).items()}
-    assert host.network_bytes(proc) == expected and expected["eth0"] == (123_456_789_012, 42)
+    got = host.network_bytes((proc / "net" / "dev").read_bytes())
+    assert got == expected and expected["eth0"] == (123_456_789_012, 42)
