@@ -54,7 +54,8 @@ def free_port() -> int:
 
 
 def python_env(python: str, first: str | None = None) -> dict[str, str]:
-    """The environment of a child run by ``python`` (another interpreter, e.g. a plain venv's, or this one):
+    """The environment of a child run by ``python`` (another interpreter's path, e.g. a plain venv's, or this one;
+    compared as paths: a venv's python is a link to the interpreter of every other venv made from it):
     ``first`` first on its import path, then this process' import path (PYTHONPATH and, for another interpreter,
     this one's site-packages last: found there, without their .pth start-up hooks running)."""
     path = [first] if first else []

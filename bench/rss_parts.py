@@ -47,7 +47,9 @@ def main() -> None:
     parser.add_argument("--exporter", choices=sorted(STEPS), action="append")
     parser.add_argument("--python", default=sys.executable, help="the interpreter measured")
     args = parser.parse_args()
-    print(f"Python {sys.version.split()[0]}, {args.python}")
+    version = subprocess.run([args.python, "-c", "import sys; print(sys.version.split()[0])"], text=True,
+                             capture_output=True, check=True).stdout.strip()
+    print(f"Python {version}, {args.python}")
     for exporter in args.exporter or sorted(STEPS):
         before, anon, file, _, _ = rss_after([], args.python)
         print(f"\n{exporter}: a bare Python {before:.1f} MiB (anonymous {anon:.1f}, files {file:.1f})")

@@ -1,6 +1,7 @@
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import psutil
@@ -81,17 +82,19 @@ def test_a_kernel_file_is_read_anew_and_a_vanished_one_opened_again():
     def rss_kib() -> int:
         return int(next(line for line in status.read().splitlines() if line.startswith(b"VmRSS:")).split()[1])
     before = rss_kib()
-    touched = bytearray(64 * 2**20)  # 64 MiB, all of it resident (zeroed by the allocator)
+    touched = bytearray(64 * 2**20)  # 64 MiB written with zeros: resident
     assert rss_kib() - before >= 60 * 1024  # the same open file read again says what the kernel says now
     del touched
     ended, ids = threading.Event(), []
-    thread = threading.Thread(target=lambda: (ids.append(threading.get_native_id()), ended.wait()))
+    thread = threading.Thread(target=lambda: (ids.append(threading.get_native_id()), ended.wait(60)), daemon=True)
     thread.start()
-    while not ids:
-        pass
-    stat = KernelFile(f"/proc/self/task/{ids[0]}/stat")
-    assert stat.read().startswith(f"{ids[0]} (".encode())
-    ended.set()
+    try:
+        while not ids:
+            pass
+        stat = KernelFile(f"/proc/self/task/{ids[0]}/stat")
+        assert stat.read().startswith(f"{ids[0]} (".encode())
+    finally:
+        ended.set()
     thread.join()
     deadline = time.monotonic() + 30
     while os.path.exists(stat.path) and time.monotonic() < deadline:  # the kernel removes the ended thread
@@ -100,6 +103,36 @@ def test_a_kernel_file_is_read_anew_and_a_vanished_one_opened_again():
         stat.read()
     with pytest.raises(FileNotFoundError):  # the next read opened the path again, not the dead file
         stat.read()
+
+
+def test_closing_the_collector_closes_every_file_it_holds(tmp_path, monkeypatch):
+    def held() -> list[str]:
+        """The files under tmp_path this process has open."""
+        paths = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except FileNotFoundError:  # the descriptor listdir read the folder with, closed since
+                pass
+        return [path for path in paths if path.startswith(str(tmp_path))]
+    make_zone(tmp_path, "intel-rapl:0", "package-0", 2_000_000, max_uj=10_000_000)
+    make_zone(tmp_path, "intel-rapl:1", "package-1", 3_000_000, max_uj=10_000_000)
+    make_zone(tmp_path, "intel-rapl:2", "package-2", "n/a")  # skipped at the start: not left open either
+    proc = tmp_path / "proc"
+    write_net_dev(proc, {"eth0": (10, 20)})
+    write_diskstats(proc, {"sda": 1000})
+    write_meminfo(proc, MemTotal=1000, MemAvailable=600, SwapTotal=500, SwapFree=200)
+    write_proc_stat(proc, [{"user": 1, "idle": 1}])
+    monkeypatch.setattr(psutil, "PROCFS_PATH", str(proc))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        collector = HostCollector("sut", sysfs_root=tmp_path, procfs_root=proc)
+    assert [zone.name for zone in collector.rapl] == ["package-0", "package-1"]
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # (an unclosed file says so)
+    collector.sample(1)
+    assert sorted(Path(path).name for path in held()) == ["dev", "diskstats", "energy_uj", "energy_uj", "meminfo"]
+    collector.close()
+    assert held() == []
 
 
 def test_host_samples_cover_the_method_indicators(tmp_path):
