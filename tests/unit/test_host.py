@@ -85,6 +85,7 @@ def test_a_kernel_file_is_read_anew_and_a_vanished_one_opened_again():
     touched = bytearray(64 * 2**20)  # 64 MiB written with zeros: resident
     assert rss_kib() - before >= 60 * 1024  # the same open file read again says what the kernel says now
     del touched
+    status.close()
     ended, ids = threading.Event(), []
     thread = threading.Thread(target=lambda: (ids.append(threading.get_native_id()), ended.wait(60)), daemon=True)
     thread.start()
