@@ -207,9 +207,8 @@ class HostCollector:
                  procfs_root: Path = Path("/proc")) -> None:
         self.host = host
         self.sysfs_root = sysfs_root
-        self.procfs_root = procfs_root  # where the disk and network counters are read
         self._meminfo = KernelFile(f"{psutil.PROCFS_PATH}/meminfo")
-        self._diskstats = KernelFile(procfs_root / "diskstats")
+        self._diskstats = KernelFile(procfs_root / "diskstats")  # procfs_root: where disks and network are read
         self._net_dev = KernelFile(procfs_root / "net" / "dev")
         self.disk_devices = disk_devices
         self.rapl = find_rapl_zones(sysfs_root)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # numpy and pandas only where the store is read: exporters wr
 CHUNK_SAMPLES = 600
 _row_key = operator.itemgetter(0, 1)  # a head row's (ts_ns, series id): its primary key
 _IDS_PER_STATEMENT = 500  # series ids bound in one IN (...): SQLite before 3.32 takes 999 parameters at most
+OPEN_WAIT_S = 60.0  # how long opening waits for another process that holds the file (sqlite3's busy timeout)
 
 
 def _id_groups(ids: Sequence[int]) -> Iterator[tuple[list[int], str]]:
@@ -56,7 +57,7 @@ def _id_groups(ids: Sequence[int]) -> Iterator[tuple[list[int], str]]:
     for first in range(0, len(ids), _IDS_PER_STATEMENT):
         group = list(ids[first:first + _IDS_PER_STATEMENT])
         yield group, ",".join("?" * len(group))
-OPEN_WAIT_S = 60.0  # how long opening waits for another process that holds the file (sqlite3's busy timeout)
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
