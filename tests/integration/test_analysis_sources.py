@@ -131,8 +131,8 @@ def test_victoria_metrics_gives_the_store_numbers(victoria_metrics, expected):
     assert written.status_code == 204, written.text
     requests.get(f"{victoria_metrics}/internal/force_flush", timeout=10)
     series = len({(s.metric, tuple(sorted(s.labels.items()))) for s in lab_samples(ORIGIN_NS)})
-    # Searched over the campaign's own range, as the analysis reads it: with start=0, VictoriaMetrics 1.79 found no
-    # series of samples from before 00:00 UTC (so this test failed when run between 00:00 and 03:00 UTC).
+    # Searched over the campaign's own range: VictoriaMetrics 1.79's /api/v1/series, given start=0 or no start, lists
+    # only the series with samples since 00:00 UTC (so this test failed when run between 00:00 and 03:00 UTC).
     wait_for(lambda: len(requests.get(f"{victoria_metrics}/api/v1/series", timeout=5,
                                       params={"match[]": '{__name__=~"mltelemetry_.+_(total|ratio|bytes|celsius|'
                                                          'state|generation|hertz)"}', "start": ORIGIN_NS // S - 60}
